@@ -1,0 +1,52 @@
+/*
+ * db.h — SQLite helpers: open with WAL and migrations, prepared statements,
+ * transactions.
+ *
+ * A store's schema is an ordered array of migration scripts; the version
+ * applied is kept in `schema_version`. Opening applies the missing ones in
+ * order, each in its own transaction. A database whose version is newer than
+ * the code knows is refused (no silent downgrade).
+ */
+#ifndef INVSYNC_DB_H
+#define INVSYNC_DB_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+#include "error.h"
+
+typedef enum is_db_sync {
+    IS_DB_SYNC_FULL = 0,   /* PRAGMA synchronous=FULL: a commit survives power loss */
+    IS_DB_SYNC_NORMAL = 1, /* WAL + NORMAL: survives a process crash, not power loss */
+    IS_DB_SYNC_OFF = 2,    /* tests and benchmarks of the ceiling only */
+} is_db_sync_t;
+
+/*
+ * Open (creating) path with journal_mode=WAL, the given synchronous level,
+ * busy_timeout 5 s, foreign_keys on, then apply migrations[version..n-1].
+ * ":memory:" works (no WAL). On error *out is NULL and errstr names the path.
+ */
+is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,
+                    is_db_sync_t sync, sqlite3 **out, char *errstr,
+                    size_t errstr_size) IS_MUST_CHECK;
+/* sqlite3_close_v2; NULL is a no-op. */
+void is_db_close(sqlite3 *db);
+
+/* Execute SQL with no results (may be several statements). */
+is_err_t is_db_exec(sqlite3 *db, const char *sql, char *errstr, size_t errstr_size) IS_MUST_CHECK;
+/* Prepare one statement (persistent: for statements reused in a loop). */
+is_err_t is_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *errstr,
+                       size_t errstr_size) IS_MUST_CHECK;
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. rollback is safe without a transaction. */
+is_err_t is_db_begin(sqlite3 *db) IS_MUST_CHECK;
+is_err_t is_db_commit(sqlite3 *db) IS_MUST_CHECK;
+void is_db_rollback(sqlite3 *db);
+
+/* Schema version currently applied (0 for a new database). */
+int is_db_schema_version(sqlite3 *db);
+
+/* Fill errstr with "<what>: <sqlite3_errmsg>" and return IS_ERR_DB. */
+is_err_t is_db_error(sqlite3 *db, const char *what, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * hash.c — thin wrapper over OpenSSL's EVP SHA-256.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "hash.h"
+
+is_err_t is_sha256_init(is_sha256_t *h) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return IS_ERR_NOMEM;
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return IS_ERR_NOMEM;
+    }
+    h->ctx = ctx;
+    return IS_OK;
+}
+
+void is_sha256_update(is_sha256_t *h, const void *data, size_t len) {
+    EVP_DigestUpdate((EVP_MD_CTX *)h->ctx, data, len);
+}
+
+void is_sha256_final(is_sha256_t *h, uint8_t out[IS_SHA256_LEN]) {
+    unsigned int n = 0;
+    EVP_DigestFinal_ex((EVP_MD_CTX *)h->ctx, out, &n);
+    EVP_MD_CTX_free((EVP_MD_CTX *)h->ctx);
+    h->ctx = NULL;
+}
+
+void is_sha256(const void *data, size_t len, uint8_t out[IS_SHA256_LEN]) {
+    unsigned int n = 0;
+    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+void is_hex(const uint8_t *bytes, size_t n, char *hex) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        hex[2 * i] = digits[bytes[i] >> 4];
+        hex[2 * i + 1] = digits[bytes[i] & 0xf];
+    }
+    hex[2 * n] = '\0';
+}
+
+is_err_t is_sha256_file_hex(const char *path, char hex[IS_SHA256_HEX_LEN + 1], char *errstr,
+                            size_t errstr_size) {
+    uint8_t buf[8192], digest[IS_SHA256_LEN];
+    is_sha256_t h;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        is_errf(errstr, errstr_size, "cannot open '%s': %s", path, strerror(errno));
+        return IS_ERR_IO;
+    }
+    if (is_sha256_init(&h) != IS_OK) {
+        fclose(f);
+        return IS_ERR_NOMEM;
+    }
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        is_sha256_update(&h, buf, n);
+    int failed = ferror(f);
+    fclose(f);
+    is_sha256_final(&h, digest);
+    if (failed) {
+        is_errf(errstr, errstr_size, "cannot read '%s'", path);
+        return IS_ERR_IO;
+    }
+    is_hex(digest, IS_SHA256_LEN, hex);
+    return IS_OK;
+}

@@ -1,0 +1,76 @@
+/*
+ * httpd.h — a thin libmicrohttpd wrapper: a route table, whole request
+ * bodies, JSON responses.
+ *
+ * The server runs on libmicrohttpd's own threads (a thread pool on epoll):
+ * handlers are called on those threads, concurrently, and must be
+ * thread-safe with respect to their ctx. The wrapper collects the body up to
+ * max_body bytes (larger → 413 before the handler runs), answers 404 for an
+ * unknown path and 405 for a known path with another method.
+ */
+#ifndef INVSYNC_HTTPD_H
+#define INVSYNC_HTTPD_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct MHD_Connection;
+
+typedef struct is_http_request {
+    const char *method; /* "GET", "POST", … */
+    const char *path;   /* without the query string */
+    const char *body;   /* NUL-terminated copy; "" when empty */
+    size_t body_len;
+    struct MHD_Connection *conn; /* for header and query lookups */
+} is_http_request_t;
+
+/* Case-insensitive header lookup; NULL when absent. */
+const char *is_http_header(const is_http_request_t *req, const char *name);
+/* Query argument (?name=value, decoded); NULL when absent. */
+const char *is_http_query(const is_http_request_t *req, const char *name);
+/* The token of "Authorization: Bearer <token>", or NULL. */
+const char *is_http_bearer(const is_http_request_t *req);
+
+typedef struct is_http_response {
+    int status;               /* default 200 */
+    const char *content_type; /* static string; default "application/json" */
+    char *body;               /* malloc'd; the server frees it */
+    size_t body_len;
+    char extra_header[128];   /* optional "Name: value" line (e.g. Retry-After) */
+} is_http_response_t;
+
+typedef void (*is_http_handler_fn)(void *ctx, const is_http_request_t *req,
+                                   is_http_response_t *resp);
+
+typedef struct is_http_route {
+    const char *method; /* "GET", "POST" */
+    const char *path;   /* exact, or a prefix when it ends with '*' ("/admin/failed/*") */
+    is_http_handler_fn fn;
+} is_http_route_t;
+
+typedef struct is_httpd is_httpd_t;
+
+/*
+ * listen: "127.0.0.1:8080", "0.0.0.0:8080", ":8080" (all interfaces) or port
+ * 0 for an ephemeral port (see is_httpd_port). routes is copied.
+ */
+is_err_t is_httpd_start(const char *listen, const is_http_route_t *routes, size_t n_routes,
+                        void *ctx, size_t max_body, unsigned threads, is_httpd_t **out,
+                        char *errstr, size_t errstr_size) IS_MUST_CHECK;
+uint16_t is_httpd_port(const is_httpd_t *h);
+/* Stops accepting, waits for running handlers, frees. NULL is a no-op. */
+void is_httpd_stop(is_httpd_t *h);
+
+/* Set a JSON body (takes the reference to body) and a status. */
+void is_http_respond_json(is_http_response_t *resp, int status, json_t *body);
+/* {"error": "<message>"} with the status. */
+void is_http_respond_error(is_http_response_t *resp, int status, const char *fmt, ...)
+    IS_PRINTF(3, 4);
+/* A body copied from text with the given content type. */
+void is_http_respond_text(is_http_response_t *resp, int status, const char *content_type,
+                          const char *text, size_t len);
+
+#endif

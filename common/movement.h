@@ -1,0 +1,96 @@
+/*
+ * movement.h — what a movement means: names, validation, stock effects.
+ *
+ * The in-memory movement is the protobuf-c generated struct
+ * (Invsync__V1__Movement, typedef is_movement_t): one representation from
+ * HTTP to ERP, no copying between look-alike structs.
+ *
+ * Stock effects (the single definition both the ERP ledger and the simulator
+ * use), where q is the quantity and "st" a stock status default in brackets:
+ *   GOODS_ISSUE  location[from_status|UNRESTRICTED] -= q
+ *   COMPLETION   location[to_status|UNRESTRICTED]   += q
+ *   SCRAP        location[from_status|UNRESTRICTED] -= q
+ *   QUARANTINE   location[from_status|UNRESTRICTED] -= q; location[to_status|BLOCKED] += q
+ *   RELEASE      location[from_status|BLOCKED]      -= q; location[to_status|UNRESTRICTED] += q
+ *   TRANSFER     location[from_status|UNRESTRICTED] -= q; to_location[same status] += q
+ *   ADJUSTMENT   location[to_status|from_status|UNRESTRICTED] += q   (q signed)
+ *   REVERSAL     the effects of reversed_type with the same fields, negated
+ *                and in reverse order (a REVERSAL carries the original's fields)
+ */
+#ifndef INVSYNC_MOVEMENT_H
+#define INVSYNC_MOVEMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decimal.h"
+#include "error.h"
+#include "invsync.pb-c.h"
+
+typedef Invsync__V1__Movement is_movement_t;
+typedef Invsync__V1__Heartbeat is_heartbeat_t;
+
+#define IS_MOVEMENT_MAX_STR 128 /* longest id / code field accepted */
+#define IS_MOVEMENT_MAX_ATTRS 32
+#define IS_LOT_KEY_MAX (3 * IS_MOVEMENT_MAX_STR + 3)
+
+/* "GOODS_ISSUE" …; "MOVEMENT_TYPE_UNSPECIFIED" for 0; "?" out of range. */
+const char *is_movement_type_name(int type);
+/* Name → value (exact proto enum name); 0 when unknown. */
+int is_movement_type_parse(const char *name);
+/* "UNRESTRICTED" / "QUALITY" / "BLOCKED" / "STOCK_STATUS_UNSPECIFIED". */
+const char *is_stock_status_name(int status);
+int is_stock_status_parse(const char *name);
+
+typedef struct is_field_error {
+    char field[48];  /* proto field name, e.g. "quantity" */
+    char error[160]; /* lowercase, e.g. "must be greater than zero" */
+} is_field_error_t;
+
+typedef struct is_validate_opts {
+    uint32_t max_scale;                    /* most decimal places accepted */
+    const char *const *refused_sources;    /* loop guard: ERP-origin source systems, NULL-terminated, may be NULL */
+} is_validate_opts_t;
+
+/*
+ * Validate a movement as received from the MES (the producer-stamped fields
+ * tier/policy_version/producer_id/sequence/accepted_time are not checked).
+ * Writes up to max_errs errors and returns how many were found in total
+ * (0 = valid). Rules: required ids (movement_id, source_system, site,
+ * material, lot, location, uom) non-empty and ≤ IS_MOVEMENT_MAX_STR; site
+ * topic-safe; type set; quantity present, scale ≤ max_scale, > 0 (ADJUSTMENT:
+ * ≠ 0); TRANSFER needs to_location ≠ location; GOODS_ISSUE and COMPLETION
+ * need order_id; SCRAP needs reason_code; QUARANTINE/RELEASE statuses must
+ * differ; REVERSAL needs reverses_movement_id and reversed_type (not
+ * REVERSAL); attributes ≤ IS_MOVEMENT_MAX_ATTRS; source_system not refused.
+ */
+size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,
+                            is_field_error_t *errs, size_t max_errs);
+
+typedef struct is_stock_effect {
+    const char *location; /* points into the movement */
+    int status;           /* Invsync__V1__StockStatus, never UNSPECIFIED */
+    is_decimal_t delta;   /* signed */
+} is_stock_effect_t;
+
+/*
+ * The movement's stock effects (see the table above), in order. Returns the
+ * count (1..4), or 0 if the movement is invalid (no quantity, unknown type).
+ */
+size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]);
+
+/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. Returns length or -1 if it does not fit. */
+int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size);
+
+/* Decimal <-> proto Decimal. */
+is_decimal_t is_movement_qty(const is_movement_t *m);
+
+/*
+ * Content fingerprint of what the MES sent: SHA-256 over the packed movement
+ * with the producer-stamped fields (tier, policy_version, producer_id,
+ * sequence, accepted_time) cleared. Two submissions with the same id and the
+ * same fingerprint are duplicates; a different fingerprint is a conflict.
+ */
+is_err_t is_movement_fingerprint(const is_movement_t *m, uint8_t out[32]) IS_MUST_CHECK;
+
+#endif
