@@ -47,7 +47,7 @@ typedef void (*is_http_handler_fn)(void *ctx, const is_http_request_t *req,
 
 typedef struct is_http_route {
     const char *method; /* "GET", "POST" */
-    const char *path;   /* exact, or a prefix when it ends with '*' ("/admin/failed/*") */
+    const char *path;   /* exact, or a prefix when it ends with '*' (e.g. "/admin/failed/" + "*") */
     is_http_handler_fn fn;
 } is_http_route_t;
 

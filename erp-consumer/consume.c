@@ -1,0 +1,399 @@
+/*
+ * consume.c — poll batches from Kafka, decode, guard, apply to the store
+ * (see consume.h). Load: thousands of messages per second per instance;
+ * one store transaction per batch of up to consume.batch messages.
+ */
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "consume.h"
+#include "duration.h"
+#include "log.h"
+#include "topic.h"
+
+struct consume {
+    const consumer_config_t *cfg;
+    const is_policy_t *policy;
+    store_t *store;
+    dlq_t *dlq;
+    consumer_stats_t *stats;
+    consume_notify_fn notify;
+    void *notify_opaque;
+    rd_kafka_t *rk;
+    char prefix[128];
+    const char **refused; /* loop guard, NULL-terminated */
+};
+
+/* What one polled message became; owns its decoded protobuf. */
+typedef struct slot {
+    rd_kafka_message_t *msg;
+    is_movement_t *m;
+    is_heartbeat_t *hb;
+    char reason[256];
+} slot_t;
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    consume_t *c = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *p = &parts->elems[i];
+            int64_t next;
+            char off[24] = "committed";
+            if (store_get_offset(c->store, p->topic, p->partition, &next) == IS_OK) {
+                p->offset = next;
+                snprintf(off, sizeof(off), "%lld", (long long)next);
+            } else {
+                p->offset = RD_KAFKA_OFFSET_INVALID; /* Kafka's committed, else auto.offset.reset */
+            }
+            char part[16];
+            snprintf(part, sizeof(part), "%d", (int)p->partition);
+            is_log(IS_LOG_INFO, "partition assigned", "topic", p->topic, "partition", part,
+                   "start_offset", off, NULL);
+        }
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+    } else {
+        is_logf(IS_LOG_INFO, "%d partition(s) revoked", parts->cnt);
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        is_log(IS_LOG_ERROR, "rebalance failed", "error", rd_kafka_error_string(error), NULL);
+        rd_kafka_error_destroy(error);
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    consume_t *c = opaque;
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        atomic_store(&c->stats->kafka_up, 0);
+    is_log(IS_LOG_WARN, "kafka error", "error", rd_kafka_err2name(err), "reason", reason, NULL);
+}
+
+static is_err_t set_conf(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+                         size_t errstr_size) {
+    char kerr[512];
+    if (rd_kafka_conf_set(conf, k, v, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+        is_errf(errstr, errstr_size, "kafka.%s: %s", k, kerr);
+        return IS_ERR_CONFIG;
+    }
+    return IS_OK;
+}
+
+is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, store_t *store,
+                     dlq_t *dlq, consumer_stats_t *stats, consume_notify_fn notify,
+                     void *notify_opaque, consume_t **out, char *errstr, size_t errstr_size) {
+    /* Defaults a user may override with kafka.* (applied after these). */
+    static const char *const defaults[][2] = {
+        {"group.id", "invsync-erp-consumer"},
+        {"auto.offset.reset", "earliest"},
+        {"topic.metadata.refresh.interval.ms", "10000"},
+        {"session.timeout.ms", "10000"},
+    };
+    /* What the exactly-once design depends on: not overridable. */
+    static const char *const fixed[][2] = {
+        {"enable.auto.offset.store", "false"},
+        {"enable.auto.commit", "true"},
+        {"enable.partition.eof", "false"},
+    };
+    char kerr[512], regex[1024];
+    const char *tiers[64];
+    size_t n_tiers = is_policy_tier_count(policy);
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    rd_kafka_conf_t *conf = NULL;
+    is_err_t rc = IS_ERR_CONFIG;
+    consume_t *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (!c)
+        return IS_ERR_NOMEM;
+    c->cfg = cfg;
+    c->policy = policy;
+    c->store = store;
+    c->dlq = dlq;
+    c->stats = stats;
+    c->notify = notify;
+    c->notify_opaque = notify_opaque;
+    snprintf(c->prefix, sizeof(c->prefix), "%s", is_policy_topic_prefix(policy));
+    c->refused = calloc(cfg->erp_sources.n + 1, sizeof(*c->refused));
+    if (!c->refused) {
+        rc = IS_ERR_NOMEM;
+        goto err;
+    }
+    for (size_t i = 0; i < cfg->erp_sources.n; i++)
+        c->refused[i] = cfg->erp_sources.items[i];
+
+    conf = rd_kafka_conf_new();
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (set_conf(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != IS_OK)
+            goto err;
+    for (size_t i = 0; i < cfg->kafka.n; i++)
+        if (set_conf(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr, errstr_size) != IS_OK)
+            goto err;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (set_conf(conf, fixed[i][0], fixed[i][1], errstr, errstr_size) != IS_OK)
+            goto err;
+    rd_kafka_conf_set_log_cb(conf, is_log_rdkafka_cb);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+    if (!c->rk) {
+        is_errf(errstr, errstr_size, "cannot create kafka consumer: %s", kerr);
+        goto err;
+    }
+    conf = NULL; /* owned by rk now */
+    rd_kafka_poll_set_consumer(c->rk);
+
+    if (n_tiers > 64)
+        n_tiers = 64;
+    for (size_t i = 0; i < n_tiers; i++)
+        tiers[i] = is_policy_tier(policy, i)->name;
+    if (is_topic_regex(regex, sizeof(regex), c->prefix, cfg->sites_regex, tiers, n_tiers) < 0) {
+        is_errf(errstr, errstr_size, "cannot build the subscription regex from sites_regex '%s'",
+                cfg->sites_regex);
+        goto err;
+    }
+    subs = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subs, regex, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t kerrc = rd_kafka_subscribe(c->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (kerrc) {
+        is_errf(errstr, errstr_size, "cannot subscribe to '%s': %s", regex,
+                rd_kafka_err2str(kerrc));
+        rc = IS_ERR_KAFKA;
+        goto err;
+    }
+    is_log(IS_LOG_INFO, "subscribed", "regex", regex, NULL);
+    *out = c;
+    return IS_OK;
+err:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    consume_destroy(c);
+    return rc;
+}
+
+void consume_destroy(consume_t *c) {
+    if (!c)
+        return;
+    if (c->rk) {
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+    }
+    free(c->refused);
+    free(c);
+}
+
+/* The content-type header names the message type; absent means Movement. */
+static int is_heartbeat_msg(const rd_kafka_message_t *msg) {
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val;
+    size_t len;
+    if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    if (rd_kafka_header_get_last(hdrs, "content-type", &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    return memmem(val, len, "Heartbeat", 9) != NULL;
+}
+
+/* Decide what a message is; fills slot and the store message. */
+static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
+    const rd_kafka_message_t *msg = slot->msg;
+    char site[128], tier[64];
+    is_field_error_t ferr[4];
+    is_validate_opts_t opts = {.max_scale = IS_DECIMAL_MAX_SCALE, .refused_sources = NULL};
+
+    memset(sm, 0, sizeof(*sm));
+    sm->topic = rd_kafka_topic_name(msg->rkt);
+    sm->partition = msg->partition;
+    sm->offset = msg->offset;
+    sm->payload = msg->payload;
+    sm->payload_len = msg->len;
+    if (is_topic_parse(sm->topic, c->prefix, site, sizeof(site), tier, sizeof(tier)) != IS_OK) {
+        site[0] = tier[0] = '\0';
+    }
+
+    if (is_heartbeat_msg(msg)) {
+        slot->hb = invsync__v1__heartbeat__unpack(NULL, msg->len, msg->payload);
+        if (slot->hb) {
+            sm->kind = STORE_MSG_HEARTBEAT;
+            sm->hb = slot->hb;
+            return;
+        }
+        snprintf(slot->reason, sizeof(slot->reason),
+                 "undecodable: value is not an invsync.v1.Heartbeat");
+        goto dead;
+    }
+    slot->m = invsync__v1__movement__unpack(NULL, msg->len, msg->payload);
+    if (!slot->m) {
+        snprintf(slot->reason, sizeof(slot->reason),
+                 "undecodable: value is not an invsync.v1.Movement (%zu bytes)", msg->len);
+        goto dead;
+    }
+    if (c->cfg->erp_sources.n > 0 &&
+        is_strlist_contains(&c->cfg->erp_sources, slot->m->source_system)) {
+        sm->kind = STORE_MSG_IGNORED;
+        sm->m = slot->m;
+        snprintf(slot->reason, sizeof(slot->reason), "loop guard: source '%s' is the ERP",
+                 slot->m->source_system);
+        sm->reason = slot->reason;
+        return;
+    }
+    if (is_movement_validate(slot->m, &opts, ferr, 4) > 0) {
+        snprintf(slot->reason, sizeof(slot->reason), "invalid movement: %s: %s", ferr[0].field,
+                 ferr[0].error);
+        goto dead;
+    }
+    if (site[0] && strcmp(site, slot->m->site) != 0) {
+        snprintf(slot->reason, sizeof(slot->reason),
+                 "movement of site '%s' on topic of site '%s'", slot->m->site, site);
+        goto dead;
+    }
+    if (!slot->m->producer_id[0] || slot->m->sequence == 0) {
+        snprintf(slot->reason, sizeof(slot->reason),
+                 "movement has no producer_id/sequence (not stamped by mes-producer)");
+        goto dead;
+    }
+    sm->kind = STORE_MSG_MOVEMENT;
+    sm->m = slot->m;
+    return;
+dead:
+    sm->kind = STORE_MSG_DEAD;
+    sm->m = slot->m; /* keeps its sequence when it decoded */
+    sm->reason = slot->reason;
+    {
+        char err[256];
+        dlq_letter_t l = {
+            .site = site[0] ? site : "_unknown",
+            .key = msg->key,
+            .key_len = msg->key_len,
+            .value = msg->payload,
+            .value_len = msg->len,
+            .error = slot->reason,
+            .source_topic = sm->topic,
+            .source_partition = msg->partition,
+            .source_offset = msg->offset,
+            .movement_id = slot->m ? slot->m->movement_id : NULL,
+        };
+        if (dlq_publish(c->dlq, &l, err, sizeof(err)) != IS_OK)
+            is_log(IS_LOG_ERROR, "cannot dead-letter", "error", err, NULL);
+        is_log(IS_LOG_WARN, "message dead-lettered", "topic", sm->topic, "reason", slot->reason,
+               "movement_id", slot->m ? slot->m->movement_id : NULL, NULL);
+    }
+}
+
+static void slot_release(slot_t *slot) {
+    if (slot->m)
+        invsync__v1__movement__free_unpacked(slot->m, NULL);
+    if (slot->hb)
+        invsync__v1__heartbeat__free_unpacked(slot->hb, NULL);
+    if (slot->msg)
+        rd_kafka_message_destroy(slot->msg);
+    memset(slot, 0, sizeof(*slot));
+}
+
+/* Store Kafka offsets (next to read) for the batch, after the store commit. */
+static void store_kafka_offsets(consume_t *c, const store_msg_t *sm, size_t n) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(l, sm[i].topic, sm[i].partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(l, sm[i].topic, sm[i].partition);
+        if (sm[i].offset + 1 > p->offset)
+            p->offset = sm[i].offset + 1;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
+    if (err && err != RD_KAFKA_RESP_ERR__STATE)
+        is_log(IS_LOG_WARN, "cannot store kafka offsets", "error", rd_kafka_err2str(err), NULL);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
+    size_t cap = (size_t)c->cfg->consume_batch;
+    slot_t *slots = calloc(cap, sizeof(*slots));
+    store_msg_t *sm = calloc(cap, sizeof(*sm));
+    is_err_t rc = IS_OK;
+    char errstr[512];
+
+    if (!slots || !sm) {
+        free(slots);
+        free(sm);
+        return IS_ERR_NOMEM;
+    }
+    while (!*stop) {
+        size_t n = 0, dead = 0;
+        /* Gather a batch: wait up to 100 ms for the first message, then take what is ready. */
+        while (n < cap && !*stop) {
+            rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, n == 0 ? 100 : 0);
+            if (!msg)
+                break;
+            if (msg->err) {
+                if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    is_log(IS_LOG_WARN, "consume error", "error", rd_kafka_message_errstr(msg),
+                           NULL);
+                rd_kafka_message_destroy(msg);
+                continue;
+            }
+            atomic_store(&c->stats->kafka_up, 1);
+            slots[n].msg = msg;
+            classify(c, &slots[n], &sm[n]);
+            if (sm[n].kind == STORE_MSG_DEAD)
+                dead++;
+            n++;
+        }
+        if (n == 0)
+            continue;
+        /* A dead letter must be in Kafka before its offset is committed here. */
+        while (dead > 0 && !*stop && dlq_flush(c->dlq, 10000) != IS_OK) {
+            atomic_fetch_add(&c->stats->dlq_errors, 1);
+            is_log(IS_LOG_ERROR, "dead letters not delivered yet; holding the batch", NULL);
+        }
+        if (*stop && dead > 0) {
+            for (size_t i = 0; i < n; i++)
+                slot_release(&slots[i]);
+            break; /* not committed: the batch is consumed again after restart */
+        }
+        store_batch_result_t res;
+        for (;;) {
+            rc = store_apply_batch(c->store, sm, n, is_clock_now_ms(NULL), &res, errstr,
+                                   sizeof(errstr));
+            if (rc == IS_OK || *stop)
+                break;
+            is_log(IS_LOG_ERROR, "store batch failed; retrying", "error", errstr, NULL);
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (rc == IS_OK) {
+            store_kafka_offsets(c, sm, n);
+            atomic_fetch_add(&c->stats->messages, (long long)n);
+            atomic_fetch_add(&c->stats->received, (long long)res.received);
+            atomic_fetch_add(&c->stats->duplicates, (long long)res.duplicates);
+            atomic_fetch_add(&c->stats->dead, (long long)res.dead);
+            atomic_fetch_add(&c->stats->ignored, (long long)res.ignored);
+            atomic_fetch_add(&c->stats->heartbeats, (long long)res.heartbeats);
+            if (res.duplicates && is_log_enabled(IS_LOG_DEBUG))
+                is_logf(IS_LOG_DEBUG, "%zu duplicate movement(s) absorbed", res.duplicates);
+            if (res.received && c->notify)
+                c->notify(c->notify_opaque);
+        }
+        for (size_t i = 0; i < n; i++)
+            slot_release(&slots[i]);
+    }
+    free(slots);
+    free(sm);
+    return *stop ? IS_OK : rc;
+}

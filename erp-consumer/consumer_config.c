@@ -1,0 +1,90 @@
+/*
+ * consumer_config.c — erp-consumer's configuration table and cross-field
+ * validation. The table is the documentation: `erp-consumer --help`.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "consumer_config.h"
+
+#define OFF(f) offsetof(consumer_config_t, f)
+
+const is_cfg_entry_t consumer_config_table[] = {
+    {"consumer_id", IS_CFG_STR, OFF(consumer_id), 0, 0, "erp-consumer-1",
+     "name of this instance in logs and the audit trail"},
+    {"log.level", IS_CFG_STR, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
+    {"http.listen", IS_CFG_STR, OFF(http_listen), 0, 0, "127.0.0.1:8081",
+     "address of the status page, /metrics, /healthz, /readyz and admin API"},
+    {"http.threads", IS_CFG_INT, OFF(http_threads), 1, 64, "2", "HTTP worker threads"},
+    {"store.path", IS_CFG_STR, OFF(store_path), 0, 0, "erp-consumer.db",
+     "SQLite file with dedup keys, posting queue, offsets (keep on a persistent volume)"},
+    {"store.sync", IS_CFG_STR, OFF(store_sync), 0, 0, "full",
+     "full (survives power loss) or normal (survives a process crash)"},
+    {"policy.path", IS_CFG_STR, OFF(policy_path), 0, 0, NULL, "tier policy YAML (required)"},
+    {"sites_regex", IS_CFG_STR, OFF(sites_regex), 0, 0, "[^.]+",
+     "regular expression of the sites this instance owns (topic <prefix>.<site>.<tier>)"},
+    {"erp.adapter", IS_CFG_STR, OFF(erp.adapter), 0, 0, "sqlite", "sqlite or http-json"},
+    {"erp.sqlite.path", IS_CFG_STR, OFF(erp.sqlite_path), 0, 0, "erp-ledger.db",
+     "sqlite adapter: the embedded ERP ledger file"},
+    {"erp.sqlite.allow_negative", IS_CFG_BOOL, OFF(erp.allow_negative), 0, 0, "false",
+     "sqlite adapter: accept postings that drive on-hand below zero"},
+    {"erp.http.url", IS_CFG_STR, OFF(erp.http_url), 0, 0, NULL,
+     "http-json adapter: base URL of the ERP API"},
+    {"erp.http.token", IS_CFG_STR, OFF(erp.http_token), 0, 0, NULL,
+     "http-json adapter: bearer token (never logged)"},
+    {"erp.http.timeout", IS_CFG_DURATION, OFF(erp.http_timeout_ms), 100, 600000, "10s",
+     "http-json adapter: timeout of one ERP call"},
+    {"poster.batch", IS_CFG_INT, OFF(poster_batch), 1, 100000, "500",
+     "postings handled per poster transaction"},
+    {"poster.idle", IS_CFG_DURATION, OFF(poster_idle_ms), 1, 60000, "200ms",
+     "longest poster wait when nothing is due (new movements wake it at once)"},
+    {"retry.base", IS_CFG_DURATION, OFF(retry_base_ms), 1, 3600000, "1s",
+     "first retry delay after a retryable ERP failure (doubles, with jitter)"},
+    {"retry.max", IS_CFG_DURATION, OFF(retry_max_ms), 1, 86400000, "5m", "retry delay cap"},
+    {"consume.batch", IS_CFG_INT, OFF(consume_batch), 1, 100000, "2000",
+     "Kafka messages applied per store transaction"},
+    {"admin.token", IS_CFG_STR, OFF(admin_token), 0, 0, NULL,
+     "bearer token for admin endpoints (unset: admin API disabled)"},
+    {"loop_guard.erp_sources", IS_CFG_STRLIST, OFF(erp_sources), 0, 0, NULL,
+     "source systems that are the ERP itself: their movements are dropped and counted"},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *errstr,
+                              size_t errstr_size) {
+    is_err_t rc;
+    const char *where = path ? path : "configuration";
+    memset(cfg, 0, sizeof(*cfg));
+    rc = is_cfg_load(consumer_config_table, cfg, path, CONSUMER_ENV_PREFIX, &cfg->kafka, errstr,
+                     errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    if (!cfg->policy_path || !*cfg->policy_path) {
+        is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", where);
+        return IS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->store_sync, "full") != 0 && strcmp(cfg->store_sync, "normal") != 0) {
+        is_errf(errstr, errstr_size, "%s: key 'store.sync': '%s' is not full or normal", where,
+                cfg->store_sync);
+        return IS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->erp.adapter, "http-json") == 0 && (!cfg->erp.http_url || !*cfg->erp.http_url)) {
+        is_errf(errstr, errstr_size, "%s: key 'erp.http.url' is required for erp.adapter http-json",
+                where);
+        return IS_ERR_CONFIG;
+    }
+    if (cfg->retry_max_ms < cfg->retry_base_ms) {
+        is_errf(errstr, errstr_size, "%s: key 'retry.max' must not be below retry.base", where);
+        return IS_ERR_CONFIG;
+    }
+    if (!is_strmap_get(&cfg->kafka, "bootstrap.servers")) {
+        is_errf(errstr, errstr_size, "%s: key 'kafka.bootstrap.servers' is required", where);
+        return IS_ERR_CONFIG;
+    }
+    return IS_OK;
+}
+
+void consumer_config_release(consumer_config_t *cfg) {
+    is_cfg_release(consumer_config_table, cfg);
+    is_strmap_release(&cfg->kafka);
+}

@@ -1,0 +1,335 @@
+/*
+ * main.c — erp-consumer: parse arguments, load configuration and policy,
+ * wire the modules, run.
+ *
+ *   erp-consumer [run] --config FILE        consume, post, serve the API
+ *   erp-consumer seed-erp --config FILE F   post opening stock rows (JSON) to the ERP
+ *   erp-consumer on-hand --config FILE [--site S]   ERP on-hand as JSON
+ *   erp-consumer status --config FILE       queue and posting state as JSON
+ *   erp-consumer --help                     usage and every configuration key
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "consume.h"
+#include "consumer_config.h"
+#include "dlq.h"
+#include "duration.h"
+#include "hash.h"
+#include "log.h"
+#include "poster.h"
+#include "store.h"
+
+static volatile sig_atomic_t stop_flag; /* the one global: set by signals */
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: erp-consumer [run] --config FILE\n"
+               "       erp-consumer seed-erp --config FILE OPENING.json\n"
+               "       erp-consumer on-hand --config FILE [--site SITE]\n"
+               "       erp-consumer status --config FILE\n"
+               "       erp-consumer --help\n\n"
+               "configuration keys (YAML; environment overrides shown):\n");
+    is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f);
+    fprintf(f, "  kafka.* (any librdkafka property, e.g. kafka.bootstrap.servers)\n"
+               "      environment: INVSYNC_KAFKA_BOOTSTRAP_SERVERS and so on\n");
+}
+
+static is_db_sync_t sync_of(const consumer_config_t *cfg) {
+    return strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL;
+}
+
+static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
+    char errstr[1024];
+    consumer_stats_t stats;
+    store_t *store = NULL;
+    dlq_t *dlq = NULL;
+    poster_t *poster = NULL;
+    consume_t *consume = NULL;
+    api_t *api = NULL;
+    int status = 1;
+
+    memset(&stats, 0, sizeof(stats));
+    if (store_open(cfg->store_path, sync_of(cfg), &store, errstr, sizeof(errstr)) != IS_OK ||
+        dlq_new(&cfg->kafka, is_policy_topic_prefix(policy), &dlq, errstr, sizeof(errstr)) !=
+            IS_OK ||
+        poster_new(cfg, policy, dlq, &stats, &poster, errstr, sizeof(errstr)) != IS_OK ||
+        consume_new(cfg, policy, store, dlq, &stats, poster_wake, poster, &consume, errstr,
+                    sizeof(errstr)) != IS_OK ||
+        api_start(cfg, policy, &stats, &api, errstr, sizeof(errstr)) != IS_OK) {
+        is_log(IS_LOG_ERROR, "cannot start", "error", errstr, NULL);
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        goto out;
+    }
+    if (poster_start(poster) != IS_OK) {
+        is_log(IS_LOG_ERROR, "cannot start the poster thread", NULL);
+        goto out;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)api_port(api));
+    is_log(IS_LOG_INFO, "erp-consumer running", "consumer_id", cfg->consumer_id, "http_port", port,
+           "erp", cfg->erp.adapter, "policy_version", is_policy_version(policy), NULL);
+    status = consume_run(consume, &stop_flag) == IS_OK ? 0 : 1;
+    is_log(IS_LOG_INFO, "stopping", NULL);
+out:
+    api_stop(api);
+    if (poster)
+        poster_stop(poster);
+    consume_destroy(consume);
+    poster_destroy(poster);
+    dlq_destroy(dlq);
+    store_close(store);
+    return status;
+}
+
+/* Opening stock rows → one ADJUSTMENT posting, referenced by the file's hash (idempotent). */
+static int cmd_seed(consumer_config_t *cfg, const char *file) {
+    char errstr[1024], hex[IS_SHA256_HEX_LEN + 1], posting_id[40];
+    json_error_t jerr;
+    json_t *rows = json_load_file(file, 0, &jerr), *row;
+    size_t n, i;
+    erp_t *erp = NULL;
+    is_movement_t *ms = NULL;
+    Invsync__V1__Decimal *qs = NULL;
+    erp_line_t *lines = NULL;
+    const char **ids = NULL;
+    char (*idbuf)[64] = NULL;
+    int status = 2;
+
+    if (!rows || !json_is_array(rows)) {
+        fprintf(stderr, "erp-consumer: %s: %s\n", file,
+                rows ? "expected a JSON array of on-hand rows" : jerr.text);
+        goto out;
+    }
+    if (is_sha256_file_hex(file, hex, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        goto out;
+    }
+    snprintf(posting_id, sizeof(posting_id), "seed-%.27s", hex);
+    n = json_array_size(rows);
+    ms = calloc(n ? n : 1, sizeof(*ms));
+    qs = calloc(n ? n : 1, sizeof(*qs));
+    lines = calloc(n ? n : 1, sizeof(*lines));
+    ids = calloc(n ? n : 1, sizeof(*ids));
+    idbuf = calloc(n ? n : 1, sizeof(*idbuf));
+    if (!ms || !qs || !lines || !ids || !idbuf) {
+        fprintf(stderr, "erp-consumer: out of memory\n");
+        goto out;
+    }
+    json_array_foreach(rows, i, row) {
+        const char *keys[] = {"site", "material", "lot", "location", "uom", "quantity"};
+        const char *v[6];
+        for (int k = 0; k < 6; k++) {
+            v[k] = json_string_value(json_object_get(row, keys[k]));
+            if (!v[k] || !*v[k]) {
+                fprintf(stderr, "erp-consumer: %s: row %zu: '%s' is missing or not a string\n",
+                        file, i, keys[k]);
+                goto out;
+            }
+        }
+        is_decimal_t q;
+        if (is_decimal_parse(v[5], strlen(v[5]), IS_DECIMAL_MAX_SCALE, &q, errstr,
+                             sizeof(errstr)) != IS_OK) {
+            fprintf(stderr, "erp-consumer: %s: row %zu: quantity '%s': %s\n", file, i, v[5],
+                    errstr);
+            goto out;
+        }
+        const char *st = json_string_value(json_object_get(row, "stock_status"));
+        invsync__v1__movement__init(&ms[i]);
+        invsync__v1__decimal__init(&qs[i]);
+        qs[i].units = q.units;
+        qs[i].scale = q.scale;
+        snprintf(idbuf[i], sizeof(idbuf[i]), "%s-%zu", posting_id, i);
+        ms[i].movement_id = idbuf[i];
+        ms[i].source_system = "ERP-OPENING";
+        ms[i].site = (char *)v[0];
+        ms[i].material = (char *)v[1];
+        ms[i].lot = (char *)v[2];
+        ms[i].location = (char *)v[3];
+        ms[i].uom = (char *)v[4];
+        ms[i].type = INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT;
+        ms[i].to_status = st ? is_stock_status_parse(st) : INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+        if (ms[i].to_status == 0)
+            ms[i].to_status = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+        ms[i].reason_code = "OPENING";
+        ms[i].quantity = &qs[i];
+        ids[i] = idbuf[i];
+        lines[i].m = &ms[i];
+        lines[i].quantity = q;
+        lines[i].movement_ids = &ids[i];
+        lines[i].n_movement_ids = 1;
+    }
+    if (erp_open(&cfg->erp, &erp, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        goto out;
+    }
+    erp_posting_t p = {.posting_id = posting_id,
+                       .site = n ? ms[0].site : "",
+                       .tier = "opening",
+                       .policy_version = "",
+                       .posting_time = is_clock_now_ms(NULL),
+                       .lines = lines,
+                       .n_lines = n};
+    erp_result_t res;
+    memset(&res, 0, sizeof(res));
+    is_err_t rc = erp_post(erp, &p, &res);
+    if (rc != IS_OK) {
+        fprintf(stderr, "erp-consumer: seeding the ERP failed (%s): %s\n", is_err_name(rc),
+                res.message);
+        status = 1;
+        goto out;
+    }
+    printf("{\"document\":\"%s\",\"lines\":%zu}\n", res.document, n);
+    status = 0;
+out:
+    erp_close(erp);
+    free(ms);
+    free(qs);
+    free(lines);
+    free(ids);
+    free(idbuf);
+    json_decref(rows);
+    return status;
+}
+
+static int on_hand_row(void *opaque, const erp_on_hand_row_t *r) {
+    char q[IS_DECIMAL_STRLEN];
+    is_decimal_format(r->quantity, q, sizeof(q));
+    json_array_append_new((json_t *)opaque,
+                          json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "site", r->site, "material",
+                                    r->material, "lot", r->lot, "location", r->location,
+                                    "stock_status", is_stock_status_name(r->status), "uom", r->uom,
+                                    "quantity", q));
+    return 0;
+}
+
+static int cmd_on_hand(consumer_config_t *cfg, const char *site) {
+    char errstr[1024];
+    erp_t *erp = NULL;
+    json_t *rows = json_array();
+    int status = 1;
+    if (erp_open(&cfg->erp, &erp, errstr, sizeof(errstr)) != IS_OK ||
+        erp_query_on_hand(erp, site, on_hand_row, rows, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        goto out;
+    }
+    json_dumpf(rows, stdout, JSON_INDENT(1));
+    fputc('\n', stdout);
+    status = 0;
+out:
+    erp_close(erp);
+    json_decref(rows);
+    return status;
+}
+
+static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
+    char errstr[1024];
+    store_t *store = NULL;
+    json_t *doc = NULL;
+    if (store_open(cfg->store_path, sync_of(cfg), &store, errstr, sizeof(errstr)) != IS_OK ||
+        !(doc = api_status_json(store, policy, NULL, is_clock_now_ms(NULL), errstr,
+                                sizeof(errstr)))) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        store_close(store);
+        return 1;
+    }
+    json_dumpf(doc, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(doc);
+    store_close(store);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"site", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *cmd = "run", *config = NULL, *site = NULL;
+    char errstr[1024];
+    consumer_config_t cfg;
+    is_policy_t *policy = NULL;
+    is_log_level_t level = IS_LOG_INFO;
+    int c, status;
+
+    if (argc > 1 && argv[1][0] != '-') {
+        cmd = argv[1];
+        argc--;
+        argv++;
+    }
+    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 's':
+            site = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "seed-erp") != 0 && strcmp(cmd, "on-hand") != 0 &&
+        strcmp(cmd, "status") != 0) {
+        fprintf(stderr, "erp-consumer: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "seed-erp") == 0 && optind >= argc) {
+        fprintf(stderr, "erp-consumer: seed-erp needs the opening stock file\n");
+        return 2;
+    }
+    if (consumer_config_load(&cfg, config, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        consumer_config_release(&cfg);
+        return 2;
+    }
+    if (is_log_level_parse(cfg.log_level, &level) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s: key 'log.level': '%s' is not debug, info, warn or error\n",
+                config ? config : "configuration", cfg.log_level);
+        consumer_config_release(&cfg);
+        return 2;
+    }
+    is_log_init("erp-consumer", level);
+    if (strcmp(cmd, "seed-erp") == 0) {
+        status = cmd_seed(&cfg, argv[optind]);
+        goto out;
+    }
+    if (strcmp(cmd, "on-hand") == 0) {
+        status = cmd_on_hand(&cfg, site);
+        goto out;
+    }
+    if (is_policy_load(cfg.policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        status = 2;
+        goto out;
+    }
+    if (strcmp(cmd, "status") == 0) {
+        status = cmd_status(&cfg, policy);
+        goto out;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    status = cmd_run(&cfg, policy);
+out:
+    is_policy_destroy(policy);
+    consumer_config_release(&cfg);
+    return status;
+}

@@ -1,0 +1,344 @@
+/*
+ * poster.c — the posting loop (see poster.h).
+ *
+ * Load: up to poster.batch postings per cycle; two store transactions per
+ * cycle plus one ERP call per posting. Real-time tiers post one movement per
+ * posting.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "duration.h"
+#include "log.h"
+#include "poster.h"
+#include "store.h"
+
+struct poster {
+    const consumer_config_t *cfg;
+    const is_policy_t *policy;
+    dlq_t *dlq;
+    consumer_stats_t *stats;
+    store_t *store;
+    erp_t *erp;
+    pthread_t thread;
+    int started;
+    int recovered;
+    atomic_int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int woken;       /* guarded by mu */
+    uint64_t rng;    /* xorshift state for jitter */
+};
+
+is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq_t *dlq,
+                    consumer_stats_t *stats, poster_t **out, char *errstr, size_t errstr_size) {
+    is_err_t rc;
+    poster_t *p = calloc(1, sizeof(*p));
+    *out = NULL;
+    if (!p)
+        return IS_ERR_NOMEM;
+    p->cfg = cfg;
+    p->policy = policy;
+    p->dlq = dlq;
+    p->stats = stats;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->rng = (uint64_t)is_monotonic_ms() * 0x9E3779B97F4A7C15ull | 1;
+    rc = store_open(cfg->store_path,
+                    strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL,
+                    &p->store, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    rc = erp_open(&cfg->erp, &p->erp, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    *out = p;
+    return IS_OK;
+err:
+    poster_destroy(p);
+    return rc;
+}
+
+void poster_destroy(poster_t *p) {
+    if (!p)
+        return;
+    if (p->started)
+        poster_stop(p);
+    erp_close(p->erp);
+    store_close(p->store);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+void poster_wake(void *opaque) {
+    poster_t *p = opaque;
+    pthread_mutex_lock(&p->mu);
+    p->woken = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Exponential backoff with jitter: base·2^(attempt-1), capped, times [0.5, 1). */
+static int64_t backoff_ms(poster_t *p, int attempt) {
+    int64_t d = p->cfg->retry_base_ms;
+    for (int i = 1; i < attempt && d < p->cfg->retry_max_ms; i++)
+        d *= 2;
+    if (d > p->cfg->retry_max_ms)
+        d = p->cfg->retry_max_ms;
+    p->rng ^= p->rng << 13;
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return d / 2 + (int64_t)(p->rng % (uint64_t)(d / 2 + 1));
+}
+
+/* Ask the ERP about postings a crash left in flight; record what it says. */
+static is_err_t recover_inflight(poster_t *p, int64_t now_ms) {
+    store_posting_list_t l = {0};
+    store_result_t *res = NULL;
+    erp_result_t *er = NULL;
+    char errstr[512];
+    is_err_t rc = store_fetch_inflight(p->store, &l, errstr, sizeof(errstr));
+    if (rc != IS_OK)
+        goto out;
+    if (l.n == 0)
+        goto out;
+    res = calloc(l.n, sizeof(*res));
+    er = calloc(l.n, sizeof(*er));
+    if (!res || !er) {
+        rc = IS_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        is_err_t lr = erp_lookup_reference(p->erp, l.items[i].posting_id, &er[i]);
+        if (lr == IS_OK) {
+            res[i].outcome = STORE_POSTED;
+            res[i].document = er[i].document;
+            is_log(IS_LOG_INFO, "in-flight posting found in the ERP", "posting_id",
+                   l.items[i].posting_id, "document", er[i].document, NULL);
+        } else {
+            /* Not there (or the ERP cannot say now): post again under the same
+             * reference; the ERP's idempotency key guards the second case. */
+            res[i].outcome = STORE_RETRY;
+            res[i].error = lr == IS_ERR_NOT_FOUND ? "not in the ERP after restart"
+                                                  : "ERP lookup failed after restart";
+            res[i].next_at_ms = lr == IS_ERR_NOT_FOUND ? now_ms : now_ms + backoff_ms(p, 1);
+            is_log(IS_LOG_INFO, "in-flight posting will be posted again", "posting_id",
+                   l.items[i].posting_id, "reason", res[i].error, NULL);
+        }
+    }
+    rc = store_record_results(p->store, &l, res, now_ms, errstr, sizeof(errstr));
+    if (rc == IS_OK)
+        atomic_fetch_add(&p->stats->recovered, (long long)l.n);
+out:
+    if (rc != IS_OK)
+        is_log(IS_LOG_ERROR, "cannot recover in-flight postings", "error", errstr, NULL);
+    free(res);
+    free(er);
+    store_posting_list_release(&l);
+    return rc;
+}
+
+/* Dead-letter every movement of a permanently failed posting. */
+static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answer) {
+    char errstr[256], error[320];
+    snprintf(error, sizeof(error), "ERP refused posting %s", sp->posting_id);
+    for (size_t i = 0; i < sp->n; i++) {
+        size_t len = invsync__v1__movement__get_packed_size(sp->m[i]);
+        uint8_t *buf = malloc(len ? len : 1);
+        char key[IS_LOT_KEY_MAX];
+        if (!buf)
+            continue;
+        invsync__v1__movement__pack(sp->m[i], buf);
+        int klen = is_movement_lot_key(sp->m[i], key, sizeof(key));
+        dlq_letter_t l = {
+            .site = sp->site,
+            .key = key,
+            .key_len = klen > 0 ? (size_t)klen : 0,
+            .value = buf,
+            .value_len = len,
+            .error = error,
+            .erp_answer = answer,
+            .source_topic = sp->origin[i].topic,
+            .source_partition = sp->origin[i].partition,
+            .source_offset = sp->origin[i].offset,
+            .movement_id = sp->m[i]->movement_id,
+        };
+        if (dlq_publish(p->dlq, &l, errstr, sizeof(errstr)) != IS_OK) {
+            atomic_fetch_add(&p->stats->dlq_errors, 1);
+            is_log(IS_LOG_ERROR, "cannot dead-letter", "movement_id", sp->m[i]->movement_id,
+                   "error", errstr, NULL);
+        }
+        free(buf);
+    }
+}
+
+/* Post one store posting; fills out and er. */
+static is_err_t post_one(poster_t *p, const store_posting_t *sp, int64_t now_ms, erp_result_t *er) {
+    erp_line_t *lines = calloc(sp->n, sizeof(*lines));
+    const char **ids = calloc(sp->n, sizeof(*ids));
+    is_err_t rc;
+    if (!lines || !ids) {
+        free(lines);
+        free(ids);
+        snprintf(er->message, sizeof(er->message), "out of memory");
+        return IS_ERR_RETRYABLE;
+    }
+    for (size_t i = 0; i < sp->n; i++) {
+        ids[i] = sp->m[i]->movement_id;
+        lines[i].m = sp->m[i];
+        lines[i].quantity = is_movement_qty(sp->m[i]);
+        lines[i].movement_ids = &ids[i];
+        lines[i].n_movement_ids = 1;
+    }
+    erp_posting_t ep = {
+        .posting_id = sp->posting_id,
+        .site = sp->site,
+        .tier = sp->tier,
+        .policy_version = sp->n ? sp->m[0]->policy_version : "",
+        .posting_time = now_ms,
+        .lines = lines,
+        .n_lines = sp->n,
+    };
+    int64_t t0 = is_monotonic_ms();
+    rc = erp_post(p->erp, &ep, er);
+    atomic_fetch_add(&p->stats->erp_calls, 1);
+    atomic_fetch_add(&p->stats->erp_call_us, (long long)(is_monotonic_ms() - t0) * 1000);
+    free(lines);
+    free(ids);
+    return rc;
+}
+
+int poster_run_once(poster_t *p, int64_t now_ms) {
+    store_posting_list_t l = {0};
+    store_result_t *res = NULL;
+    erp_result_t *er = NULL;
+    char errstr[512];
+    is_err_t rc;
+    int handled = 0;
+
+    if (!p->recovered) {
+        if (recover_inflight(p, now_ms) != IS_OK)
+            return IS_ERR_RETRYABLE;
+        p->recovered = 1;
+    }
+    rc = store_fetch_due(p->store, now_ms, (size_t)p->cfg->poster_batch, &l, errstr,
+                         sizeof(errstr));
+    if (rc != IS_OK)
+        goto fail;
+    if (l.n == 0)
+        goto out;
+    res = calloc(l.n, sizeof(*res));
+    er = calloc(l.n, sizeof(*er));
+    if (!res || !er) {
+        rc = IS_ERR_NOMEM;
+        goto fail;
+    }
+    rc = store_mark_posting(p->store, &l, now_ms, errstr, sizeof(errstr));
+    if (rc != IS_OK)
+        goto fail;
+    for (size_t i = 0; i < l.n; i++) {
+        store_posting_t *sp = &l.items[i];
+        int held = 0;
+        /* An earlier posting of this lot failed in this cycle: keep the order. */
+        for (size_t k = 0; k < i && !held; k++)
+            held = (res[k].outcome == STORE_RETRY || res[k].outcome == STORE_FAILED ||
+                    res[k].outcome == STORE_REQUEUE) &&
+                   strcmp(l.items[k].lot_key, sp->lot_key) == 0;
+        if (held || atomic_load(&p->stop)) {
+            res[i].outcome = STORE_REQUEUE;
+            continue;
+        }
+        rc = post_one(p, sp, now_ms, &er[i]);
+        if (rc == IS_OK) {
+            res[i].outcome = STORE_POSTED;
+            res[i].document = er[i].document;
+            atomic_fetch_add(&p->stats->posted, 1);
+            atomic_store(&p->stats->last_posted_ms, now_ms);
+            if (is_log_enabled(IS_LOG_DEBUG))
+                is_log(IS_LOG_DEBUG, "posted", "posting_id", sp->posting_id, "movement_id",
+                       sp->m[0]->movement_id, "document", er[i].document, NULL);
+        } else if (rc == IS_ERR_PERMANENT) {
+            res[i].outcome = STORE_FAILED;
+            res[i].error = er[i].message;
+            atomic_fetch_add(&p->stats->failed, 1);
+            is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
+                   "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer",
+                   er[i].message, NULL);
+            dead_letter(p, sp, er[i].message);
+        } else {
+            res[i].outcome = STORE_RETRY;
+            res[i].error = er[i].message;
+            res[i].next_at_ms = now_ms + backoff_ms(p, sp->attempts + 1);
+            atomic_fetch_add(&p->stats->retried, 1);
+            is_log(IS_LOG_WARN, "ERP posting failed; will retry", "posting_id", sp->posting_id,
+                   "movement_id", sp->m[0]->movement_id, "error", er[i].message, NULL);
+        }
+        handled++;
+    }
+    /* Dead letters must be in Kafka before the failure is recorded as handled. */
+    for (size_t i = 0; i < l.n; i++) {
+        if (res[i].outcome == STORE_FAILED) {
+            if (dlq_flush(p->dlq, 10000) != IS_OK)
+                atomic_fetch_add(&p->stats->dlq_errors, 1);
+            break;
+        }
+    }
+    rc = store_record_results(p->store, &l, res, now_ms, errstr, sizeof(errstr));
+    if (rc != IS_OK)
+        goto fail; /* postings stay `posting`: resolved by lookup on the next start */
+out:
+    free(res);
+    free(er);
+    store_posting_list_release(&l);
+    return handled;
+fail:
+    is_log(IS_LOG_ERROR, "poster cycle failed", "error", errstr, NULL);
+    free(res);
+    free(er);
+    store_posting_list_release(&l);
+    return rc;
+}
+
+static void *poster_main(void *arg) {
+    poster_t *p = arg;
+    while (!atomic_load(&p->stop)) {
+        /* A failed cycle (store or ERP lookup trouble) is retried after the idle wait. */
+        int n = poster_run_once(p, is_clock_now_ms(NULL));
+        if (n > 0)
+            continue;
+        /* Nothing due: wait to be woken, at most poster.idle. */
+        pthread_mutex_lock(&p->mu);
+        if (!p->woken && !atomic_load(&p->stop)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + (p->cfg->poster_idle_ms % 1000) * 1000000;
+            ts.tv_sec += p->cfg->poster_idle_ms / 1000 + ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        }
+        p->woken = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
+}
+
+is_err_t poster_start(poster_t *p) {
+    if (pthread_create(&p->thread, NULL, poster_main, p) != 0)
+        return IS_ERR_NOMEM;
+    p->started = 1;
+    return IS_OK;
+}
+
+void poster_stop(poster_t *p) {
+    if (!p->started)
+        return;
+    atomic_store(&p->stop, 1);
+    poster_wake(p);
+    pthread_join(p->thread, NULL);
+    p->started = 0;
+}

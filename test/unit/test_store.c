@@ -1,0 +1,277 @@
+/*
+ * test_store.c — the consumer store: dedup, watermarks, acceptance order per
+ * lot, held lots, retries, requeue and crash recovery (in-flight postings).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    store_t *s;
+    /* encoded payloads kept alive for the batch */
+    uint8_t *bufs[64];
+    size_t n_bufs;
+    Invsync__V1__Decimal qty;
+} fixture_t;
+
+static int setup(void **state) {
+    fixture_t *f = calloc(1, sizeof(*f));
+    char errstr[256];
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture_t *f = *state;
+    char cmd[160];
+    store_close(f->s);
+    for (size_t i = 0; i < f->n_bufs; i++)
+        free(f->bufs[i]);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* A stamped GOODS_ISSUE movement of lot "site/RM-1/<lot>". */
+static void make(is_movement_t *m, Invsync__V1__Decimal *q, const char *id, const char *site,
+                 const char *lot, uint64_t seq) {
+    invsync__v1__movement__init(m);
+    invsync__v1__decimal__init(q);
+    q->units = 5;
+    m->movement_id = (char *)id;
+    m->source_system = "MES";
+    m->site = (char *)site;
+    m->type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    m->material = "RM-1";
+    m->lot = (char *)lot;
+    m->location = "LINE-1";
+    m->quantity = q;
+    m->uom = "EA";
+    m->order_id = "ORD-1";
+    m->tier = "realtime";
+    m->producer_id = "P1";
+    m->sequence = seq;
+}
+
+/* Apply one movement message at (topic, offset). Returns the batch result. */
+static store_batch_result_t apply(fixture_t *f, const char *id, const char *site, const char *lot,
+                                  uint64_t seq, int64_t offset) {
+    is_movement_t m;
+    store_msg_t sm;
+    store_batch_result_t res;
+    char errstr[256];
+    make(&m, &f->qty, id, site, lot, seq);
+    size_t len = invsync__v1__movement__get_packed_size(&m);
+    uint8_t *buf = malloc(len);
+    invsync__v1__movement__pack(&m, buf);
+    f->bufs[f->n_bufs++] = buf;
+    memset(&sm, 0, sizeof(sm));
+    sm.kind = STORE_MSG_MOVEMENT;
+    sm.topic = "invsync.S1.realtime";
+    sm.partition = 0;
+    sm.offset = offset;
+    sm.m = &m;
+    sm.payload = buf;
+    sm.payload_len = len;
+    assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
+    return res;
+}
+
+static void test_dedup_and_offsets(void **state) {
+    fixture_t *f = *state;
+    int64_t next = 0;
+    assert_int_equal(store_get_offset(f->s, "invsync.S1.realtime", 0, &next), IS_ERR_NOT_FOUND);
+    assert_int_equal(apply(f, "M1", "S1", "L1", 1, 10).received, 1);
+    store_batch_result_t r = apply(f, "M1", "S1", "L1", 1, 11);
+    assert_int_equal(r.received, 0);
+    assert_int_equal(r.duplicates, 1);
+    assert_int_equal(store_get_offset(f->s, "invsync.S1.realtime", 0, &next), IS_OK);
+    assert_int_equal(next, 12);
+    /* An older offset never moves the stored one back. */
+    apply(f, "M1", "S1", "L1", 1, 3);
+    assert_int_equal(store_get_offset(f->s, "invsync.S1.realtime", 0, &next), IS_OK);
+    assert_int_equal(next, 12);
+}
+
+static void test_watermark_gap_holds_later_movements(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    /* seq 2 arrives before seq 1 (different tier topics): nothing is due yet. */
+    apply(f, "M2", "S1", "L1", 2, 0);
+    assert_int_equal(store_fetch_due(f->s, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0);
+    store_posting_list_release(&l);
+    apply(f, "M1", "S1", "L1", 1, 1);
+    assert_int_equal(store_fetch_due(f->s, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].m[0]->movement_id, "M1");
+    assert_string_equal(l.items[1].m[0]->movement_id, "M2");
+    assert_string_equal(l.items[0].lot_key, "S1/RM-1/L1");
+    assert_int_equal(strlen(l.items[0].posting_id), 32);
+    assert_string_not_equal(l.items[0].posting_id, l.items[1].posting_id);
+    store_posting_list_release(&l);
+}
+
+static void test_failed_posting_holds_its_lot_only(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    store_result_t res[3];
+    char errstr[256];
+    apply(f, "A1", "S1", "LA", 1, 0);
+    apply(f, "B1", "S1", "LB", 2, 1);
+    apply(f, "A2", "S1", "LA", 3, 2);
+    assert_int_equal(store_fetch_due(f->s, 2000, 2, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(store_mark_posting(f->s, &l, 2000, errstr, sizeof(errstr)), IS_OK);
+    memset(res, 0, sizeof(res));
+    res[0].outcome = STORE_FAILED;
+    res[0].error = "insufficient stock";
+    res[1].outcome = STORE_POSTED;
+    res[1].document = "4900000001";
+    assert_int_equal(store_record_results(f->s, &l, res, 2000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    /* A2 (same lot as the failed A1) is held; nothing else is due. */
+    assert_int_equal(store_fetch_due(f->s, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0);
+    store_posting_list_release(&l);
+    /* Another lot keeps flowing. */
+    apply(f, "C1", "S1", "LC", 4, 3);
+    assert_int_equal(store_fetch_due(f->s, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "C1");
+    store_posting_list_release(&l);
+    store_counts_t c;
+    assert_int_equal(store_counts(f->s, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.failed, 1);
+    assert_int_equal(c.posted, 1);
+    assert_int_equal(c.queued, 2);
+}
+
+static void test_retry_waits_then_comes_back_first(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    store_result_t res[2];
+    char errstr[256], first_id[33];
+    apply(f, "A1", "S1", "LA", 1, 0);
+    apply(f, "A2", "S1", "LA", 2, 1);
+    assert_int_equal(store_fetch_due(f->s, 1000, 1, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    snprintf(first_id, sizeof(first_id), "%s", l.items[0].posting_id);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    memset(res, 0, sizeof(res));
+    res[0].outcome = STORE_RETRY;
+    res[0].error = "503";
+    res[0].next_at_ms = 5000;
+    assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    /* Before next_at: neither the retry nor A2 (held behind it). */
+    assert_int_equal(store_fetch_due(f->s, 4999, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0);
+    store_posting_list_release(&l);
+    /* At next_at: the retry, with the same posting id and its attempt count, and not A2. */
+    assert_int_equal(store_fetch_due(f->s, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].posting_id, first_id);
+    assert_int_equal(l.items[0].attempts, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "A1");
+    store_posting_list_release(&l);
+}
+
+static void test_inflight_after_crash(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    apply(f, "A1", "S1", "LA", 1, 0);
+    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    /* "Crash": reopen the store; the posting is found in flight. */
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_inflight(f->s, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "A1");
+    assert_int_equal(l.items[0].attempts, 1);
+    store_posting_list_release(&l);
+    /* While in flight the lot is held. */
+    apply(f, "A2", "S1", "LA", 2, 1);
+    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0);
+    store_posting_list_release(&l);
+}
+
+static void test_requeue_undoes_the_attempt(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    store_result_t res[1];
+    char errstr[256];
+    store_counts_t c;
+    apply(f, "A1", "S1", "LA", 1, 0);
+    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    memset(res, 0, sizeof(res));
+    res[0].outcome = STORE_REQUEUE;
+    assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_int_equal(store_counts(f->s, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.queued, 1);
+    assert_int_equal(c.postings, 0);
+    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    store_posting_list_release(&l);
+}
+
+static void test_dead_message_advances_watermark(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m;
+    store_msg_t sm;
+    store_batch_result_t res;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    make(&m, &f->qty, "BAD", "S1", "L1", 1);
+    memset(&sm, 0, sizeof(sm));
+    sm.kind = STORE_MSG_DEAD;
+    sm.topic = "invsync.S1.realtime";
+    sm.offset = 0;
+    sm.m = &m;
+    sm.payload = "x";
+    sm.payload_len = 1;
+    sm.reason = "invalid";
+    assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(res.dead, 1);
+    apply(f, "M2", "S1", "L2", 2, 1);
+    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "M2");
+    store_posting_list_release(&l);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_waits_then_comes_back_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inflight_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requeue_undoes_the_attempt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_message_advances_watermark, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
