@@ -1,33 +1,62 @@
 /*
  * policy.h — the tier policy (DESIGN.md §4): which tier each movement goes
- * to and how each tier posts.
+ * to and how each tier posts. deploy/policy.yaml is the commented default.
  *
- * One YAML file under change control; its SHA-256 (hex) is the
- * policy_version stamped on every movement and posting.
- *
- *   topic_prefix: invsync
+ *   topic_prefix: invsync           # [A-Za-z0-9._-], no empty dot-separated part
  *   materials: materials.csv        # optional master: material,class,regulated
  *   calendars:                      # optional, for `shift <calendar>` cadences
  *     plant-3x8:
  *       shifts: [{name: A, start: "06:00"}, {name: B, start: "14:00"}, {name: C, start: "22:00"}]
  *   sites:                          # optional per-site settings
  *     PLANT1: {timezone: Europe/Berlin}
- *   tiers:
+ *   tiers:                          # at least one; name [a-z0-9_-]{1,31}, not "dlq"
  *     realtime: {cadence: immediate, stale_after: 2m}
  *     nearline: {cadence: every 5m, stale_after: 15m, hold: 2m, max_lines: 500}
+ *     periodic: {cadence: every 30m, stale_after: 90m}
  *     shift:    {cadence: shift plant-3x8, stale_after: 9h}
  *     daily:    {cadence: "at 02:00", stale_after: 26h}
  *   rules:                          # first match wins
  *     - {when: {type: [QUARANTINE, RELEASE]}, tier: realtime}
  *     - {when: {material_class: [FG, API], regulated: true}, tier: realtime}
  *     - {when: {material: "PKG-*"}, tier: periodic}
- *   default_tier: periodic
+ *   default_tier: periodic          # required
  *
- * `when` conditions (all must hold): type (list), material (glob or list of
- * globs, fnmatch), material_class (list; from the master file), regulated
- * (bool; from the master file), site (list), location (glob or list).
- * Relative paths (materials) are relative to the policy file's folder.
- * The loaded policy is immutable and may be shared between threads.
+ * Tiers: cadence is `immediate` | `every <duration>` | `at HH:MM[,HH:MM...]`
+ * (local times in the site's zone) | `shift <calendar>` (a calendar defined
+ * above). Inside a flow mapping {...} quote an `at` list with several times:
+ * an unquoted comma ends the value. Durations need a unit (150ms, 30s, 5m,
+ * 2h, 1d): a bare number is refused as ambiguous. stale_after is required
+ * and must be longer than hold + the longest gap between two postings of the
+ * cadence, or the tier would be reported stale every cycle. hold (default 0)
+ * and max_lines (default 0 = no limit) are optional.
+ *
+ * `when` conditions (all must hold, at least one given): type (list of
+ * movement type names), material (glob or list of globs, fnmatch),
+ * material_class (list; from the master file), regulated (bool; from the
+ * master file), site (list), location (glob or list). A single value stands
+ * for a list of one. A REVERSAL matches a type condition that names
+ * REVERSAL or its reversed_type, so it follows its original into the same
+ * tier (and can cancel it inside that tier's window). material_class and
+ * regulated need `materials:`; a material that is not in the master never
+ * matches them, and a class no master row has is accepted but never
+ * matches (the master may lag the policy; it must not stop the producer).
+ *
+ * Material master: CSV with the header `material,class,regulated`, one row
+ * per material, no quoting; blank and '#' lines, CRLF and a UTF-8 BOM are
+ * accepted; a bad or duplicate row is an error naming its line. Relative
+ * paths (materials) are relative to the policy file's folder. Time zones
+ * must exist under /usr/share/zoneinfo (package tzdata); "UTC" always works
+ * and is the default for sites not listed.
+ *
+ * policy_version is the SHA-256 (hex) of the policy file's bytes — or, when
+ * a master is configured, of policy bytes || "\n--materials--\n" || master
+ * bytes: the master decides routing (a material becoming regulated moves it
+ * to realtime), so a master change must be a new version too. The files are
+ * read once; the bytes hashed are the bytes parsed.
+ *
+ * The loaded policy is immutable and may be shared between threads;
+ * is_policy_classify allocates nothing and is meant for the per-movement
+ * path.
  */
 #ifndef INVSYNC_POLICY_H
 #define INVSYNC_POLICY_H
@@ -51,13 +80,13 @@ typedef enum is_cadence_kind {
 typedef struct is_tier {
     char name[IS_TIER_NAME_MAX]; /* [a-z0-9_-]+ ; the topic suffix */
     is_cadence_kind_t cadence;
-    int64_t every_ms;            /* IS_CADENCE_EVERY */
-    int n_at;                    /* IS_CADENCE_AT: count of at_minutes */
+    int64_t every_ms;                 /* IS_CADENCE_EVERY */
+    int n_at;                         /* IS_CADENCE_AT and _SHIFT (the calendar's starts): count */
     int at_minutes[IS_POLICY_MAX_AT]; /* minutes after local midnight, sorted */
-    char calendar[64];           /* IS_CADENCE_SHIFT: calendar name */
-    int64_t stale_after_ms;      /* oldest unposted older than this = stale */
-    int64_t hold_ms;             /* correction window before posting; 0 = none */
-    uint32_t max_lines;          /* split ERP postings larger than this; 0 = no limit */
+    char calendar[64];                /* IS_CADENCE_SHIFT: calendar name */
+    int64_t stale_after_ms;           /* oldest unposted older than this = stale */
+    int64_t hold_ms;                  /* correction window before posting; 0 = none */
+    uint32_t max_lines;               /* split ERP postings larger than this; 0 = no limit */
 } is_tier_t;
 
 typedef struct is_shift_calendar {
@@ -70,9 +99,12 @@ typedef struct is_shift_calendar {
 typedef struct is_policy is_policy_t;
 
 /*
- * Load and validate. Errors name the file, the key path and the bad value:
- *   "policy.yaml: rules[2].tier: unknown tier 'fast' (tiers: realtime, nearline)"
- * On error *out is NULL.
+ * Load and validate. Errors name the file, the line, the key path (list
+ * indices 0-based), the bad value and the valid choices:
+ *   "policy.yaml:14: rules[2].tier: unknown tier 'fast' (tiers: realtime, nearline)"
+ * Master rows are named "materials.csv:7: ...". Unknown keys are errors.
+ * Returns IS_ERR_CONFIG for invalid content, IS_ERR_IO when a file cannot be
+ * read, IS_ERR_TOO_LARGE, IS_ERR_NOMEM. On error *out is NULL.
  */
 is_err_t is_policy_load(const char *path, is_policy_t **out, char *errstr,
                         size_t errstr_size) IS_MUST_CHECK;
@@ -81,7 +113,7 @@ void is_policy_destroy(is_policy_t *p); /* NULL is a no-op */
 const char *is_policy_version(const is_policy_t *p);      /* 64 hex chars */
 const char *is_policy_topic_prefix(const is_policy_t *p); /* default "invsync" */
 size_t is_policy_tier_count(const is_policy_t *p);
-const is_tier_t *is_policy_tier(const is_policy_t *p, size_t i); /* file order */
+const is_tier_t *is_policy_tier(const is_policy_t *p, size_t i);                 /* file order */
 const is_tier_t *is_policy_tier_by_name(const is_policy_t *p, const char *name); /* NULL if none */
 const is_shift_calendar_t *is_policy_calendar(const is_policy_t *p, const char *name);
 /* IANA zone of a site ("UTC" when not configured). */

@@ -16,7 +16,7 @@ PACKAGES=(
   libyaml-dev               # config and policy files
   libssl-dev                # SHA-256 (libcrypto, already pulled in by librdkafka)
   clang-format valgrind
-  curl ca-certificates
+  curl ca-certificates tzdata
   python3 python3-pytest    # integration test harness
   maven default-jre-headless  # real Apache Kafka for the reliability suite
 )
