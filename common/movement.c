@@ -1,0 +1,378 @@
+/*
+ * movement.c — what a movement means: enum names (taken from the protobuf-c
+ * enum descriptors, so the .proto is the only table), validation of a
+ * movement as the MES sends it, its stock effects (the single definition the
+ * ERP ledger and the simulator share), the Kafka/ordering lot key and the
+ * content fingerprint used to tell a duplicate submission from a conflict.
+ * Everything here is pure and allocation-free except the fingerprint, which
+ * may allocate a small array to put the attributes in a canonical order.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "movement.h"
+
+#define SITE_MAX_LEN 64
+
+/* ---- names ------------------------------------------------------------- */
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int value) {
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
+    return v ? v->name : "?";
+}
+
+static int enum_parse(const ProtobufCEnumDescriptor *d, const char *name) {
+    const ProtobufCEnumValue *v;
+    if (!name)
+        return 0;
+    v = protobuf_c_enum_descriptor_get_value_by_name(d, name);
+    return v ? v->value : 0;
+}
+
+static int enum_known(const ProtobufCEnumDescriptor *d, int value) {
+    return protobuf_c_enum_descriptor_get_value(d, value) != NULL;
+}
+
+const char *is_movement_type_name(int type) {
+    return enum_name(&invsync__v1__movement_type__descriptor, type);
+}
+
+int is_movement_type_parse(const char *name) {
+    return enum_parse(&invsync__v1__movement_type__descriptor, name);
+}
+
+const char *is_stock_status_name(int status) {
+    return enum_name(&invsync__v1__stock_status__descriptor, status);
+}
+
+int is_stock_status_parse(const char *name) {
+    return enum_parse(&invsync__v1__stock_status__descriptor, name);
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+typedef struct verrs {
+    is_field_error_t *errs;
+    size_t max; /* capacity of errs */
+    size_t n;   /* errors found, may exceed max */
+} verrs_t;
+
+static void add_err(verrs_t *v, const char *field, const char *fmt, ...) IS_PRINTF(3, 4);
+
+static void add_err(verrs_t *v, const char *field, const char *fmt, ...) {
+    if (v->errs && v->n < v->max) {
+        is_field_error_t *e = &v->errs[v->n];
+        va_list ap;
+        snprintf(e->field, sizeof e->field, "%s", field);
+        va_start(ap, fmt);
+        vsnprintf(e->error, sizeof e->error, fmt, ap);
+        va_end(ap);
+    }
+    v->n++;
+}
+
+/* Hand-built structs may carry NULL where protobuf-c would put "". */
+static const char *str(const char *s) {
+    return s ? s : "";
+}
+
+/* Length limit for every MES-sent string; "is required" when required and empty. */
+static void check_str(verrs_t *v, const char *field, const char *s, int required) {
+    size_t len = strlen(str(s));
+    if (required && len == 0)
+        add_err(v, field, "is required");
+    else if (len > IS_MOVEMENT_MAX_STR)
+        add_err(v, field, "is longer than %d bytes", IS_MOVEMENT_MAX_STR);
+}
+
+static void check_site(verrs_t *v, const char *site) {
+    size_t len = strlen(str(site));
+    if (len == 0) {
+        add_err(v, "site", "is required");
+        return;
+    }
+    if (len > SITE_MAX_LEN) {
+        add_err(v, "site", "is longer than %d characters", SITE_MAX_LEN);
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = site[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-')) {
+            add_err(v, "site", "must contain only letters, digits, '_' and '-'");
+            return;
+        }
+    }
+}
+
+/* The type whose rules apply: a REVERSAL carries its original's fields. */
+static int rule_type(const is_movement_t *m) {
+    if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&
+        m->reversed_type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&
+        enum_known(&invsync__v1__movement_type__descriptor, (int)m->reversed_type))
+        return (int)m->reversed_type;
+    return (int)m->type;
+}
+
+static int default_from(int type) {
+    return type == INVSYNC__V1__MOVEMENT_TYPE__RELEASE ? INVSYNC__V1__STOCK_STATUS__BLOCKED
+                                                       : INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+}
+
+static int default_to(int type) {
+    return type == INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE ? INVSYNC__V1__STOCK_STATUS__BLOCKED
+                                                          : INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+}
+
+static void check_status(verrs_t *v, const char *field, int status) {
+    if (!enum_known(&invsync__v1__stock_status__descriptor, status))
+        add_err(v, field, "unknown value %d", status);
+}
+
+/*
+ * Rules as listed in movement.h, checked in .proto field order so the first
+ * error is the first field a reader would look at. A REVERSAL is checked by
+ * the type-specific rules of its reversed_type (it carries that movement's
+ * fields, and its effects are computed from them).
+ */
+size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,
+                            is_field_error_t *errs, size_t max_errs) {
+    verrs_t v = {errs, max_errs, 0};
+    uint32_t max_scale = opts ? opts->max_scale : IS_DECIMAL_MAX_SCALE;
+    const int type = (int)m->type;
+    const int rt = rule_type(m);
+    const int is_reversal = type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+
+    if (max_scale > IS_DECIMAL_MAX_SCALE)
+        max_scale = IS_DECIMAL_MAX_SCALE;
+
+    check_str(&v, "movement_id", m->movement_id, 1);
+    check_str(&v, "source_system", m->source_system, 1);
+    if (opts && opts->refused_sources) {
+        for (const char *const *r = opts->refused_sources; *r; r++) {
+            if (strcmp(*r, str(m->source_system)) == 0) {
+                add_err(&v, "source_system",
+                        "source system '%.64s' is an ERP-origin system (loop guard)", *r);
+                break;
+            }
+        }
+    }
+    check_site(&v, m->site);
+    if (type == INVSYNC__V1__MOVEMENT_TYPE__MOVEMENT_TYPE_UNSPECIFIED)
+        add_err(&v, "type", "is required");
+    else if (!enum_known(&invsync__v1__movement_type__descriptor, type))
+        add_err(&v, "type", "unknown value %d", type);
+    check_str(&v, "material", m->material, 1);
+    check_str(&v, "lot", m->lot, 1);
+    check_str(&v, "serial", m->serial, 0);
+    check_str(&v, "location", m->location, 1);
+    if (rt == INVSYNC__V1__MOVEMENT_TYPE__TRANSFER) {
+        check_str(&v, "to_location", m->to_location, 1);
+        if (*str(m->to_location) && strcmp(str(m->to_location), str(m->location)) == 0)
+            add_err(&v, "to_location", "must differ from location");
+    } else {
+        check_str(&v, "to_location", m->to_location, 0);
+    }
+    if (!m->quantity) {
+        add_err(&v, "quantity", "is required");
+    } else if (m->quantity->scale > max_scale) {
+        add_err(&v, "quantity", "has more than %u decimal places", (unsigned)max_scale);
+    } else if (rt == INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT) {
+        if (m->quantity->units == 0)
+            add_err(&v, "quantity", "must not be zero");
+    } else if (m->quantity->units <= 0) {
+        add_err(&v, "quantity", "must be greater than zero");
+    }
+    check_str(&v, "uom", m->uom, 1);
+    check_str(&v, "order_id", m->order_id,
+              rt == INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE ||
+                  rt == INVSYNC__V1__MOVEMENT_TYPE__COMPLETION);
+    check_str(&v, "operation", m->operation, 0);
+    check_status(&v, "from_status", (int)m->from_status);
+    check_status(&v, "to_status", (int)m->to_status);
+    if ((rt == INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE ||
+         rt == INVSYNC__V1__MOVEMENT_TYPE__RELEASE) &&
+        enum_known(&invsync__v1__stock_status__descriptor, (int)m->from_status) &&
+        enum_known(&invsync__v1__stock_status__descriptor, (int)m->to_status)) {
+        int from = m->from_status ? (int)m->from_status : default_from(rt);
+        int to = m->to_status ? (int)m->to_status : default_to(rt);
+        if (from == to)
+            add_err(&v, "to_status", "must differ from from_status (both %s)",
+                    is_stock_status_name(to));
+    }
+    check_str(&v, "reason_code", m->reason_code, rt == INVSYNC__V1__MOVEMENT_TYPE__SCRAP);
+    check_str(&v, "reverses_movement_id", m->reverses_movement_id, is_reversal);
+    if (is_reversal && *str(m->reverses_movement_id) &&
+        strcmp(str(m->reverses_movement_id), str(m->movement_id)) == 0)
+        add_err(&v, "reverses_movement_id", "must differ from movement_id");
+    if (is_reversal) {
+        int r = (int)m->reversed_type;
+        if (r == INVSYNC__V1__MOVEMENT_TYPE__MOVEMENT_TYPE_UNSPECIFIED)
+            add_err(&v, "reversed_type", "is required");
+        else if (r == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+            add_err(&v, "reversed_type", "must not be REVERSAL");
+        else if (!enum_known(&invsync__v1__movement_type__descriptor, r))
+            add_err(&v, "reversed_type", "unknown value %d", r);
+    }
+    if (m->n_attributes > IS_MOVEMENT_MAX_ATTRS)
+        add_err(&v, "attributes", "has more than %d entries", IS_MOVEMENT_MAX_ATTRS);
+    return v.n;
+}
+
+/* ---- stock effects ----------------------------------------------------- */
+
+static is_stock_effect_t effect(const char *location, int status, is_decimal_t delta) {
+    is_stock_effect_t e = {location, status, delta};
+    return e;
+}
+
+/* Effects of a non-REVERSAL type per the table in movement.h; 0 if unknown. */
+static size_t base_effects(const is_movement_t *m, int type, is_decimal_t q,
+                           is_stock_effect_t out[4]) {
+    const char *loc = str(m->location);
+    const int from = m->from_status ? (int)m->from_status : default_from(type);
+    const int to = m->to_status ? (int)m->to_status : default_to(type);
+    is_decimal_t neg = {0, 0};
+    /* Only an INT64_MIN quantity cannot be negated; types that need -q fail then. */
+    const int neg_ok = is_decimal_negate(q, &neg) == IS_OK;
+
+    switch (type) {
+    case INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE:
+    case INVSYNC__V1__MOVEMENT_TYPE__SCRAP:
+        if (!neg_ok)
+            return 0;
+        out[0] = effect(loc, from, neg);
+        return 1;
+    case INVSYNC__V1__MOVEMENT_TYPE__COMPLETION:
+        out[0] = effect(loc, to, q);
+        return 1;
+    case INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE:
+    case INVSYNC__V1__MOVEMENT_TYPE__RELEASE:
+        if (!neg_ok)
+            return 0;
+        out[0] = effect(loc, from, neg);
+        out[1] = effect(loc, to, q);
+        return 2;
+    case INVSYNC__V1__MOVEMENT_TYPE__TRANSFER:
+        if (!neg_ok)
+            return 0;
+        out[0] = effect(loc, from, neg);
+        out[1] = effect(str(m->to_location), from, q);
+        return 2;
+    case INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT:
+        out[0] = effect(loc, m->to_status ? (int)m->to_status : from, q);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]) {
+    is_stock_effect_t tmp[4];
+    size_t n;
+    is_decimal_t q;
+
+    if (!m->quantity || m->quantity->scale > IS_DECIMAL_MAX_SCALE ||
+        !enum_known(&invsync__v1__stock_status__descriptor, (int)m->from_status) ||
+        !enum_known(&invsync__v1__stock_status__descriptor, (int)m->to_status))
+        return 0;
+    q = is_movement_qty(m);
+    if (m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+        return base_effects(m, (int)m->type, q, out);
+    if (m->reversed_type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+        return 0;
+    n = base_effects(m, (int)m->reversed_type, q, tmp);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+        if (is_decimal_negate(tmp[n - 1 - i].delta, &out[i].delta) != IS_OK)
+            return 0;
+    }
+    return n;
+}
+
+/* ---- keys, quantity ---------------------------------------------------- */
+
+int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size) {
+    int n;
+    if (!buf || buf_size == 0)
+        return -1;
+    n = snprintf(buf, buf_size, "%s/%s/%s", str(m->site), str(m->material), str(m->lot));
+    if (n < 0 || (size_t)n >= buf_size) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return n;
+}
+
+is_decimal_t is_movement_qty(const is_movement_t *m) {
+    is_decimal_t d = {0, 0};
+    if (m->quantity) {
+        d.units = m->quantity->units;
+        d.scale = m->quantity->scale;
+    }
+    return d;
+}
+
+/* ---- fingerprint ------------------------------------------------------- */
+
+/* A ProtobufCBuffer that feeds what protobuf-c packs straight into SHA-256. */
+typedef struct hash_buffer {
+    ProtobufCBuffer base;
+    is_sha256_t *sha;
+} hash_buffer_t;
+
+static void hash_append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
+    is_sha256_update(((hash_buffer_t *)b)->sha, data, len);
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const Invsync__V1__Movement__AttributesEntry *x =
+        *(const Invsync__V1__Movement__AttributesEntry *const *)a;
+    const Invsync__V1__Movement__AttributesEntry *y =
+        *(const Invsync__V1__Movement__AttributesEntry *const *)b;
+    int c = strcmp(str(x->key), str(y->key));
+    return c ? c : strcmp(str(x->value), str(y->value));
+}
+
+/*
+ * SHA-256 of the canonical packed form: a shallow copy with the stamped
+ * fields cleared and the attribute entries sorted by key (then value), so
+ * the fingerprint does not depend on the order a map happened to be built
+ * in. Fields are packed in field-number order by protobuf-c, and proto3
+ * omits zero values, so a movement without attributes hashes exactly as
+ * its plain packed form. Note the quantity's scale is content: "12.5" and
+ * "12.50" are different submissions.
+ */
+is_err_t is_movement_fingerprint(const is_movement_t *m, uint8_t out[32]) {
+    is_movement_t c = *m;
+    Invsync__V1__Movement__AttributesEntry **sorted = NULL;
+    is_sha256_t sha;
+    hash_buffer_t hb;
+
+    c.tier = (char *)protobuf_c_empty_string;
+    c.policy_version = (char *)protobuf_c_empty_string;
+    c.producer_id = (char *)protobuf_c_empty_string;
+    c.sequence = 0;
+    c.accepted_time = 0;
+    if (m->n_attributes > 1) {
+        sorted = malloc(m->n_attributes * sizeof *sorted);
+        if (!sorted)
+            return IS_ERR_NOMEM;
+        memcpy(sorted, m->attributes, m->n_attributes * sizeof *sorted);
+        qsort(sorted, m->n_attributes, sizeof *sorted, cmp_entry);
+        c.attributes = sorted;
+    }
+    if (is_sha256_init(&sha) != IS_OK) {
+        free(sorted);
+        return IS_ERR_NOMEM;
+    }
+    hb.base.append = hash_append;
+    hb.sha = &sha;
+    protobuf_c_message_pack_to_buffer(&c.base, &hb.base);
+    is_sha256_final(&sha, out);
+    free(sorted);
+    return IS_OK;
+}
