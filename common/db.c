@@ -1,0 +1,342 @@
+/*
+ * db.c — SQLite helpers: open with WAL and ordered migrations, prepared
+ * statements, BEGIN IMMEDIATE transactions.
+ *
+ * Each service opens its store once at start (plus one connection per thread
+ * that needs one) and then runs short write transactions at the rate of
+ * incoming movements — hundreds to a few thousand per second at most. Opening
+ * is therefore allowed to be thorough: it sets the pragmas, checks that WAL
+ * really took effect for a file database, and brings the schema up to date.
+ *
+ * Schema versions live in `schema_version`, one row per applied migration
+ * (version n means migrations[0..n-1] are applied). Every migration runs in
+ * its own BEGIN IMMEDIATE transaction that re-reads the version first, so two
+ * processes opening the same new file at once apply each migration exactly
+ * once. A file whose version is above what the code knows is refused: the
+ * code cannot know what a later schema means, and silently using it could
+ * corrupt it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "db.h"
+
+#define DB_BUSY_TIMEOUT_MS 5000
+
+static const char SCHEMA_VERSION_DDL[] =
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY," /* migrations[0..version-1] are applied */
+    " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))";
+
+is_err_t is_db_error(sqlite3 *db, const char *what, char *errstr, size_t errstr_size) {
+    is_errf(errstr, errstr_size, "%s: %s", what ? what : "sqlite",
+            db ? sqlite3_errmsg(db) : "out of memory");
+    return IS_ERR_DB;
+}
+
+/* Run a one-column query and read an int from its first row (0 if none). */
+static int query_int(sqlite3 *db, const char *sql, int *out) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+    *out = 0;
+    if (rc != SQLITE_OK)
+        goto out;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Read the applied version into *out; 0 when schema_version does not exist
+ * yet. Returns an SQLite result code.
+ */
+static int read_schema_version(sqlite3 *db, int *out) {
+    int exists = 0;
+    int rc = query_int(db,
+                       "SELECT COUNT(*) FROM sqlite_master"
+                       " WHERE type = 'table' AND name = 'schema_version'",
+                       &exists);
+
+    *out = 0;
+    if (rc != SQLITE_OK || !exists)
+        return rc;
+    return query_int(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", out);
+}
+
+/* Returns 0 for a new database and -1 when the version cannot be read. */
+int is_db_schema_version(sqlite3 *db) {
+    int v;
+    if (!db || read_schema_version(db, &v) != SQLITE_OK)
+        return -1;
+    return v;
+}
+
+is_err_t is_db_exec(sqlite3 *db, const char *sql, char *errstr, size_t errstr_size) {
+    char *msg = NULL;
+    is_err_t rc = IS_OK;
+
+    if (!db || !sql) {
+        is_errf(errstr, errstr_size, "is_db_exec: NULL argument");
+        return IS_ERR_INVALID;
+    }
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        is_errf(errstr, errstr_size, "%s (in \"%.60s%s\")", msg ? msg : sqlite3_errmsg(db), sql,
+                strlen(sql) > 60 ? "..." : "");
+        rc = IS_ERR_DB;
+    }
+    sqlite3_free(msg);
+    return rc;
+}
+
+is_err_t is_db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *errstr,
+                       size_t errstr_size) {
+    sqlite3_stmt *st = NULL, *extra = NULL;
+    const char *tail = NULL;
+    is_err_t rc = IS_OK;
+
+    if (!out)
+        return IS_ERR_INVALID;
+    *out = NULL;
+    if (!db || !sql) {
+        is_errf(errstr, errstr_size, "is_db_prepare: NULL argument");
+        return IS_ERR_INVALID;
+    }
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK) {
+        rc = is_db_error(db, "prepare", errstr, errstr_size);
+        goto done;
+    }
+    if (!st) {
+        is_errf(errstr, errstr_size, "prepare: no SQL statement in \"%.60s\"", sql);
+        rc = IS_ERR_INVALID;
+        goto done;
+    }
+    /* A second statement would be silently ignored: refuse it. A trailing
+     * comment or ';' compiles to no statement and is fine. */
+    if (tail && *tail) {
+        if (sqlite3_prepare_v2(db, tail, -1, &extra, NULL) != SQLITE_OK || extra) {
+            is_errf(errstr, errstr_size, "prepare: more than one statement in \"%.60s\"", sql);
+            rc = IS_ERR_INVALID;
+            goto done;
+        }
+    }
+    *out = st;
+    st = NULL;
+done:
+    sqlite3_finalize(extra);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+is_err_t is_db_begin(sqlite3 *db) {
+    if (!db)
+        return IS_ERR_INVALID;
+    return sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? IS_OK : IS_ERR_DB;
+}
+
+/* On failure the transaction may still be open: the caller rolls back. */
+is_err_t is_db_commit(sqlite3 *db) {
+    if (!db)
+        return IS_ERR_INVALID;
+    return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? IS_OK : IS_ERR_DB;
+}
+
+void is_db_rollback(sqlite3 *db) {
+    /* sqlite3_get_autocommit is nonzero outside a transaction, including
+     * after SQLite rolled one back by itself (e.g. on SQLITE_FULL). */
+    if (db && !sqlite3_get_autocommit(db))
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void is_db_close(sqlite3 *db) {
+    if (db)
+        sqlite3_close_v2(db);
+}
+
+/* Run one pragma and read its single text result (if any) into buf. */
+static int pragma(sqlite3 *db, const char *sql, char *buf, size_t buf_size) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+    if (buf && buf_size)
+        buf[0] = '\0';
+    if (rc != SQLITE_OK)
+        goto out;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (buf && buf_size && t)
+            snprintf(buf, buf_size, "%s", (const char *)t);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * PRAGMA journal_mode=WAL, retried for up to the busy timeout: switching a
+ * new file to WAL needs an exclusive lock, and when several connections open
+ * the same new file at once SQLite answers SQLITE_BUSY without calling the
+ * busy handler (it would deadlock), so the wait is done here.
+ */
+static int set_wal(sqlite3 *db, char *mode, size_t mode_size) {
+    int rc;
+
+    for (int waited = 0;; waited += 10) {
+        rc = pragma(db, "PRAGMA journal_mode=WAL", mode, mode_size);
+        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || waited >= DB_BUSY_TIMEOUT_MS)
+            return rc;
+        sqlite3_sleep(10);
+    }
+}
+
+/*
+ * Apply migrations[version..n-1], each in its own BEGIN IMMEDIATE transaction
+ * that re-reads the version under the write lock (another process may have
+ * migrated in between).
+ */
+static is_err_t migrate(sqlite3 *db, const char *path, const char *const *migrations,
+                        size_t n_migrations, char *errstr, size_t errstr_size) {
+    sqlite3_stmt *ins = NULL;
+    char msg[256];
+    int version = 0;
+    is_err_t rc = IS_OK;
+
+    for (;;) {
+        /* Everything, even creating schema_version, under the write lock
+         * taken at BEGIN: an autocommit write could fail with
+         * SQLITE_BUSY_SNAPSHOT when another process migrates concurrently. */
+        if (is_db_begin(db) != IS_OK) {
+            rc = is_db_error(db, "begin migration", msg, sizeof msg);
+            goto fail;
+        }
+        if (sqlite3_exec(db, SCHEMA_VERSION_DDL, NULL, NULL, NULL) != SQLITE_OK) {
+            rc = is_db_error(db, "create schema_version", msg, sizeof msg);
+            goto fail;
+        }
+        if (read_schema_version(db, &version) != SQLITE_OK) {
+            rc = is_db_error(db, "read schema_version", msg, sizeof msg);
+            goto fail;
+        }
+        if (version < 0 || (size_t)version > n_migrations) {
+            is_errf(errstr, errstr_size,
+                    "database '%s' has schema version %d, newer than this program knows (%zu); "
+                    "refusing to open it (was it written by a newer release?)",
+                    path, version, n_migrations);
+            rc = IS_ERR_DB;
+            goto out;
+        }
+        if ((size_t)version == n_migrations)
+            break;
+        if (!migrations[version]) {
+            snprintf(msg, sizeof msg, "migration %d is NULL", version + 1);
+            rc = IS_ERR_INVALID;
+            goto fail;
+        }
+        if (sqlite3_exec(db, migrations[version], NULL, NULL, NULL) != SQLITE_OK) {
+            char what[48];
+            snprintf(what, sizeof what, "migration %d", version + 1);
+            rc = is_db_error(db, what, msg, sizeof msg);
+            goto fail;
+        }
+        if (!ins && sqlite3_prepare_v2(db, "INSERT INTO schema_version(version) VALUES (?)", -1,
+                                       &ins, NULL) != SQLITE_OK) {
+            rc = is_db_error(db, "prepare schema_version insert", msg, sizeof msg);
+            goto fail;
+        }
+        sqlite3_reset(ins);
+        sqlite3_bind_int(ins, 1, version + 1);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            rc = is_db_error(db, "record schema_version", msg, sizeof msg);
+            goto fail;
+        }
+        if (is_db_commit(db) != IS_OK) {
+            rc = is_db_error(db, "commit migration", msg, sizeof msg);
+            goto fail;
+        }
+    }
+    /* Up to date: end the transaction of the last iteration. */
+    if (is_db_commit(db) != IS_OK) {
+        rc = is_db_error(db, "commit", msg, sizeof msg);
+        goto fail;
+    }
+    goto out;
+fail:
+    is_errf(errstr, errstr_size, "database '%s' (schema version %d of %zu): %s", path, version,
+            n_migrations, msg);
+out:
+    sqlite3_finalize(ins);
+    is_db_rollback(db);
+    return rc;
+}
+
+is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,
+                    is_db_sync_t sync, sqlite3 **out, char *errstr, size_t errstr_size) {
+    static const char *const sync_sql[] = {
+        [IS_DB_SYNC_FULL] = "PRAGMA synchronous=FULL",
+        [IS_DB_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+        [IS_DB_SYNC_OFF] = "PRAGMA synchronous=OFF",
+    };
+    sqlite3 *db = NULL;
+    const char *file;
+    char mode[32];
+    is_err_t rc = IS_OK;
+
+    if (!out)
+        return IS_ERR_INVALID;
+    *out = NULL;
+    if (!path || (n_migrations && !migrations) || (unsigned)sync > IS_DB_SYNC_OFF) {
+        is_errf(errstr, errstr_size, "database '%s': invalid arguments", path ? path : "(null)");
+        return IS_ERR_INVALID;
+    }
+    if (sqlite3_open_v2(path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        is_errf(errstr, errstr_size, "cannot open database '%s': %s", path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+        rc = db ? IS_ERR_DB : IS_ERR_NOMEM;
+        goto done;
+    }
+    /* Before anything that takes a lock, so the pragmas below wait too. */
+    sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
+
+    if (set_wal(db, mode, sizeof mode) != SQLITE_OK) {
+        rc = IS_ERR_DB;
+        is_errf(errstr, errstr_size, "database '%s': journal_mode=WAL: %s", path,
+                sqlite3_errmsg(db));
+        goto done;
+    }
+    /* An in-memory or temporary database has no file name and stays in
+     * "memory" mode; a file that is not in WAL mode is an error (e.g. a
+     * file system without shared memory support). */
+    file = sqlite3_db_filename(db, "main");
+    if (file && *file && strcmp(mode, "wal") != 0) {
+        rc = IS_ERR_DB;
+        is_errf(errstr, errstr_size, "database '%s': journal_mode is '%s', not 'wal'", path, mode);
+        goto done;
+    }
+    if (pragma(db, sync_sql[sync], NULL, 0) != SQLITE_OK ||
+        pragma(db, "PRAGMA foreign_keys=ON", NULL, 0) != SQLITE_OK) {
+        rc = IS_ERR_DB;
+        is_errf(errstr, errstr_size, "database '%s': pragma: %s", path, sqlite3_errmsg(db));
+        goto done;
+    }
+    rc = migrate(db, path, migrations, n_migrations, errstr, errstr_size);
+done:
+    if (rc != IS_OK) {
+        is_db_close(db);
+        return rc;
+    }
+    *out = db;
+    return IS_OK;
+}
