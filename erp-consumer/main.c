@@ -101,7 +101,6 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     is_movement_t *ms = NULL;
     Invsync__V1__Decimal *qs = NULL;
     erp_line_t *lines = NULL;
-    const char **ids = NULL;
     char (*idbuf)[64] = NULL;
     int status = 2;
 
@@ -119,9 +118,8 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     ms = calloc(n ? n : 1, sizeof(*ms));
     qs = calloc(n ? n : 1, sizeof(*qs));
     lines = calloc(n ? n : 1, sizeof(*lines));
-    ids = calloc(n ? n : 1, sizeof(*ids));
     idbuf = calloc(n ? n : 1, sizeof(*idbuf));
-    if (!ms || !qs || !lines || !ids || !idbuf) {
+    if (!ms || !qs || !lines || !idbuf) {
         fprintf(stderr, "erp-consumer: out of memory\n");
         goto out;
     }
@@ -162,11 +160,13 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
             ms[i].to_status = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
         ms[i].reason_code = "OPENING";
         ms[i].quantity = &qs[i];
-        ids[i] = idbuf[i];
+        /* Opening stock is the ERP's own, not an MES movement: no movement ids, so
+         * "one document per movement" checks and traceability see only MES data. */
+        ms[i].movement_id = "";
         lines[i].m = &ms[i];
         lines[i].quantity = q;
-        lines[i].movement_ids = &ids[i];
-        lines[i].n_movement_ids = 1;
+        lines[i].movement_ids = NULL;
+        lines[i].n_movement_ids = 0;
     }
     if (erp_open(&cfg->erp, &erp, errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
@@ -195,7 +195,6 @@ out:
     free(ms);
     free(qs);
     free(lines);
-    free(ids);
     free(idbuf);
     json_decref(rows);
     return status;

@@ -1,0 +1,88 @@
+/*
+ * erp.c — the ERP adapter front: picks an implementation by name and
+ * dispatches every call through its erp_ops_t.
+ *
+ * Adding an adapter is one line in `adapters` below plus its ops table. The
+ * front also makes the result contract uniform: *result is cleared before
+ * every call, so an adapter only writes what it knows.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "erp.h"
+
+struct erp {
+    const erp_ops_t *ops; /* the chosen adapter */
+    void *impl;           /* its private state, owned */
+};
+
+static const erp_ops_t *const adapters[] = {&erp_sqlite_ops, &erp_http_ops};
+#define N_ADAPTERS (sizeof adapters / sizeof adapters[0])
+
+static const erp_ops_t *find_adapter(const char *name) {
+    for (size_t i = 0; i < N_ADAPTERS; i++)
+        if (strcmp(adapters[i]->name, name) == 0)
+            return adapters[i];
+    return NULL;
+}
+
+is_err_t erp_open(const erp_config_t *cfg, erp_t **out, char *errstr, size_t errstr_size) {
+    const erp_ops_t *ops;
+    erp_t *erp = NULL;
+    is_err_t rc;
+
+    *out = NULL;
+    if (!cfg || !cfg->adapter || !cfg->adapter[0]) {
+        is_errf(errstr, errstr_size, "erp.adapter is not set (known: sqlite, http-json)");
+        return IS_ERR_CONFIG;
+    }
+    ops = find_adapter(cfg->adapter);
+    if (!ops) {
+        is_errf(errstr, errstr_size, "unknown erp.adapter '%s' (known: sqlite, http-json)",
+                cfg->adapter);
+        return IS_ERR_CONFIG;
+    }
+    erp = calloc(1, sizeof *erp);
+    if (!erp) {
+        is_errf(errstr, errstr_size, "out of memory");
+        return IS_ERR_NOMEM;
+    }
+    erp->ops = ops;
+    rc = ops->open(cfg, &erp->impl, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    *out = erp;
+    return IS_OK;
+
+err:
+    free(erp);
+    return rc;
+}
+
+void erp_close(erp_t *erp) {
+    if (!erp)
+        return;
+    erp->ops->close(erp->impl);
+    free(erp);
+}
+
+const char *erp_name(const erp_t *erp) {
+    return erp ? erp->ops->name : "(none)";
+}
+
+is_err_t erp_post(erp_t *erp, const erp_posting_t *p, erp_result_t *result) {
+    memset(result, 0, sizeof *result);
+    return erp->ops->post(erp->impl, p, result);
+}
+
+is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id, erp_result_t *result) {
+    memset(result, 0, sizeof *result);
+    return erp->ops->lookup_reference(erp->impl, posting_id, result);
+}
+
+is_err_t erp_query_on_hand(erp_t *erp, const char *site, erp_on_hand_cb cb, void *opaque,
+                           char *errstr, size_t errstr_size) {
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    return erp->ops->query_on_hand(erp->impl, site, cb, opaque, errstr, errstr_size);
+}
