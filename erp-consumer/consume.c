@@ -10,8 +10,10 @@
 #include <time.h>
 
 #include "consume.h"
+#include "hash.h"
 #include "duration.h"
 #include "log.h"
+#include "schedule.h"
 #include "topic.h"
 
 struct consume {
@@ -25,6 +27,7 @@ struct consume {
     rd_kafka_t *rk;
     char prefix[128];
     const char **refused; /* loop guard, NULL-terminated */
+    char last_policy[IS_SHA256_HEX_LEN + 1]; /* last policy version recorded */
 };
 
 /* What one polled message became; owns its decoded protobuf. */
@@ -269,6 +272,21 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
     }
     sm->kind = STORE_MSG_MOVEMENT;
     sm->m = slot->m;
+    {
+        /* The window is fixed now, from the acceptance time: durable across restarts. */
+        const is_tier_t *t = is_policy_tier_by_name(c->policy, slot->m->tier);
+        int64_t accepted = slot->m->accepted_time ? slot->m->accepted_time : is_clock_now_ms(NULL);
+        if (t) {
+            sm->due_at = is_schedule_due(t, is_policy_site_timezone(c->policy, slot->m->site),
+                                         accepted);
+        } else {
+            /* A tier this consumer's policy does not know (policy roll-out in progress):
+             * post without delay rather than park it. */
+            sm->due_at = accepted;
+            is_log(IS_LOG_WARN, "movement tier not in this consumer's policy; posting it at once",
+                   "movement_id", slot->m->movement_id, "tier", slot->m->tier, NULL);
+        }
+    }
     return;
 dead:
     sm->kind = STORE_MSG_DEAD;
@@ -366,6 +384,19 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
             for (size_t i = 0; i < n; i++)
                 slot_release(&slots[i]);
             break; /* not committed: the batch is consumed again after restart */
+        }
+        /* Change control: remember each policy version the first time it is seen. */
+        for (size_t i = 0; i < n; i++) {
+            const is_movement_t *m = sm[i].kind == STORE_MSG_MOVEMENT ? sm[i].m : NULL;
+            if (m && m->policy_version[0] && strcmp(m->policy_version, c->last_policy) != 0) {
+                if (store_note_policy_version(c->store, m->policy_version, m->movement_id,
+                                              is_clock_now_ms(NULL), errstr,
+                                              sizeof(errstr)) == IS_OK) {
+                    snprintf(c->last_policy, sizeof(c->last_policy), "%s", m->policy_version);
+                    is_log(IS_LOG_INFO, "policy version seen", "policy_version", m->policy_version,
+                           "movement_id", m->movement_id, NULL);
+                }
+            }
         }
         store_batch_result_t res;
         for (;;) {

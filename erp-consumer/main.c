@@ -101,7 +101,6 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     is_movement_t *ms = NULL;
     Invsync__V1__Decimal *qs = NULL;
     erp_line_t *lines = NULL;
-    char (*idbuf)[64] = NULL;
     int status = 2;
 
     if (!rows || !json_is_array(rows)) {
@@ -118,8 +117,7 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     ms = calloc(n ? n : 1, sizeof(*ms));
     qs = calloc(n ? n : 1, sizeof(*qs));
     lines = calloc(n ? n : 1, sizeof(*lines));
-    idbuf = calloc(n ? n : 1, sizeof(*idbuf));
-    if (!ms || !qs || !lines || !idbuf) {
+    if (!ms || !qs || !lines) {
         fprintf(stderr, "erp-consumer: out of memory\n");
         goto out;
     }
@@ -146,8 +144,6 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         invsync__v1__decimal__init(&qs[i]);
         qs[i].units = q.units;
         qs[i].scale = q.scale;
-        snprintf(idbuf[i], sizeof(idbuf[i]), "%s-%zu", posting_id, i);
-        ms[i].movement_id = idbuf[i];
         ms[i].source_system = "ERP-OPENING";
         ms[i].site = (char *)v[0];
         ms[i].material = (char *)v[1];
@@ -195,7 +191,6 @@ out:
     free(ms);
     free(qs);
     free(lines);
-    free(idbuf);
     json_decref(rows);
     return status;
 }

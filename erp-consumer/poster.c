@@ -14,6 +14,7 @@
 
 #include "duration.h"
 #include "log.h"
+#include "netting.h"
 #include "poster.h"
 #include "store.h"
 
@@ -177,39 +178,59 @@ static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answ
     }
 }
 
-/* Post one store posting; fills out and er. */
-static is_err_t post_one(poster_t *p, const store_posting_t *sp, int64_t now_ms, erp_result_t *er) {
-    erp_line_t *lines = calloc(sp->n, sizeof(*lines));
-    const char **ids = calloc(sp->n, sizeof(*ids));
-    is_err_t rc;
-    if (!lines || !ids) {
-        free(lines);
-        free(ids);
-        snprintf(er->message, sizeof(er->message), "out of memory");
-        return IS_ERR_RETRYABLE;
+/*
+ * Post one store posting: net its movements into lines (windowed tiers),
+ * split into chunks of the tier's max_lines, post the chunks in order. Each
+ * chunk has its own reference (<posting_id>-<k>), so re-posting after a
+ * failure or crash is idempotent chunk by chunk. *lines = lines sent.
+ */
+static is_err_t post_one(poster_t *p, const store_posting_t *sp, int64_t now_ms, erp_result_t *er,
+                         int *lines_sent) {
+    netting_t nt;
+    is_err_t rc = netting_build(sp->m, sp->n, sp->net, &nt);
+    *lines_sent = 0;
+    if (rc != IS_OK) {
+        snprintf(er->message, sizeof(er->message), "cannot net the posting: %s", is_err_str(rc));
+        return rc == IS_ERR_OVERFLOW ? IS_ERR_PERMANENT : IS_ERR_RETRYABLE;
     }
-    for (size_t i = 0; i < sp->n; i++) {
-        ids[i] = sp->m[i]->movement_id;
-        lines[i].m = sp->m[i];
-        lines[i].quantity = is_movement_qty(sp->m[i]);
-        lines[i].movement_ids = &ids[i];
-        lines[i].n_movement_ids = 1;
+    if (nt.n_lines == 0) {
+        /* Everything netted to zero: nothing for the ERP, the movements are still traced. */
+        snprintf(er->document, sizeof(er->document), "netted-to-zero");
+        netting_release(&nt);
+        return IS_OK;
     }
-    erp_posting_t ep = {
-        .posting_id = sp->posting_id,
-        .site = sp->site,
-        .tier = sp->tier,
-        .policy_version = sp->n ? sp->m[0]->policy_version : "",
-        .posting_time = now_ms,
-        .lines = lines,
-        .n_lines = sp->n,
-    };
-    int64_t t0 = is_monotonic_ms();
-    rc = erp_post(p->erp, &ep, er);
-    atomic_fetch_add(&p->stats->erp_calls, 1);
-    atomic_fetch_add(&p->stats->erp_call_us, (long long)(is_monotonic_ms() - t0) * 1000);
-    free(lines);
-    free(ids);
+    size_t chunk = sp->max_lines ? sp->max_lines : nt.n_lines;
+    size_t n_chunks = (nt.n_lines + chunk - 1) / chunk;
+    char first_doc[64] = "";
+    for (size_t k = 0; k < n_chunks; k++) {
+        char ref[64];
+        if (n_chunks == 1)
+            snprintf(ref, sizeof(ref), "%s", sp->posting_id);
+        else
+            snprintf(ref, sizeof(ref), "%s-%zu", sp->posting_id, k + 1);
+        size_t from = k * chunk, count = nt.n_lines - from < chunk ? nt.n_lines - from : chunk;
+        erp_posting_t ep = {
+            .posting_id = ref,
+            .site = sp->site,
+            .tier = sp->tier,
+            .policy_version = sp->m[0]->policy_version,
+            .posting_time = now_ms,
+            .lines = &nt.lines[from],
+            .n_lines = count,
+        };
+        int64_t t0 = is_monotonic_ms();
+        rc = erp_post(p->erp, &ep, er);
+        atomic_fetch_add(&p->stats->erp_calls, 1);
+        atomic_fetch_add(&p->stats->erp_call_us, (long long)(is_monotonic_ms() - t0) * 1000);
+        if (rc != IS_OK)
+            break;
+        if (k == 0)
+            snprintf(first_doc, sizeof(first_doc), "%s", er->document);
+        *lines_sent += (int)count;
+    }
+    if (rc == IS_OK && n_chunks > 1)
+        snprintf(er->document, sizeof(er->document), "%.40s+%zu", first_doc, n_chunks - 1);
+    netting_release(&nt);
     return rc;
 }
 
@@ -226,7 +247,7 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
             return IS_ERR_RETRYABLE;
         p->recovered = 1;
     }
-    rc = store_fetch_due(p->store, now_ms, (size_t)p->cfg->poster_batch, &l, errstr,
+    rc = store_fetch_due(p->store, p->policy, now_ms, (size_t)p->cfg->poster_batch, &l, errstr,
                          sizeof(errstr));
     if (rc != IS_OK)
         goto fail;
@@ -243,20 +264,27 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
         goto fail;
     for (size_t i = 0; i < l.n; i++) {
         store_posting_t *sp = &l.items[i];
-        int held = 0;
+        int held = 0, lines = 0;
+        if (sp->cancel) {
+            res[i].outcome = STORE_CANCELLED;
+            is_log(IS_LOG_INFO, "reversal inside the window: neither posted", "lot", sp->lot_key,
+                   "movement_id", sp->m[0]->movement_id, NULL);
+            continue;
+        }
         /* An earlier posting of this lot failed in this cycle: keep the order. */
         for (size_t k = 0; k < i && !held; k++)
-            held = (res[k].outcome == STORE_RETRY || res[k].outcome == STORE_FAILED ||
+            held = !l.items[k].cancel && (res[k].outcome == STORE_RETRY || res[k].outcome == STORE_FAILED ||
                     res[k].outcome == STORE_REQUEUE) &&
                    strcmp(l.items[k].lot_key, sp->lot_key) == 0;
         if (held || atomic_load(&p->stop)) {
             res[i].outcome = STORE_REQUEUE;
             continue;
         }
-        rc = post_one(p, sp, now_ms, &er[i]);
+        rc = post_one(p, sp, now_ms, &er[i], &lines);
         if (rc == IS_OK) {
             res[i].outcome = STORE_POSTED;
             res[i].document = er[i].document;
+            res[i].lines = lines;
             atomic_fetch_add(&p->stats->posted, 1);
             atomic_store(&p->stats->last_posted_ms, now_ms);
             if (is_log_enabled(IS_LOG_DEBUG))

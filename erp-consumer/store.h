@@ -12,11 +12,20 @@
  * Movement states:  queued → posting → posted
  *                               ↘ retry (posting in retry_wait) → posting …
  *                               ↘ failed (permanent; the lot is held)
+ *                                   ↘ (admin) retry | skipped
+ *                   queued → cancelled (a REVERSAL and its original, both
+ *                            inside the window: neither reaches the ERP)
  *                   dead (invalid, dead-lettered; never posted)
  *                   ignored (loop guard: the ERP's own movement; never posted)
- * A movement is *due* when it is queued, its (producer, site) watermark has
- * passed its sequence (everything accepted before it has been received),
- * and no earlier movement of its lot is posting, waiting to retry or failed.
+ * Each movement gets a due time when it is stored (schedule.h: the close of
+ * its tier's window, plus the tier's hold), so windows survive restarts.
+ * A movement *triggers* when it is queued, its due time has come, its
+ * (producer, site) watermark has passed its sequence (everything accepted
+ * before it has been received) and its site/tier is not paused. A trigger
+ * takes every earlier queued movement of its lot along, in acceptance order
+ * (they are *promoted*, and the promotion is noted on them), unless the lot
+ * is held: an earlier movement of it is posting, waiting to retry or failed,
+ * or sits in a paused site/tier.
  *
  * @locality Each thread opens its own store_t (its own SQLite connection):
  * the consume loop, the poster, the HTTP handlers and CLI commands. WAL lets
@@ -31,6 +40,7 @@
 #include "db.h"
 #include "error.h"
 #include "movement.h"
+#include "policy.h"
 
 typedef struct store store_t;
 
@@ -58,6 +68,7 @@ typedef struct store_msg {
     const void *payload;      /* the raw message value (stored for MOVEMENT) */
     size_t payload_len;
     const char *reason;       /* DEAD / IGNORED: why */
+    int64_t due_at;           /* MOVEMENT: when its tier window closes (ms UTC) */
 } store_msg_t;
 
 typedef struct store_batch_result {
@@ -86,6 +97,10 @@ typedef struct store_posting {
     char tier[32];
     char lot_key[IS_LOT_KEY_MAX];
     int attempts;          /* attempts made before this one */
+    int net;               /* windowed tier: net the movements into lines */
+    int cancel;            /* not a posting: REVERSAL/original pairs cancelled in the window */
+    uint32_t max_lines;    /* tier's max_lines (0 = no limit) */
+    char note[192];        /* promotion note, e.g. "promoted by M7 (realtime)" */
     size_t n;
     int64_t *row_ids;      /* movements.id */
     is_movement_t **m;     /* decoded payloads (owned) */
@@ -112,14 +127,19 @@ is_err_t store_fetch_inflight(store_t *s, store_posting_list_t *out, char *errst
                               size_t errstr_size) IS_MUST_CHECK;
 
 /*
- * Up to max due postings in acceptance order: first postings waiting to retry
- * whose time has come, then queued movements that are due (see above), one
- * posting per movement. Lots that are held are skipped, not returned.
+ * Up to about max due postings: first postings waiting to retry whose time
+ * has come, then, per triggered lot (see above), its due movements in
+ * acceptance order cut into postings: one per movement for `immediate`
+ * tiers, one per run of consecutive movements of the same windowed tier
+ * (net = 1). REVERSAL/original pairs that are both due come back as a
+ * `cancel` entry. Held lots are skipped, not returned.
  */
-is_err_t store_fetch_due(store_t *s, int64_t now_ms, size_t max, store_posting_list_t *out,
-                         char *errstr, size_t errstr_size) IS_MUST_CHECK;
+is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, size_t max,
+                         store_posting_list_t *out, char *errstr,
+                         size_t errstr_size) IS_MUST_CHECK;
 
-/* Mark postings as being posted (attempts + 1), in one transaction. */
+/* Mark postings as being posted (attempts + 1) and apply `cancel` entries
+ * (their movements become cancelled), in one transaction. */
 is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms, char *errstr,
                             size_t errstr_size) IS_MUST_CHECK;
 
@@ -128,6 +148,7 @@ typedef enum store_outcome {
     STORE_RETRY,       /* retryable failure: wait until next_at */
     STORE_FAILED,      /* permanent failure: hold the lot, dead-letter */
     STORE_REQUEUE,     /* not attempted (an earlier posting of the lot failed): back to queued */
+    STORE_CANCELLED,   /* a `cancel` entry: already applied by store_mark_posting */
 } store_outcome_t;
 
 typedef struct store_result {
@@ -135,6 +156,7 @@ typedef struct store_result {
     const char *document; /* POSTED */
     const char *error;    /* RETRY / FAILED: the ERP's answer */
     int64_t next_at_ms;   /* RETRY */
+    int lines;            /* POSTED: ERP lines sent (after netting) */
 } store_result_t;
 
 /* Record the outcome of each posting of l (results[i] for l->items[i]) in one transaction. */
@@ -145,12 +167,64 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
 /* ---- queries (status, CLI, tests) ------------------------------------------ */
 
 typedef struct store_counts {
-    int64_t movements, queued, posting, retry, posted, failed, dead;
+    int64_t movements, queued, posting, retry, posted, failed, dead, cancelled, skipped;
     int64_t postings, postings_posted, postings_failed, postings_retry;
     int64_t oldest_unposted_ms; /* received_at of the oldest queued/retry/failed; 0 if none */
 } store_counts_t;
 
 is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr,
                       size_t errstr_size) IS_MUST_CHECK;
+
+/* ---- control, audit, traceability (store_admin.c) --------------------------- */
+
+/*
+ * Pause / resume posting for a site and/or tier ("*" = all). Consumption
+ * continues; staleness grows and is reported. Each call is audited with who
+ * and why. Resuming what is not paused is IS_ERR_NOT_FOUND.
+ */
+is_err_t store_pause(store_t *s, const char *site, const char *tier, const char *actor,
+                     const char *reason, int64_t now_ms, char *errstr,
+                     size_t errstr_size) IS_MUST_CHECK;
+is_err_t store_resume(store_t *s, const char *site, const char *tier, const char *actor,
+                      const char *reason, int64_t now_ms, char *errstr,
+                      size_t errstr_size) IS_MUST_CHECK;
+/* Is (site, tier) paused (directly or by a "*")? */
+int store_is_paused(store_t *s, const char *site, const char *tier);
+/* Close the window now: queued movements of site/tier ("*" = all) become due. *n = how many. */
+is_err_t store_flush(store_t *s, const char *site, const char *tier, const char *actor,
+                     const char *reason, int64_t now_ms, int64_t *n, char *errstr,
+                     size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * Failed postings: retry (back to retry, due now) or skip (its movements
+ * become skipped and the lot is released). Both audited with who and why.
+ * IS_ERR_NOT_FOUND when posting_id is not a failed posting.
+ */
+is_err_t store_failed_retry(store_t *s, const char *posting_id, const char *actor,
+                            const char *reason, int64_t now_ms, char *errstr,
+                            size_t errstr_size) IS_MUST_CHECK;
+is_err_t store_failed_skip(store_t *s, const char *posting_id, const char *actor,
+                           const char *reason, int64_t now_ms, char *errstr,
+                           size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * Append an audit row (hash-chained: each row's hash covers the previous
+ * row's hash and its own fields). Runs inside the caller's transaction if
+ * one is open. detail is a JSON text (may be NULL).
+ */
+is_err_t store_audit(store_t *s, int64_t now_ms, const char *actor, const char *action,
+                     const char *subject, const char *detail, char *errstr,
+                     size_t errstr_size) IS_MUST_CHECK;
+/*
+ * Recompute the chain. IS_OK when intact (*rows = rows checked); otherwise
+ * IS_ERR_CONFLICT with *bad_id = the first row that does not match (0 when
+ * rows were removed from the end) and errstr saying what.
+ */
+is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *errstr,
+                            size_t errstr_size) IS_MUST_CHECK;
+
+/* Record a policy version the first time it is seen (audited). */
+is_err_t store_note_policy_version(store_t *s, const char *version, const char *movement_id,
+                                   int64_t now_ms, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 
 #endif

@@ -69,14 +69,13 @@ static void make(is_movement_t *m, Invsync__V1__Decimal *q, const char *id, cons
     m->sequence = seq;
 }
 
-/* Apply one movement message at (topic, offset). Returns the batch result. */
-static store_batch_result_t apply(fixture_t *f, const char *id, const char *site, const char *lot,
-                                  uint64_t seq, int64_t offset) {
-    is_movement_t m;
+/* Apply a prepared movement message at offset with a due time. */
+static store_batch_result_t apply_m(fixture_t *f, is_movement_t *mp, int64_t offset,
+                                    int64_t due_at) {
+    is_movement_t m = *mp;
     store_msg_t sm;
     store_batch_result_t res;
     char errstr[256];
-    make(&m, &f->qty, id, site, lot, seq);
     size_t len = invsync__v1__movement__get_packed_size(&m);
     uint8_t *buf = malloc(len);
     invsync__v1__movement__pack(&m, buf);
@@ -89,8 +88,17 @@ static store_batch_result_t apply(fixture_t *f, const char *id, const char *site
     sm.m = &m;
     sm.payload = buf;
     sm.payload_len = len;
+    sm.due_at = due_at;
     assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
     return res;
+}
+
+/* Apply one GOODS_ISSUE at (topic, offset), due at once. */
+static store_batch_result_t apply(fixture_t *f, const char *id, const char *site, const char *lot,
+                                  uint64_t seq, int64_t offset) {
+    is_movement_t m;
+    make(&m, &f->qty, id, site, lot, seq);
+    return apply_m(f, &m, offset, 0);
 }
 
 static void test_dedup_and_offsets(void **state) {
@@ -115,11 +123,11 @@ static void test_watermark_gap_holds_later_movements(void **state) {
     char errstr[256];
     /* seq 2 arrives before seq 1 (different tier topics): nothing is due yet. */
     apply(f, "M2", "S1", "L1", 2, 0);
-    assert_int_equal(store_fetch_due(f->s, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 0);
     store_posting_list_release(&l);
     apply(f, "M1", "S1", "L1", 1, 1);
-    assert_int_equal(store_fetch_due(f->s, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 2);
     assert_string_equal(l.items[0].m[0]->movement_id, "M1");
     assert_string_equal(l.items[1].m[0]->movement_id, "M2");
@@ -137,23 +145,28 @@ static void test_failed_posting_holds_its_lot_only(void **state) {
     apply(f, "A1", "S1", "LA", 1, 0);
     apply(f, "B1", "S1", "LB", 2, 1);
     apply(f, "A2", "S1", "LA", 3, 2);
-    assert_int_equal(store_fetch_due(f->s, 2000, 2, &l, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(l.n, 2);
+    /* A triggered lot comes back whole, in acceptance order. */
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.items[0].m[0]->movement_id, "A1");
+    assert_string_equal(l.items[1].m[0]->movement_id, "A2");
+    assert_string_equal(l.items[2].m[0]->movement_id, "B1");
     assert_int_equal(store_mark_posting(f->s, &l, 2000, errstr, sizeof(errstr)), IS_OK);
     memset(res, 0, sizeof(res));
-    res[0].outcome = STORE_FAILED;
+    res[0].outcome = STORE_FAILED; /* A1 */
     res[0].error = "insufficient stock";
-    res[1].outcome = STORE_POSTED;
-    res[1].document = "4900000001";
+    res[1].outcome = STORE_REQUEUE; /* A2: not attempted behind A1 */
+    res[2].outcome = STORE_POSTED;  /* B1 */
+    res[2].document = "4900000001";
     assert_int_equal(store_record_results(f->s, &l, res, 2000, errstr, sizeof(errstr)), IS_OK);
     store_posting_list_release(&l);
     /* A2 (same lot as the failed A1) is held; nothing else is due. */
-    assert_int_equal(store_fetch_due(f->s, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 0);
     store_posting_list_release(&l);
     /* Another lot keeps flowing. */
     apply(f, "C1", "S1", "LC", 4, 3);
-    assert_int_equal(store_fetch_due(f->s, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
     assert_string_equal(l.items[0].m[0]->movement_id, "C1");
     store_posting_list_release(&l);
@@ -171,22 +184,23 @@ static void test_retry_waits_then_comes_back_first(void **state) {
     char errstr[256], first_id[33];
     apply(f, "A1", "S1", "LA", 1, 0);
     apply(f, "A2", "S1", "LA", 2, 1);
-    assert_int_equal(store_fetch_due(f->s, 1000, 1, &l, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(l.n, 1);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
     snprintf(first_id, sizeof(first_id), "%s", l.items[0].posting_id);
     assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
     memset(res, 0, sizeof(res));
     res[0].outcome = STORE_RETRY;
     res[0].error = "503";
     res[0].next_at_ms = 5000;
+    res[1].outcome = STORE_REQUEUE;
     assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
     store_posting_list_release(&l);
     /* Before next_at: neither the retry nor A2 (held behind it). */
-    assert_int_equal(store_fetch_due(f->s, 4999, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 4999, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 0);
     store_posting_list_release(&l);
     /* At next_at: the retry, with the same posting id and its attempt count, and not A2. */
-    assert_int_equal(store_fetch_due(f->s, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
     assert_string_equal(l.items[0].posting_id, first_id);
     assert_int_equal(l.items[0].attempts, 1);
@@ -199,7 +213,7 @@ static void test_inflight_after_crash(void **state) {
     store_posting_list_t l = {0};
     char errstr[256];
     apply(f, "A1", "S1", "LA", 1, 0);
-    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
     store_posting_list_release(&l);
     /* "Crash": reopen the store; the posting is found in flight. */
@@ -212,7 +226,7 @@ static void test_inflight_after_crash(void **state) {
     store_posting_list_release(&l);
     /* While in flight the lot is held. */
     apply(f, "A2", "S1", "LA", 2, 1);
-    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 0);
     store_posting_list_release(&l);
 }
@@ -224,7 +238,7 @@ static void test_requeue_undoes_the_attempt(void **state) {
     char errstr[256];
     store_counts_t c;
     apply(f, "A1", "S1", "LA", 1, 0);
-    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
     memset(res, 0, sizeof(res));
     res[0].outcome = STORE_REQUEUE;
@@ -233,7 +247,7 @@ static void test_requeue_undoes_the_attempt(void **state) {
     assert_int_equal(store_counts(f->s, &c, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(c.queued, 1);
     assert_int_equal(c.postings, 0);
-    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
     store_posting_list_release(&l);
 }
@@ -257,10 +271,230 @@ static void test_dead_message_advances_watermark(void **state) {
     assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(res.dead, 1);
     apply(f, "M2", "S1", "L2", 2, 1);
-    assert_int_equal(store_fetch_due(f->s, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
     assert_string_equal(l.items[0].m[0]->movement_id, "M2");
     store_posting_list_release(&l);
+}
+
+/* Movement states by id, for assertions. */
+static void assert_state(fixture_t *f, const char *id, const char *state) {
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+                                        "SELECT state FROM movements WHERE movement_id = ?1", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), state);
+    sqlite3_finalize(st);
+}
+
+static void post_all(fixture_t *f, store_posting_list_t *l, int64_t now) {
+    char errstr[256];
+    store_result_t res[64];
+    memset(res, 0, sizeof(res));
+    assert_int_equal(store_mark_posting(f->s, l, now, errstr, sizeof(errstr)), IS_OK);
+    for (size_t i = 0; i < l->n; i++) {
+        res[i].outcome = l->items[i].cancel ? STORE_CANCELLED : STORE_POSTED;
+        res[i].document = "49";
+        res[i].lines = (int)l->items[i].n;
+    }
+    assert_int_equal(store_record_results(f->s, l, res, now, errstr, sizeof(errstr)), IS_OK);
+}
+
+static void test_window_then_realtime_promotes_earlier(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t t, q;
+    Invsync__V1__Decimal tq = INVSYNC__V1__DECIMAL__INIT, qq = INVSYNC__V1__DECIMAL__INIT;
+    /* A transfer waiting in a 30-minute window, then a real-time quarantine of the lot. */
+    make(&t, &tq, "T1", "S1", "L1", 1);
+    t.type = INVSYNC__V1__MOVEMENT_TYPE__TRANSFER;
+    t.to_location = "QA-CAGE";
+    t.tier = "periodic";
+    apply_m(f, &t, 0, 1800000);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0); /* the window has not closed */
+    store_posting_list_release(&l);
+    make(&q, &qq, "Q1", "S1", "L1", 2);
+    q.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE;
+    q.location = "QA-CAGE";
+    apply_m(f, &q, 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].m[0]->movement_id, "T1"); /* transfer first */
+    assert_string_equal(l.items[0].note, "promoted by Q1 (realtime)");
+    assert_string_equal(l.items[1].m[0]->movement_id, "Q1");
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+                                        "SELECT note FROM movements WHERE movement_id = 'T1'", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "promoted by Q1 (realtime)");
+    sqlite3_finalize(st);
+}
+
+static void test_reversal_inside_window_cancels_both(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    a.tier = "periodic";
+    apply_m(f, &a, 0, 5000);
+    make(&r, &rq, "REV-1", "S1", "L1", 2);
+    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    r.reverses_movement_id = "GI-1";
+    r.tier = "periodic";
+    apply_m(f, &r, 1, 5000);
+    assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_true(l.items[0].cancel);
+    assert_int_equal(l.items[0].n, 2);
+    post_all(f, &l, 5000);
+    store_posting_list_release(&l);
+    assert_state(f, "GI-1", "cancelled");
+    assert_state(f, "REV-1", "cancelled");
+    store_counts_t c;
+    assert_int_equal(store_counts(f->s, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.postings, 0);
+    assert_int_equal(c.cancelled, 2);
+}
+
+static void test_pause_resume_and_flush(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    int64_t n = 0;
+    apply(f, "A1", "S1", "LA", 1, 0); /* realtime, due */
+    assert_int_equal(store_pause(f->s, "S1", "*", "alice", "ERP maintenance", 1000, errstr,
+                                 sizeof(errstr)),
+                     IS_OK);
+    assert_true(store_is_paused(f->s, "S1", "realtime"));
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0);
+    store_posting_list_release(&l);
+    assert_int_equal(store_resume(f->s, "S1", "*", "alice", "done", 3000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(store_resume(f->s, "S1", "*", "alice", "again", 3000, errstr, sizeof(errstr)),
+                     IS_ERR_NOT_FOUND);
+    assert_int_equal(store_fetch_due(f->s, NULL, 3000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    store_posting_list_release(&l);
+    /* Flush: a movement due in an hour becomes due now. */
+    is_movement_t m;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    make(&m, &q, "B1", "S1", "LB", 2);
+    m.tier = "shift";
+    apply_m(f, &m, 1, 3600000);
+    assert_int_equal(store_flush(f->s, "S1", "shift", "bob", "manual shift end", 4000, &n, errstr,
+                                 sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_fetch_due(f->s, NULL, 4000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    store_posting_list_release(&l);
+}
+
+static void test_failed_retry_and_skip_are_audited(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    store_result_t res[2];
+    char errstr[256], pid_a[33], pid_b[33];
+    apply(f, "A1", "S1", "LA", 1, 0);
+    apply(f, "B1", "S1", "LB", 2, 1);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    snprintf(pid_a, sizeof(pid_a), "%s", l.items[0].posting_id);
+    snprintf(pid_b, sizeof(pid_b), "%s", l.items[1].posting_id);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    memset(res, 0, sizeof(res));
+    res[0].outcome = res[1].outcome = STORE_FAILED;
+    res[0].error = res[1].error = "unknown material";
+    assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_int_equal(store_failed_retry(f->s, pid_a, "carol", "master data fixed", 2000, errstr,
+                                        sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(store_failed_skip(f->s, pid_b, "carol", "posted by hand in the ERP", 2000,
+                                       errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(store_failed_skip(f->s, pid_b, "carol", "twice", 2000, errstr,
+                                       sizeof(errstr)),
+                     IS_ERR_NOT_FOUND);
+    assert_state(f, "A1", "retry");
+    assert_state(f, "B1", "skipped");
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].posting_id, pid_a);
+    store_posting_list_release(&l);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+                                        "SELECT actor, action, subject, detail FROM audit"
+                                        " WHERE action IN ('retry', 'skip') ORDER BY id",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "carol");
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "retry");
+    assert_string_equal((const char *)sqlite3_column_text(st, 2), pid_a);
+    assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "master data fixed"));
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "skip");
+    sqlite3_finalize(st);
+}
+
+static void test_audit_chain_detects_edit_and_delete(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    int64_t rows = 0, bad = 0;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(store_audit(f->s, 1000 + i, "test", "posted", "P", "{\"n\":1}", errstr,
+                                     sizeof(errstr)),
+                         IS_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(rows, 5);
+    /* Edit row 3. */
+    assert_int_equal(sqlite3_exec(store_db(f->s), "UPDATE audit SET actor = 'mallory' WHERE id = 3",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)),
+                     IS_ERR_CONFLICT);
+    assert_int_equal(bad, 3);
+    assert_int_equal(sqlite3_exec(store_db(f->s), "UPDATE audit SET actor = 'test' WHERE id = 3",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
+    /* Delete row 2: row 3 no longer follows. */
+    assert_int_equal(
+        sqlite3_exec(store_db(f->s), "DELETE FROM audit WHERE id = 2", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)),
+                     IS_ERR_CONFLICT);
+    assert_int_equal(bad, 3);
+}
+
+static void test_audit_chain_detects_removed_tail(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    int64_t rows = 0, bad = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_audit(f->s, 1000 + i, "test", "flush", "S/T", NULL, errstr,
+                                     sizeof(errstr)),
+                         IS_OK);
+    assert_int_equal(
+        sqlite3_exec(store_db(f->s), "DELETE FROM audit WHERE id = 3", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)),
+                     IS_ERR_CONFLICT);
+    assert_non_null(strstr(errstr, "removed from the end"));
 }
 
 int main(void) {
@@ -272,6 +506,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_inflight_after_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeue_undoes_the_attempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_message_advances_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_then_realtime_promotes_earlier, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_resume_and_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_retry_and_skip_are_audited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_chain_detects_edit_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_chain_detects_removed_tail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,64 @@
+/*
+ * store_int.h — what store.c, store_post.c and store_admin.c share: the
+ * store struct and lazily prepared statements. Not for other modules.
+ */
+#ifndef INVSYNC_STORE_INT_H
+#define INVSYNC_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+/* Every statement the store reuses; each file owns the SQL of its ids. */
+enum {
+    /* store.c */
+    SQ_INSERT_MOVEMENT,
+    SQ_UPSERT_OFFSET,
+    SQ_GET_OFFSET,
+    SQ_GET_WATERMARK,
+    SQ_SET_WATERMARK,
+    SQ_SEQS_AFTER,
+    SQ_UPSERT_HEARTBEAT,
+    SQ_INSERT_DEAD,
+    /* store_post.c */
+    SQ_DUE_RETRY,
+    SQ_INFLIGHT,
+    SQ_POSTING_MOVEMENTS,
+    SQ_TRIGGERS,
+    SQ_LOT_MEMBERS,
+    SQ_LOT_HELD,
+    SQ_PAUSES,
+    SQ_MARK_POSTING,
+    SQ_MARK_MOVEMENT,
+    SQ_NOTE_MOVEMENT,
+    SQ_CANCEL_MOVEMENT,
+    SQ_POSTED,
+    SQ_RETRY,
+    SQ_FAILED,
+    SQ_MOVEMENTS_STATE,
+    SQ_REQUEUE_NEW,
+    SQ_REQUEUE_NEW_MOVEMENTS,
+    SQ_REQUEUE_RETRY,
+    /* store_admin.c */
+    SQ_AUDIT_LAST,
+    SQ_AUDIT_INSERT,
+    SQ_AUDIT_HEAD,
+    SQ__COUNT
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *st[SQ__COUNT];
+};
+
+/* Each file's SQL, indexed by statement id (NULL where another file owns it). */
+extern const char *const store_consume_sql[SQ__COUNT];
+extern const char *const store_post_sql[SQ__COUNT];
+extern const char *const store_admin_sql[SQ__COUNT];
+
+/* The statement id (all are prepared by store_open), reset and unbound. */
+sqlite3_stmt *store_stmt(store_t *s, int id);
+/* Bind text or NULL. */
+void store_bind_text(sqlite3_stmt *st, int i, const char *v);
+
+#endif

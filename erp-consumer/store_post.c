@@ -1,0 +1,679 @@
+/*
+ * store_post.c — the poster's side of the store: what is due, marking
+ * postings in flight, recording outcomes (store.h). Load: one fetch, one
+ * mark and one record transaction per poster cycle of up to poster.batch
+ * postings; each triggered lot costs two indexed queries.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hash.h"
+#include "store_int.h"
+
+#define stmt store_stmt
+#define bind_text store_bind_text
+
+#define TRIGGER_PAGE 1024 /* trigger rows read per query */
+#define TRIGGER_PAGES 16  /* pages per fetch at most (held lots are skipped) */
+
+const char *const store_post_sql[SQ__COUNT] = {
+    [SQ_DUE_RETRY] = "SELECT posting_id, site, tier, lot_key, attempts FROM postings"
+                     " WHERE state = 'retry' AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
+    [SQ_INFLIGHT] = "SELECT posting_id, site, tier, lot_key, attempts FROM postings"
+                    " WHERE state = 'posting' ORDER BY updated_at",
+    [SQ_POSTING_MOVEMENTS] = "SELECT id, payload, topic, part, off FROM movements"
+                             " WHERE posting_id = ?1 ORDER BY producer_id, seq",
+    [SQ_TRIGGERS] = "SELECT m.lot_key, m.producer_id, w.contiguous, m.site, m.tier"
+                    " FROM movements m JOIN watermarks w"
+                    " ON w.producer_id = m.producer_id AND w.site = m.site"
+                    " WHERE m.state = 'queued' AND m.due_at <= ?1 AND m.seq <= w.contiguous"
+                    " ORDER BY m.due_at LIMIT ?2 OFFSET ?3",
+    [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq"
+                       " FROM movements WHERE lot_key = ?1 AND state = 'queued'"
+                       " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq",
+    [SQ_LOT_HELD] = "SELECT 1 FROM movements WHERE lot_key = ?1"
+                    " AND state IN ('posting', 'retry', 'failed') LIMIT 1",
+    [SQ_PAUSES] = "SELECT site, tier FROM pauses",
+    [SQ_MARK_POSTING] =
+        "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, created_at,"
+        " updated_at) VALUES(?1,?2,?3,?4,'posting',1,?5,?5) ON CONFLICT(posting_id) DO"
+        " UPDATE SET state = 'posting', attempts = attempts + 1, updated_at = ?5",
+    [SQ_MARK_MOVEMENT] = "UPDATE movements SET state = 'posting', posting_id = ?2 WHERE id = ?1",
+    [SQ_NOTE_MOVEMENT] = "UPDATE movements SET note = ?2 WHERE posting_id = ?1 AND due_at > ?3",
+    [SQ_CANCEL_MOVEMENT] = "UPDATE movements SET state = 'cancelled', reason = ?2 WHERE id = ?1",
+    [SQ_POSTED] = "UPDATE postings SET state = 'posted', erp_doc = ?2, last_error = NULL,"
+                  " next_at = NULL, lines = ?4, updated_at = ?3 WHERE posting_id = ?1",
+    [SQ_RETRY] = "UPDATE postings SET state = 'retry', last_error = ?2, next_at = ?3,"
+                 " updated_at = ?4 WHERE posting_id = ?1",
+    [SQ_FAILED] = "UPDATE postings SET state = 'failed', last_error = ?2, next_at = NULL,"
+                  " updated_at = ?3 WHERE posting_id = ?1",
+    [SQ_MOVEMENTS_STATE] = "UPDATE movements SET state = ?2 WHERE posting_id = ?1",
+    [SQ_REQUEUE_NEW] = "DELETE FROM postings WHERE posting_id = ?1",
+    [SQ_REQUEUE_NEW_MOVEMENTS] = "UPDATE movements SET state = 'queued', posting_id = NULL"
+                                 " WHERE posting_id = ?1",
+    [SQ_REQUEUE_RETRY] = "UPDATE postings SET state = 'retry', attempts = attempts - 1,"
+                         " next_at = ?2, updated_at = ?2 WHERE posting_id = ?1",
+};
+
+static void posting_release(store_posting_t *p) {
+    for (size_t i = 0; i < p->n; i++)
+        if (p->m[i])
+            invsync__v1__movement__free_unpacked(p->m[i], NULL);
+    free(p->m);
+    free(p->row_ids);
+    free(p->origin);
+    memset(p, 0, sizeof(*p));
+}
+
+void store_posting_list_release(store_posting_list_t *l) {
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        posting_release(&l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+static store_posting_t *list_push(store_posting_list_t *l) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        store_posting_t *items = realloc(l->items, cap * sizeof(*items));
+        if (!items)
+            return NULL;
+        l->items = items;
+        l->cap = cap;
+    }
+    memset(&l->items[l->n], 0, sizeof(l->items[0]));
+    return &l->items[l->n++];
+}
+
+/* Append a decoded movement (ownership moves to the posting). */
+static is_err_t posting_take(store_posting_t *p, int64_t row_id, is_movement_t *m,
+                             const char *topic, int32_t part, int64_t off) {
+    size_t n = p->n + 1;
+    int64_t *ids = realloc(p->row_ids, n * sizeof(*ids));
+    if (!ids)
+        return IS_ERR_NOMEM;
+    p->row_ids = ids;
+    is_movement_t **ms = realloc(p->m, n * sizeof(*ms));
+    if (!ms)
+        return IS_ERR_NOMEM;
+    p->m = ms;
+    void *origin = realloc(p->origin, n * sizeof(*p->origin));
+    if (!origin)
+        return IS_ERR_NOMEM;
+    p->origin = origin;
+    p->m[p->n] = m;
+    p->row_ids[p->n] = row_id;
+    snprintf(p->origin[p->n].topic, sizeof(p->origin[p->n].topic), "%s", topic ? topic : "");
+    p->origin[p->n].partition = part;
+    p->origin[p->n].offset = off;
+    p->n = n;
+    return IS_OK;
+}
+
+static is_movement_t *decode(sqlite3_stmt *st, int col) {
+    return invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, col),
+                                         sqlite3_column_blob(st, col));
+}
+
+static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col) {
+    const unsigned char *v = sqlite3_column_text(st, col);
+    snprintf(dst, size, "%s", v ? (const char *)v : "");
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* posting_id = first 32 hex chars of SHA-256 over the sorted "source\x1fid" lines. */
+static is_err_t posting_id_of(store_posting_t *p) {
+    char **keys = calloc(p->n ? p->n : 1, sizeof(*keys));
+    is_sha256_t h;
+    uint8_t digest[IS_SHA256_LEN];
+    char hex[IS_SHA256_HEX_LEN + 1];
+    is_err_t rc = IS_ERR_NOMEM;
+    if (!keys)
+        return IS_ERR_NOMEM;
+    for (size_t i = 0; i < p->n; i++)
+        if (asprintf(&keys[i], "%s\x1f%s", p->m[i]->source_system, p->m[i]->movement_id) < 0)
+            goto out;
+    qsort(keys, p->n, sizeof(*keys), cmp_str);
+    if (is_sha256_init(&h) != IS_OK)
+        goto out;
+    for (size_t i = 0; i < p->n; i++) {
+        is_sha256_update(&h, keys[i], strlen(keys[i]));
+        is_sha256_update(&h, "\n", 1);
+    }
+    is_sha256_final(&h, digest);
+    is_hex(digest, IS_SHA256_LEN, hex);
+    memcpy(p->posting_id, hex, 32);
+    p->posting_id[32] = '\0';
+    rc = IS_OK;
+out:
+    for (size_t i = 0; i < p->n; i++)
+        free(keys[i]);
+    free(keys);
+    return rc;
+}
+
+static void set_tier_rules(store_posting_t *p, const is_policy_t *policy) {
+    const is_tier_t *t = policy ? is_policy_tier_by_name(policy, p->tier) : NULL;
+    p->net = t && t->cadence != IS_CADENCE_IMMEDIATE;
+    p->max_lines = t ? t->max_lines : 0;
+}
+
+/* Load the postings selected by st (posting_id, site, tier, lot_key, attempts). */
+static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *policy,
+                              store_posting_list_t *out) {
+    is_err_t rc = IS_OK;
+    size_t first = out->n;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        store_posting_t *p = list_push(out);
+        if (!p) {
+            rc = IS_ERR_NOMEM;
+            break;
+        }
+        copy_col(p->posting_id, sizeof(p->posting_id), st, 0);
+        copy_col(p->site, sizeof(p->site), st, 1);
+        copy_col(p->tier, sizeof(p->tier), st, 2);
+        copy_col(p->lot_key, sizeof(p->lot_key), st, 3);
+        p->attempts = sqlite3_column_int(st, 4);
+        set_tier_rules(p, policy);
+    }
+    sqlite3_reset(st);
+    for (size_t i = first; rc == IS_OK && i < out->n; i++) {
+        store_posting_t *p = &out->items[i];
+        sqlite3_stmt *ms = stmt(s, SQ_POSTING_MOVEMENTS);
+        bind_text(ms, 1, p->posting_id);
+        while (rc == IS_OK && sqlite3_step(ms) == SQLITE_ROW) {
+            is_movement_t *m = decode(ms, 1);
+            rc = m ? posting_take(p, sqlite3_column_int64(ms, 0), m,
+                                  (const char *)sqlite3_column_text(ms, 2),
+                                  sqlite3_column_int(ms, 3), sqlite3_column_int64(ms, 4))
+                   : IS_ERR_INVALID; /* stored after decoding: corruption */
+            if (rc != IS_OK && m)
+                invsync__v1__movement__free_unpacked(m, NULL);
+        }
+        sqlite3_reset(ms);
+    }
+    return rc;
+}
+
+is_err_t store_fetch_inflight(store_t *s, store_posting_list_t *out, char *errstr,
+                              size_t errstr_size) {
+    is_err_t rc = load_postings(s, stmt(s, SQ_INFLIGHT), NULL, out);
+    if (rc != IS_OK)
+        is_errf(errstr, errstr_size, "cannot load in-flight postings: %s", is_err_str(rc));
+    return rc;
+}
+
+/* ---- triggered lots ------------------------------------------------------- */
+
+typedef struct pause_set {
+    size_t n;
+    char (*site)[65];
+    char (*tier)[32];
+} pause_set_t;
+
+static int paused_in(const pause_set_t *ps, const char *site, const char *tier) {
+    for (size_t i = 0; i < ps->n; i++)
+        if ((strcmp(ps->site[i], "*") == 0 || strcmp(ps->site[i], site) == 0) &&
+            (strcmp(ps->tier[i], "*") == 0 || strcmp(ps->tier[i], tier) == 0))
+            return 1;
+    return 0;
+}
+
+static is_err_t load_pauses(store_t *s, pause_set_t *ps) {
+    sqlite3_stmt *st = stmt(s, SQ_PAUSES);
+    memset(ps, 0, sizeof(*ps));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        void *a = realloc(ps->site, (ps->n + 1) * sizeof(*ps->site));
+        if (!a)
+            return IS_ERR_NOMEM;
+        ps->site = a;
+        void *b = realloc(ps->tier, (ps->n + 1) * sizeof(*ps->tier));
+        if (!b)
+            return IS_ERR_NOMEM;
+        ps->tier = b;
+        copy_col(ps->site[ps->n], sizeof(ps->site[0]), st, 0);
+        copy_col(ps->tier[ps->n], sizeof(ps->tier[0]), st, 1);
+        ps->n++;
+    }
+    sqlite3_reset(st);
+    return IS_OK;
+}
+
+typedef struct member {
+    int64_t id;
+    is_movement_t *m; /* owned until moved into a posting */
+    char tier[32];
+    int64_t due_at;
+    char topic[250];
+    int32_t part;
+    int64_t off;
+    int cancelled;
+} member_t;
+
+static void members_free(member_t *mb, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (mb[i].m)
+            invsync__v1__movement__free_unpacked(mb[i].m, NULL);
+    free(mb);
+}
+
+/*
+ * Cut a lot's due members (acceptance order) into postings appended to out:
+ * cancelled pairs first as one `cancel` entry, then one posting per movement
+ * of an immediate tier, one per run of a windowed tier.
+ */
+static is_err_t cut_postings(member_t *mb, size_t n, const char *lot_key, const char *site,
+                             const is_policy_t *policy, int64_t now_ms, const char *trigger_id,
+                             const char *trigger_tier, store_posting_list_t *out) {
+    /* Indexes, not pointers: list_push may move the items. */
+    size_t cancel = SIZE_MAX, run = SIZE_MAX;
+    is_err_t rc = IS_OK;
+
+    /* A REVERSAL whose original is also here: neither reaches the ERP. */
+    for (size_t i = 0; i < n; i++) {
+        if (mb[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (!mb[j].cancelled &&
+                strcmp(mb[j].m->movement_id, mb[i].m->reverses_movement_id) == 0 &&
+                strcmp(mb[j].m->source_system, mb[i].m->source_system) == 0) {
+                mb[i].cancelled = mb[j].cancelled = 1;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; rc == IS_OK && i < n; i++) {
+        size_t at;
+        if (mb[i].cancelled && cancel != SIZE_MAX) {
+            at = cancel;
+        } else if (!mb[i].cancelled && run != SIZE_MAX && out->items[run].net &&
+                   strcmp(out->items[run].tier, mb[i].tier) == 0) {
+            at = run;
+        } else {
+            store_posting_t *p = list_push(out);
+            if (!p)
+                return IS_ERR_NOMEM;
+            at = out->n - 1;
+            snprintf(p->lot_key, sizeof(p->lot_key), "%s", lot_key);
+            snprintf(p->site, sizeof(p->site), "%s", site);
+            snprintf(p->tier, sizeof(p->tier), "%s", mb[i].tier);
+            if (mb[i].cancelled) {
+                p->cancel = 1;
+                cancel = at;
+            } else {
+                set_tier_rules(p, policy);
+                run = at;
+            }
+        }
+        store_posting_t *p = &out->items[at];
+        if (!p->cancel && mb[i].due_at > now_ms && !p->note[0])
+            snprintf(p->note, sizeof(p->note), "promoted by %s (%s)", trigger_id, trigger_tier);
+        rc = posting_take(p, mb[i].id, mb[i].m, mb[i].topic, mb[i].part, mb[i].off);
+        if (rc == IS_OK)
+            mb[i].m = NULL;
+    }
+    return rc;
+}
+
+/* Load a triggered lot's due members; append its postings. *held: nothing appended. */
+static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_t *ps,
+                         const char *lot_key, const char *producer, int64_t watermark,
+                         const char *site, int64_t now_ms, store_posting_list_t *out, int *held) {
+    sqlite3_stmt *st;
+    member_t *mb = NULL;
+    size_t n = 0, cap = 0, last_due = SIZE_MAX;
+    is_err_t rc = IS_OK;
+
+    *held = 1;
+    st = stmt(s, SQ_LOT_HELD);
+    bind_text(st, 1, lot_key);
+    int busy = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    if (busy)
+        return IS_OK;
+    st = stmt(s, SQ_LOT_MEMBERS);
+    bind_text(st, 1, lot_key);
+    bind_text(st, 2, producer);
+    sqlite3_bind_int64(st, 3, watermark);
+    while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            member_t *grown = realloc(mb, cap * sizeof(*mb));
+            if (!grown) {
+                rc = IS_ERR_NOMEM;
+                break;
+            }
+            mb = grown;
+        }
+        member_t *x = &mb[n];
+        memset(x, 0, sizeof(*x));
+        x->id = sqlite3_column_int64(st, 0);
+        x->m = decode(st, 1);
+        if (!x->m) {
+            rc = IS_ERR_INVALID;
+            break;
+        }
+        n++;
+        copy_col(x->tier, sizeof(x->tier), st, 2);
+        x->due_at = sqlite3_column_int64(st, 3);
+        copy_col(x->topic, sizeof(x->topic), st, 4);
+        x->part = sqlite3_column_int(st, 5);
+        x->off = sqlite3_column_int64(st, 6);
+        if (x->due_at <= now_ms)
+            last_due = n - 1;
+    }
+    sqlite3_reset(st);
+    if (rc != IS_OK || last_due == SIZE_MAX)
+        goto out;
+    /* Members after the last due one stay queued (they are not due and nothing later
+     * pulls them along). */
+    for (size_t i = 0; i <= last_due; i++)
+        if (paused_in(ps, site, mb[i].tier))
+            goto out; /* an earlier movement of the lot sits in a paused tier: hold */
+    *held = 0;
+    char trigger_id[IS_MOVEMENT_MAX_STR + 1], trigger_tier[32];
+    snprintf(trigger_id, sizeof(trigger_id), "%s", mb[last_due].m->movement_id);
+    snprintf(trigger_tier, sizeof(trigger_tier), "%s", mb[last_due].tier);
+    rc = cut_postings(mb, last_due + 1, lot_key, site, policy, now_ms, trigger_id, trigger_tier,
+                      out);
+out:
+    members_free(mb, n);
+    return rc;
+}
+
+is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, size_t max,
+                         store_posting_list_t *out, char *errstr, size_t errstr_size) {
+    pause_set_t ps;
+    sqlite3_stmt *st;
+    is_err_t rc;
+    /* Lots already handled in this fetch (by lot_key + producer). */
+    char **seen = NULL;
+    size_t n_seen = 0;
+
+    rc = load_pauses(s, &ps);
+    if (rc != IS_OK)
+        goto err;
+    st = stmt(s, SQ_DUE_RETRY);
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    rc = load_postings(s, st, policy, out);
+    if (rc != IS_OK)
+        goto err;
+
+    for (int page = 0; page < TRIGGER_PAGES && out->n < max; page++) {
+        /* Collect the page's distinct lots first: take_lot reuses statements. */
+        typedef struct trig {
+            char *lot_key, *producer, *site, *tier;
+            int64_t watermark;
+        } trig_t;
+        trig_t *tr = calloc(TRIGGER_PAGE, sizeof(*tr));
+        size_t n_tr = 0, rows = 0;
+        if (!tr) {
+            rc = IS_ERR_NOMEM;
+            goto err;
+        }
+        st = stmt(s, SQ_TRIGGERS);
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int64(st, 2, TRIGGER_PAGE);
+        sqlite3_bind_int64(st, 3, (int64_t)page * TRIGGER_PAGE);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *lot = (const char *)sqlite3_column_text(st, 0);
+            const char *prod = (const char *)sqlite3_column_text(st, 1);
+            char *key = NULL;
+            int dup = 0;
+            rows++;
+            if (asprintf(&key, "%s\x1f%s", lot, prod) < 0) {
+                rc = IS_ERR_NOMEM;
+                break;
+            }
+            for (size_t k = 0; k < n_seen && !dup; k++)
+                dup = strcmp(seen[k], key) == 0;
+            if (dup) {
+                free(key);
+                continue;
+            }
+            char **grown = realloc(seen, (n_seen + 1) * sizeof(*seen));
+            if (!grown) {
+                free(key);
+                rc = IS_ERR_NOMEM;
+                break;
+            }
+            seen = grown;
+            seen[n_seen++] = key;
+            tr[n_tr].lot_key = strdup(lot);
+            tr[n_tr].producer = strdup(prod);
+            tr[n_tr].watermark = sqlite3_column_int64(st, 2);
+            tr[n_tr].site = strdup((const char *)sqlite3_column_text(st, 3));
+            tr[n_tr].tier = strdup((const char *)sqlite3_column_text(st, 4));
+            n_tr++;
+        }
+        sqlite3_reset(st);
+        for (size_t i = 0; rc == IS_OK && i < n_tr && out->n < max; i++) {
+            int held;
+            if (!tr[i].lot_key || !tr[i].producer || !tr[i].site || !tr[i].tier) {
+                rc = IS_ERR_NOMEM;
+                break;
+            }
+            if (paused_in(&ps, tr[i].site, tr[i].tier))
+                continue;
+            rc = take_lot(s, policy, &ps, tr[i].lot_key, tr[i].producer, tr[i].watermark,
+                          tr[i].site, now_ms, out, &held);
+        }
+        for (size_t i = 0; i < n_tr; i++) {
+            free(tr[i].lot_key);
+            free(tr[i].producer);
+            free(tr[i].site);
+            free(tr[i].tier);
+        }
+        free(tr);
+        if (rc != IS_OK)
+            goto err;
+        if (rows < TRIGGER_PAGE)
+            break;
+    }
+    for (size_t i = 0; rc == IS_OK && i < out->n; i++)
+        if (!out->items[i].posting_id[0])
+            rc = posting_id_of(&out->items[i]);
+    if (rc != IS_OK)
+        goto err;
+    for (size_t k = 0; k < n_seen; k++)
+        free(seen[k]);
+    free(seen);
+    free(ps.site);
+    free(ps.tier);
+    return IS_OK;
+err:
+    for (size_t k = 0; k < n_seen; k++)
+        free(seen[k]);
+    free(seen);
+    free(ps.site);
+    free(ps.tier);
+    is_errf(errstr, errstr_size, "cannot load due postings: %s (%s)", is_err_str(rc),
+            sqlite3_errmsg(s->db));
+    return rc;
+}
+
+/* Why a cancelled movement was not posted. */
+static void cancel_reason(const store_posting_t *p, size_t k, char *buf, size_t size) {
+    const is_movement_t *m = p->m[k];
+    if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL) {
+        snprintf(buf, size, "reverses %s inside the window: neither was posted",
+                 m->reverses_movement_id);
+        return;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (p->m[i]->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&
+            strcmp(p->m[i]->reverses_movement_id, m->movement_id) == 0) {
+            snprintf(buf, size, "reversed by %s inside the window: neither was posted",
+                     p->m[i]->movement_id);
+            return;
+        }
+    snprintf(buf, size, "cancelled inside the window");
+}
+
+is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms, char *errstr,
+                            size_t errstr_size) {
+    if (l->n == 0)
+        return IS_OK;
+    if (is_db_begin(s->db) != IS_OK)
+        goto db_err;
+    for (size_t i = 0; i < l->n; i++) {
+        store_posting_t *p = &l->items[i];
+        sqlite3_stmt *st;
+        if (p->cancel) {
+            for (size_t k = 0; k < p->n; k++) {
+                char reason[256];
+                cancel_reason(p, k, reason, sizeof(reason));
+                st = stmt(s, SQ_CANCEL_MOVEMENT);
+                sqlite3_bind_int64(st, 1, p->row_ids[k]);
+                bind_text(st, 2, reason);
+                if (sqlite3_step(st) != SQLITE_DONE)
+                    goto db_err;
+                json_t *d = json_pack("{s:s,s:s,s:s}", "site", p->site, "tier", p->tier, "reason",
+                                      reason);
+                char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+                json_decref(d);
+                is_err_t arc = store_audit(s, now_ms, "poster", "cancelled",
+                                           p->m[k]->movement_id, detail, errstr, errstr_size);
+                free(detail);
+                if (arc != IS_OK)
+                    goto db_err;
+            }
+            continue;
+        }
+        st = stmt(s, SQ_MARK_POSTING);
+        bind_text(st, 1, p->posting_id);
+        bind_text(st, 2, p->site);
+        bind_text(st, 3, p->tier);
+        bind_text(st, 4, p->lot_key);
+        sqlite3_bind_int64(st, 5, now_ms);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            goto db_err;
+        for (size_t k = 0; k < p->n; k++) {
+            st = stmt(s, SQ_MARK_MOVEMENT);
+            sqlite3_bind_int64(st, 1, p->row_ids[k]);
+            bind_text(st, 2, p->posting_id);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                goto db_err;
+        }
+        if (p->note[0]) {
+            st = stmt(s, SQ_NOTE_MOVEMENT);
+            bind_text(st, 1, p->posting_id);
+            bind_text(st, 2, p->note);
+            sqlite3_bind_int64(st, 3, now_ms);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                goto db_err;
+        }
+    }
+    if (is_db_commit(s->db) != IS_OK)
+        goto db_err;
+    return IS_OK;
+db_err:;
+    is_err_t rc = is_db_error(s->db, "cannot mark postings", errstr, errstr_size);
+    is_db_rollback(s->db);
+    return rc;
+}
+
+static int set_movements_state(store_t *s, const char *posting_id, const char *state) {
+    sqlite3_stmt *st = stmt(s, SQ_MOVEMENTS_STATE);
+    bind_text(st, 1, posting_id);
+    bind_text(st, 2, state);
+    return sqlite3_step(st) == SQLITE_DONE;
+}
+
+is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
+                              const store_result_t *results, int64_t now_ms, char *errstr,
+                              size_t errstr_size) {
+    if (l->n == 0)
+        return IS_OK;
+    if (is_db_begin(s->db) != IS_OK)
+        goto db_err;
+    for (size_t i = 0; i < l->n; i++) {
+        const store_posting_t *p = &l->items[i];
+        const store_result_t *r = &results[i];
+        sqlite3_stmt *st;
+        int ok = 1;
+        if (p->cancel)
+            continue;
+        switch (r->outcome) {
+        case STORE_POSTED:
+            st = stmt(s, SQ_POSTED);
+            bind_text(st, 1, p->posting_id);
+            bind_text(st, 2, r->document);
+            sqlite3_bind_int64(st, 3, now_ms);
+            sqlite3_bind_int(st, 4, r->lines);
+            ok = sqlite3_step(st) == SQLITE_DONE && set_movements_state(s, p->posting_id, "posted");
+            {
+                json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s}", "document",
+                                      r->document ? r->document : "", "site", p->site, "tier",
+                                      p->tier, "movements", (json_int_t)p->n, "lines", r->lines,
+                                      "policy_version", p->n ? p->m[0]->policy_version : "");
+                char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+                json_decref(d);
+                ok = ok && store_audit(s, now_ms, "poster", "posted", p->posting_id, txt, errstr,
+                                       errstr_size) == IS_OK;
+                free(txt);
+            }
+            break;
+        case STORE_RETRY:
+            st = stmt(s, SQ_RETRY);
+            bind_text(st, 1, p->posting_id);
+            bind_text(st, 2, r->error);
+            sqlite3_bind_int64(st, 3, r->next_at_ms);
+            sqlite3_bind_int64(st, 4, now_ms);
+            ok = sqlite3_step(st) == SQLITE_DONE && set_movements_state(s, p->posting_id, "retry");
+            break;
+        case STORE_FAILED: {
+            st = stmt(s, SQ_FAILED);
+            bind_text(st, 1, p->posting_id);
+            bind_text(st, 2, r->error);
+            sqlite3_bind_int64(st, 3, now_ms);
+            ok = sqlite3_step(st) == SQLITE_DONE && set_movements_state(s, p->posting_id, "failed");
+            json_t *d = json_pack("{s:s,s:s,s:s,s:I}", "site", p->site, "tier", p->tier, "error",
+                                  r->error ? r->error : "", "movements", (json_int_t)p->n);
+            char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+            ok = ok && store_audit(s, now_ms, "poster", "failed", p->posting_id, txt, errstr,
+                                   errstr_size) == IS_OK;
+            free(txt);
+            json_decref(d);
+            break;
+        }
+        case STORE_REQUEUE:
+            /* Not attempted: undo the attempt counted by store_mark_posting. */
+            if (p->attempts == 0) {
+                st = stmt(s, SQ_REQUEUE_NEW_MOVEMENTS);
+                bind_text(st, 1, p->posting_id);
+                ok = sqlite3_step(st) == SQLITE_DONE;
+                st = stmt(s, SQ_REQUEUE_NEW);
+                bind_text(st, 1, p->posting_id);
+                ok = ok && sqlite3_step(st) == SQLITE_DONE;
+            } else {
+                st = stmt(s, SQ_REQUEUE_RETRY);
+                bind_text(st, 1, p->posting_id);
+                sqlite3_bind_int64(st, 2, now_ms);
+                ok = sqlite3_step(st) == SQLITE_DONE &&
+                     set_movements_state(s, p->posting_id, "retry");
+            }
+            break;
+        case STORE_CANCELLED:
+            break;
+        }
+        if (!ok)
+            goto db_err;
+    }
+    if (is_db_commit(s->db) != IS_OK)
+        goto db_err;
+    return IS_OK;
+db_err:;
+    is_err_t rc = is_db_error(s->db, "cannot record posting results", errstr, errstr_size);
+    is_db_rollback(s->db);
+    return rc;
+}
