@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "api.h"
 #include "duration.h"
 
@@ -36,11 +37,12 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
         return NULL;
     if (is_db_prepare(store_db(store), sql, &st, errstr, errstr_size) != IS_OK)
         return NULL;
-    doc = json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:s}", "movements",
-                    "total", (json_int_t)c.movements, "queued", (json_int_t)c.queued, "posting",
-                    (json_int_t)c.posting, "retry", (json_int_t)c.retry, "posted",
+    doc = json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:s}",
+                    "movements", "total", (json_int_t)c.movements, "queued", (json_int_t)c.queued,
+                    "posting", (json_int_t)c.posting, "retry", (json_int_t)c.retry, "posted",
                     (json_int_t)c.posted, "failed", (json_int_t)c.failed, "dead",
-                    (json_int_t)c.dead, "postings", "total", (json_int_t)c.postings, "posted",
+                    (json_int_t)c.dead, "cancelled", (json_int_t)c.cancelled, "skipped",
+                    (json_int_t)c.skipped, "postings", "total", (json_int_t)c.postings, "posted",
                     (json_int_t)c.postings_posted, "failed", (json_int_t)c.postings_failed,
                     "retry", (json_int_t)c.postings_retry, "policy_version",
                     is_policy_version(policy));
@@ -216,7 +218,161 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
     resp->body_len = b.len;
 }
 
+/* Constant-time string equality (tokens). */
+static int same_secret(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    for (size_t i = 0; i < la; i++)
+        diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+    return diff == 0;
+}
+
+/* 0 when the request may use the admin API; otherwise the response is set. */
+static int admin_denied(api_t *a, const is_http_request_t *req, is_http_response_t *resp) {
+    const char *token = is_http_bearer(req);
+    if (!a->cfg->admin_token || !*a->cfg->admin_token) {
+        is_http_respond_error(resp, 403, "admin API disabled: set admin.token in the configuration");
+        return 1;
+    }
+    if (!token) {
+        is_http_respond_error(resp, 401, "missing bearer token");
+        return 1;
+    }
+    if (!same_secret(token, a->cfg->admin_token)) {
+        is_http_respond_error(resp, 401, "unknown token");
+        return 1;
+    }
+    return 0;
+}
+
+static json_t *body_json(const is_http_request_t *req, is_http_response_t *resp) {
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+    if (!body || !json_is_object(body)) {
+        is_http_respond_error(resp, 400, "body must be a JSON object: %s",
+                              body ? "got another JSON value" : jerr.text);
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+static void respond_admin(api_t *a, admin_request_t *ar, is_http_response_t *resp) {
+    char errstr[512];
+    int status = 500;
+    pthread_mutex_lock(&a->mu);
+    json_t *res = admin_perform(a->store, ar, is_clock_now_ms(NULL), &status, errstr,
+                                sizeof(errstr));
+    pthread_mutex_unlock(&a->mu);
+    if (!res)
+        is_http_respond_error(resp, status, "%s", errstr);
+    else
+        is_http_respond_json(resp, status, res);
+}
+
+/* POST /admin/pause|resume|flush {"site","tier","by","reason"} */
+static void h_admin_control(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    api_t *a = ctx;
+    if (admin_denied(a, req, resp))
+        return;
+    json_t *body = body_json(req, resp);
+    if (!body)
+        return;
+    admin_request_t ar = {
+        .action = (admin_action_t)admin_action_parse(strrchr(req->path, '/') + 1),
+        .site = json_string_value(json_object_get(body, "site")),
+        .tier = json_string_value(json_object_get(body, "tier")),
+        .by = json_string_value(json_object_get(body, "by")),
+        .reason = json_string_value(json_object_get(body, "reason")),
+    };
+    respond_admin(a, &ar, resp);
+    json_decref(body);
+}
+
+/* GET /admin/failed */
+static void h_admin_failed(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    api_t *a = ctx;
+    char errstr[512];
+    if (admin_denied(a, req, resp))
+        return;
+    pthread_mutex_lock(&a->mu);
+    json_t *res = admin_failed_list(a->store, errstr, sizeof(errstr));
+    pthread_mutex_unlock(&a->mu);
+    if (!res)
+        is_http_respond_error(resp, 500, "%s", errstr);
+    else
+        is_http_respond_json(resp, 200, res);
+}
+
+/* POST /admin/failed/<posting_id>/retry|skip {"by","reason"} */
+static void h_admin_failed_action(void *ctx, const is_http_request_t *req,
+                                  is_http_response_t *resp) {
+    api_t *a = ctx;
+    char id[128];
+    const char *rest = req->path + strlen("/admin/failed/");
+    const char *slash = strchr(rest, '/');
+    int action = slash ? admin_action_parse(slash + 1) : -1;
+    if (admin_denied(a, req, resp))
+        return;
+    if (!slash || (action != ADMIN_RETRY && action != ADMIN_SKIP) ||
+        (size_t)(slash - rest) >= sizeof(id)) {
+        is_http_respond_error(resp, 404, "use /admin/failed/<posting_id>/retry or .../skip");
+        return;
+    }
+    snprintf(id, sizeof(id), "%.*s", (int)(slash - rest), rest);
+    json_t *body = body_json(req, resp);
+    if (!body)
+        return;
+    admin_request_t ar = {
+        .action = (admin_action_t)action,
+        .posting_id = id,
+        .by = json_string_value(json_object_get(body, "by")),
+        .reason = json_string_value(json_object_get(body, "reason")),
+    };
+    respond_admin(a, &ar, resp);
+    json_decref(body);
+}
+
+/* GET /v1/trace?movement_id=X | ?document=Y */
+static void h_trace(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    api_t *a = ctx;
+    char errstr[512];
+    const char *mv = is_http_query(req, "movement_id");
+    const char *doc = is_http_query(req, "document");
+    json_t *res;
+    if (!mv && !doc) {
+        is_http_respond_error(resp, 400, "give ?movement_id=<id> or ?document=<ERP document>");
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    res = mv ? admin_trace_movement(a->store, mv, errstr, sizeof(errstr))
+             : admin_trace_document(a->store, doc, errstr, sizeof(errstr));
+    pthread_mutex_unlock(&a->mu);
+    if (!res)
+        is_http_respond_error(resp, 404, "%s", errstr);
+    else
+        is_http_respond_json(resp, 200, res);
+}
+
+/* GET /admin/audit/verify */
+static void h_audit_verify(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    api_t *a = ctx;
+    if (admin_denied(a, req, resp))
+        return;
+    pthread_mutex_lock(&a->mu);
+    json_t *res = admin_audit_verify(a->store);
+    pthread_mutex_unlock(&a->mu);
+    is_http_respond_json(resp, json_is_true(json_object_get(res, "ok")) ? 200 : 409, res);
+}
+
 static const is_http_route_t api_routes[] = {
+    {"POST", "/admin/pause", h_admin_control},
+    {"POST", "/admin/resume", h_admin_control},
+    {"POST", "/admin/flush", h_admin_control},
+    {"GET", "/admin/failed", h_admin_failed},
+    {"POST", "/admin/failed/*", h_admin_failed_action},
+    {"GET", "/admin/audit/verify", h_audit_verify},
+    {"GET", "/v1/trace", h_trace},
     {"GET", "/healthz", h_healthz},
     {"GET", "/readyz", h_readyz},
     {"GET", "/metrics", h_metrics},

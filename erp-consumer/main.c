@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "cli.h"
 #include "consume.h"
 #include "consumer_config.h"
 #include "dlq.h"
@@ -37,6 +38,13 @@ static void usage(FILE *f) {
                "       erp-consumer seed-erp --config FILE OPENING.json\n"
                "       erp-consumer on-hand --config FILE [--site SITE]\n"
                "       erp-consumer status --config FILE\n"
+               "       erp-consumer pause|resume|flush --config FILE --site S [--tier T] "
+               "--by WHO --reason WHY\n"
+               "       erp-consumer failed [list] --config FILE\n"
+               "       erp-consumer failed retry|skip POSTING_ID --config FILE --by WHO "
+               "--reason WHY\n"
+               "       erp-consumer trace --config FILE (--movement ID | --document DOC)\n"
+               "       erp-consumer audit verify --config FILE\n"
                "       erp-consumer --help\n\n"
                "configuration keys (YAML; environment overrides shown):\n");
     is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f);
@@ -246,8 +254,14 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
 int main(int argc, char **argv) {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"site", required_argument, NULL, 's'},
+                                         {"tier", required_argument, NULL, 't'},
+                                         {"by", required_argument, NULL, 'b'},
+                                         {"reason", required_argument, NULL, 'r'},
+                                         {"movement", required_argument, NULL, 'm'},
+                                         {"document", required_argument, NULL, 'd'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
+    cli_args_t cli;
     const char *cmd = "run", *config = NULL, *site = NULL;
     char errstr[1024];
     consumer_config_t cfg;
@@ -260,13 +274,29 @@ int main(int argc, char **argv) {
         argc--;
         argv++;
     }
-    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+    memset(&cli, 0, sizeof(cli));
+    while ((c = getopt_long(argc, argv, "c:s:t:b:r:m:d:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config = optarg;
             break;
         case 's':
-            site = optarg;
+            site = cli.site = optarg;
+            break;
+        case 't':
+            cli.tier = optarg;
+            break;
+        case 'b':
+            cli.by = optarg;
+            break;
+        case 'r':
+            cli.reason = optarg;
+            break;
+        case 'm':
+            cli.movement = optarg;
+            break;
+        case 'd':
+            cli.document = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -276,8 +306,10 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    cli.argc = argc - optind;
+    cli.argv = argv + optind;
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "seed-erp") != 0 && strcmp(cmd, "on-hand") != 0 &&
-        strcmp(cmd, "status") != 0) {
+        strcmp(cmd, "status") != 0 && !cli_is_admin_command(cmd)) {
         fprintf(stderr, "erp-consumer: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
@@ -304,6 +336,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "on-hand") == 0) {
         status = cmd_on_hand(&cfg, site);
+        goto out;
+    }
+    if (cli_is_admin_command(cmd)) {
+        status = cli_run(cmd, &cfg, &cli);
         goto out;
     }
     if (is_policy_load(cfg.policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {

@@ -1,0 +1,55 @@
+/*
+ * admin.h — operator actions and traceability queries, shared by the CLI
+ * (erp-consumer pause|resume|flush|failed|trace|audit) and the token-
+ * protected HTTP admin API. Every action needs who (`by`) and why
+ * (`reason`) and is recorded in the audit trail by the store.
+ *
+ * @locality any thread, with its own store_t.
+ */
+#ifndef INVSYNC_ADMIN_H
+#define INVSYNC_ADMIN_H
+
+#include <jansson.h>
+
+#include "store.h"
+
+typedef enum admin_action {
+    ADMIN_PAUSE,
+    ADMIN_RESUME,
+    ADMIN_FLUSH,
+    ADMIN_RETRY, /* a failed posting */
+    ADMIN_SKIP,  /* a failed posting */
+} admin_action_t;
+
+typedef struct admin_request {
+    admin_action_t action;
+    const char *site;       /* pause/resume/flush; "*" = all */
+    const char *tier;       /* pause/resume/flush; "*" = all */
+    const char *posting_id; /* retry/skip */
+    const char *by;         /* required */
+    const char *reason;     /* required */
+} admin_request_t;
+
+/*
+ * Validate and perform. Returns a JSON result ({"ok":true,...}) or NULL with
+ * *status (400 bad request, 404 nothing to do, 500) and errstr.
+ */
+json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, int *status,
+                      char *errstr, size_t errstr_size);
+
+/* {"failed":[{posting_id, site, tier, lot, attempts, error, movements:[...], updated_at}]} */
+json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size);
+
+/* Which ERP document holds a movement: {movement_id, state, tier, posting_id, document, ...}. */
+json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
+                             size_t errstr_size);
+/* Which movements made an ERP document: {document, postings:[{posting_id, movements:[...]}]}. */
+json_t *admin_trace_document(store_t *s, const char *document, char *errstr, size_t errstr_size);
+
+/* {"ok":bool, "rows":n, "first_bad_row":id, "error":...} */
+json_t *admin_audit_verify(store_t *s);
+
+/* Parse "pause"/"resume"/"flush"/"retry"/"skip"; -1 when unknown. */
+int admin_action_parse(const char *name);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * cli.c — operator commands on the store (cli.h).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "cli.h"
+#include "duration.h"
+
+int cli_is_admin_command(const char *cmd) {
+    static const char *const cmds[] = {"pause", "resume", "flush", "failed", "trace", "audit"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(cmd, cmds[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int print_json(json_t *doc, int ok_status) {
+    json_dumpf(doc, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(doc);
+    return ok_status;
+}
+
+int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) {
+    char errstr[1024];
+    store_t *store = NULL;
+    json_t *res = NULL;
+    int status = 1;
+    if (store_open(cfg->store_path,
+                   strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL,
+                   &store, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        return 1;
+    }
+    if (strcmp(cmd, "trace") == 0) {
+        if (!a->movement == !a->document) {
+            fprintf(stderr, "erp-consumer: trace needs --movement ID or --document DOC\n");
+            status = 2;
+            goto out;
+        }
+        res = a->movement ? admin_trace_movement(store, a->movement, errstr, sizeof(errstr))
+                          : admin_trace_document(store, a->document, errstr, sizeof(errstr));
+    } else if (strcmp(cmd, "audit") == 0) {
+        if (a->argc < 1 || strcmp(a->argv[0], "verify") != 0) {
+            fprintf(stderr, "erp-consumer: usage: erp-consumer audit verify --config FILE\n");
+            status = 2;
+            goto out;
+        }
+        res = admin_audit_verify(store);
+        int ok = json_is_true(json_object_get(res, "ok"));
+        status = print_json(res, ok ? 0 : 1);
+        res = NULL;
+        goto out;
+    } else if (strcmp(cmd, "failed") == 0 && (a->argc == 0 || strcmp(a->argv[0], "list") == 0)) {
+        res = admin_failed_list(store, errstr, sizeof(errstr));
+    } else {
+        admin_request_t req = {.site = a->site, .tier = a->tier, .by = a->by, .reason = a->reason};
+        int http_status = 0;
+        if (strcmp(cmd, "failed") == 0) {
+            int action = admin_action_parse(a->argv[0]);
+            if ((action != ADMIN_RETRY && action != ADMIN_SKIP) || a->argc < 2) {
+                fprintf(stderr, "erp-consumer: usage: erp-consumer failed [list] | failed "
+                                "retry|skip POSTING_ID --by WHO --reason WHY\n");
+                status = 2;
+                goto out;
+            }
+            req.action = (admin_action_t)action;
+            req.posting_id = a->argv[1];
+        } else {
+            req.action = (admin_action_t)admin_action_parse(cmd);
+        }
+        res = admin_perform(store, &req, is_clock_now_ms(NULL), &http_status, errstr,
+                            sizeof(errstr));
+        if (!res && http_status == 400)
+            status = 2;
+    }
+    if (!res) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        goto out;
+    }
+    status = print_json(res, 0);
+out:
+    store_close(store);
+    return status;
+}
