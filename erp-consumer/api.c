@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "api.h"
 #include "duration.h"
+#include "topic.h"
 
 struct api {
     const consumer_config_t *cfg;
@@ -22,46 +23,216 @@ struct api {
     is_httpd_t *httpd;
 };
 
+/* Seconds from ms timestamp t to now; -1 when t is 0 (never). */
+static double age_s(int64_t now_ms, int64_t t) {
+    return t ? (double)(now_ms - t) / 1000.0 : -1.0;
+}
+
+static json_t *rfc3339_or_null(int64_t ms) {
+    char buf[IS_RFC3339_LEN];
+    if (!ms)
+        return json_null();
+    is_format_rfc3339(ms, buf);
+    return json_string(buf);
+}
+
+/* The grid cell for (site, tier), created with defaults on first use. */
+static json_t *cell(json_t *grid_by_key, const is_policy_t *policy, const char *site,
+                    const char *tier) {
+    char key[128];
+    snprintf(key, sizeof(key), "%s\x1f%s", site, tier);
+    json_t *c = json_object_get(grid_by_key, key);
+    if (c)
+        return c;
+    const is_tier_t *t = is_policy_tier_by_name(policy, tier);
+    c = json_pack("{s:s,s:s,s:I,s:f,s:b,s:f,s:I,s:I,s:b,s:n,s:n,s:n,s:I}", "site", site, "tier",
+                  tier, "unposted", (json_int_t)0, "oldest_unposted_age_s", 0.0, "stale", 0,
+                  "stale_after_s", t ? (double)t->stale_after_ms / 1000.0 : 0.0, "failed",
+                  (json_int_t)0, "retry", (json_int_t)0, "paused", 0, "last_posted_at",
+                  "last_error", "last_error_at", "lag", (json_int_t)0);
+    json_object_set_new(grid_by_key, key, c);
+    return c;
+}
+
+/* Run sql and call fn for each row. */
+static int each_row(store_t *store, const char *sql, void (*fn)(sqlite3_stmt *, void *), void *arg,
+                    char *errstr, size_t errstr_size) {
+    sqlite3_stmt *st = NULL;
+    if (is_db_prepare(store_db(store), sql, &st, errstr, errstr_size) != IS_OK)
+        return 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        fn(st, arg);
+    sqlite3_finalize(st);
+    return 1;
+}
+
+typedef struct status_ctx {
+    const is_policy_t *policy;
+    json_t *grid;  /* key → cell */
+    json_t *sites; /* site → object */
+    int64_t now_ms;
+} status_ctx_t;
+
+static const char *col(sqlite3_stmt *st, int i) {
+    const unsigned char *v = sqlite3_column_text(st, i);
+    return v ? (const char *)v : "";
+}
+
+static json_t *site_obj(status_ctx_t *sc, const char *site) {
+    json_t *o = json_object_get(sc->sites, site);
+    if (!o) {
+        o = json_pack("{s:s,s:n,s:n,s:f,s:f,s:f,s:I}", "site", site, "last_movement_at",
+                      "last_heartbeat_at", "movement_age_s", -1.0, "heartbeat_age_s", -1.0,
+                      "watermark_gap_age_s", 0.0, "dead_letters", (json_int_t)0);
+        json_object_set_new(sc->sites, site, o);
+        /* Every known site gets the full row of the policy's tiers. */
+        for (size_t i = 0; i < is_policy_tier_count(sc->policy); i++)
+            cell(sc->grid, sc->policy, site, is_policy_tier(sc->policy, i)->name);
+    }
+    return o;
+}
+
+static void row_site(sqlite3_stmt *st, void *arg) {
+    status_ctx_t *sc = arg;
+    json_t *o = site_obj(sc, col(st, 0));
+    int64_t mv = sqlite3_column_int64(st, 1), hb = sqlite3_column_int64(st, 2);
+    json_object_set_new(o, "last_movement_at", rfc3339_or_null(mv));
+    json_object_set_new(o, "last_heartbeat_at", rfc3339_or_null(hb));
+    json_object_set_new(o, "movement_age_s", json_real(age_s(sc->now_ms, mv)));
+    json_object_set_new(o, "heartbeat_age_s", json_real(age_s(sc->now_ms, hb)));
+}
+
+static void row_backlog(sqlite3_stmt *st, void *arg) {
+    status_ctx_t *sc = arg;
+    site_obj(sc, col(st, 0));
+    json_t *c = cell(sc->grid, sc->policy, col(st, 0), col(st, 1));
+    const is_tier_t *t = is_policy_tier_by_name(sc->policy, col(st, 1));
+    double age = age_s(sc->now_ms, sqlite3_column_int64(st, 3));
+    json_object_set_new(c, "unposted", json_integer(sqlite3_column_int64(st, 2)));
+    json_object_set_new(c, "oldest_unposted_age_s", json_real(age));
+    json_object_set_new(c, "stale", json_boolean(t && age * 1000.0 > (double)t->stale_after_ms));
+    json_object_set_new(c, "failed", json_integer(sqlite3_column_int64(st, 4)));
+    json_object_set_new(c, "retry", json_integer(sqlite3_column_int64(st, 5)));
+}
+
+static void row_activity(sqlite3_stmt *st, void *arg) {
+    status_ctx_t *sc = arg;
+    site_obj(sc, col(st, 0));
+    json_t *c = cell(sc->grid, sc->policy, col(st, 0), col(st, 1));
+    json_object_set_new(c, "last_posted_at", rfc3339_or_null(sqlite3_column_int64(st, 2)));
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+        json_object_set_new(c, "last_error", json_string(col(st, 3)));
+        json_object_set_new(c, "last_error_at", rfc3339_or_null(sqlite3_column_int64(st, 4)));
+    }
+}
+
+static void row_gap(sqlite3_stmt *st, void *arg) {
+    status_ctx_t *sc = arg;
+    json_object_set_new(site_obj(sc, col(st, 0)), "watermark_gap_age_s",
+                        json_real(age_s(sc->now_ms, sqlite3_column_int64(st, 1))));
+}
+
+static void row_dead(sqlite3_stmt *st, void *arg) {
+    status_ctx_t *sc = arg;
+    char site[65], tier[32];
+    const char *prefix = is_policy_topic_prefix(sc->policy);
+    if (is_topic_parse(col(st, 0), prefix, site, sizeof(site), tier, sizeof(tier)) != IS_OK)
+        return;
+    json_t *o = site_obj(sc, site);
+    json_object_set_new(o, "dead_letters",
+                        json_integer(json_integer_value(json_object_get(o, "dead_letters")) +
+                                     sqlite3_column_int64(st, 1)));
+}
+
+typedef struct pause_ctx {
+    status_ctx_t *sc;
+    json_t *list;
+} pause_ctx_t;
+
+static void row_pause(sqlite3_stmt *st, void *arg) {
+    pause_ctx_t *pc = arg;
+    const char *site = col(st, 0), *tier = col(st, 1);
+    json_array_append_new(pc->list, json_pack("{s:s,s:s,s:s,s:s,s:o}", "site", site, "tier", tier,
+                                              "by", col(st, 2), "reason", col(st, 3), "at",
+                                              rfc3339_or_null(sqlite3_column_int64(st, 4))));
+    const char *key;
+    json_t *c;
+    json_object_foreach(pc->sc->grid, key, c) {
+        const char *cs = json_string_value(json_object_get(c, "site"));
+        const char *ct = json_string_value(json_object_get(c, "tier"));
+        if ((strcmp(site, "*") == 0 || strcmp(site, cs) == 0) &&
+            (strcmp(tier, "*") == 0 || strcmp(tier, ct) == 0))
+            json_object_set_new(c, "paused", json_true());
+    }
+}
+
 json_t *api_status_json(store_t *store, const is_policy_t *policy, const consumer_stats_t *stats,
                         int64_t now_ms, char *errstr, size_t errstr_size) {
-    static const char *const sql =
-        "SELECT site, tier, count(*), min(received_at),"
-        " coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'retry'), 0)"
-        " FROM movements WHERE state IN ('queued', 'posting', 'retry', 'failed')"
-        " GROUP BY site, tier ORDER BY site, tier";
     store_counts_t c;
-    sqlite3_stmt *st = NULL;
-    json_t *doc, *tiers;
+    status_ctx_t sc = {policy, json_object(), json_object(), now_ms};
+    json_t *doc = NULL, *grid, *sites, *paused = json_array();
+    pause_ctx_t pc = {&sc, paused};
+    char now[IS_RFC3339_LEN];
+    int ok = store_counts(store, &c, errstr, errstr_size) == IS_OK;
 
-    if (store_counts(store, &c, errstr, errstr_size) != IS_OK)
-        return NULL;
-    if (is_db_prepare(store_db(store), sql, &st, errstr, errstr_size) != IS_OK)
-        return NULL;
-    doc = json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},s:s}",
-                    "movements", "total", (json_int_t)c.movements, "queued", (json_int_t)c.queued,
-                    "posting", (json_int_t)c.posting, "retry", (json_int_t)c.retry, "posted",
+    ok = ok && each_row(store, "SELECT site, last_movement_at, last_heartbeat_at FROM sites",
+                        row_site, &sc, errstr, errstr_size);
+    ok = ok && each_row(store,
+                        "SELECT site, tier, count(*), min(received_at),"
+                        " coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'retry'), 0)"
+                        " FROM movements WHERE state IN ('queued', 'posting', 'retry', 'failed')"
+                        " GROUP BY site, tier",
+                        row_backlog, &sc, errstr, errstr_size);
+    ok = ok && each_row(store,
+                        "SELECT site, tier, last_posted_at, last_error, last_error_at"
+                        " FROM tier_activity",
+                        row_activity, &sc, errstr, errstr_size);
+    ok = ok && each_row(store,
+                        "SELECT m.site, min(m.received_at) FROM movements m JOIN watermarks w"
+                        " ON w.producer_id = m.producer_id AND w.site = m.site"
+                        " WHERE m.state = 'queued' AND m.seq > w.contiguous GROUP BY m.site",
+                        row_gap, &sc, errstr, errstr_size);
+    ok = ok && each_row(store, "SELECT topic, count(*) FROM dead_letters GROUP BY topic", row_dead,
+                        &sc, errstr, errstr_size);
+    ok = ok && each_row(store, "SELECT site, tier, actor, reason, at FROM pauses", row_pause, &pc,
+                        errstr, errstr_size);
+    if (!ok)
+        goto out;
+    if (stats) {
+        consumer_stats_t *ms = (consumer_stats_t *)stats;
+        pthread_mutex_lock(&ms->lag_mu);
+        for (int i = 0; i < ms->n_lag; i++) {
+            site_obj(&sc, ms->lag[i].site);
+            json_object_set_new(cell(sc.grid, policy, ms->lag[i].site, ms->lag[i].tier), "lag",
+                                json_integer(ms->lag[i].lag));
+        }
+        pthread_mutex_unlock(&ms->lag_mu);
+    }
+    /* Objects keyed for building → arrays for readers. */
+    grid = json_array();
+    sites = json_array();
+    const char *key;
+    json_t *v;
+    json_object_foreach(sc.grid, key, v) json_array_append(grid, v);
+    json_object_foreach(sc.sites, key, v) json_array_append(sites, v);
+    json_t *backlog = json_array();
+    size_t i;
+    json_array_foreach(grid, i, v) if (json_integer_value(json_object_get(v, "unposted")) > 0)
+        json_array_append(backlog, v);
+    is_format_rfc3339(now_ms, now);
+    doc = json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I},"
+                    "s:o,s:o,s:o,s:o}",
+                    "generated_at", now, "policy_version", is_policy_version(policy), "movements",
+                    "total", (json_int_t)c.movements, "queued", (json_int_t)c.queued, "posting",
+                    (json_int_t)c.posting, "retry", (json_int_t)c.retry, "posted",
                     (json_int_t)c.posted, "failed", (json_int_t)c.failed, "dead",
                     (json_int_t)c.dead, "cancelled", (json_int_t)c.cancelled, "skipped",
                     (json_int_t)c.skipped, "postings", "total", (json_int_t)c.postings, "posted",
                     (json_int_t)c.postings_posted, "failed", (json_int_t)c.postings_failed,
-                    "retry", (json_int_t)c.postings_retry, "policy_version",
-                    is_policy_version(policy));
-    tiers = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *tier = (const char *)sqlite3_column_text(st, 1);
-        const is_tier_t *t = is_policy_tier_by_name(policy, tier);
-        double age = (double)(now_ms - sqlite3_column_int64(st, 3)) / 1000.0;
-        json_array_append_new(
-            tiers, json_pack("{s:s,s:s,s:I,s:f,s:b,s:I,s:I}", "site",
-                             (const char *)sqlite3_column_text(st, 0), "tier", tier, "unposted",
-                             (json_int_t)sqlite3_column_int64(st, 2), "oldest_unposted_age_s", age,
-                             "stale", t ? age * 1000.0 > (double)t->stale_after_ms : 0, "failed",
-                             (json_int_t)sqlite3_column_int64(st, 4), "retry",
-                             (json_int_t)sqlite3_column_int64(st, 5)));
-    }
-    sqlite3_finalize(st);
-    json_object_set_new(doc, "backlog", tiers);
-    if (stats) {
+                    "retry", (json_int_t)c.postings_retry, "sites", sites, "grid", grid,
+                    "backlog", backlog, "paused", paused);
+    paused = NULL;
+    if (doc && stats) {
         json_object_set_new(
             doc, "counters",
             json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "messages",
@@ -77,6 +248,10 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
                       (json_int_t)atomic_load(&stats->recovered), "kafka_up",
                       atomic_load(&stats->kafka_up)));
     }
+out:
+    json_decref(paused);
+    json_decref(sc.grid);
+    json_decref(sc.sites);
     return doc;
 }
 
@@ -106,15 +281,21 @@ static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t
     api_t *a = ctx;
     store_counts_t c;
     char errstr[256];
-    int store_ok, kafka_ok = atomic_load(&a->stats->kafka_up);
+    int store_ok, all_paused = 0, kafka_ok = atomic_load(&a->stats->kafka_up);
     (void)req;
     pthread_mutex_lock(&a->mu);
     store_ok = store_counts(a->store, &c, errstr, sizeof(errstr)) == IS_OK;
+    /* A name no site or tier can have matches only the "*" / "*" pause. */
+    if (store_ok)
+        all_paused = store_is_paused(a->store, "\x01", "\x01");
     pthread_mutex_unlock(&a->mu);
-    is_http_respond_json(resp, store_ok && kafka_ok ? 200 : 503,
-                         json_pack("{s:b,s:s,s:s}", "ready", store_ok && kafka_ok, "store",
+    int ready = store_ok && kafka_ok && !all_paused;
+    is_http_respond_json(resp, ready ? 200 : 503,
+                         json_pack("{s:b,s:s,s:s,s:s}", "ready", ready, "store",
                                    store_ok ? "ok" : errstr, "kafka",
-                                   kafka_ok ? "connected" : "no message received yet or unreachable"));
+                                   kafka_ok ? "connected" : "no message received yet or unreachable",
+                                   "posting", all_paused ? "paused for all sites and tiers"
+                                                         : "running"));
 }
 
 /* Append printf-style text to a growing buffer; returns 0 on ENOMEM. */
@@ -148,72 +329,148 @@ static int bprintf(buf_t *b, const char *fmt, ...) {
     }
 }
 
+/* Prometheus HELP/TYPE header. */
+static void metric_head(buf_t *b, const char *name, const char *type, const char *help) {
+    bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One gauge line per grid cell from a numeric field of the status grid. */
+static void grid_gauge(buf_t *b, json_t *grid, const char *name, const char *help,
+                       const char *field) {
+    size_t i;
+    json_t *c;
+    metric_head(b, name, "gauge", help);
+    json_array_foreach(grid, i, c) {
+        json_t *v = json_object_get(c, field);
+        double x = json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0) : json_number_value(v);
+        bprintf(b, "%s{site=\"%s\",tier=\"%s\"} %.3f\n", name,
+                json_string_value(json_object_get(c, "site")),
+                json_string_value(json_object_get(c, "tier")), x);
+    }
+}
+
+/* Seconds since the epoch of an RFC 3339 field, or no line when null. */
+static void time_line(buf_t *b, const char *name, const char *labels, json_t *v) {
+    int64_t ms;
+    if (json_is_string(v) && is_parse_rfc3339(json_string_value(v), &ms) == IS_OK)
+        bprintf(b, "%s{%s} %.3f\n", name, labels, (double)ms / 1000.0);
+}
+
 static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     api_t *a = ctx;
     consumer_stats_t *s = a->stats;
     buf_t b = {0};
-    char errstr[256];
-    json_t *doc;
+    char errstr[256], labels[160];
+    static const char *const outcome_names[STATS_N_OUTCOMES] = {"posted", "retry", "failed"};
+    json_t *doc, *grid, *sites, *c;
+    size_t i;
     (void)req;
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } counters[] = {
-        {"invsync_consumer_messages_total", "Kafka messages applied to the store",
-         offsetof(consumer_stats_t, messages)},
-        {"invsync_consumer_movements_received_total", "New movements queued for posting",
-         offsetof(consumer_stats_t, received)},
-        {"invsync_consumer_duplicates_total", "Movements already known (absorbed)",
-         offsetof(consumer_stats_t, duplicates)},
-        {"invsync_consumer_dead_letters_total", "Messages dead-lettered on consumption",
-         offsetof(consumer_stats_t, dead)},
-        {"invsync_consumer_loop_guard_dropped_total", "Movements of ERP origin dropped",
-         offsetof(consumer_stats_t, ignored)},
-        {"invsync_consumer_heartbeats_total", "Producer heartbeats received",
-         offsetof(consumer_stats_t, heartbeats)},
-        {"invsync_erp_postings_posted_total", "Postings accepted by the ERP",
-         offsetof(consumer_stats_t, posted)},
-        {"invsync_erp_postings_retried_total", "Retryable ERP failures",
-         offsetof(consumer_stats_t, retried)},
-        {"invsync_erp_postings_failed_total", "Permanent ERP failures",
-         offsetof(consumer_stats_t, failed)},
-    };
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-        atomic_llong *v = (atomic_llong *)((char *)s + counters[i].off);
-        bprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", counters[i].name,
-                counters[i].help, counters[i].name, counters[i].name, (long long)atomic_load(v));
-    }
+
+    metric_head(&b, "invsync_consumer_messages_total", "counter",
+                "Kafka messages applied to the consumer store");
+    bprintf(&b, "invsync_consumer_messages_total %lld\n", (long long)atomic_load(&s->messages));
+    metric_head(&b, "invsync_consumer_movements_total", "counter",
+                "Movements consumed, by outcome");
     bprintf(&b,
-            "# HELP invsync_erp_call_seconds_sum Time spent in ERP post calls\n"
-            "# TYPE invsync_erp_call_seconds_sum counter\ninvsync_erp_call_seconds_sum %.6f\n",
-            (double)atomic_load(&s->erp_call_us) / 1e6);
-    pthread_mutex_lock(&a->mu);
-    doc = api_status_json(a->store, a->policy, NULL, is_clock_now_ms(NULL), errstr,
-                          sizeof(errstr));
-    pthread_mutex_unlock(&a->mu);
-    if (doc) {
-        size_t i;
-        json_t *row;
-        bprintf(&b, "# HELP invsync_queue_depth Movements not yet posted\n"
-                    "# TYPE invsync_queue_depth gauge\n");
-        json_array_foreach(json_object_get(doc, "backlog"), i, row) {
-            bprintf(&b, "invsync_queue_depth{site=\"%s\",tier=\"%s\"} %lld\n",
-                    json_string_value(json_object_get(row, "site")),
-                    json_string_value(json_object_get(row, "tier")),
-                    (long long)json_integer_value(json_object_get(row, "unposted")));
-        }
-        bprintf(&b, "# HELP invsync_oldest_unposted_age_seconds Age of the oldest unposted "
-                    "movement\n# TYPE invsync_oldest_unposted_age_seconds gauge\n");
-        json_array_foreach(json_object_get(doc, "backlog"), i, row) {
-            bprintf(&b, "invsync_oldest_unposted_age_seconds{site=\"%s\",tier=\"%s\"} %.3f\n",
-                    json_string_value(json_object_get(row, "site")),
-                    json_string_value(json_object_get(row, "tier")),
-                    json_real_value(json_object_get(row, "oldest_unposted_age_s")));
-        }
-        json_decref(doc);
+            "invsync_consumer_movements_total{outcome=\"received\"} %lld\n"
+            "invsync_consumer_movements_total{outcome=\"duplicate\"} %lld\n"
+            "invsync_consumer_movements_total{outcome=\"dead_letter\"} %lld\n"
+            "invsync_consumer_movements_total{outcome=\"loop_guard\"} %lld\n",
+            (long long)atomic_load(&s->received), (long long)atomic_load(&s->duplicates),
+            (long long)atomic_load(&s->dead), (long long)atomic_load(&s->ignored));
+    metric_head(&b, "invsync_heartbeats_received_total", "counter", "Producer heartbeats received");
+    bprintf(&b, "invsync_heartbeats_received_total %lld\n", (long long)atomic_load(&s->heartbeats));
+    metric_head(&b, "invsync_kafka_up", "gauge", "1 when the consumer reaches Kafka");
+    bprintf(&b, "invsync_kafka_up %d\n", atomic_load(&s->kafka_up));
+
+    const char *adapter = a->cfg->erp.adapter;
+    metric_head(&b, "invsync_erp_postings_total", "counter", "ERP post calls by outcome");
+    for (int o = 0; o < STATS_N_OUTCOMES; o++)
+        bprintf(&b, "invsync_erp_postings_total{adapter=\"%s\",outcome=\"%s\"} %lld\n", adapter,
+                outcome_names[o], (long long)atomic_load(&s->erp_hist_count[o]));
+    metric_head(&b, "invsync_erp_call_duration_seconds", "histogram",
+                "Duration of ERP post calls");
+    for (int o = 0; o < STATS_N_OUTCOMES; o++) {
+        snprintf(labels, sizeof(labels), "adapter=\"%s\",outcome=\"%s\"", adapter,
+                 outcome_names[o]);
+        for (int k = 0; k < STATS_N_BUCKETS; k++)
+            bprintf(&b, "invsync_erp_call_duration_seconds_bucket{%s,le=\"%g\"} %lld\n", labels,
+                    stats_buckets[k], (long long)atomic_load(&s->erp_hist[o][k]));
+        bprintf(&b, "invsync_erp_call_duration_seconds_bucket{%s,le=\"+Inf\"} %lld\n", labels,
+                (long long)atomic_load(&s->erp_hist_count[o]));
+        bprintf(&b, "invsync_erp_call_duration_seconds_sum{%s} %.6f\n", labels,
+                (double)atomic_load(&s->erp_hist_sum_us[o]) / 1e6);
+        bprintf(&b, "invsync_erp_call_duration_seconds_count{%s} %lld\n", labels,
+                (long long)atomic_load(&s->erp_hist_count[o]));
     }
+
+    metric_head(&b, "invsync_tier_stale_after_seconds", "gauge", "The tier's staleness limit");
+    for (size_t t = 0; t < is_policy_tier_count(a->policy); t++)
+        bprintf(&b, "invsync_tier_stale_after_seconds{tier=\"%s\"} %.3f\n",
+                is_policy_tier(a->policy, t)->name,
+                (double)is_policy_tier(a->policy, t)->stale_after_ms / 1000.0);
+
+    pthread_mutex_lock(&a->mu);
+    doc = api_status_json(a->store, a->policy, s, is_clock_now_ms(NULL), errstr, sizeof(errstr));
+    pthread_mutex_unlock(&a->mu);
+    if (!doc) {
+        free(b.p);
+        is_http_respond_error(resp, 500, "%s", errstr);
+        return;
+    }
+    grid = json_object_get(doc, "grid");
+    sites = json_object_get(doc, "sites");
+    grid_gauge(&b, grid, "invsync_queue_depth", "Movements not yet posted", "unposted");
+    grid_gauge(&b, grid, "invsync_oldest_unposted_age_seconds",
+               "Age of the oldest movement not yet posted", "oldest_unposted_age_s");
+    grid_gauge(&b, grid, "invsync_tier_stale",
+               "1 when the oldest unposted movement is older than the tier's stale_after",
+               "stale");
+    grid_gauge(&b, grid, "invsync_failed_postings", "Movements in failed postings (lot held)",
+               "failed");
+    grid_gauge(&b, grid, "invsync_paused", "1 when posting is paused for the site and tier",
+               "paused");
+    grid_gauge(&b, grid, "invsync_consumer_lag", "Messages behind the end of the tier topics",
+               "lag");
+    metric_head(&b, "invsync_last_posting_timestamp_seconds", "gauge",
+                "Time of the last successful posting");
+    json_array_foreach(grid, i, c) {
+        snprintf(labels, sizeof(labels), "site=\"%s\",tier=\"%s\"",
+                 json_string_value(json_object_get(c, "site")),
+                 json_string_value(json_object_get(c, "tier")));
+        time_line(&b, "invsync_last_posting_timestamp_seconds", labels,
+                  json_object_get(c, "last_posted_at"));
+    }
+    metric_head(&b, "invsync_site_last_heartbeat_timestamp_seconds", "gauge",
+                "Time the last producer heartbeat of the site was received");
+    json_array_foreach(sites, i, c) {
+        snprintf(labels, sizeof(labels), "site=\"%s\"",
+                 json_string_value(json_object_get(c, "site")));
+        time_line(&b, "invsync_site_last_heartbeat_timestamp_seconds", labels,
+                  json_object_get(c, "last_heartbeat_at"));
+    }
+    metric_head(&b, "invsync_site_last_movement_timestamp_seconds", "gauge",
+                "Time the last movement of the site was received");
+    json_array_foreach(sites, i, c) {
+        snprintf(labels, sizeof(labels), "site=\"%s\"",
+                 json_string_value(json_object_get(c, "site")));
+        time_line(&b, "invsync_site_last_movement_timestamp_seconds", labels,
+                  json_object_get(c, "last_movement_at"));
+    }
+    metric_head(&b, "invsync_watermark_gap_age_seconds", "gauge",
+                "Age of the oldest movement waiting for an earlier sequence number");
+    json_array_foreach(sites, i, c) bprintf(
+        &b, "invsync_watermark_gap_age_seconds{site=\"%s\"} %.3f\n",
+        json_string_value(json_object_get(c, "site")),
+        json_number_value(json_object_get(c, "watermark_gap_age_s")));
+    metric_head(&b, "invsync_dead_letters", "gauge", "Messages dead-lettered, by site");
+    json_array_foreach(sites, i, c) bprintf(
+        &b, "invsync_dead_letters{site=\"%s\"} %lld\n",
+        json_string_value(json_object_get(c, "site")),
+        (long long)json_integer_value(json_object_get(c, "dead_letters")));
+    json_decref(doc);
     resp->status = 200;
-    resp->content_type = "text/plain; version=0.0.4";
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
     resp->body = b.p;
     resp->body_len = b.len;
 }

@@ -3,7 +3,9 @@
  * (see consume.h). Load: thousands of messages per second per instance;
  * one store transaction per batch of up to consume.batch messages.
  */
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,11 @@ struct consume {
     char prefix[128];
     const char **refused; /* loop guard, NULL-terminated */
     char last_policy[IS_SHA256_HEX_LEN + 1]; /* last policy version recorded */
+    int assign_mode;      /* consume.mode assign */
+    regex_t topic_re;     /* assign mode: the subscription regex */
+    int have_re;
+    int64_t next_discovery; /* monotonic ms */
+    int assigned_parts;   /* partitions assigned so far (assign mode) */
 };
 
 /* What one polled message became; owns its decoded protobuf. */
@@ -85,6 +92,52 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
     is_log(IS_LOG_WARN, "kafka error", "error", rd_kafka_err2name(err), "reason", reason, NULL);
 }
 
+/*
+ * librdkafka statistics (every statistics.interval.ms, on the consume thread
+ * inside a poll): sum consumer_lag per (site, tier) for /metrics.
+ */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+    consume_t *c = opaque;
+    json_error_t jerr;
+    json_t *doc = json_loadb(json, json_len, 0, &jerr), *topic, *parts, *part;
+    const char *tname, *pname;
+    stats_lag_t lag[STATS_MAX_LAG];
+    int n = 0;
+    (void)rk;
+    if (!doc)
+        return 0;
+    json_object_foreach(json_object_get(doc, "topics"), tname, topic) {
+        char site[65], tier[32];
+        long long sum = 0;
+        if (is_topic_parse(tname, c->prefix, site, sizeof(site), tier, sizeof(tier)) != IS_OK)
+            continue;
+        parts = json_object_get(topic, "partitions");
+        json_object_foreach(parts, pname, part) {
+            json_int_t l = json_integer_value(json_object_get(part, "consumer_lag"));
+            if (strcmp(pname, "-1") != 0 && l > 0)
+                sum += l;
+        }
+        int k;
+        for (k = 0; k < n; k++)
+            if (strcmp(lag[k].site, site) == 0 && strcmp(lag[k].tier, tier) == 0)
+                break;
+        if (k == n) {
+            if (n == STATS_MAX_LAG)
+                continue;
+            snprintf(lag[n].site, sizeof(lag[n].site), "%s", site);
+            snprintf(lag[n].tier, sizeof(lag[n].tier), "%s", tier);
+            lag[n++].lag = 0;
+        }
+        lag[k].lag += sum;
+    }
+    json_decref(doc);
+    pthread_mutex_lock(&c->stats->lag_mu);
+    memcpy(c->stats->lag, lag, (size_t)n * sizeof(lag[0]));
+    c->stats->n_lag = n;
+    pthread_mutex_unlock(&c->stats->lag_mu);
+    return 0; /* librdkafka frees json */
+}
+
 static is_err_t set_conf(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
                          size_t errstr_size) {
     char kerr[512];
@@ -104,6 +157,7 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
         {"auto.offset.reset", "earliest"},
         {"topic.metadata.refresh.interval.ms", "10000"},
         {"session.timeout.ms", "10000"},
+        {"statistics.interval.ms", "15000"},
     };
     /* What the exactly-once design depends on: not overridable. */
     static const char *const fixed[][2] = {
@@ -151,6 +205,7 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
     rd_kafka_conf_set_log_cb(conf, is_log_rdkafka_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_stats_cb(conf, stats_cb);
     rd_kafka_conf_set_opaque(conf, c);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
     if (!c->rk) {
@@ -169,17 +224,27 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
                 cfg->sites_regex);
         goto err;
     }
-    subs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(subs, regex, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t kerrc = rd_kafka_subscribe(c->rk, subs);
-    rd_kafka_topic_partition_list_destroy(subs);
-    if (kerrc) {
-        is_errf(errstr, errstr_size, "cannot subscribe to '%s': %s", regex,
-                rd_kafka_err2str(kerrc));
-        rc = IS_ERR_KAFKA;
-        goto err;
+    if (strcmp(cfg->consume_mode, "assign") == 0) {
+        c->assign_mode = 1;
+        if (regcomp(&c->topic_re, regex, REG_EXTENDED | REG_NOSUB) != 0) {
+            is_errf(errstr, errstr_size, "cannot compile the topic regex '%s'", regex);
+            goto err;
+        }
+        c->have_re = 1;
+        is_log(IS_LOG_INFO, "assigning matching partitions", "regex", regex, NULL);
+    } else {
+        subs = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subs, regex, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t kerrc = rd_kafka_subscribe(c->rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        if (kerrc) {
+            is_errf(errstr, errstr_size, "cannot subscribe to '%s': %s", regex,
+                    rd_kafka_err2str(kerrc));
+            rc = IS_ERR_KAFKA;
+            goto err;
+        }
+        is_log(IS_LOG_INFO, "subscribed", "regex", regex, NULL);
     }
-    is_log(IS_LOG_INFO, "subscribed", "regex", regex, NULL);
     *out = c;
     return IS_OK;
 err:
@@ -193,11 +258,65 @@ void consume_destroy(consume_t *c) {
     if (!c)
         return;
     if (c->rk) {
-        rd_kafka_consumer_close(c->rk);
-        rd_kafka_destroy(c->rk);
+        /* Assign mode: the store holds the offsets; do not wait on a group to leave. */
+        if (c->assign_mode) {
+            rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        } else {
+            rd_kafka_consumer_close(c->rk);
+            rd_kafka_destroy(c->rk);
+        }
     }
+    if (c->have_re)
+        regfree(&c->topic_re);
     free(c->refused);
     free(c);
+}
+
+/*
+ * Assign mode: list the cluster's topics; when partitions matching the
+ * regex appeared, assign them all, each from the store's next offset (or
+ * the beginning). Called between batches, when the store's offsets are
+ * exact for everything consumed, so re-assigning loses and repeats nothing
+ * that matters (a re-delivered message is a duplicate the store absorbs).
+ */
+static void discover(consume_t *c) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_partition_list_t *l;
+    int n = 0;
+    if (is_monotonic_ms() < c->next_discovery)
+        return;
+    c->next_discovery = is_monotonic_ms() + c->cfg->discovery_ms;
+    if (rd_kafka_metadata(c->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return; /* Kafka unreachable: try again next time */
+    atomic_store(&c->stats->kafka_up, 1);
+    l = rd_kafka_topic_partition_list_new(64);
+    for (int t = 0; t < md->topic_cnt; t++) {
+        const struct rd_kafka_metadata_topic *mt = &md->topics[t];
+        if (mt->err || regexec(&c->topic_re, mt->topic, 0, NULL, 0) != 0)
+            continue;
+        for (int p = 0; p < mt->partition_cnt; p++) {
+            int64_t next;
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_add(l, mt->topic, mt->partitions[p].id);
+            tp->offset = store_get_offset(c->store, mt->topic, mt->partitions[p].id, &next) == IS_OK
+                             ? next
+                             : RD_KAFKA_OFFSET_BEGINNING;
+            n++;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (n != c->assigned_parts) {
+        rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, l);
+        if (err) {
+            is_log(IS_LOG_WARN, "cannot assign partitions", "error", rd_kafka_err2str(err), NULL);
+        } else {
+            char cnt[16];
+            snprintf(cnt, sizeof(cnt), "%d", n);
+            is_log(IS_LOG_INFO, "partitions assigned", "partitions", cnt, NULL);
+            c->assigned_parts = n;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 /* The content-type header names the message type; absent means Movement. */
@@ -354,6 +473,8 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
     }
     while (!*stop) {
         size_t n = 0, dead = 0;
+        if (c->assign_mode)
+            discover(c);
         /* Gather a batch: wait up to 100 ms for the first message, then take what is ready. */
         while (n < cap && !*stop) {
             rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, n == 0 ? 100 : 0);

@@ -43,6 +43,12 @@ const is_cfg_entry_t consumer_config_table[] = {
     {"retry.max", IS_CFG_DURATION, OFF(retry_max_ms), 1, 86400000, "5m", "retry delay cap"},
     {"consume.batch", IS_CFG_INT, OFF(consume_batch), 1, 100000, "2000",
      "Kafka messages applied per store transaction"},
+    {"consume.mode", IS_CFG_STR, OFF(consume_mode), 0, 0, "group",
+     "group: join kafka.group.id and subscribe by regex (several instances share the work); "
+     "assign: list topics every consume.discovery and assign every matching partition "
+     "(one instance owns its sites; no group coordinator needed, e.g. the embedded cluster)"},
+    {"consume.discovery", IS_CFG_DURATION, OFF(discovery_ms), 100, 3600000, "5s",
+     "assign mode: how often new topics (new sites) are looked for"},
     {"admin.token", IS_CFG_STR, OFF(admin_token), 0, 0, NULL,
      "bearer token for admin endpoints (unset: admin API disabled)"},
     {"loop_guard.erp_sources", IS_CFG_STRLIST, OFF(erp_sources), 0, 0, NULL,
@@ -66,6 +72,11 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
     if (strcmp(cfg->store_sync, "full") != 0 && strcmp(cfg->store_sync, "normal") != 0) {
         is_errf(errstr, errstr_size, "%s: key 'store.sync': '%s' is not full or normal", where,
                 cfg->store_sync);
+        return IS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->consume_mode, "group") != 0 && strcmp(cfg->consume_mode, "assign") != 0) {
+        is_errf(errstr, errstr_size, "%s: key 'consume.mode': '%s' is not group or assign", where,
+                cfg->consume_mode);
         return IS_ERR_CONFIG;
     }
     if (strcmp(cfg->erp.adapter, "http-json") == 0 && (!cfg->erp.http_url || !*cfg->erp.http_url)) {

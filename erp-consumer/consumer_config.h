@@ -27,6 +27,8 @@ typedef struct consumer_config {
     int64_t retry_base_ms;     /* first retry delay */
     int64_t retry_max_ms;      /* retry delay cap */
     int64_t consume_batch;     /* messages per store transaction */
+    char *consume_mode;        /* group | assign */
+    int64_t discovery_ms;      /* assign mode: how often topics are listed */
     char *admin_token;         /* bearer token for admin endpoints */
     is_strlist_t erp_sources;  /* loop guard: ERP-origin source systems to drop */
     is_strmap_t kafka;         /* kafka.* passthrough */

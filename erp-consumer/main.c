@@ -67,6 +67,7 @@ static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
     int status = 1;
 
     memset(&stats, 0, sizeof(stats));
+    pthread_mutex_init(&stats.lag_mu, NULL);
     if (store_open(cfg->store_path, sync_of(cfg), &store, errstr, sizeof(errstr)) != IS_OK ||
         dlq_new(&cfg->kafka, is_policy_topic_prefix(policy), &dlq, errstr, sizeof(errstr)) !=
             IS_OK ||

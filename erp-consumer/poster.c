@@ -218,10 +218,19 @@ static is_err_t post_one(poster_t *p, const store_posting_t *sp, int64_t now_ms,
             .lines = &nt.lines[from],
             .n_lines = count,
         };
-        int64_t t0 = is_monotonic_ms();
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = erp_post(p->erp, &ep, er);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long long us = (long long)(t1.tv_sec - t0.tv_sec) * 1000000 +
+                       (t1.tv_nsec - t0.tv_nsec) / 1000;
         atomic_fetch_add(&p->stats->erp_calls, 1);
-        atomic_fetch_add(&p->stats->erp_call_us, (long long)(is_monotonic_ms() - t0) * 1000);
+        atomic_fetch_add(&p->stats->erp_call_us, us);
+        stats_observe_erp(p->stats,
+                          rc == IS_OK ? STATS_POSTED
+                          : rc == IS_ERR_PERMANENT ? STATS_FAILED
+                                                   : STATS_RETRY,
+                          us);
         if (rc != IS_OK)
             break;
         if (k == 0)

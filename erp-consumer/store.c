@@ -66,6 +66,12 @@ static const char *const store_migrations[] = {
     "CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL,"
     "  action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT, prev_hash TEXT NOT NULL,"
     "  hash TEXT NOT NULL);"
+    /* Small per-site / per-tier activity tables so that /metrics never scans movements. */
+    "CREATE TABLE sites(site TEXT PRIMARY KEY, last_movement_at INTEGER,"
+    "  last_heartbeat_at INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE tier_activity(site TEXT NOT NULL, tier TEXT NOT NULL,"
+    "  last_posted_at INTEGER, last_error TEXT, last_error_at INTEGER,"
+    "  PRIMARY KEY(site, tier)) WITHOUT ROWID;"
     "CREATE TABLE audit_head(one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL,"
     "  last_hash TEXT NOT NULL);",
 };
@@ -92,6 +98,10 @@ const char *const store_consume_sql[SQ__COUNT] = {
         " received_at = ?5, backlog = ?6",
     [SQ_INSERT_DEAD] = "INSERT INTO dead_letters(topic, part, off, movement_id, reason, at)"
                        " VALUES(?1,?2,?3,?4,?5,?6)",
+    [SQ_SITE_MOVEMENT] = "INSERT INTO sites(site, last_movement_at) VALUES(?1, ?2)"
+                         " ON CONFLICT(site) DO UPDATE SET last_movement_at = ?2",
+    [SQ_SITE_HEARTBEAT] = "INSERT INTO sites(site, last_heartbeat_at) VALUES(?1, ?2)"
+                          " ON CONFLICT(site) DO UPDATE SET last_heartbeat_at = ?2",
 };
 
 #define stmt store_stmt
@@ -101,6 +111,12 @@ sqlite3_stmt *store_stmt(store_t *s, int id) {
     sqlite3_reset(s->st[id]);
     sqlite3_clear_bindings(s->st[id]);
     return s->st[id];
+}
+
+is_err_t store_begin(store_t *s) {
+    for (int i = 0; i < SQ__COUNT; i++)
+        sqlite3_reset(s->st[i]);
+    return is_db_begin(s->db);
 }
 
 static int step_done(sqlite3_stmt *st) {
@@ -169,6 +185,7 @@ static is_err_t advance_watermark(store_t *s, const char *producer, const char *
     bind_text(st, 2, site);
     if (sqlite3_step(st) == SQLITE_ROW)
         wm = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
     start = wm;
     st = stmt(s, SQ_SEQS_AFTER);
     bind_text(st, 1, producer);
@@ -235,7 +252,7 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
     pairs = calloc(n, sizeof(*pairs));
     if (!pairs)
         return IS_ERR_NOMEM;
-    rc = is_db_begin(s->db);
+    rc = store_begin(s);
     if (rc != IS_OK)
         goto db_err;
     for (size_t i = 0; i < n; i++) {
@@ -282,6 +299,11 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             sqlite3_bind_int64(st, 6, (int64_t)msg->hb->outbox_backlog);
             if (sqlite3_step(st) != SQLITE_DONE)
                 goto db_err;
+            st = stmt(s, SQ_SITE_HEARTBEAT);
+            bind_text(st, 1, msg->hb->site);
+            sqlite3_bind_int64(st, 2, now_ms);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                goto db_err;
             break;
         case STORE_MSG_DEAD:
             res->dead++;
@@ -308,6 +330,12 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
     }
     for (size_t k = 0; k < n_pairs; k++) {
         if (advance_watermark(s, pairs[k].producer, pairs[k].site) != IS_OK)
+            goto db_err;
+        /* pairs are per (producer, site): the same site twice is harmless. */
+        st = stmt(s, SQ_SITE_MOVEMENT);
+        bind_text(st, 1, pairs[k].site);
+        sqlite3_bind_int64(st, 2, now_ms);
+        if (sqlite3_step(st) != SQLITE_DONE)
             goto db_err;
     }
     rc = is_db_commit(s->db);

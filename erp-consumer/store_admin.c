@@ -64,7 +64,7 @@ is_err_t store_audit(store_t *s, int64_t now_ms, const char *actor, const char *
     int own_tx = sqlite3_get_autocommit(s->db);
     sqlite3_stmt *st;
 
-    if (own_tx && is_db_begin(s->db) != IS_OK)
+    if (own_tx && store_begin(s) != IS_OK)
         goto db_err;
     snprintf(prev, sizeof(prev), "%s", GENESIS);
     st = stmt(s, SQ_AUDIT_LAST);
@@ -197,7 +197,7 @@ static is_err_t controlled(store_t *s, const char *const *sqls, const char *cons
                            int must_change, char *errstr, size_t errstr_size) {
     int n = 0;
     is_err_t rc;
-    if (is_db_begin(s->db) != IS_OK)
+    if (store_begin(s) != IS_OK)
         return is_db_error(s->db, "cannot begin", errstr, errstr_size);
     rc = exec_args(s, sqls[0], args, n_args, now_ms, &n, errstr, errstr_size);
     for (size_t i = 1; rc == IS_OK && sqls[i]; i++)
@@ -309,7 +309,7 @@ is_err_t store_note_policy_version(store_t *s, const char *version, const char *
     const char *args[] = {version, movement_id};
     int n = 0;
     is_err_t rc;
-    if (is_db_begin(s->db) != IS_OK)
+    if (store_begin(s) != IS_OK)
         return is_db_error(s->db, "cannot begin", errstr, errstr_size);
     rc = exec_args(s,
                    "INSERT OR IGNORE INTO policy_versions(version, first_movement, first_seen_at)"

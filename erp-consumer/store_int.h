@@ -20,6 +20,8 @@ enum {
     SQ_SEQS_AFTER,
     SQ_UPSERT_HEARTBEAT,
     SQ_INSERT_DEAD,
+    SQ_SITE_MOVEMENT,
+    SQ_SITE_HEARTBEAT,
     /* store_post.c */
     SQ_DUE_RETRY,
     SQ_INFLIGHT,
@@ -39,6 +41,8 @@ enum {
     SQ_REQUEUE_NEW,
     SQ_REQUEUE_NEW_MOVEMENTS,
     SQ_REQUEUE_RETRY,
+    SQ_TIER_POSTED,
+    SQ_TIER_ERROR,
     /* store_admin.c */
     SQ_AUDIT_LAST,
     SQ_AUDIT_INSERT,
@@ -58,6 +62,14 @@ extern const char *const store_admin_sql[SQ__COUNT];
 
 /* The statement id (all are prepared by store_open), reset and unbound. */
 sqlite3_stmt *store_stmt(store_t *s, int id);
+/*
+ * BEGIN IMMEDIATE after resetting every statement of the connection. A
+ * statement left on a row keeps an old read snapshot open, and a connection
+ * holding an old snapshot can never become the writer (SQLite answers BUSY
+ * at once, without waiting). Resetting first makes that impossible.
+ */
+is_err_t store_begin(store_t *s) IS_MUST_CHECK;
+
 /* Bind text or NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *v);
 

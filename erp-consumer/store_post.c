@@ -56,7 +56,26 @@ const char *const store_post_sql[SQ__COUNT] = {
                                  " WHERE posting_id = ?1",
     [SQ_REQUEUE_RETRY] = "UPDATE postings SET state = 'retry', attempts = attempts - 1,"
                          " next_at = ?2, updated_at = ?2 WHERE posting_id = ?1",
+    [SQ_TIER_POSTED] = "INSERT INTO tier_activity(site, tier, last_posted_at) VALUES(?1,?2,?3)"
+                       " ON CONFLICT(site, tier) DO UPDATE SET last_posted_at = ?3",
+    [SQ_TIER_ERROR] = "INSERT INTO tier_activity(site, tier, last_error, last_error_at)"
+                      " VALUES(?1,?2,?3,?4) ON CONFLICT(site, tier) DO UPDATE SET"
+                      " last_error = ?3, last_error_at = ?4",
 };
+
+/* Remember the last success / error of a site's tier (status page, metrics). */
+static int note_tier(store_t *s, const store_posting_t *p, const char *error, int64_t now_ms) {
+    sqlite3_stmt *st = stmt(s, error ? SQ_TIER_ERROR : SQ_TIER_POSTED);
+    bind_text(st, 1, p->site);
+    bind_text(st, 2, p->tier);
+    if (error) {
+        bind_text(st, 3, error);
+        sqlite3_bind_int64(st, 4, now_ms);
+    } else {
+        sqlite3_bind_int64(st, 3, now_ms);
+    }
+    return sqlite3_step(st) == SQLITE_DONE;
+}
 
 static void posting_release(store_posting_t *p) {
     for (size_t i = 0; i < p->n; i++)
@@ -523,7 +542,7 @@ is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms,
                             size_t errstr_size) {
     if (l->n == 0)
         return IS_OK;
-    if (is_db_begin(s->db) != IS_OK)
+    if (store_begin(s) != IS_OK)
         goto db_err;
     for (size_t i = 0; i < l->n; i++) {
         store_posting_t *p = &l->items[i];
@@ -594,7 +613,7 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
                               size_t errstr_size) {
     if (l->n == 0)
         return IS_OK;
-    if (is_db_begin(s->db) != IS_OK)
+    if (store_begin(s) != IS_OK)
         goto db_err;
     for (size_t i = 0; i < l->n; i++) {
         const store_posting_t *p = &l->items[i];
@@ -610,7 +629,8 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
             bind_text(st, 2, r->document);
             sqlite3_bind_int64(st, 3, now_ms);
             sqlite3_bind_int(st, 4, r->lines);
-            ok = sqlite3_step(st) == SQLITE_DONE && set_movements_state(s, p->posting_id, "posted");
+            ok = sqlite3_step(st) == SQLITE_DONE &&
+                 set_movements_state(s, p->posting_id, "posted") && note_tier(s, p, NULL, now_ms);
             {
                 json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s}", "document",
                                       r->document ? r->document : "", "site", p->site, "tier",
@@ -629,14 +649,18 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
             bind_text(st, 2, r->error);
             sqlite3_bind_int64(st, 3, r->next_at_ms);
             sqlite3_bind_int64(st, 4, now_ms);
-            ok = sqlite3_step(st) == SQLITE_DONE && set_movements_state(s, p->posting_id, "retry");
+            ok = sqlite3_step(st) == SQLITE_DONE &&
+                 set_movements_state(s, p->posting_id, "retry") &&
+                 note_tier(s, p, r->error ? r->error : "retryable failure", now_ms);
             break;
         case STORE_FAILED: {
             st = stmt(s, SQ_FAILED);
             bind_text(st, 1, p->posting_id);
             bind_text(st, 2, r->error);
             sqlite3_bind_int64(st, 3, now_ms);
-            ok = sqlite3_step(st) == SQLITE_DONE && set_movements_state(s, p->posting_id, "failed");
+            ok = sqlite3_step(st) == SQLITE_DONE &&
+                 set_movements_state(s, p->posting_id, "failed") &&
+                 note_tier(s, p, r->error ? r->error : "permanent failure", now_ms);
             json_t *d = json_pack("{s:s,s:s,s:s,s:I}", "site", p->site, "tier", p->tier, "error",
                                   r->error ? r->error : "", "movements", (json_int_t)p->n);
             char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
