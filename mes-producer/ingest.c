@@ -1,0 +1,655 @@
+/*
+ * ingest.c — POST /v1/movements and the health/metrics endpoints.
+ *
+ * One request is decoded into a list of items, each either a movement or the
+ * reason it could not be built; then checked as a whole (authorization,
+ * validation) before anything touches the outbox, so that every failure
+ * stores nothing. The outbox append is one transaction; its commit is what
+ * the 202 acknowledges.
+ *
+ * Load: up to http.max_items movements per request, several requests in
+ * parallel on the HTTP threads; appends are serialized by the outbox.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ingest.h"
+#include "log.h"
+#include "movement_json.h"
+#include "topic.h"
+
+#define CT_JSON           "application/json"
+#define CT_PROTOBUF       "application/x-protobuf"
+#define CT_ACCEPTED       CT_JSON ", " CT_PROTOBUF
+#define MAX_ERRS_PER_ITEM 16
+#define MAX_ERRS_LISTED   1000 /* the 422 body stays bounded; "error_count" has the total */
+#define RETRY_AFTER_S     5
+
+struct ingest {
+    outbox_t *outbox;
+    const is_policy_t *policy;
+    is_strmap_t tokens; /* copy of site → token */
+    char **refused;     /* NULL-terminated copy of the loop-guard list */
+    uint32_t max_scale;
+    size_t max_items;
+    producer_metrics_t *metrics;
+    const is_clock_t *clock;
+};
+
+/* One element of the request: a movement, or why there is none. */
+typedef struct req_item {
+    is_movement_t *m;    /* NULL when it could not be built */
+    int owned;           /* free m on its own (JSON); else the batch owns it */
+    const char *json_id; /* movement_id as sent, when m is NULL (borrowed from root) */
+} req_item_t;
+
+typedef struct request {
+    ingest_t *ig;
+    json_t *root;                      /* JSON body */
+    Invsync__V1__MovementBatch *batch; /* protobuf body */
+    req_item_t *items;
+    size_t n;
+    json_t *errors; /* 422 entries */
+    size_t n_errors;
+} request_t;
+
+/* ---- life cycle --------------------------------------------------------- */
+
+void ingest_destroy(ingest_t *ig) {
+    size_t i;
+    if (!ig)
+        return;
+    is_strmap_release(&ig->tokens);
+    if (ig->refused) {
+        for (i = 0; ig->refused[i]; i++)
+            free(ig->refused[i]);
+        free(ig->refused);
+    }
+    free(ig);
+}
+
+is_err_t ingest_new(const ingest_opts_t *opts, ingest_t **out, char *errstr, size_t errstr_size) {
+    ingest_t *ig;
+    size_t i, n_refused;
+
+    *out = NULL;
+    if (!opts->outbox || !opts->policy || opts->max_items == 0 ||
+        opts->max_scale > IS_DECIMAL_MAX_SCALE) {
+        is_errf(errstr, errstr_size, "ingest: outbox, policy and max_items are required");
+        return IS_ERR_INVALID;
+    }
+    ig = calloc(1, sizeof(*ig));
+    if (!ig)
+        return IS_ERR_NOMEM;
+    ig->outbox = opts->outbox;
+    ig->policy = opts->policy;
+    ig->max_scale = opts->max_scale;
+    ig->max_items = opts->max_items;
+    ig->metrics = opts->metrics;
+    ig->clock = opts->clock;
+    for (i = 0; opts->tokens && i < opts->tokens->n; i++) {
+        if (is_strmap_set(&ig->tokens, opts->tokens->keys[i], opts->tokens->vals[i]) != IS_OK)
+            goto nomem;
+    }
+    n_refused = opts->refused_sources ? opts->refused_sources->n : 0;
+    ig->refused = calloc(n_refused + 1, sizeof(char *));
+    if (!ig->refused)
+        goto nomem;
+    for (i = 0; i < n_refused; i++) {
+        ig->refused[i] = strdup(opts->refused_sources->items[i]);
+        if (!ig->refused[i])
+            goto nomem;
+    }
+    *out = ig;
+    return IS_OK;
+nomem:
+    ingest_destroy(ig);
+    return IS_ERR_NOMEM;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Equal tokens, comparing every byte of the common length (no early exit). */
+static int token_eq(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b), i;
+    unsigned char diff = (unsigned char)(la != lb);
+    for (i = 0; i < la && i < lb; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+/* 1 when bearer is any configured token. */
+static int token_known(const ingest_t *ig, const char *bearer) {
+    size_t i;
+    int known = 0;
+    for (i = 0; i < ig->tokens.n; i++)
+        known |= token_eq(ig->tokens.vals[i], bearer);
+    return known;
+}
+
+/* 1 when bearer may submit movements of site. */
+static int token_allows(const ingest_t *ig, const char *bearer, const char *site) {
+    size_t i;
+    for (i = 0; i < ig->tokens.n; i++) {
+        const char *k = ig->tokens.keys[i];
+        if ((strcmp(k, "*") == 0 || strcmp(k, site) == 0) && token_eq(ig->tokens.vals[i], bearer))
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when the media type of a Content-Type value (parameters ignored) is want. */
+static int media_type_is(const char *ct, const char *want) {
+    size_t n = 0, wl = strlen(want);
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    while (ct[n] && ct[n] != ';' && ct[n] != ' ' && ct[n] != '\t')
+        n++;
+    return n == wl && strncasecmp(ct, want, n) == 0;
+}
+
+static const char *item_id(const req_item_t *it) {
+    if (it->m && it->m->movement_id && *it->m->movement_id)
+        return it->m->movement_id;
+    return it->json_id;
+}
+
+/* Append one 422 entry (bounded); counts every error. */
+static void add_error(request_t *r, size_t index, const char *movement_id, const char *field,
+                      const char *error) {
+    json_t *e;
+    r->n_errors++;
+    if (r->n_errors > MAX_ERRS_LISTED)
+        return;
+    e = json_pack("{s:I, s:s?, s:s, s:s}", "index", (json_int_t)index, "movement_id", movement_id,
+                  "field", field, "error", error);
+    if (e)
+        json_array_append_new(r->errors, e);
+}
+
+static void count_items(request_t *r, producer_outcome_t outcome) {
+    size_t i;
+    for (i = 0; i < r->n; i++)
+        producer_metrics_movements(r->ig->metrics, r->items[i].m ? r->items[i].m->site : NULL,
+                                   outcome, 1);
+}
+
+static void request_release(request_t *r) {
+    size_t i;
+    for (i = 0; r->items && i < r->n; i++) {
+        if (r->items[i].owned && r->items[i].m)
+            invsync__v1__movement__free_unpacked(r->items[i].m, NULL);
+    }
+    free(r->items);
+    if (r->batch)
+        invsync__v1__movement_batch__free_unpacked(r->batch, NULL);
+    json_decref(r->root);
+    json_decref(r->errors);
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+/* Too many or no items: answer and return non-zero. */
+static int check_count(request_t *r, size_t n, is_http_response_t *resp) {
+    if (n == 0) {
+        is_http_respond_error(resp, 400, "empty request: no movements");
+        return 1;
+    }
+    if (n > r->ig->max_items) {
+        is_http_respond_error(resp, 413, "too many movements: %zu in one request, at most %zu", n,
+                              r->ig->max_items);
+        return 1;
+    }
+    return 0;
+}
+
+/* JSON body → items. Returns 0, or non-zero with resp filled. */
+static int decode_json(request_t *r, const char *body, size_t len, is_http_response_t *resp) {
+    json_error_t jerr;
+    size_t i, n;
+
+    r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!r->root) {
+        json_t *e = json_pack("{s:s, s:i, s:i, s:i}", "error", "", "line", jerr.line, "column",
+                              jerr.column, "position", jerr.position);
+        char msg[320];
+        snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        if (e)
+            json_object_set_new(e, "error", json_string(msg));
+        is_http_respond_json(resp, 400, e);
+        return 1;
+    }
+    n = json_is_array(r->root) ? json_array_size(r->root) : 1;
+    if (check_count(r, n, resp))
+        return 1;
+    r->items = calloc(n, sizeof(*r->items));
+    if (!r->items) {
+        is_http_respond_error(resp, 500, "out of memory");
+        return 1;
+    }
+    r->n = n;
+    for (i = 0; i < n; i++) {
+        const json_t *obj = json_is_array(r->root) ? json_array_get(r->root, i) : r->root;
+        req_item_t *it = &r->items[i];
+        is_field_error_t ferr;
+        const json_t *id;
+        is_err_t rc;
+
+        if (!json_is_object(obj)) {
+            add_error(r, i, NULL, "movement", "must be a JSON object");
+            continue;
+        }
+        id = json_object_get(obj, "movement_id");
+        if (!id)
+            id = json_object_get(obj, "movementId");
+        it->json_id = json_is_string(id) ? json_string_value(id) : NULL;
+        memset(&ferr, 0, sizeof(ferr));
+        rc = is_movement_from_json(obj, r->ig->max_scale, &it->m, &ferr);
+        if (rc == IS_ERR_NOMEM) {
+            is_http_respond_error(resp, 500, "out of memory");
+            return 1;
+        }
+        if (rc != IS_OK) {
+            it->m = NULL;
+            add_error(r, i, it->json_id, ferr.field, ferr.error[0] ? ferr.error : "invalid");
+            continue;
+        }
+        it->owned = 1;
+    }
+    return 0;
+}
+
+/* 1 when s is well-formed UTF-8 (no overlong forms, surrogates or > U+10FFFF). */
+static int utf8_valid(const unsigned char *s) {
+    while (*s) {
+        unsigned c = *s, n, min, cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1, min = 0x80, cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2, min = 0x800, cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3, min = 0x10000, cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        for (s++; n > 0; n--, s++) {
+            if ((*s & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (*s & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * The first string field (walking the descriptor, map entries included) that
+ * is not valid UTF-8, or NULL. proto3 requires UTF-8 strings but protobuf-c
+ * does not check; JSON input is already checked by jansson.
+ */
+static const char *bad_utf8_field(const ProtobufCMessage *msg) {
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    const char *base = (const char *)msg;
+    unsigned i;
+    size_t j;
+
+    for (i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
+            const unsigned char *v = *(const unsigned char *const *)(base + f->offset);
+            if (v && !utf8_valid(v))
+                return f->name;
+        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            const ProtobufCMessage *const *arr =
+                *(const ProtobufCMessage *const *const *)(base + f->offset);
+            for (j = 0; j < n; j++) {
+                if (arr[j] && bad_utf8_field(arr[j]))
+                    return f->name;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Protobuf MovementBatch body → items. */
+static int decode_protobuf(request_t *r, const char *body, size_t len, is_http_response_t *resp) {
+    size_t i;
+    r->batch = invsync__v1__movement_batch__unpack(NULL, len, (const uint8_t *)body);
+    if (!r->batch) {
+        is_http_respond_error(resp, 400, "body is not a valid protobuf MovementBatch");
+        return 1;
+    }
+    if (check_count(r, r->batch->n_movements, resp))
+        return 1;
+    r->items = calloc(r->batch->n_movements, sizeof(*r->items));
+    if (!r->items) {
+        is_http_respond_error(resp, 500, "out of memory");
+        return 1;
+    }
+    r->n = r->batch->n_movements;
+    for (i = 0; i < r->n; i++) {
+        const char *bad = bad_utf8_field(&r->batch->movements[i]->base);
+        if (bad) {
+            add_error(r, i, NULL, bad, "is not valid UTF-8");
+            continue; /* left NULL: reported, never echoed */
+        }
+        r->items[i].m = r->batch->movements[i];
+    }
+    return 0;
+}
+
+/* ---- checks ------------------------------------------------------------- */
+
+/* 403 when the token may not write one item's site. Sites that are not valid
+ * names are left to validation (422). */
+static int check_sites(request_t *r, const char *bearer, is_http_response_t *resp) {
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        const is_movement_t *m = r->items[i].m;
+        json_t *e;
+        if (!m || !m->site || !is_topic_part_valid(m->site))
+            continue;
+        if (token_allows(r->ig, bearer, m->site))
+            continue;
+        e = json_pack("{s:s, s:I, s:s?, s:s}", "error", "", "index", (json_int_t)i, "movement_id",
+                      item_id(&r->items[i]), "site", m->site);
+        if (e) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "token is not allowed to submit movements for site '%s'",
+                     m->site);
+            json_object_set_new(e, "error", json_string(msg));
+        }
+        is_http_respond_json(resp, 403, e);
+        return 1;
+    }
+    return 0;
+}
+
+static int check_valid(request_t *r, is_http_response_t *resp) {
+    is_validate_opts_t vo;
+    size_t i, j;
+
+    vo.max_scale = r->ig->max_scale;
+    vo.refused_sources = (const char *const *)r->ig->refused;
+    for (i = 0; i < r->n; i++) {
+        is_field_error_t errs[MAX_ERRS_PER_ITEM];
+        size_t n_err;
+        if (!r->items[i].m)
+            continue; /* already reported by the decoder */
+        n_err = is_movement_validate(r->items[i].m, &vo, errs, MAX_ERRS_PER_ITEM);
+        for (j = 0; j < n_err && j < MAX_ERRS_PER_ITEM; j++)
+            add_error(r, i, item_id(&r->items[i]), errs[j].field, errs[j].error);
+        if (n_err > MAX_ERRS_PER_ITEM)
+            r->n_errors += n_err - MAX_ERRS_PER_ITEM;
+    }
+    if (r->n_errors == 0)
+        return 0;
+    is_http_respond_json(resp, 422,
+                         json_pack("{s:s, s:I, s:O}", "error", "validation failed", "error_count",
+                                   (json_int_t)r->n_errors, "errors", r->errors));
+    return 1;
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void respond_conflict(request_t *r, const outbox_item_t *oi, is_http_response_t *resp) {
+    json_t *conflicts = json_array();
+    const is_movement_t *first = NULL;
+    char msg[512];
+    size_t i;
+
+    for (i = 0; i < r->n; i++) {
+        if (oi[i].status != OUTBOX_CONFLICT)
+            continue;
+        if (!first)
+            first = oi[i].m;
+        json_array_append_new(conflicts, json_pack("{s:I, s:s}", "index", (json_int_t)i,
+                                                   "movement_id", oi[i].m->movement_id));
+    }
+    snprintf(msg, sizeof(msg),
+             "movement_id '%s' from source '%s' was already accepted with different content",
+             first ? first->movement_id : "?", first ? first->source_system : "?");
+    is_http_respond_json(resp, 409, json_pack("{s:s, s:o}", "error", msg, "conflicts", conflicts));
+    if (is_log_enabled(IS_LOG_WARN))
+        is_log(IS_LOG_WARN, "movement conflicts with an accepted one", "movement_id",
+               first ? first->movement_id : NULL, "source_system",
+               first ? first->source_system : NULL, NULL);
+}
+
+static void respond_accepted(request_t *r, const outbox_item_t *oi, is_http_response_t *resp) {
+    json_t *items = json_array();
+    size_t i, n_new = 0, n_dup = 0;
+
+    for (i = 0; i < r->n; i++) {
+        int dup = oi[i].status == OUTBOX_DUPLICATE;
+        n_dup += dup;
+        n_new += !dup;
+        producer_metrics_movements(r->ig->metrics, oi[i].m->site,
+                                   dup ? PRODUCER_OUTCOME_DUPLICATE : PRODUCER_OUTCOME_ACCEPTED, 1);
+        json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:I}", "movement_id",
+                                               oi[i].m->movement_id, "tier", oi[i].stored_tier,
+                                               "status", dup ? "duplicate" : "accepted", "sequence",
+                                               (json_int_t)oi[i].sequence));
+        if (is_log_enabled(IS_LOG_DEBUG)) {
+            char seq[24];
+            snprintf(seq, sizeof(seq), "%llu", (unsigned long long)oi[i].sequence);
+            is_log(IS_LOG_DEBUG, dup ? "movement duplicate" : "movement accepted", "movement_id",
+                   oi[i].m->movement_id, "site", oi[i].m->site, "tier", oi[i].stored_tier,
+                   "sequence", seq, NULL);
+        }
+    }
+    is_http_respond_json(resp, 202,
+                         json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)n_new, "duplicates",
+                                   (json_int_t)n_dup, "items", items));
+    if (is_log_enabled(IS_LOG_INFO)) {
+        char a[24], d[24];
+        snprintf(a, sizeof(a), "%zu", n_new);
+        snprintf(d, sizeof(d), "%zu", n_dup);
+        is_log(IS_LOG_INFO, "movements accepted", "accepted", a, "duplicates", d, NULL);
+    }
+}
+
+/* Classify, stamp and append. Answers 202, 409, 500 or 503. */
+static void accept_items(request_t *r, is_http_response_t *resp) {
+    const char *prefix = is_policy_topic_prefix(r->ig->policy);
+    const char *version = is_policy_version(r->ig->policy);
+    outbox_item_t *oi = calloc(r->n, sizeof(*oi));
+    char **topics = calloc(r->n, sizeof(char *));
+    char errstr[256] = "";
+    size_t i;
+    is_err_t rc;
+
+    if (!oi || !topics) {
+        is_http_respond_error(resp, 500, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < r->n; i++) {
+        const is_movement_t *m = r->items[i].m;
+        const is_tier_t *tier = is_policy_classify(r->ig->policy, m, NULL);
+        char topic[IS_TOPIC_MAX + 1];
+        if (is_topic_name(topic, sizeof(topic), prefix, m->site, tier->name) < 0) {
+            is_http_respond_error(resp, 500, "cannot name a topic for site '%s' tier '%s'", m->site,
+                                  tier->name);
+            goto out;
+        }
+        topics[i] = strdup(topic);
+        if (!topics[i]) {
+            is_http_respond_error(resp, 500, "out of memory");
+            goto out;
+        }
+        oi[i].m = m;
+        oi[i].tier = tier->name;
+        oi[i].policy_version = version;
+        oi[i].topic = topics[i];
+    }
+    rc = outbox_append(r->ig->outbox, oi, r->n, is_clock_now_ms(r->ig->clock), errstr,
+                       sizeof(errstr));
+    if (rc == IS_OK) {
+        respond_accepted(r, oi, resp);
+    } else if (rc == IS_ERR_CONFLICT) {
+        respond_conflict(r, oi, resp);
+    } else {
+        is_log(IS_LOG_ERROR, "outbox append failed", "error", errstr, NULL);
+        is_http_respond_error(resp, 503, "outbox unavailable, nothing was accepted: %s", errstr);
+        snprintf(resp->extra_header, sizeof(resp->extra_header), "Retry-After: %d", RETRY_AFTER_S);
+    }
+out:
+    for (i = 0; topics && i < r->n; i++)
+        free(topics[i]);
+    free(topics);
+    free(oi);
+}
+
+/* ---- the handler core --------------------------------------------------- */
+
+void ingest_movements(ingest_t *ig, const char *content_type, const char *bearer, const char *body,
+                      size_t body_len, is_http_response_t *resp) {
+    request_t r;
+    int is_json;
+
+    memset(&r, 0, sizeof(r));
+    r.ig = ig;
+    if (!bearer || !*bearer) {
+        is_http_respond_error(resp, 401, "missing bearer token");
+        snprintf(resp->extra_header, sizeof(resp->extra_header), "WWW-Authenticate: Bearer");
+        goto done;
+    }
+    if (!token_known(ig, bearer)) {
+        is_http_respond_error(resp, 401, "unknown token");
+        snprintf(resp->extra_header, sizeof(resp->extra_header),
+                 "WWW-Authenticate: Bearer error=\"invalid_token\"");
+        goto done;
+    }
+    if (!content_type || !*content_type) {
+        is_http_respond_error(resp, 415, "missing Content-Type; accepted: " CT_ACCEPTED);
+        goto done;
+    }
+    is_json = media_type_is(content_type, CT_JSON);
+    if (!is_json && !media_type_is(content_type, CT_PROTOBUF)) {
+        is_http_respond_error(
+            resp, 415, "unsupported Content-Type '%.100s'; accepted: " CT_ACCEPTED, content_type);
+        goto done;
+    }
+    r.errors = json_array();
+    if (!r.errors) {
+        is_http_respond_error(resp, 500, "out of memory");
+        goto done;
+    }
+    if (is_json ? decode_json(&r, body, body_len, resp) : decode_protobuf(&r, body, body_len, resp))
+        goto done;
+    if (check_sites(&r, bearer, resp) || check_valid(&r, resp)) {
+        count_items(&r, PRODUCER_OUTCOME_REJECTED);
+        if (is_log_enabled(IS_LOG_WARN)) {
+            char n[24], st[8];
+            snprintf(n, sizeof(n), "%zu", r.n);
+            snprintf(st, sizeof(st), "%d", resp->status);
+            is_log(IS_LOG_WARN, "movements rejected", "status", st, "items", n, "first_movement_id",
+                   r.n ? item_id(&r.items[0]) : NULL, NULL);
+        }
+        goto done;
+    }
+    accept_items(&r, resp);
+    if (resp->status != 202)
+        count_items(&r, PRODUCER_OUTCOME_REJECTED);
+done:
+    producer_metrics_http(ig->metrics, resp->status);
+    request_release(&r);
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+void ingest_handle_movements(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    ingest_movements(ctx, is_http_header(req, "Content-Type"), is_http_bearer(req), req->body,
+                     req->body_len, resp);
+}
+
+void ingest_handle_healthz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    (void)ctx;
+    (void)req;
+    is_http_respond_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Backlog count and age of the oldest unsent row in seconds. */
+static int backlog_now(ingest_t *ig, uint64_t *count, double *age_s) {
+    int64_t oldest = 0, now;
+    *count = 0;
+    *age_s = 0;
+    if (outbox_backlog(ig->outbox, count, &oldest) != IS_OK)
+        return -1;
+    now = is_clock_now_ms(ig->clock);
+    if (*count > 0 && oldest > 0 && now > oldest)
+        *age_s = (double)(now - oldest) / 1000.0; /* whole ms: prints exactly at 10 digits */
+    return 0;
+}
+
+/* Like is_http_respond_json, but reals printed with 10 significant digits
+ * (an age of 6.059 s, not 6.0590000000000002). Takes the reference. */
+static void respond_json_rounded(is_http_response_t *resp, int status, json_t *body) {
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    json_decref(body);
+    if (!text) {
+        is_http_respond_error(resp, 500, "out of memory");
+        return;
+    }
+    is_http_respond_text(resp, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void ingest_handle_readyz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    ingest_t *ig = ctx;
+    char err[256] = "";
+    uint64_t backlog;
+    double age;
+    int writable = outbox_probe_writable(ig->outbox, err, sizeof(err)) == IS_OK;
+    json_t *body;
+
+    (void)req;
+    /* Kafka being down does not stop us accepting: it only grows the backlog. */
+    if (backlog_now(ig, &backlog, &age) != 0)
+        writable = 0;
+    body = json_pack("{s:b, s:s, s:s, s:I, s:f}", "ready", writable, "outbox",
+                     writable ? "ok" : "unwritable", "kafka",
+                     producer_kafka_state_name(producer_metrics_kafka(ig->metrics)), "backlog",
+                     (json_int_t)backlog, "oldest_unsent_age_s", age);
+    if (!writable && body && err[0])
+        json_object_set_new(body, "outbox_error", json_string(err));
+    respond_json_rounded(resp, writable ? 200 : 503, body);
+}
+
+void ingest_handle_metrics(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    ingest_t *ig = ctx;
+    uint64_t backlog;
+    double age;
+    size_t len = 0;
+    char *text;
+
+    (void)req;
+    (void)backlog_now(ig, &backlog, &age);
+    text = producer_metrics_render(ig->metrics, backlog, age, &len);
+    if (!text) {
+        is_http_respond_error(resp, 500, "out of memory");
+        return;
+    }
+    is_http_respond_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+const is_http_route_t *ingest_routes(size_t *n_routes) {
+    static const is_http_route_t routes[] = {
+        {"POST", INGEST_PATH_MOVEMENTS, ingest_handle_movements},
+        {"GET", "/healthz", ingest_handle_healthz},
+        {"GET", "/readyz", ingest_handle_readyz},
+        {"GET", "/metrics", ingest_handle_metrics},
+    };
+    *n_routes = sizeof(routes) / sizeof(routes[0]);
+    return routes;
+}

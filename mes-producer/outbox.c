@@ -1,0 +1,580 @@
+/*
+ * outbox.c — SQLite outbox: all-or-nothing appends with dedup and gap-free
+ * per-site sequences, ordered reads and delivery marks for the forwarder.
+ *
+ * Three connections (writer, forward, stats; see outbox.h), each with its
+ * statements prepared once at open and reset after every use. Text is bound
+ * with SQLITE_STATIC because every statement is reset before the bound
+ * strings go out of scope.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "outbox.h"
+
+#define S(x) ((x) ? (x) : "")
+
+static const char *const outbox_migrations[] = {
+    /* 1: the outbox, per-site sequences, and who owns the file. */
+    "CREATE TABLE outbox ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  site TEXT NOT NULL,"
+    "  site_seq INTEGER NOT NULL,"
+    "  source_system TEXT NOT NULL,"
+    "  movement_id TEXT NOT NULL,"
+    "  fingerprint BLOB NOT NULL,"
+    "  topic TEXT NOT NULL,"
+    "  msg_key TEXT NOT NULL,"
+    "  payload BLOB NOT NULL,"
+    "  tier TEXT NOT NULL,"
+    "  policy_version TEXT NOT NULL,"
+    "  accepted_at INTEGER NOT NULL,"
+    "  sent_at INTEGER,"
+    "  UNIQUE (source_system, movement_id),"
+    "  UNIQUE (site, site_seq));"
+    /* The backlog: small when healthy, so count/first/fetch stay cheap. */
+    "CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_at IS NULL;"
+    "CREATE TABLE site_seq (site TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+};
+
+struct outbox {
+    char *path;
+    char *producer_id;
+
+    /* writer role: appends, under wmu */
+    pthread_mutex_t wmu;
+    sqlite3 *w;
+    sqlite3_stmt *w_lookup; /* (source_system, movement_id) → id, fingerprint, seq, tier */
+    sqlite3_stmt *w_seq;    /* bump site_seq, RETURNING last_seq */
+    sqlite3_stmt *w_insert;
+    sqlite3_stmt *w_probe;
+    uint8_t *buf; /* pack buffer, grown as needed */
+    size_t buf_cap;
+    int w_failed; /* last append failed with a database error */
+    char w_failed_msg[256];
+
+    /* forward role: the forwarder thread, no lock */
+    sqlite3 *f;
+    sqlite3_stmt *f_fetch;
+    sqlite3_stmt *f_mark;
+    sqlite3_stmt *f_first;
+
+    /* stats role: any thread, under smu */
+    pthread_mutex_t smu;
+    sqlite3 *s;
+    sqlite3_stmt *s_count;
+    sqlite3_stmt *s_oldest;
+    sqlite3_stmt *s_last_seq;
+    sqlite3_stmt *s_sites;
+};
+
+static void stmt_done(sqlite3_stmt *st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void finalize_all(outbox_t *ob) {
+    sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq,      ob->w_insert, ob->w_probe,
+                           ob->f_fetch,  ob->f_mark,     ob->f_first,  ob->s_count,
+                           ob->s_oldest, ob->s_last_seq, ob->s_sites};
+    size_t i;
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        sqlite3_finalize(all[i]);
+}
+
+void outbox_destroy(outbox_t *ob) {
+    if (!ob)
+        return;
+    finalize_all(ob);
+    is_db_close(ob->w);
+    is_db_close(ob->f);
+    is_db_close(ob->s);
+    pthread_mutex_destroy(&ob->wmu);
+    pthread_mutex_destroy(&ob->smu);
+    free(ob->buf);
+    free(ob->path);
+    free(ob->producer_id);
+    free(ob);
+}
+
+/* Record the owner on first open; refuse a different producer_id later. */
+static is_err_t claim_owner(outbox_t *ob, char *errstr, size_t errstr_size) {
+    sqlite3_stmt *st = NULL;
+    is_err_t rc;
+    int src;
+
+    rc = is_db_prepare(ob->w,
+                       "INSERT OR IGNORE INTO outbox_meta(key, value) VALUES('producer_id', ?1)",
+                       &st, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, ob->producer_id, -1, SQLITE_STATIC);
+    src = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE)
+        return is_db_error(ob->w, "record producer_id", errstr, errstr_size);
+
+    rc = is_db_prepare(ob->w, "SELECT value FROM outbox_meta WHERE key = 'producer_id'", &st,
+                       errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return is_db_error(ob->w, "read producer_id", errstr, errstr_size);
+    }
+    if (strcmp((const char *)sqlite3_column_text(st, 0), ob->producer_id) != 0) {
+        is_errf(errstr, errstr_size,
+                "outbox '%s' belongs to producer_id '%s', not '%s' (its sequences would not "
+                "start at 1; drain it and use a new outbox.path)",
+                ob->path, (const char *)sqlite3_column_text(st, 0), ob->producer_id);
+        sqlite3_finalize(st);
+        return IS_ERR_CONFIG;
+    }
+    sqlite3_finalize(st);
+    return IS_OK;
+}
+
+static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
+    const struct {
+        sqlite3 *db;
+        sqlite3_stmt **st;
+        const char *sql;
+    } stmts[] = {
+        {ob->w, &ob->w_lookup,
+         "SELECT id, fingerprint, site_seq, tier FROM outbox"
+         " WHERE source_system = ?1 AND movement_id = ?2"},
+        {ob->w, &ob->w_seq,
+         "INSERT INTO site_seq(site, last_seq) VALUES(?1, 1)"
+         " ON CONFLICT(site) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq"},
+        {ob->w, &ob->w_insert,
+         "INSERT INTO outbox(site, site_seq, source_system, movement_id, fingerprint, topic,"
+         " msg_key, payload, tier, policy_version, accepted_at)"
+         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+        {ob->w, &ob->w_probe,
+         "INSERT OR REPLACE INTO outbox_meta(key, value) VALUES('writable_probe', 'x')"},
+        {ob->f, &ob->f_fetch,
+         "SELECT id, site, site_seq, source_system, movement_id, topic, msg_key, payload,"
+         " tier, policy_version, accepted_at FROM outbox INDEXED BY outbox_unsent"
+         " WHERE sent_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2"},
+        {ob->f, &ob->f_mark, "UPDATE outbox SET sent_at = ?2 WHERE id = ?1 AND sent_at IS NULL"},
+        {ob->f, &ob->f_first,
+         "SELECT id FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
+         " ORDER BY id LIMIT 1"},
+        {ob->s, &ob->s_count,
+         "SELECT COUNT(*) FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"},
+        {ob->s, &ob->s_oldest,
+         "SELECT accepted_at FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
+         " ORDER BY id LIMIT 1"},
+        {ob->s, &ob->s_last_seq, "SELECT last_seq FROM site_seq WHERE site = ?1"},
+        {ob->s, &ob->s_sites, "SELECT site, last_seq FROM site_seq ORDER BY site"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        is_err_t rc = is_db_prepare(stmts[i].db, stmts[i].sql, stmts[i].st, errstr, errstr_size);
+        if (rc != IS_OK)
+            return rc;
+    }
+    return IS_OK;
+}
+
+is_err_t outbox_open(const char *path, is_db_sync_t sync, const char *producer_id, outbox_t **out,
+                     char *errstr, size_t errstr_size) {
+    const size_t n_mig = sizeof(outbox_migrations) / sizeof(outbox_migrations[0]);
+    outbox_t *ob;
+    is_err_t rc;
+
+    *out = NULL;
+    if (!path || !*path || strcmp(path, ":memory:") == 0 || !producer_id || !*producer_id) {
+        is_errf(errstr, errstr_size, "outbox '%s': needs a file path and a producer_id", S(path));
+        return IS_ERR_INVALID;
+    }
+    ob = calloc(1, sizeof(*ob));
+    if (!ob)
+        return IS_ERR_NOMEM;
+    pthread_mutex_init(&ob->wmu, NULL);
+    pthread_mutex_init(&ob->smu, NULL);
+    ob->path = strdup(path);
+    ob->producer_id = strdup(producer_id);
+    if (!ob->path || !ob->producer_id) {
+        rc = IS_ERR_NOMEM;
+        goto err;
+    }
+    /* The writer applies the migrations; the others then find them applied. */
+    rc = is_db_open(path, outbox_migrations, n_mig, sync, &ob->w, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    /* Marks may use NORMAL: a lost mark only resends a row, which the consumer dedups. */
+    rc =
+        is_db_open(path, outbox_migrations, n_mig,
+                   sync == IS_DB_SYNC_FULL ? IS_DB_SYNC_NORMAL : sync, &ob->f, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    rc = is_db_open(path, outbox_migrations, n_mig, sync, &ob->s, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    rc = claim_owner(ob, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    rc = prepare_all(ob, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    *out = ob;
+    return IS_OK;
+err:
+    outbox_destroy(ob);
+    return rc;
+}
+
+/* Pack the stamped movement into ob->buf; returns the length or 0 on ENOMEM. */
+static size_t pack_stamped(outbox_t *ob, const outbox_item_t *it, uint64_t seq, int64_t now_ms) {
+    is_movement_t copy = *it->m; /* shallow: pack only reads */
+    size_t len;
+
+    copy.producer_id = ob->producer_id;
+    copy.accepted_time = now_ms;
+    copy.sequence = seq;
+    copy.tier = (char *)it->tier;
+    copy.policy_version = (char *)it->policy_version;
+    len = invsync__v1__movement__get_packed_size(&copy);
+    if (len > ob->buf_cap) {
+        size_t cap = len < 4096 ? 4096 : len * 2;
+        uint8_t *nb = realloc(ob->buf, cap);
+        if (!nb)
+            return 0;
+        ob->buf = nb;
+        ob->buf_cap = cap;
+    }
+    return invsync__v1__movement__pack(&copy, ob->buf);
+}
+
+/* Next sequence for site inside the open transaction. */
+static is_err_t next_seq(outbox_t *ob, const char *site, uint64_t *seq) {
+    int src;
+    sqlite3_bind_text(ob->w_seq, 1, site, -1, SQLITE_STATIC);
+    src = sqlite3_step(ob->w_seq);
+    if (src != SQLITE_ROW) {
+        stmt_done(ob->w_seq);
+        return IS_ERR_DB;
+    }
+    *seq = (uint64_t)sqlite3_column_int64(ob->w_seq, 0);
+    stmt_done(ob->w_seq);
+    return IS_OK;
+}
+
+/*
+ * Look up one item; 1 when found (status and stored fields filled), 0 when
+ * new, -1 on a database error.
+ */
+static int lookup_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS_SHA256_LEN]) {
+    int src, found = 0;
+    sqlite3_bind_text(ob->w_lookup, 1, S(it->m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_lookup, 2, S(it->m->movement_id), -1, SQLITE_STATIC);
+    src = sqlite3_step(ob->w_lookup);
+    if (src == SQLITE_ROW) {
+        const void *stored = sqlite3_column_blob(ob->w_lookup, 1);
+        int stored_len = sqlite3_column_bytes(ob->w_lookup, 1);
+        const unsigned char *tier = sqlite3_column_text(ob->w_lookup, 3);
+        found = 1;
+        if (stored_len == IS_SHA256_LEN && memcmp(stored, fp, IS_SHA256_LEN) == 0) {
+            it->status = OUTBOX_DUPLICATE;
+            it->id = sqlite3_column_int64(ob->w_lookup, 0);
+            it->sequence = (uint64_t)sqlite3_column_int64(ob->w_lookup, 2);
+            is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", tier ? (const char *)tier : "");
+        } else {
+            it->status = OUTBOX_CONFLICT;
+        }
+    } else if (src != SQLITE_DONE) {
+        found = -1;
+    }
+    stmt_done(ob->w_lookup);
+    return found;
+}
+
+static is_err_t insert_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS_SHA256_LEN],
+                            int64_t now_ms, char *errstr, size_t errstr_size) {
+    const is_movement_t *m = it->m;
+    char key[IS_LOT_KEY_MAX];
+    uint64_t seq;
+    size_t len;
+    int src;
+
+    if (is_movement_lot_key(m, key, sizeof(key)) < 0) {
+        is_errf(errstr, errstr_size, "movement '%s': site/material/lot too long for a key",
+                S(m->movement_id));
+        return IS_ERR_INVALID;
+    }
+    if (next_seq(ob, S(m->site), &seq) != IS_OK)
+        return is_db_error(ob->w, "next sequence", errstr, errstr_size);
+    len = pack_stamped(ob, it, seq, now_ms);
+    if (len == 0)
+        return IS_ERR_NOMEM;
+
+    sqlite3_bind_text(ob->w_insert, 1, S(m->site), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ob->w_insert, 2, (sqlite3_int64)seq);
+    sqlite3_bind_text(ob->w_insert, 3, S(m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 4, S(m->movement_id), -1, SQLITE_STATIC);
+    sqlite3_bind_blob(ob->w_insert, 5, fp, IS_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 6, S(it->topic), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 7, key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(ob->w_insert, 8, ob->buf, (int)len, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 9, S(it->tier), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 10, S(it->policy_version), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ob->w_insert, 11, now_ms);
+    src = sqlite3_step(ob->w_insert);
+    stmt_done(ob->w_insert);
+    if (src != SQLITE_DONE)
+        return is_db_error(ob->w, "insert into outbox", errstr, errstr_size);
+
+    it->status = OUTBOX_ACCEPTED;
+    it->sequence = seq;
+    it->id = sqlite3_last_insert_rowid(ob->w);
+    is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", S(it->tier));
+    return IS_OK;
+}
+
+static is_err_t append_locked(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms,
+                              char *errstr, size_t errstr_size) {
+    size_t i, n_conflict = 0;
+    is_err_t rc;
+
+    if (is_db_begin(ob->w) != IS_OK)
+        return is_db_error(ob->w, "begin", errstr, errstr_size);
+    for (i = 0; i < n; i++) {
+        outbox_item_t *it = &items[i];
+        uint8_t fp[IS_SHA256_LEN];
+        int found;
+
+        it->status = OUTBOX_CONFLICT;
+        it->sequence = 0;
+        it->id = 0;
+        it->stored_tier[0] = '\0';
+        if (!it->m || !it->m->movement_id || !*it->m->movement_id || !it->m->source_system ||
+            !*it->m->source_system || !it->m->site || !*it->m->site) {
+            is_errf(errstr, errstr_size, "item %zu: movement without ids", i);
+            rc = IS_ERR_INVALID;
+            goto err;
+        }
+        rc = is_movement_fingerprint(it->m, fp);
+        if (rc != IS_OK) {
+            is_errf(errstr, errstr_size, "movement '%s': cannot fingerprint: %s",
+                    it->m->movement_id, is_err_str(rc));
+            goto err;
+        }
+        found = lookup_item(ob, it, fp);
+        if (found < 0) {
+            rc = is_db_error(ob->w, "look up movement", errstr, errstr_size);
+            goto err;
+        }
+        if (found) {
+            if (it->status == OUTBOX_CONFLICT)
+                n_conflict++;
+            continue;
+        }
+        /* Inserted even after a conflict, so later repeats in this request are still seen. */
+        rc = insert_item(ob, it, fp, now_ms, errstr, errstr_size);
+        if (rc != IS_OK)
+            goto err;
+    }
+    if (n_conflict > 0) {
+        is_db_rollback(ob->w);
+        is_errf(errstr, errstr_size, "%zu movement(s) conflict with accepted ones", n_conflict);
+        return IS_ERR_CONFLICT;
+    }
+    if (is_db_commit(ob->w) != IS_OK) {
+        rc = is_db_error(ob->w, "commit", errstr, errstr_size);
+        goto err;
+    }
+    return IS_OK;
+err:
+    is_db_rollback(ob->w);
+    return rc;
+}
+
+is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,
+                       size_t errstr_size) {
+    is_err_t rc;
+    if (n == 0)
+        return IS_OK;
+    pthread_mutex_lock(&ob->wmu);
+    rc = append_locked(ob, items, n, now_ms, errstr, errstr_size);
+    if (rc == IS_ERR_DB || rc == IS_ERR_IO) {
+        ob->w_failed = 1;
+        is_errf(ob->w_failed_msg, sizeof(ob->w_failed_msg), "%s", errstr ? errstr : "append");
+    } else if (rc == IS_OK) {
+        ob->w_failed = 0;
+    }
+    pthread_mutex_unlock(&ob->wmu);
+    return rc;
+}
+
+is_err_t outbox_probe_writable(outbox_t *ob, char *errstr, size_t errstr_size) {
+    is_err_t rc = IS_OK;
+    int src;
+
+    pthread_mutex_lock(&ob->wmu);
+    if (is_db_begin(ob->w) != IS_OK) {
+        rc = is_db_error(ob->w, "begin", errstr, errstr_size);
+        goto out;
+    }
+    src = sqlite3_step(ob->w_probe);
+    stmt_done(ob->w_probe);
+    if (src != SQLITE_DONE)
+        rc = is_db_error(ob->w, "write probe", errstr, errstr_size);
+    is_db_rollback(ob->w);
+    if (rc == IS_OK && ob->w_failed) {
+        is_errf(errstr, errstr_size, "last append failed: %s", ob->w_failed_msg);
+        rc = IS_ERR_DB;
+    }
+out:
+    pthread_mutex_unlock(&ob->wmu);
+    return rc;
+}
+
+is_err_t outbox_fetch_unsent(outbox_t *ob, int64_t after_id, size_t limit, outbox_row_fn cb,
+                             void *opaque, size_t *n_out, char *errstr, size_t errstr_size) {
+    sqlite3_stmt *st = ob->f_fetch;
+    size_t n = 0;
+    is_err_t rc = IS_OK;
+    int src;
+
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(limit > INT64_MAX ? INT64_MAX : limit));
+    for (;;) {
+        outbox_row_t row;
+        src = sqlite3_step(st);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = is_db_error(ob->f, "fetch unsent", errstr, errstr_size);
+            break;
+        }
+        row.id = sqlite3_column_int64(st, 0);
+        row.site = (const char *)sqlite3_column_text(st, 1);
+        row.sequence = (uint64_t)sqlite3_column_int64(st, 2);
+        row.source_system = (const char *)sqlite3_column_text(st, 3);
+        row.movement_id = (const char *)sqlite3_column_text(st, 4);
+        row.topic = (const char *)sqlite3_column_text(st, 5);
+        row.msg_key = (const char *)sqlite3_column_text(st, 6);
+        row.payload = sqlite3_column_blob(st, 7);
+        row.payload_len = (size_t)sqlite3_column_bytes(st, 7);
+        row.tier = (const char *)sqlite3_column_text(st, 8);
+        row.policy_version = (const char *)sqlite3_column_text(st, 9);
+        row.accepted_at = sqlite3_column_int64(st, 10);
+        n++;
+        if (cb(opaque, &row) != 0)
+            break;
+    }
+    stmt_done(st);
+    if (n_out)
+        *n_out = n;
+    return rc;
+}
+
+is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms, char *errstr,
+                          size_t errstr_size) {
+    size_t i;
+    is_err_t rc;
+
+    if (n == 0)
+        return IS_OK;
+    if (is_db_begin(ob->f) != IS_OK)
+        return is_db_error(ob->f, "begin", errstr, errstr_size);
+    for (i = 0; i < n; i++) {
+        int src;
+        sqlite3_bind_int64(ob->f_mark, 1, ids[i]);
+        sqlite3_bind_int64(ob->f_mark, 2, now_ms);
+        src = sqlite3_step(ob->f_mark);
+        stmt_done(ob->f_mark);
+        if (src != SQLITE_DONE) {
+            rc = is_db_error(ob->f, "mark sent", errstr, errstr_size);
+            goto err;
+        }
+    }
+    if (is_db_commit(ob->f) != IS_OK) {
+        rc = is_db_error(ob->f, "commit", errstr, errstr_size);
+        goto err;
+    }
+    return IS_OK;
+err:
+    is_db_rollback(ob->f);
+    return rc;
+}
+
+is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) {
+    int src = sqlite3_step(ob->f_first);
+    is_err_t rc = IS_OK;
+    *id_out = 0;
+    if (src == SQLITE_ROW)
+        *id_out = sqlite3_column_int64(ob->f_first, 0);
+    else if (src != SQLITE_DONE)
+        rc = IS_ERR_DB;
+    stmt_done(ob->f_first);
+    return rc;
+}
+
+is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_at) {
+    is_err_t rc = IS_OK;
+    int src;
+
+    pthread_mutex_lock(&ob->smu);
+    *count = 0;
+    *oldest_accepted_at = 0;
+    src = sqlite3_step(ob->s_count);
+    if (src == SQLITE_ROW)
+        *count = (uint64_t)sqlite3_column_int64(ob->s_count, 0);
+    else
+        rc = IS_ERR_DB;
+    stmt_done(ob->s_count);
+    if (rc == IS_OK) {
+        src = sqlite3_step(ob->s_oldest);
+        if (src == SQLITE_ROW)
+            *oldest_accepted_at = sqlite3_column_int64(ob->s_oldest, 0);
+        else if (src != SQLITE_DONE)
+            rc = IS_ERR_DB;
+        stmt_done(ob->s_oldest);
+    }
+    pthread_mutex_unlock(&ob->smu);
+    return rc;
+}
+
+is_err_t outbox_last_seq(outbox_t *ob, const char *site, uint64_t *out) {
+    is_err_t rc = IS_OK;
+    int src;
+
+    pthread_mutex_lock(&ob->smu);
+    *out = 0;
+    sqlite3_bind_text(ob->s_last_seq, 1, S(site), -1, SQLITE_STATIC);
+    src = sqlite3_step(ob->s_last_seq);
+    if (src == SQLITE_ROW)
+        *out = (uint64_t)sqlite3_column_int64(ob->s_last_seq, 0);
+    else if (src != SQLITE_DONE)
+        rc = IS_ERR_DB;
+    stmt_done(ob->s_last_seq);
+    pthread_mutex_unlock(&ob->smu);
+    return rc;
+}
+
+is_err_t outbox_sites(outbox_t *ob, outbox_site_fn cb, void *opaque) {
+    is_err_t rc = IS_OK;
+    int src;
+
+    pthread_mutex_lock(&ob->smu);
+    for (;;) {
+        src = sqlite3_step(ob->s_sites);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = IS_ERR_DB;
+            break;
+        }
+        cb(opaque, (const char *)sqlite3_column_text(ob->s_sites, 0),
+           (uint64_t)sqlite3_column_int64(ob->s_sites, 1));
+    }
+    stmt_done(ob->s_sites);
+    pthread_mutex_unlock(&ob->smu);
+    return rc;
+}

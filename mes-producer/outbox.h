@@ -1,0 +1,169 @@
+/*
+ * outbox.h — the producer's durable SQLite outbox (DESIGN.md §2).
+ *
+ * A movement is acknowledged to the MES only once its row is committed here;
+ * the forwarder then drains rows in id order into Kafka and marks them sent
+ * on delivery report. The outbox is also the idempotency store: a
+ * (source_system, movement_id) seen before with the same content fingerprint
+ * is a DUPLICATE (answered with the stored sequence, nothing new stored), with
+ * different content a CONFLICT (the whole request is refused).
+ *
+ * Each accepted movement gets a sequence that is gap-free per (producer, site)
+ * and starts at 1: a consumer owning some sites sees a contiguous stream for
+ * each of them. The last sequence per site lives in table site_seq and is
+ * bumped inside the same transaction as the insert, so a rollback never
+ * leaves a hole. The producer_id is recorded at creation; opening the file
+ * with another producer_id is refused, because the new id's sequences would
+ * not start at 1.
+ *
+ * Schema (migration 1):
+ *   outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, site, site_seq, source_system,
+ *          movement_id, fingerprint BLOB, topic, msg_key, payload BLOB,
+ *          tier, policy_version, accepted_at, sent_at NULL,
+ *          UNIQUE(source_system, movement_id))
+ *   site_seq(site PRIMARY KEY, last_seq)
+ *   outbox_meta(key PRIMARY KEY, value)
+ * payload is the packed, stamped invsync.v1.Movement, encoded once here.
+ * Sent rows are kept: they are the dedup memory.
+ *
+ * Load: one append per HTTP request (up to http.max_items rows, one
+ * transaction, one fsync with outbox.sync=full); the forwarder reads in
+ * batches of forwarder.batch and marks delivered ids in one transaction per
+ * poll round.
+ *
+ * Threads — three SQLite connections to the same file, one per role:
+ *   writer   outbox_append, outbox_probe_writable: any thread (the HTTP
+ *            handlers), serialized by a mutex. One long-lived connection: a
+ *            connection per request would be slow.
+ *   forward  outbox_fetch_unsent, outbox_mark_sent, outbox_first_unsent_id:
+ *            @locality the forwarder thread only (no lock; one caller).
+ *   stats    outbox_backlog, outbox_last_seq, outbox_sites: any thread,
+ *            serialized by a second mutex (read-only queries).
+ * WAL mode lets the forwarder and stats read while the writer writes; write
+ * transactions (append, mark_sent) wait on each other via busy_timeout.
+ * The forward connection commits with synchronous=NORMAL even when the writer
+ * uses FULL: a mark lost to a power cut only resends a row (the consumer
+ * dedups), while an acknowledged append must never be lost.
+ */
+#ifndef INVSYNC_OUTBOX_H
+#define INVSYNC_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "error.h"
+#include "movement.h"
+#include "policy.h"
+
+typedef struct outbox outbox_t;
+
+/*
+ * Open (creating) the outbox at path (a file; ":memory:" is refused because
+ * the three connections must share it). On error *out is NULL and errstr
+ * names the path; IS_ERR_CONFIG when the file belongs to another producer_id.
+ */
+is_err_t outbox_open(const char *path, is_db_sync_t sync, const char *producer_id, outbox_t **out,
+                     char *errstr, size_t errstr_size) IS_MUST_CHECK;
+/* Close all connections. NULL is a no-op. No other call may be running. */
+void outbox_destroy(outbox_t *ob);
+
+typedef enum outbox_status {
+    OUTBOX_ACCEPTED = 0,  /* new: stored with a new sequence */
+    OUTBOX_DUPLICATE = 1, /* same id, same fingerprint already stored */
+    OUTBOX_CONFLICT = 2,  /* same id, different fingerprint already stored */
+} outbox_status_t;
+
+typedef struct outbox_item {
+    /* in */
+    const is_movement_t *m;     /* validated movement as received; never modified */
+    const char *tier;           /* tier chosen by the policy */
+    const char *policy_version; /* 64 hex chars */
+    const char *topic;          /* "<prefix>.<site>.<tier>" */
+    /* out */
+    outbox_status_t status;
+    uint64_t sequence;                  /* ACCEPTED: new; DUPLICATE: the stored one; else 0 */
+    int64_t id;                         /* outbox row id (ACCEPTED, DUPLICATE); else 0 */
+    char stored_tier[IS_TIER_NAME_MAX]; /* DUPLICATE: tier given at first acceptance */
+} outbox_item_t;
+
+/*
+ * Store a request's movements, all or nothing, in ONE transaction (BEGIN
+ * IMMEDIATE). For each item in order: look up (source_system, movement_id)
+ * — including rows inserted earlier in this same call, so a repeat inside
+ * one request is a DUPLICATE (same content) or CONFLICT (different). New
+ * items are stamped (producer_id, accepted_time = now_ms, sequence = next for
+ * the site, tier, policy_version), packed and inserted.
+ *
+ * Returns IS_OK after the commit (every status is ACCEPTED or DUPLICATE and
+ * the accepted ones are on disk). IS_ERR_CONFLICT when any item is a
+ * CONFLICT: everything is rolled back, the CONFLICT items say which; the
+ * statuses of the others are meaningless. Any other error (IS_ERR_DB,
+ * IS_ERR_NOMEM, IS_ERR_INVALID for a movement without ids): rolled back,
+ * nothing stored, errstr says why.
+ * @locality any thread (serialized internally).
+ */
+is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,
+                       size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * Check that the writer can still write: takes the write lock, writes a probe
+ * row and rolls back (no fsync). IS_OK or the error with errstr filled. Also
+ * fails while the last append failed with a database error, until an append
+ * succeeds again. @locality any thread (takes the writer mutex).
+ */
+is_err_t outbox_probe_writable(outbox_t *ob, char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/* One unsent row, valid only during the callback. */
+typedef struct outbox_row {
+    int64_t id;
+    const char *site;
+    uint64_t sequence;
+    const char *source_system;
+    const char *movement_id;
+    const char *topic;
+    const char *msg_key;
+    const void *payload; /* packed stamped invsync.v1.Movement */
+    size_t payload_len;
+    const char *tier;
+    const char *policy_version;
+    int64_t accepted_at; /* ms since the epoch */
+} outbox_row_t;
+
+/* Return 0 to continue, non-zero to stop the fetch early (not an error). */
+typedef int (*outbox_row_fn)(void *opaque, const outbox_row_t *row);
+
+/*
+ * Call cb for up to limit unsent rows with id > after_id, in id order.
+ * *n_out (may be NULL) gets the number of rows passed to cb. The callback
+ * must not call into the outbox. @locality forwarder thread.
+ */
+is_err_t outbox_fetch_unsent(outbox_t *ob, int64_t after_id, size_t limit, outbox_row_fn cb,
+                             void *opaque, size_t *n_out, char *errstr,
+                             size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * Set sent_at = now_ms on the given ids (already-sent ids are left alone) in
+ * one transaction. @locality forwarder thread.
+ */
+is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms, char *errstr,
+                          size_t errstr_size) IS_MUST_CHECK;
+
+/* Lowest unsent id, or 0 when nothing is unsent. @locality forwarder thread. */
+is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) IS_MUST_CHECK;
+
+/*
+ * Unsent row count and the accepted_at of the oldest unsent row (0 when the
+ * backlog is empty). @locality any thread.
+ */
+is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_at) IS_MUST_CHECK;
+
+/* Last sequence given for site (0 if the site never accepted). @locality any thread. */
+is_err_t outbox_last_seq(outbox_t *ob, const char *site, uint64_t *out) IS_MUST_CHECK;
+
+/* Callback per site that ever accepted a movement, with its last sequence. */
+typedef void (*outbox_site_fn)(void *opaque, const char *site, uint64_t last_seq);
+/* Every site in site_seq, in name order. @locality any thread; cb must not call in. */
+is_err_t outbox_sites(outbox_t *ob, outbox_site_fn cb, void *opaque) IS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * producer_config.c — the mes-producer key table and the checks the table
+ * cannot express (required keys, enumerations, token map shape).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "log.h"
+#include "producer_config.h"
+#include "topic.h"
+
+#define OFF(field) offsetof(producer_config_t, field)
+
+const is_cfg_entry_t producer_config_table[] = {
+    {"producer_id", IS_CFG_STR, OFF(producer_id), 0, 0, "mes-producer-1",
+     "stamped on every movement; sequences are gap-free per (producer_id, site)"},
+    {"log.level", IS_CFG_STR, OFF(log_level), 0, 0, "info", "debug | info | warn | error"},
+    {"http.listen", IS_CFG_STR, OFF(http_listen), 0, 0, "127.0.0.1:8080",
+     "HTTP listen address: host:port, :port for all interfaces, port 0 = ephemeral"},
+    {"http.threads", IS_CFG_INT, OFF(http_threads), 1, 256, "4", "HTTP worker threads"},
+    {"http.max_body", IS_CFG_SIZE, OFF(http_max_body), 1024, INT64_C(1) << 30, "8MiB",
+     "largest request body accepted (413 above)"},
+    {"http.max_items", IS_CFG_INT, OFF(http_max_items), 1, 1000000, "10000",
+     "most movements in one request (413 above)"},
+    {"outbox.path", IS_CFG_STR, OFF(outbox_path), 0, 0, "mes-producer.db",
+     "SQLite outbox file: a movement is acknowledged only once it is committed here"},
+    {"outbox.sync", IS_CFG_STR, OFF(outbox_sync), 0, 0, "full",
+     "full (a commit survives power loss) | normal (survives a process crash only)"},
+    {"policy.path", IS_CFG_STR, OFF(policy_path), 0, 0, NULL,
+     "tier policy YAML (required); its SHA-256 is the policy_version"},
+    {"auth.tokens", IS_CFG_STRMAP, OFF(auth_tokens), 0, 0, NULL,
+     "site -> bearer token allowed to submit that site's movements; site \"*\" = all sites"},
+    {"auth.admin_token", IS_CFG_STR, OFF(auth_admin_token), 0, 0, NULL,
+     "bearer token for admin endpoints (unset = admin disabled)"},
+    {"quantity.max_scale", IS_CFG_INT, OFF(quantity_max_scale), 0, 18, "6",
+     "most decimal places accepted in a quantity"},
+    {"loop_guard.refused_sources", IS_CFG_STRLIST, OFF(refused_sources), 0, 0, NULL,
+     "source systems refused with 422 (e.g. the ERP's own), so ERP echoes never loop back"},
+    {"heartbeat.interval", IS_CFG_DURATION, OFF(heartbeat_interval_ms), 100, 3600000, "10s",
+     "heartbeat period per site, on each of the site's tier topics"},
+    {"forwarder.batch", IS_CFG_INT, OFF(forwarder_batch), 1, 100000, "1000",
+     "outbox rows handed to Kafka per forwarder round"},
+    {NULL, IS_CFG_STR, 0, 0, 0, NULL, NULL},
+};
+
+static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char *errstr,
+                             size_t errstr_size) {
+    size_t i;
+    for (i = 0; i < cfg->auth_tokens.n; i++) {
+        const char *site = cfg->auth_tokens.keys[i];
+        const char *tok = cfg->auth_tokens.vals[i];
+        if (strcmp(site, "*") != 0 && !is_topic_part_valid(site)) {
+            is_errf(errstr, errstr_size,
+                    "%s: key 'auth.tokens': '%s' is not a site name ([A-Za-z0-9_-], 1..64) or '*'",
+                    src, site);
+            return IS_ERR_CONFIG;
+        }
+        /* Never echo a token, not even a bad one. */
+        if (!tok || !*tok) {
+            is_errf(errstr, errstr_size, "%s: key 'auth.tokens.%s': empty token", src, site);
+            return IS_ERR_CONFIG;
+        }
+    }
+    return IS_OK;
+}
+
+is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *errstr,
+                              size_t errstr_size) {
+    const char *src = path ? path : "configuration";
+    is_log_level_t lvl;
+    is_err_t rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    rc = is_cfg_load(producer_config_table, cfg, path, PRODUCER_ENV_PREFIX, &cfg->kafka, errstr,
+                     errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    if (!cfg->policy_path || !*cfg->policy_path) {
+        is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", src);
+        return IS_ERR_CONFIG;
+    }
+    if (!is_strmap_get(&cfg->kafka, "bootstrap.servers")) {
+        is_errf(
+            errstr, errstr_size,
+            "%s: key 'kafka.bootstrap.servers' is required (or INVSYNC_KAFKA_BOOTSTRAP_SERVERS)",
+            src);
+        return IS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->outbox_sync, "full") != 0 && strcmp(cfg->outbox_sync, "normal") != 0) {
+        is_errf(errstr, errstr_size, "%s: key 'outbox.sync': '%s' is not full or normal", src,
+                cfg->outbox_sync);
+        return IS_ERR_CONFIG;
+    }
+    if (is_log_level_parse(cfg->log_level, &lvl) != IS_OK) {
+        is_errf(errstr, errstr_size, "%s: key 'log.level': '%s' is not debug, info, warn or error",
+                src, cfg->log_level);
+        return IS_ERR_CONFIG;
+    }
+    if (!*cfg->producer_id || !is_topic_part_valid(cfg->producer_id)) {
+        is_errf(errstr, errstr_size,
+                "%s: key 'producer_id': '%s' must be 1..64 chars of [A-Za-z0-9_-]", src,
+                cfg->producer_id);
+        return IS_ERR_CONFIG;
+    }
+    if (!*cfg->outbox_path || strcmp(cfg->outbox_path, ":memory:") == 0) {
+        is_errf(errstr, errstr_size, "%s: key 'outbox.path': '%s' must be a file", src,
+                cfg->outbox_path);
+        return IS_ERR_CONFIG;
+    }
+    return check_tokens(cfg, src, errstr, errstr_size);
+}
+
+void producer_config_release(producer_config_t *cfg) {
+    if (!cfg)
+        return;
+    is_cfg_release(producer_config_table, cfg);
+    is_strmap_release(&cfg->kafka);
+}
+
+void producer_config_print_help(FILE *f) {
+    fputs("usage: mes-producer --config FILE [--check-config]\n"
+          "       mes-producer --help\n\n"
+          "Configuration keys (YAML, dotted keys are nested mappings):\n",
+          f);
+    is_cfg_print_help(producer_config_table, PRODUCER_ENV_PREFIX, f);
+    fputs("\n  kafka.bootstrap.servers is required. The forwarder sets enable.idempotence=true,\n"
+          "  acks=all and message.timeout.ms=0 (never give up while Kafka is down) before\n"
+          "  applying kafka.*, so a deployment can override them.\n",
+          f);
+}
+
+is_db_sync_t producer_config_db_sync(const producer_config_t *cfg) {
+    if (cfg->outbox_sync && strcmp(cfg->outbox_sync, "normal") == 0)
+        return IS_DB_SYNC_NORMAL;
+    return IS_DB_SYNC_FULL;
+}

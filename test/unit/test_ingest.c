@@ -1,0 +1,562 @@
+/*
+ * test_ingest.c — unit tests for mes-producer/ingest.c, driving the handler
+ * core ingest_movements() directly (no libmicrohttpd): every refusal (401,
+ * 415, 400, 413, 403, 422, 409) with its body, and that nothing reaches the
+ * outbox after any of them; 202 with accepted / duplicate items, sequences
+ * and tiers; JSON object, JSON array and protobuf bodies; the health,
+ * readiness and metrics handlers.
+ *
+ * Each test gets a fresh mkdtemp directory holding a two-tier policy and an
+ * outbox file; the clock is fixed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ingest.h"
+#include "log.h"
+
+#define T0      1767261600000LL /* 2026-01-01T10:00:00Z */
+#define TOK_P1  "tok-p1-secret"
+#define TOK_ALL "tok-all-secret"
+#define CT      "application/json"
+
+static const char POLICY[] = "topic_prefix: invsync\n"
+                             "tiers:\n"
+                             "  realtime: {cadence: immediate, stale_after: 2m}\n"
+                             "  periodic: {cadence: every 30m, stale_after: 90m}\n"
+                             "rules:\n"
+                             "  - {when: {type: [QUARANTINE, RELEASE]}, tier: realtime}\n"
+                             "default_tier: periodic\n";
+
+typedef struct fixture {
+    char dir[256];
+    char policy_path[300];
+    char outbox_path[300];
+    is_policy_t *policy;
+    outbox_t *ob;
+    producer_metrics_t *pm;
+    is_strmap_t tokens;
+    is_strlist_t refused;
+    ingest_t *ig;
+    is_clock_t clock;
+    /* last answer */
+    int status;
+    json_t *body;
+    char raw[8192];
+    char header[128];
+} fixture_t;
+
+static int64_t fixed_now(void *opaque) {
+    (void)opaque;
+    return T0;
+}
+
+static int setup(void **state) {
+    fixture_t *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TMPDIR");
+    char err[512] = "";
+    static char *refused_items[] = {"ERP-PROD"};
+    ingest_opts_t o;
+    FILE *fp;
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "%s/test_ingest.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->policy_path, sizeof f->policy_path, "%s/policy.yaml", f->dir);
+    snprintf(f->outbox_path, sizeof f->outbox_path, "%s/outbox.db", f->dir);
+    fp = fopen(f->policy_path, "w");
+    if (!fp)
+        return -1;
+    fputs(POLICY, fp);
+    fclose(fp);
+    if (is_policy_load(f->policy_path, &f->policy, err, sizeof err) != IS_OK) {
+        fprintf(stderr, "policy: %s\n", err);
+        return -1;
+    }
+    if (outbox_open(f->outbox_path, IS_DB_SYNC_OFF, "prod-t", &f->ob, err, sizeof err) != IS_OK) {
+        fprintf(stderr, "outbox: %s\n", err);
+        return -1;
+    }
+    f->pm = producer_metrics_new();
+    if (is_strmap_set(&f->tokens, "P1", TOK_P1) != IS_OK ||
+        is_strmap_set(&f->tokens, "*", TOK_ALL) != IS_OK)
+        return -1;
+    f->refused.n = 1;
+    f->refused.items = refused_items; /* borrowed: never released */
+    f->clock.now_ms = fixed_now;
+    memset(&o, 0, sizeof o);
+    o.outbox = f->ob;
+    o.policy = f->policy;
+    o.tokens = &f->tokens;
+    o.refused_sources = &f->refused;
+    o.max_scale = 3;
+    o.max_items = 3;
+    o.metrics = f->pm;
+    o.clock = &f->clock;
+    if (ingest_new(&o, &f->ig, err, sizeof err) != IS_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture_t *f = *state;
+    const char *files[] = {"policy.yaml", "outbox.db", "outbox.db-wal", "outbox.db-shm"};
+    size_t i;
+
+    json_decref(f->body);
+    ingest_destroy(f->ig);
+    outbox_destroy(f->ob);
+    producer_metrics_destroy(f->pm);
+    is_policy_destroy(f->policy);
+    is_strmap_release(&f->tokens);
+    for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char p[320];
+        snprintf(p, sizeof p, "%s/%s", f->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Run the handler core; keeps status, raw body, parsed JSON body, extra header. */
+static int post(fixture_t *f, const char *ct, const char *bearer, const char *body, size_t len) {
+    is_http_response_t resp;
+    json_error_t jerr;
+
+    memset(&resp, 0, sizeof resp);
+    resp.status = 200;
+    ingest_movements(f->ig, ct, bearer, body, len, &resp);
+    json_decref(f->body);
+    f->body = NULL;
+    f->status = resp.status;
+    snprintf(f->raw, sizeof f->raw, "%.*s", (int)resp.body_len, resp.body ? resp.body : "");
+    snprintf(f->header, sizeof f->header, "%s", resp.extra_header);
+    if (resp.body)
+        f->body = json_loadb(resp.body, resp.body_len, 0, &jerr);
+    free(resp.body);
+    assert_non_null(f->body); /* every answer is JSON */
+    return f->status;
+}
+
+static int post_json(fixture_t *f, const char *bearer, const char *body) {
+    return post(f, CT, bearer, body, strlen(body));
+}
+
+static const char *body_str(fixture_t *f, const char *key) {
+    return json_string_value(json_object_get(f->body, key));
+}
+
+/* A goods issue as the MES sends it. */
+static const char *gi(char *buf, size_t size, const char *id, const char *site, const char *qty) {
+    snprintf(buf, size,
+             "{\"movement_id\":\"%s\",\"source_system\":\"MES-1\",\"site\":\"%s\","
+             "\"type\":\"GOODS_ISSUE\",\"material\":\"MAT-1\",\"lot\":\"LOT-1\","
+             "\"location\":\"A-01\",\"quantity\":\"%s\",\"uom\":\"KG\",\"order_id\":\"ORD-1\","
+             "\"event_time\":\"2026-01-01T09:59:00Z\"}",
+             id, site, qty);
+    return buf;
+}
+
+static uint64_t stored(fixture_t *f) {
+    uint64_t n;
+    int64_t oldest;
+    assert_int_equal(outbox_backlog(f->ob, &n, &oldest), IS_OK);
+    return n;
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+static void test_401_missing_or_unknown_token(void **state) {
+    fixture_t *f = *state;
+    char m[1024];
+
+    gi(m, sizeof m, "MV-1", "P1", "1");
+    assert_int_equal(post_json(f, NULL, m), 401);
+    assert_string_equal(body_str(f, "error"), "missing bearer token");
+    assert_non_null(strstr(f->header, "WWW-Authenticate"));
+    assert_int_equal(post_json(f, "", m), 401);
+    assert_int_equal(post_json(f, "nope", m), 401);
+    assert_string_equal(body_str(f, "error"), "unknown token");
+    /* The answer never echoes a token. */
+    assert_null(strstr(f->raw, "nope"));
+    assert_int_equal(stored(f), 0);
+}
+
+static void test_415_other_content_type(void **state) {
+    fixture_t *f = *state;
+    char m[1024];
+
+    gi(m, sizeof m, "MV-1", "P1", "1");
+    assert_int_equal(post(f, "text/plain", TOK_P1, m, strlen(m)), 415);
+    assert_non_null(strstr(body_str(f, "error"), "'text/plain'"));
+    assert_non_null(strstr(body_str(f, "error"), "application/json"));
+    assert_non_null(strstr(body_str(f, "error"), "application/x-protobuf"));
+    assert_int_equal(post(f, NULL, TOK_P1, m, strlen(m)), 415);
+    /* Parameters and case do not matter. */
+    assert_int_equal(post(f, "Application/JSON; charset=utf-8", TOK_P1, m, strlen(m)), 202);
+}
+
+static void test_400_malformed_json(void **state) {
+    fixture_t *f = *state;
+    const char *bad = "[{\"movement_id\": \"MV-1\",\n \"site\": }]";
+
+    assert_int_equal(post_json(f, TOK_P1, bad), 400);
+    assert_non_null(strstr(body_str(f, "error"), "malformed JSON at line 2"));
+    assert_int_equal(json_integer_value(json_object_get(f->body, "line")), 2);
+    assert_true(json_integer_value(json_object_get(f->body, "column")) > 0);
+    assert_int_equal(post_json(f, TOK_P1, ""), 400);
+    assert_int_equal(post_json(f, TOK_P1, "[1, 2"), 400);
+    assert_int_equal(stored(f), 0);
+}
+
+static void test_400_empty_array(void **state) {
+    fixture_t *f = *state;
+    assert_int_equal(post_json(f, TOK_P1, "[]"), 400);
+    assert_non_null(strstr(body_str(f, "error"), "no movements"));
+}
+
+static void test_400_undecodable_protobuf(void **state) {
+    fixture_t *f = *state;
+    static const char junk[] = "\x0a\xff\xff\xff\xff\x0f";
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, junk, sizeof junk - 1), 400);
+    assert_string_equal(body_str(f, "error"), "body is not a valid protobuf MovementBatch");
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, "", 0), 400); /* empty batch */
+    assert_int_equal(stored(f), 0);
+}
+
+static void test_413_too_many_items(void **state) {
+    fixture_t *f = *state;
+    char body[8192], m[4][1024];
+    size_t i;
+
+    for (i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "MV-%zu", i);
+        gi(m[i], sizeof m[i], id, "P1", "1");
+    }
+    snprintf(body, sizeof body, "[%s,%s,%s,%s]", m[0], m[1], m[2], m[3]);
+    assert_int_equal(post_json(f, TOK_P1, body), 413);
+    assert_non_null(strstr(body_str(f, "error"), "at most 3"));
+    assert_int_equal(stored(f), 0);
+    snprintf(body, sizeof body, "[%s,%s,%s]", m[0], m[1], m[2]);
+    assert_int_equal(post_json(f, TOK_P1, body), 202);
+}
+
+static void test_403_token_not_for_site(void **state) {
+    fixture_t *f = *state;
+    char body[4096], a[1024], b[1024];
+    uint64_t seq;
+
+    gi(a, sizeof a, "MV-1", "P1", "1");
+    gi(b, sizeof b, "MV-2", "P2", "1");
+    snprintf(body, sizeof body, "[%s,%s]", a, b);
+    assert_int_equal(post_json(f, TOK_P1, body), 403);
+    assert_non_null(strstr(body_str(f, "error"), "'P2'"));
+    assert_int_equal(json_integer_value(json_object_get(f->body, "index")), 1);
+    assert_int_equal(stored(f), 0);
+    assert_int_equal(outbox_last_seq(f->ob, "P1", &seq), IS_OK);
+    assert_int_equal(seq, 0);
+    /* The "*" token may write any site. */
+    assert_int_equal(post_json(f, TOK_ALL, body), 202);
+    assert_int_equal(stored(f), 2);
+}
+
+/* The 422 entry for index i and field, or NULL. */
+static json_t *find_error(fixture_t *f, json_int_t index, const char *field) {
+    json_t *errs = json_object_get(f->body, "errors"), *e;
+    size_t i;
+    json_array_foreach(errs, i, e) {
+        if (json_integer_value(json_object_get(e, "index")) == index &&
+            strcmp(json_string_value(json_object_get(e, "field")), field) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void test_422_collects_every_item_error(void **state) {
+    fixture_t *f = *state;
+    char body[8192], ok[1024], badqty[1024], erp[1024];
+    json_t *e;
+
+    gi(ok, sizeof ok, "MV-1", "P1", "1");
+    gi(badqty, sizeof badqty, "MV-2", "P1", "1.2345"); /* scale 4 > max 3 */
+    gi(erp, sizeof erp, "MV-3", "P1", "-2");           /* negative goods issue */
+    /* refused source (loop guard) */
+    {
+        char *p = strstr(erp, "MES-1");
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%.*sERP-PROD%s", (int)(p - erp), erp, p + 5);
+        snprintf(erp, sizeof erp, "%s", tmp);
+    }
+    snprintf(body, sizeof body, "[%s,%s,%s]", ok, badqty, erp);
+    assert_int_equal(post_json(f, TOK_P1, body), 422);
+    assert_string_equal(body_str(f, "error"), "validation failed");
+    e = find_error(f, 1, "quantity");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "movement_id")), "MV-2");
+    assert_non_null(find_error(f, 2, "quantity"));
+    assert_non_null(find_error(f, 2, "source_system"));
+    assert_null(find_error(f, 0, "quantity"));
+    assert_int_equal(stored(f), 0);
+
+    /* A non-object element and an unknown field are item errors too. */
+    snprintf(body, sizeof body, "[%s, 7, {\"movement_id\":\"MV-9\",\"sitee\":\"P1\"}]", ok);
+    assert_int_equal(post_json(f, TOK_P1, body), 422);
+    assert_non_null(find_error(f, 1, "movement"));
+    e = json_array_get(json_object_get(f->body, "errors"), 1);
+    assert_int_equal(json_integer_value(json_object_get(e, "index")), 2);
+    assert_string_equal(json_string_value(json_object_get(e, "movement_id")), "MV-9");
+    assert_int_equal(stored(f), 0);
+}
+
+static void test_409_conflict_stores_nothing(void **state) {
+    fixture_t *f = *state;
+    char body[4096], a[1024], a2[1024], b[1024];
+    json_t *c;
+    uint64_t seq;
+
+    gi(a, sizeof a, "MV-1", "P1", "1");
+    assert_int_equal(post_json(f, TOK_P1, a), 202);
+    gi(b, sizeof b, "MV-2", "P1", "1");
+    gi(a2, sizeof a2, "MV-1", "P1", "2"); /* same id, other quantity */
+    snprintf(body, sizeof body, "[%s,%s]", b, a2);
+    assert_int_equal(post_json(f, TOK_P1, body), 409);
+    assert_string_equal(body_str(f, "error"), "movement_id 'MV-1' from source 'MES-1' was already "
+                                              "accepted with different content");
+    c = json_array_get(json_object_get(f->body, "conflicts"), 0);
+    assert_int_equal(json_integer_value(json_object_get(c, "index")), 1);
+    assert_string_equal(json_string_value(json_object_get(c, "movement_id")), "MV-1");
+    assert_int_equal(json_array_size(json_object_get(f->body, "conflicts")), 1);
+    assert_int_equal(stored(f), 1);
+    assert_int_equal(outbox_last_seq(f->ob, "P1", &seq), IS_OK);
+    assert_int_equal(seq, 1);
+}
+
+/* ---- acceptance -------------------------------------------------------- */
+
+static void test_202_accepted_then_duplicate(void **state) {
+    fixture_t *f = *state;
+    char body[4096], a[1024], q[1024];
+    json_t *items, *it;
+
+    gi(a, sizeof a, "MV-1", "P1", "1.5");
+    snprintf(q, sizeof q,
+             "{\"movement_id\":\"MV-Q\",\"source_system\":\"MES-1\",\"site\":\"P1\","
+             "\"type\":\"QUARANTINE\",\"material\":\"MAT-1\",\"lot\":\"LOT-1\","
+             "\"location\":\"A-01\",\"quantity\":\"3\",\"uom\":\"KG\","
+             "\"from_status\":\"UNRESTRICTED\",\"to_status\":\"BLOCKED\"}");
+    snprintf(body, sizeof body, "[%s,%s]", a, q);
+    assert_int_equal(post_json(f, TOK_P1, body), 202);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 2);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "duplicates")), 0);
+    items = json_object_get(f->body, "items");
+    it = json_array_get(items, 0);
+    assert_string_equal(json_string_value(json_object_get(it, "movement_id")), "MV-1");
+    assert_string_equal(json_string_value(json_object_get(it, "tier")), "periodic");
+    assert_string_equal(json_string_value(json_object_get(it, "status")), "accepted");
+    assert_int_equal(json_integer_value(json_object_get(it, "sequence")), 1);
+    it = json_array_get(items, 1);
+    assert_string_equal(json_string_value(json_object_get(it, "tier")), "realtime");
+    assert_int_equal(json_integer_value(json_object_get(it, "sequence")), 2);
+    assert_int_equal(stored(f), 2);
+
+    /* The MES retries the same request: duplicates, same sequences, nothing new. */
+    assert_int_equal(post_json(f, TOK_P1, body), 202);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 0);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "duplicates")), 2);
+    it = json_array_get(json_object_get(f->body, "items"), 1);
+    assert_string_equal(json_string_value(json_object_get(it, "status")), "duplicate");
+    assert_int_equal(json_integer_value(json_object_get(it, "sequence")), 2);
+    assert_int_equal(stored(f), 2);
+}
+
+static void test_202_protobuf_batch(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    Invsync__V1__MovementBatch b = INVSYNC__V1__MOVEMENT_BATCH__INIT;
+    is_movement_t *list[1] = {&m};
+    uint8_t buf[1024];
+    size_t len;
+
+    m.movement_id = "MV-PB";
+    m.source_system = "MES-1";
+    m.site = "P1";
+    m.type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    m.material = "FG-1";
+    m.lot = "L9";
+    m.location = "A-01";
+    q.units = 12500;
+    q.scale = 3;
+    m.quantity = &q;
+    m.uom = "EA";
+    m.order_id = "ORD-7";
+    m.tier = "forged"; /* producer-stamped fields from the client are ignored */
+    m.sequence = 999;
+    b.n_movements = 1;
+    b.movements = list;
+    assert_true(invsync__v1__movement_batch__get_packed_size(&b) <= sizeof buf);
+    len = invsync__v1__movement_batch__pack(&b, buf);
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, (const char *)buf, len), 202);
+    {
+        json_t *it = json_array_get(json_object_get(f->body, "items"), 0);
+        assert_string_equal(json_string_value(json_object_get(it, "tier")), "periodic");
+        assert_int_equal(json_integer_value(json_object_get(it, "sequence")), 1);
+    }
+    assert_int_equal(stored(f), 1);
+}
+
+static void test_422_protobuf_strings_must_be_utf8(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m[2] = {INVSYNC__V1__MOVEMENT__INIT, INVSYNC__V1__MOVEMENT__INIT};
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    Invsync__V1__Movement__AttributesEntry e = INVSYNC__V1__MOVEMENT__ATTRIBUTES_ENTRY__INIT;
+    Invsync__V1__Movement__AttributesEntry *attrs[1] = {&e};
+    Invsync__V1__MovementBatch b = INVSYNC__V1__MOVEMENT_BATCH__INIT;
+    is_movement_t *list[2] = {&m[0], &m[1]};
+    uint8_t buf[2048];
+    size_t i, len;
+
+    q.units = 1;
+    for (i = 0; i < 2; i++) {
+        m[i].source_system = "MES-1";
+        m[i].site = "P1";
+        m[i].type = INVSYNC__V1__MOVEMENT_TYPE__SCRAP;
+        m[i].material = "M";
+        m[i].lot = "L";
+        m[i].location = "A";
+        m[i].quantity = &q;
+        m[i].uom = "EA";
+        m[i].reason_code = "R";
+    }
+    m[0].movement_id = "MV-\xff"; /* not UTF-8 */
+    m[1].movement_id = "MV-2";
+    e.key = "note";
+    e.value = "\xc0\x80"; /* overlong NUL */
+    m[1].n_attributes = 1;
+    m[1].attributes = attrs;
+    b.n_movements = 2;
+    b.movements = list;
+    assert_true(invsync__v1__movement_batch__get_packed_size(&b) <= sizeof buf);
+    len = invsync__v1__movement_batch__pack(&b, buf);
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, (const char *)buf, len), 422);
+    assert_non_null(find_error(f, 0, "movement_id"));
+    assert_non_null(find_error(f, 1, "attributes"));
+    assert_int_equal(stored(f), 0);
+}
+
+/* ---- health, readiness, metrics ---------------------------------------- */
+
+static void call(fixture_t *f, is_http_handler_fn fn, const char *path) {
+    is_http_request_t req;
+    is_http_response_t resp;
+    memset(&req, 0, sizeof req);
+    memset(&resp, 0, sizeof resp);
+    req.method = "GET";
+    req.path = path;
+    req.body = "";
+    resp.status = 200;
+    fn(f->ig, &req, &resp);
+    f->status = resp.status;
+    snprintf(f->raw, sizeof f->raw, "%.*s", (int)resp.body_len, resp.body ? resp.body : "");
+    free(resp.body);
+}
+
+static void test_health_ready_metrics(void **state) {
+    fixture_t *f = *state;
+    char m[1024], bad[1024];
+    json_error_t jerr;
+    json_t *j;
+
+    call(f, ingest_handle_healthz, "/healthz");
+    assert_int_equal(f->status, 200);
+    assert_string_equal(f->raw, "{\"status\":\"ok\"}");
+
+    gi(m, sizeof m, "MV-1", "P1", "1");
+    assert_int_equal(post_json(f, TOK_P1, m), 202);
+    assert_int_equal(post_json(f, TOK_P1, m), 202);
+    gi(bad, sizeof bad, "MV-2", "P1", "0");
+    assert_int_equal(post_json(f, TOK_P1, bad), 422);
+
+    call(f, ingest_handle_readyz, "/readyz");
+    assert_int_equal(f->status, 200);
+    j = json_loads(f->raw, 0, &jerr);
+    assert_non_null(j);
+    assert_true(json_is_true(json_object_get(j, "ready")));
+    assert_string_equal(json_string_value(json_object_get(j, "outbox")), "ok");
+    assert_string_equal(json_string_value(json_object_get(j, "kafka")), "unknown");
+    assert_int_equal(json_integer_value(json_object_get(j, "backlog")), 1);
+    json_decref(j);
+    /* Kafka down does not make us unready. */
+    producer_metrics_set_kafka(f->pm, PRODUCER_KAFKA_UNREACHABLE);
+    call(f, ingest_handle_readyz, "/readyz");
+    assert_int_equal(f->status, 200);
+    assert_non_null(strstr(f->raw, "\"kafka\":\"unreachable\""));
+
+    call(f, ingest_handle_metrics, "/metrics");
+    assert_int_equal(f->status, 200);
+    assert_non_null(
+        strstr(f->raw, "invsync_movements_total{site=\"P1\",outcome=\"accepted\"} 1\n"));
+    assert_non_null(
+        strstr(f->raw, "invsync_movements_total{site=\"P1\",outcome=\"duplicate\"} 1\n"));
+    assert_non_null(
+        strstr(f->raw, "invsync_movements_total{site=\"P1\",outcome=\"rejected\"} 1\n"));
+    assert_non_null(strstr(f->raw, "invsync_outbox_backlog 1\n"));
+    assert_non_null(strstr(f->raw, "invsync_kafka_delivery_errors_total 0\n"));
+    assert_non_null(strstr(f->raw, "invsync_http_requests_total{code=\"422\"} 1\n"));
+}
+
+static void test_503_outbox_failure_acknowledges_nothing(void **state) {
+    fixture_t *f = *state;
+    char m[1024];
+    sqlite3 *db;
+
+    /* Break the outbox behind the service's back: the sequence table goes. */
+    assert_int_equal(sqlite3_open(f->outbox_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE site_seq", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    gi(m, sizeof m, "MV-1", "P1", "1");
+    assert_int_equal(post_json(f, TOK_P1, m), 503);
+    assert_non_null(strstr(body_str(f, "error"), "nothing was accepted"));
+    assert_non_null(strstr(f->header, "Retry-After"));
+    assert_int_equal(stored(f), 0);
+    /* ... and /readyz says so. */
+    call(f, ingest_handle_readyz, "/readyz");
+    assert_int_equal(f->status, 503);
+    assert_non_null(strstr(f->raw, "\"ready\":false"));
+    assert_non_null(strstr(f->raw, "\"outbox\":\"unwritable\""));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_401_missing_or_unknown_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_415_other_content_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_400_malformed_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_400_empty_array, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_400_undecodable_protobuf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_413_too_many_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_403_token_not_for_site, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_422_collects_every_item_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_409_conflict_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_202_accepted_then_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_202_protobuf_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_422_protobuf_strings_must_be_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_503_outbox_failure_acknowledges_nothing, setup,
+                                        teardown),
+    };
+    is_log_init("test_ingest", IS_LOG_ERROR); /* keep the test output readable */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

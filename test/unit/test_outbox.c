@@ -1,0 +1,503 @@
+/*
+ * test_outbox.c — unit tests for mes-producer/outbox.c: new / duplicate /
+ * conflict per (source_system, movement_id), all-or-nothing requests
+ * (including repeats inside one request), gap-free per-site sequences that
+ * survive a reopen, the producer_id guard, the stamped payload, and the
+ * forwarder side (fetch in id order, mark sent, backlog, first unsent).
+ *
+ * Each test gets a fresh mkdtemp directory with one outbox file
+ * (synchronous=OFF: durability is db.c's business, not this suite's).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "outbox.h"
+
+#define PRODUCER "mes-producer-t"
+#define VERSION  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define T0       1764460800000LL /* 2025-11-30T00:00:00Z */
+
+typedef struct fixture {
+    char dir[256];
+    char path[300];
+    outbox_t *ob;
+} fixture_t;
+
+/* A hand-built movement; strings point into the struct's own buffers. */
+typedef struct mv {
+    is_movement_t m;
+    Invsync__V1__Decimal qty;
+    char id[64], site[32], source[32], lot[32];
+} mv_t;
+
+static void mv_init(mv_t *v, const char *id, const char *site, int64_t units) {
+    is_movement_t init = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal qinit = INVSYNC__V1__DECIMAL__INIT;
+    v->m = init;
+    v->qty = qinit;
+    snprintf(v->id, sizeof v->id, "%s", id);
+    snprintf(v->site, sizeof v->site, "%s", site);
+    snprintf(v->source, sizeof v->source, "MES-1");
+    snprintf(v->lot, sizeof v->lot, "LOT-1");
+    v->qty.units = units;
+    v->qty.scale = 3;
+    v->m.movement_id = v->id;
+    v->m.source_system = v->source;
+    v->m.site = v->site;
+    v->m.type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    v->m.material = "MAT-1";
+    v->m.lot = v->lot;
+    v->m.location = "LOC-1";
+    v->m.quantity = &v->qty;
+    v->m.uom = "KG";
+    v->m.order_id = "ORD-1";
+    v->m.event_time = T0 - 1000;
+}
+
+static void item_init(outbox_item_t *it, const mv_t *v, const char *tier) {
+    memset(it, 0, sizeof *it);
+    it->m = &v->m;
+    it->tier = tier;
+    it->policy_version = VERSION;
+    it->topic = "invsync.SITE.tier"; /* opaque to the outbox */
+}
+
+static int open_ob(fixture_t *f) {
+    char err[256];
+    return outbox_open(f->path, IS_DB_SYNC_OFF, PRODUCER, &f->ob, err, sizeof err) == IS_OK ? 0
+                                                                                            : -1;
+}
+
+static int setup(void **state) {
+    fixture_t *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TMPDIR");
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "%s/test_outbox.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/outbox.db", f->dir);
+    *state = f;
+    return open_ob(f);
+}
+
+static int teardown(void **state) {
+    fixture_t *f = *state;
+    const char *suffix[] = {"", "-wal", "-shm"};
+    size_t i;
+    outbox_destroy(f->ob);
+    for (i = 0; i < 3; i++) {
+        char p[320];
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(fixture_t *f) {
+    outbox_destroy(f->ob);
+    f->ob = NULL;
+    assert_int_equal(open_ob(f), 0);
+}
+
+static uint64_t backlog(fixture_t *f) {
+    uint64_t n;
+    int64_t oldest;
+    assert_int_equal(outbox_backlog(f->ob, &n, &oldest), IS_OK);
+    return n;
+}
+
+static uint64_t last_seq(fixture_t *f, const char *site) {
+    uint64_t s;
+    assert_int_equal(outbox_last_seq(f->ob, site, &s), IS_OK);
+    return s;
+}
+
+/* Append one movement and return its status. */
+static outbox_status_t append1(fixture_t *f, const mv_t *v, uint64_t *seq, int64_t now) {
+    outbox_item_t it;
+    char err[256];
+    is_err_t rc;
+    item_init(&it, v, "nearline");
+    rc = outbox_append(f->ob, &it, 1, now, err, sizeof err);
+    assert_true(rc == IS_OK || rc == IS_ERR_CONFLICT);
+    if (seq)
+        *seq = it.sequence;
+    return it.status;
+}
+
+/* ---- append ------------------------------------------------------------ */
+
+static void test_new_then_duplicate_keeps_sequence(void **state) {
+    fixture_t *f = *state;
+    mv_t a, b;
+    outbox_item_t it[2];
+    char err[256];
+
+    mv_init(&a, "MV-1", "P1", 1500);
+    mv_init(&b, "MV-2", "P1", 2500);
+    item_init(&it[0], &a, "realtime");
+    item_init(&it[1], &b, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0, err, sizeof err), IS_OK);
+    assert_int_equal(it[0].status, OUTBOX_ACCEPTED);
+    assert_int_equal(it[1].status, OUTBOX_ACCEPTED);
+    assert_int_equal(it[0].sequence, 1);
+    assert_int_equal(it[1].sequence, 2);
+    assert_true(it[0].id > 0 && it[1].id > it[0].id);
+
+    /* Same content again, even classified differently now: duplicate with the
+     * stored sequence and tier, nothing new stored. */
+    item_init(&it[0], &a, "daily");
+    item_init(&it[1], &b, "daily");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0 + 5, err, sizeof err), IS_OK);
+    assert_int_equal(it[0].status, OUTBOX_DUPLICATE);
+    assert_int_equal(it[1].status, OUTBOX_DUPLICATE);
+    assert_int_equal(it[0].sequence, 1);
+    assert_int_equal(it[1].sequence, 2);
+    assert_string_equal(it[0].stored_tier, "realtime");
+    assert_string_equal(it[1].stored_tier, "nearline");
+    assert_int_equal(backlog(f), 2);
+    assert_int_equal(last_seq(f, "P1"), 2);
+}
+
+static void test_conflict_rolls_back_whole_request(void **state) {
+    fixture_t *f = *state;
+    mv_t a, a_changed, c, d;
+    outbox_item_t it[3];
+    uint64_t seq;
+    char err[256];
+
+    mv_init(&a, "MV-1", "P1", 1500);
+    assert_int_equal(append1(f, &a, &seq, T0), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 1);
+
+    /* [new c, changed a, new d]: a conflicts → c and d are not stored either. */
+    mv_init(&c, "MV-3", "P1", 100);
+    mv_init(&a_changed, "MV-1", "P1", 1501);
+    mv_init(&d, "MV-4", "P2", 100);
+    item_init(&it[0], &c, "nearline");
+    item_init(&it[1], &a_changed, "nearline");
+    item_init(&it[2], &d, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 3, T0 + 1, err, sizeof err), IS_ERR_CONFLICT);
+    assert_int_equal(it[1].status, OUTBOX_CONFLICT);
+    assert_int_not_equal(it[0].status, OUTBOX_CONFLICT);
+    assert_int_not_equal(it[2].status, OUTBOX_CONFLICT);
+    assert_int_equal(backlog(f), 1);
+    assert_int_equal(last_seq(f, "P1"), 1);
+    assert_int_equal(last_seq(f, "P2"), 0);
+
+    /* The rolled-back sequence is not lost: c now gets 2, no gap. */
+    assert_int_equal(append1(f, &c, &seq, T0 + 2), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 2);
+    assert_int_equal(append1(f, &d, &seq, T0 + 2), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 1);
+}
+
+static void test_repeat_inside_one_request(void **state) {
+    fixture_t *f = *state;
+    mv_t a, a_again, b, b_changed;
+    outbox_item_t it[2];
+    char err[256];
+
+    mv_init(&a, "MV-1", "P1", 1000);
+    mv_init(&a_again, "MV-1", "P1", 1000);
+    item_init(&it[0], &a, "nearline");
+    item_init(&it[1], &a_again, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0, err, sizeof err), IS_OK);
+    assert_int_equal(it[0].status, OUTBOX_ACCEPTED);
+    assert_int_equal(it[1].status, OUTBOX_DUPLICATE);
+    assert_int_equal(it[1].sequence, it[0].sequence);
+    assert_int_equal(backlog(f), 1);
+
+    mv_init(&b, "MV-2", "P1", 1000);
+    mv_init(&b_changed, "MV-2", "P1", 999);
+    item_init(&it[0], &b, "nearline");
+    item_init(&it[1], &b_changed, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0, err, sizeof err), IS_ERR_CONFLICT);
+    assert_int_equal(it[1].status, OUTBOX_CONFLICT);
+    assert_int_equal(backlog(f), 1);
+    assert_int_equal(last_seq(f, "P1"), 1);
+}
+
+static void test_same_id_other_source_is_distinct(void **state) {
+    fixture_t *f = *state;
+    mv_t a, b;
+    uint64_t seq;
+
+    mv_init(&a, "MV-1", "P1", 1000);
+    mv_init(&b, "MV-1", "P1", 2000);
+    snprintf(b.source, sizeof b.source, "MES-2");
+    assert_int_equal(append1(f, &a, &seq, T0), OUTBOX_ACCEPTED);
+    assert_int_equal(append1(f, &b, &seq, T0), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 2);
+}
+
+static void test_movement_without_ids_is_refused(void **state) {
+    fixture_t *f = *state;
+    mv_t a, bad;
+    outbox_item_t it[2];
+    char err[256] = "";
+
+    mv_init(&a, "MV-1", "P1", 1000);
+    mv_init(&bad, "", "P1", 1000);
+    item_init(&it[0], &a, "nearline");
+    item_init(&it[1], &bad, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0, err, sizeof err), IS_ERR_INVALID);
+    assert_true(err[0] != '\0');
+    assert_int_equal(backlog(f), 0);
+}
+
+/* ---- sequences --------------------------------------------------------- */
+
+static void test_sequences_gap_free_per_site_across_reopen(void **state) {
+    fixture_t *f = *state;
+    const char *sites[] = {"P1", "P2", "P1", "P1", "P2"};
+    const uint64_t want[] = {1, 1, 2, 3, 2};
+    uint64_t seq;
+    size_t i;
+    mv_t v;
+
+    for (i = 0; i < 5; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "MV-%zu", i);
+        mv_init(&v, id, sites[i], 100);
+        assert_int_equal(append1(f, &v, &seq, T0 + (int64_t)i), OUTBOX_ACCEPTED);
+        assert_int_equal(seq, want[i]);
+    }
+    reopen(f);
+    assert_int_equal(last_seq(f, "P1"), 3);
+    assert_int_equal(last_seq(f, "P2"), 2);
+    assert_int_equal(last_seq(f, "P3"), 0);
+    mv_init(&v, "MV-after-1", "P2", 100);
+    assert_int_equal(append1(f, &v, &seq, T0 + 10), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 3);
+    mv_init(&v, "MV-after-2", "P3", 100);
+    assert_int_equal(append1(f, &v, &seq, T0 + 11), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 1);
+    /* A duplicate after reopen still answers its original sequence. */
+    mv_init(&v, "MV-2", "P1", 100);
+    assert_int_equal(append1(f, &v, &seq, T0 + 12), OUTBOX_DUPLICATE);
+    assert_int_equal(seq, 2);
+}
+
+typedef struct site_seen {
+    char names[8][16];
+    uint64_t last[8];
+    size_t n;
+} site_seen_t;
+
+static void on_site(void *opaque, const char *site, uint64_t last_seq) {
+    site_seen_t *s = opaque;
+    if (s->n < 8) {
+        snprintf(s->names[s->n], sizeof s->names[0], "%s", site);
+        s->last[s->n++] = last_seq;
+    }
+}
+
+static void test_sites_lists_every_site_that_accepted(void **state) {
+    fixture_t *f = *state;
+    site_seen_t seen;
+    mv_t v;
+
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(outbox_sites(f->ob, on_site, &seen), IS_OK);
+    assert_int_equal(seen.n, 0);
+    mv_init(&v, "MV-1", "P2", 100);
+    assert_int_equal(append1(f, &v, NULL, T0), OUTBOX_ACCEPTED);
+    mv_init(&v, "MV-2", "P1", 100);
+    assert_int_equal(append1(f, &v, NULL, T0), OUTBOX_ACCEPTED);
+    mv_init(&v, "MV-3", "P1", 100);
+    assert_int_equal(append1(f, &v, NULL, T0), OUTBOX_ACCEPTED);
+    assert_int_equal(outbox_sites(f->ob, on_site, &seen), IS_OK);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.names[0], "P1");
+    assert_int_equal(seen.last[0], 2);
+    assert_string_equal(seen.names[1], "P2");
+    assert_int_equal(seen.last[1], 1);
+}
+
+static void test_other_producer_id_is_refused(void **state) {
+    fixture_t *f = *state;
+    outbox_t *other = NULL;
+    char err[512] = "";
+
+    outbox_destroy(f->ob);
+    f->ob = NULL;
+    assert_int_equal(outbox_open(f->path, IS_DB_SYNC_OFF, "someone-else", &other, err, sizeof err),
+                     IS_ERR_CONFIG);
+    assert_null(other);
+    assert_non_null(strstr(err, PRODUCER));
+    assert_non_null(strstr(err, "someone-else"));
+    assert_int_equal(open_ob(f), 0);
+}
+
+static void test_memory_path_is_refused(void **state) {
+    outbox_t *ob = NULL;
+    char err[256] = "";
+    (void)state;
+    assert_int_equal(outbox_open(":memory:", IS_DB_SYNC_OFF, PRODUCER, &ob, err, sizeof err),
+                     IS_ERR_INVALID);
+    assert_null(ob);
+}
+
+static void test_probe_writable(void **state) {
+    fixture_t *f = *state;
+    char err[256] = "";
+    assert_int_equal(outbox_probe_writable(f->ob, err, sizeof err), IS_OK);
+    /* The probe leaves nothing behind. */
+    assert_int_equal(backlog(f), 0);
+}
+
+/* ---- forwarder side ---------------------------------------------------- */
+
+typedef struct fetched {
+    int64_t ids[16];
+    uint64_t seqs[16];
+    size_t n;
+    size_t stop_after; /* 0 = never */
+    int payload_ok;
+} fetched_t;
+
+static int on_row(void *opaque, const outbox_row_t *row) {
+    fetched_t *fe = opaque;
+    is_movement_t *m;
+
+    if (fe->n < 16) {
+        fe->ids[fe->n] = row->id;
+        fe->seqs[fe->n] = row->sequence;
+    }
+    fe->n++;
+    /* The payload is the stamped movement, ready for Kafka. */
+    m = invsync__v1__movement__unpack(NULL, row->payload_len, row->payload);
+    if (m && strcmp(m->movement_id, row->movement_id) == 0 && m->sequence == row->sequence &&
+        strcmp(m->producer_id, PRODUCER) == 0 && strcmp(m->tier, row->tier) == 0 &&
+        strcmp(m->policy_version, VERSION) == 0 && m->accepted_time == row->accepted_at &&
+        strcmp(row->msg_key, "P1/MAT-1/LOT-1") == 0 && m->quantity && m->quantity->units == 100)
+        fe->payload_ok++;
+    if (m)
+        invsync__v1__movement__free_unpacked(m, NULL);
+    return fe->stop_after && fe->n >= fe->stop_after;
+}
+
+static void append_n(fixture_t *f, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char id[32];
+        mv_t v;
+        snprintf(id, sizeof id, "MV-%zu", i + 1);
+        mv_init(&v, id, "P1", 100);
+        assert_int_equal(append1(f, &v, NULL, T0 + (int64_t)i * 1000), OUTBOX_ACCEPTED);
+    }
+}
+
+static void test_fetch_in_order_with_stamped_payload(void **state) {
+    fixture_t *f = *state;
+    fetched_t fe;
+    size_t n = 0;
+    char err[256];
+
+    append_n(f, 5);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 3, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(fe.payload_ok, 3);
+    assert_true(fe.ids[0] < fe.ids[1] && fe.ids[1] < fe.ids[2]);
+    assert_int_equal(fe.seqs[0], 1);
+    assert_int_equal(fe.seqs[2], 3);
+
+    /* After a cursor: the rest, in order. */
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 3, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(fe.seqs[0], 4);
+    assert_int_equal(fe.seqs[1], 5);
+
+    /* The callback can stop early. */
+    memset(&fe, 0, sizeof fe);
+    fe.stop_after = 2;
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 2);
+}
+
+static void test_mark_sent_and_backlog(void **state) {
+    fixture_t *f = *state;
+    int64_t first = -1, oldest = -1, ids[3];
+    uint64_t count = 99;
+    fetched_t fe;
+    size_t n = 0;
+    char err[256];
+
+    assert_int_equal(outbox_backlog(f->ob, &count, &oldest), IS_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(oldest, 0);
+    assert_int_equal(outbox_first_unsent_id(f->ob, &first), IS_OK);
+    assert_int_equal(first, 0);
+
+    append_n(f, 5);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 5);
+
+    /* Mark the first two (and one twice): backlog 3, oldest = third's accepted_at. */
+    ids[0] = fe.ids[0];
+    ids[1] = fe.ids[1];
+    ids[2] = fe.ids[0];
+    assert_int_equal(outbox_mark_sent(f->ob, ids, 3, T0 + 100000, err, sizeof err), IS_OK);
+    assert_int_equal(outbox_backlog(f->ob, &count, &oldest), IS_OK);
+    assert_int_equal(count, 3);
+    assert_int_equal(oldest, T0 + 2000);
+    assert_int_equal(outbox_first_unsent_id(f->ob, &first), IS_OK);
+    assert_int_equal(first, fe.ids[2]);
+
+    /* Sent rows are not fetched again, even from the start. */
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(fe.seqs[0], 3);
+
+    /* Mark the rest; survives a reopen; sent rows still dedup. */
+    assert_int_equal(outbox_mark_sent(f->ob, fe.ids, 3, T0 + 200000, err, sizeof err), IS_OK);
+    reopen(f);
+    assert_int_equal(outbox_backlog(f->ob, &count, &oldest), IS_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(oldest, 0);
+    {
+        mv_t v;
+        uint64_t seq;
+        mv_init(&v, "MV-3", "P1", 100);
+        assert_int_equal(append1(f, &v, &seq, T0 + 300000), OUTBOX_DUPLICATE);
+        assert_int_equal(seq, 3);
+        assert_int_equal(backlog(f), 0);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_new_then_duplicate_keeps_sequence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_rolls_back_whole_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeat_inside_one_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_id_other_source_is_distinct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_movement_without_ids_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sequences_gap_free_per_site_across_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sites_lists_every_site_that_accepted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_producer_id_is_refused, setup, teardown),
+        cmocka_unit_test(test_memory_path_is_refused),
+        cmocka_unit_test_setup_teardown(test_probe_writable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_in_order_with_stamped_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mark_sent_and_backlog, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
