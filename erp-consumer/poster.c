@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "duration.h"
 #include "log.h"
@@ -33,6 +34,11 @@ struct poster {
     pthread_cond_t cv;
     int woken;       /* guarded by mu */
     uint64_t rng;    /* xorshift state for jitter */
+    /* Fault injection for the reliability suite (INVSYNC_TEST_CRASH_AFTER_POSTS=N):
+     * after N accepted ERP posts, die before recording them — the crash window
+     * between "the ERP has it" and "the store knows". 0 = off. */
+    long crash_after;
+    long posted_total;
 };
 
 is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq_t *dlq,
@@ -49,6 +55,13 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->rng = (uint64_t)is_monotonic_ms() * 0x9E3779B97F4A7C15ull | 1;
+    const char *crash = getenv("INVSYNC_TEST_CRASH_AFTER_POSTS");
+    int64_t n = 0;
+    if (crash && is_parse_int64(crash, 1, 1000000000, &n) == IS_OK) {
+        p->crash_after = (long)n;
+        is_log(IS_LOG_WARN, "fault injection armed: crash after ERP posts",
+               "INVSYNC_TEST_CRASH_AFTER_POSTS", crash, NULL);
+    }
     rc = store_open(cfg->store_path,
                     strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL,
                     &p->store, errstr, errstr_size);
@@ -291,6 +304,11 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
         }
         rc = post_one(p, sp, now_ms, &er[i], &lines);
         if (rc == IS_OK) {
+            if (p->crash_after && ++p->posted_total >= p->crash_after) {
+                is_log(IS_LOG_WARN, "fault injection: crashing after the ERP accepted a posting",
+                       "posting_id", sp->posting_id, NULL);
+                _exit(86);
+            }
             res[i].outcome = STORE_POSTED;
             res[i].document = er[i].document;
             res[i].lines = lines;

@@ -497,6 +497,32 @@ static void test_audit_chain_detects_removed_tail(void **state) {
     assert_non_null(strstr(errstr, "removed from the end"));
 }
 
+static void test_retries_of_one_lot_go_in_acceptance_order(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    store_result_t res[2];
+    char errstr[256];
+    /* A crash left both postings of a lot unresolved; both wait to retry "now". */
+    apply(f, "Q1", "S1", "LA", 1, 0);
+    apply(f, "R1", "S1", "LA", 2, 1);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    memset(res, 0, sizeof(res));
+    res[0].outcome = res[1].outcome = STORE_RETRY;
+    res[0].next_at_ms = 2000; /* the later posting would come first by time */
+    res[1].next_at_ms = 1500;
+    assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1800, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0); /* R1 is due but Q1 is not done */
+    store_posting_list_release(&l);
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "Q1");
+    store_posting_list_release(&l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
@@ -513,6 +539,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_retry_and_skip_are_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_edit_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_removed_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retries_of_one_lot_go_in_acceptance_order, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
