@@ -459,6 +459,35 @@ static void store_kafka_offsets(consume_t *c, const store_msg_t *sm, size_t n) {
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/*
+ * Has every assigned partition been read to its end? Uses the high
+ * watermarks librdkafka caches from fetch responses (no broker round trip).
+ * A partition never consumed in this session counts from the store's offset.
+ */
+static int caught_up(consume_t *c) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    int ok;
+    if (rd_kafka_assignment(c->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l)
+        return 0;
+    ok = l->cnt > 0;
+    rd_kafka_position(c->rk, l);
+    for (int i = 0; ok && i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &l->elems[i];
+        int64_t lo = -1, hi = -1, pos = p->offset;
+        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0) {
+            ok = 0;
+            break;
+        }
+        if (pos < 0 && store_get_offset(c->store, p->topic, p->partition, &pos) != IS_OK)
+            pos = lo; /* nothing consumed and nothing stored: empty only if lo == hi */
+        ok = pos >= hi;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ok;
+}
+
 is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
     size_t cap = (size_t)c->cfg->consume_batch;
     slot_t *slots = calloc(cap, sizeof(*slots));
@@ -494,8 +523,18 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
                 dead++;
             n++;
         }
-        if (n == 0)
+        if (n == 0) {
+            /* Idle: note whether everything assigned has been read (gap handling). */
+            if (caught_up(c)) {
+                long long zero = 0;
+                atomic_compare_exchange_strong(&c->stats->caught_up_since_ms, &zero,
+                                               (long long)is_clock_now_ms(NULL));
+            } else {
+                atomic_store(&c->stats->caught_up_since_ms, 0);
+            }
             continue;
+        }
+        atomic_store(&c->stats->caught_up_since_ms, 0);
         /* A dead letter must be in Kafka before its offset is committed here. */
         while (dead > 0 && !*stop && dlq_flush(c->dlq, 10000) != IS_OK) {
             atomic_fetch_add(&c->stats->dlq_errors, 1);

@@ -49,6 +49,10 @@ const is_cfg_entry_t consumer_config_table[] = {
      "(one instance owns its sites; no group coordinator needed, e.g. the embedded cluster)"},
     {"consume.discovery", IS_CFG_DURATION, OFF(discovery_ms), 100, 3600000, "5s",
      "assign mode: how often new topics (new sites) are looked for"},
+    {"consume.gap_timeout", IS_CFG_DURATION, OFF(gap_timeout_ms), 1000, 86400000, "60s",
+     "a movement waits for every earlier sequence of its producer and site; once this "
+     "instance has read all its partitions to the end, a gap older than this is skipped "
+     "and recorded in the audit trail (sequences consumed elsewhere or lost to retention)"},
     {"admin.token", IS_CFG_STR, OFF(admin_token), 0, 0, NULL,
      "bearer token for admin endpoints (unset: admin API disabled)"},
     {"loop_guard.erp_sources", IS_CFG_STRLIST, OFF(erp_sources), 0, 0, NULL,

@@ -269,6 +269,19 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
             return IS_ERR_RETRYABLE;
         p->recovered = 1;
     }
+    /* Sequence gaps that cannot close (see store_skip_gaps): only once caught up. */
+    long long since = atomic_load(&p->stats->caught_up_since_ms);
+    if (since && now_ms - since >= p->cfg->gap_timeout_ms) {
+        int skipped = 0;
+        if (store_skip_gaps(p->store, now_ms, p->cfg->gap_timeout_ms, &skipped, errstr,
+                            sizeof(errstr)) != IS_OK)
+            is_log(IS_LOG_ERROR, "cannot skip sequence gaps", "error", errstr, NULL);
+        else if (skipped)
+            is_logf(IS_LOG_WARN,
+                    "skipped %d sequence gap(s) that did not close while fully caught up "
+                    "(see the audit trail)",
+                    skipped);
+    }
     rc = store_fetch_due(p->store, p->policy, now_ms, (size_t)p->cfg->poster_batch, &l, errstr,
                          sizeof(errstr));
     if (rc != IS_OK)

@@ -42,6 +42,7 @@ typedef struct consumer_stats {
     atomic_llong dlq_errors;   /* dead letters Kafka did not take */
     atomic_int kafka_up;       /* 1 when the consumer's last poll reached a broker */
     atomic_llong last_posted_ms; /* time of the last successful posting */
+    atomic_llong caught_up_since_ms; /* every assigned partition read to its end since; 0 = not */
     /* ERP call latency by outcome: cumulative bucket counts, +Inf count, sum (µs). */
     atomic_llong erp_hist[STATS_N_OUTCOMES][STATS_N_BUCKETS];
     atomic_llong erp_hist_count[STATS_N_OUTCOMES];

@@ -6,6 +6,7 @@
  * a few hundred postings per transaction. Statements used in loops are
  * prepared once per connection.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,4 +402,66 @@ is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errs
         *fields[i] = sqlite3_column_int64(st, i);
     sqlite3_finalize(st);
     return IS_OK;
+}
+
+is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int *skipped,
+                         char *errstr, size_t errstr_size) {
+    static const char *const sql =
+        "SELECT w.producer_id, w.site, w.contiguous,"
+        " (SELECT min(m.seq) FROM movements m WHERE m.producer_id = w.producer_id"
+        "   AND m.site = w.site AND m.seq > w.contiguous) AS next_seq"
+        " FROM watermarks w";
+    sqlite3_stmt *q = NULL, *at = NULL;
+    is_err_t rc;
+    *skipped = 0;
+    if (store_begin(s) != IS_OK)
+        return is_db_error(s->db, "cannot begin", errstr, errstr_size);
+    rc = is_db_prepare(s->db, sql, &q, errstr, errstr_size);
+    if (rc == IS_OK)
+        rc = is_db_prepare(s->db,
+                           "SELECT received_at FROM movements WHERE producer_id = ?1 AND site = ?2"
+                           " AND seq = ?3",
+                           &at, errstr, errstr_size);
+    while (rc == IS_OK && sqlite3_step(q) == SQLITE_ROW) {
+        if (sqlite3_column_type(q, 3) == SQLITE_NULL)
+            continue;
+        const char *producer = (const char *)sqlite3_column_text(q, 0);
+        const char *site = (const char *)sqlite3_column_text(q, 1);
+        int64_t wm = sqlite3_column_int64(q, 2), next = sqlite3_column_int64(q, 3);
+        if (next <= wm + 1)
+            continue;
+        sqlite3_reset(at);
+        bind_text(at, 1, producer);
+        bind_text(at, 2, site);
+        sqlite3_bind_int64(at, 3, next);
+        if (sqlite3_step(at) != SQLITE_ROW || now_ms - sqlite3_column_int64(at, 0) < older_than_ms)
+            continue;
+        sqlite3_stmt *set = stmt(s, SQ_SET_WATERMARK);
+        bind_text(set, 1, producer);
+        bind_text(set, 2, site);
+        sqlite3_bind_int64(set, 3, next - 1);
+        if (sqlite3_step(set) != SQLITE_DONE) {
+            rc = is_db_error(s->db, "cannot move a watermark", errstr, errstr_size);
+            break;
+        }
+        json_t *d = json_pack("{s:s,s:s,s:I,s:I}", "producer_id", producer, "site", site,
+                              "missing_from", (json_int_t)(wm + 1), "missing_to",
+                              (json_int_t)(next - 1));
+        char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        rc = store_audit(s, now_ms, "consumer", "sequence-gap-skipped", site, detail, errstr,
+                         errstr_size);
+        free(detail);
+        if (rc == IS_OK)
+            rc = advance_watermark(s, producer, site) == IS_OK ? IS_OK : IS_ERR_DB;
+        if (rc == IS_OK)
+            (*skipped)++;
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(at);
+    if (rc == IS_OK && is_db_commit(s->db) != IS_OK)
+        rc = is_db_error(s->db, "cannot commit", errstr, errstr_size);
+    if (rc != IS_OK)
+        is_db_rollback(s->db);
+    return rc;
 }

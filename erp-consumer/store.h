@@ -223,6 +223,18 @@ is_err_t store_audit(store_t *s, int64_t now_ms, const char *actor, const char *
 is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *errstr,
                             size_t errstr_size) IS_MUST_CHECK;
 
+/*
+ * Sequence gaps that will not close: for each (producer, site) whose next
+ * expected sequence is missing while a later one was received more than
+ * older_than_ms ago, move the watermark past the gap and audit it
+ * ("sequence-gap-skipped", with the range). Call only when the consumer has
+ * read every assigned partition to its end: then the missing sequences are
+ * not in Kafka for this instance (another instance consumed them, retention
+ * deleted them, or a consumer started mid-history). *skipped = gaps skipped.
+ */
+is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int *skipped,
+                         char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
 /* Record a policy version the first time it is seen (audited). */
 is_err_t store_note_policy_version(store_t *s, const char *version, const char *movement_id,
                                    int64_t now_ms, char *errstr, size_t errstr_size) IS_MUST_CHECK;
