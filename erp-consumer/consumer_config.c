@@ -53,6 +53,9 @@ const is_cfg_entry_t consumer_config_table[] = {
      "a movement waits for every earlier sequence of its producer and site; once this "
      "instance has read all its partitions to the end, a gap older than this is skipped "
      "and recorded in the audit trail (sequences consumed elsewhere or lost to retention)"},
+    {"uom.conversions", IS_CFG_STR, OFF(uom_path), 0, 0, NULL,
+     "CSV mes_uom,erp_uom,factor[,material]: quantities are converted exactly before posting; "
+     "when set, a unit without a row is a permanent error (unset: units pass through)"},
     {"admin.token", IS_CFG_STR, OFF(admin_token), 0, 0, NULL,
      "bearer token for admin endpoints (unset: admin API disabled)"},
     {"loop_guard.erp_sources", IS_CFG_STRLIST, OFF(erp_sources), 0, 0, NULL,

@@ -31,6 +31,7 @@ typedef struct consumer_config {
     int64_t discovery_ms;      /* assign mode: how often topics are listed */
     int64_t gap_timeout_ms;    /* skip a sequence gap after this long fully caught up */
     char *admin_token;         /* bearer token for admin endpoints */
+    char *uom_path;            /* MES → ERP unit conversions CSV (NULL: none) */
     is_strlist_t erp_sources;  /* loop guard: ERP-origin source systems to drop */
     is_strmap_t kafka;         /* kafka.* passthrough */
 } consumer_config_t;

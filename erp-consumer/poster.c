@@ -18,6 +18,7 @@
 #include "netting.h"
 #include "poster.h"
 #include "store.h"
+#include "uom.h"
 
 struct poster {
     const consumer_config_t *cfg;
@@ -39,6 +40,7 @@ struct poster {
      * between "the ERP has it" and "the store knows". 0 = off. */
     long crash_after;
     long posted_total;
+    uom_table_t *uom; /* NULL: units pass through */
 };
 
 is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq_t *dlq,
@@ -70,6 +72,11 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
     rc = erp_open(&cfg->erp, &p->erp, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;
+    if (cfg->uom_path && *cfg->uom_path) {
+        rc = uom_load(cfg->uom_path, &p->uom, errstr, errstr_size);
+        if (rc != IS_OK)
+            goto err;
+    }
     *out = p;
     return IS_OK;
 err:
@@ -83,6 +90,7 @@ void poster_destroy(poster_t *p) {
     if (p->started)
         poster_stop(p);
     erp_close(p->erp);
+    uom_free(p->uom);
     store_close(p->store);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
@@ -200,8 +208,15 @@ static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answ
 static is_err_t post_one(poster_t *p, const store_posting_t *sp, int64_t now_ms, erp_result_t *er,
                          int *lines_sent) {
     netting_t nt;
-    is_err_t rc = netting_build(sp->m, sp->n, sp->net, &nt);
+    is_err_t rc;
     *lines_sent = 0;
+    /* ERP units first: netting then groups by the unit the ERP books in. */
+    for (size_t i = 0; p->uom && i < sp->n; i++) {
+        rc = uom_convert(p->uom, sp->m[i], er->message, sizeof(er->message));
+        if (rc != IS_OK)
+            return rc;
+    }
+    rc = netting_build(sp->m, sp->n, sp->net, &nt);
     if (rc != IS_OK) {
         snprintf(er->message, sizeof(er->message), "cannot net the posting: %s", is_err_str(rc));
         return rc == IS_ERR_OVERFLOW ? IS_ERR_PERMANENT : IS_ERR_RETRYABLE;
