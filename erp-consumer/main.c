@@ -23,6 +23,7 @@
 #include "duration.h"
 #include "hash.h"
 #include "log.h"
+#include "policy_check.h"
 #include "poster.h"
 #include "store.h"
 
@@ -45,6 +46,8 @@ static void usage(FILE *f) {
                "--reason WHY\n"
                "       erp-consumer trace --config FILE (--movement ID | --document DOC)\n"
                "       erp-consumer audit verify --config FILE\n"
+               "       erp-consumer policy-check --policy NEW.yaml [--against CURRENT.yaml] "
+               "[--sample movements.jsonl] [--json]\n"
                "       erp-consumer --help\n\n"
                "configuration keys (YAML; environment overrides shown):\n");
     is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f);
@@ -270,6 +273,9 @@ int main(int argc, char **argv) {
     is_log_level_t level = IS_LOG_INFO;
     int c, status;
 
+    /* Needs no service configuration: a policy file and a sample. */
+    if (argc > 1 && strcmp(argv[1], "policy-check") == 0)
+        return policy_check_main(argc - 1, argv + 1);
     if (argc > 1 && argv[1][0] != '-') {
         cmd = argv[1];
         argc--;

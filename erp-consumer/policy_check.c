@@ -1,0 +1,214 @@
+/*
+ * policy_check.c — policy validation and impact preview (policy_check.h).
+ * Load: a sample of up to a few million movements, classified once or twice
+ * each.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "movement_json.h"
+#include "policy.h"
+#include "policy_check.h"
+
+#define MAX_TIERS 64
+
+typedef struct counts {
+    long by_new[MAX_TIERS];
+    long by_old[MAX_TIERS];
+    long moves[MAX_TIERS][MAX_TIERS]; /* [old][new] */
+    long total, invalid;
+} counts_t;
+
+static int tier_index(const is_policy_t *p, const is_tier_t *t) {
+    for (size_t i = 0; i < is_policy_tier_count(p) && i < MAX_TIERS; i++)
+        if (is_policy_tier(p, i) == t)
+            return (int)i;
+    return 0;
+}
+
+static void classify(const is_policy_t *np, const is_policy_t *op, const json_t *obj,
+                     counts_t *c) {
+    is_movement_t *m = NULL;
+    is_field_error_t err;
+    if (is_movement_from_json(obj, IS_DECIMAL_MAX_SCALE, &m, &err) != IS_OK) {
+        c->invalid++;
+        return;
+    }
+    int ni = tier_index(np, is_policy_classify(np, m, NULL));
+    c->by_new[ni]++;
+    if (op) {
+        int oi = tier_index(op, is_policy_classify(op, m, NULL));
+        c->by_old[oi]++;
+        c->moves[oi][ni]++;
+    }
+    c->total++;
+    invsync__v1__movement__free_unpacked(m, NULL);
+}
+
+/* JSON lines, or one JSON array. Returns 0 or -1 with a message on stderr. */
+static int read_sample(const char *path, const is_policy_t *np, const is_policy_t *op,
+                       counts_t *c) {
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int first = 1;
+    if (!f) {
+        fprintf(stderr, "erp-consumer: cannot open sample '%s'\n", path);
+        return -1;
+    }
+    while ((len = getline(&line, &cap, f)) > 0) {
+        json_error_t jerr;
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0')
+            continue;
+        if (first && line[strspn(line, " \t")] == '[') {
+            /* A JSON array: load the whole file instead. */
+            json_t *arr = json_load_file(path, 0, &jerr), *v;
+            size_t i;
+            if (!arr || !json_is_array(arr)) {
+                fprintf(stderr, "erp-consumer: %s:%d: %s\n", path, jerr.line,
+                        arr ? "expected an array of movements" : jerr.text);
+                json_decref(arr);
+                goto fail;
+            }
+            json_array_foreach(arr, i, v) classify(np, op, v, c);
+            json_decref(arr);
+            break;
+        }
+        first = 0;
+        json_t *obj = json_loadb(line, (size_t)len, 0, &jerr);
+        if (!obj || !json_is_object(obj)) {
+            fprintf(stderr, "erp-consumer: %s:%ld: %s\n", path, lineno,
+                    obj ? "expected one movement object per line" : jerr.text);
+            json_decref(obj);
+            goto fail;
+        }
+        classify(np, op, obj, c);
+        json_decref(obj);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+fail:
+    free(line);
+    fclose(f);
+    return -1;
+}
+
+int policy_check_main(int argc, char **argv) {
+    static const struct option opts[] = {{"policy", required_argument, NULL, 'p'},
+                                         {"against", required_argument, NULL, 'a'},
+                                         {"sample", required_argument, NULL, 's'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {NULL, 0, NULL, 0}};
+    const char *np_path = NULL, *op_path = NULL, *sample = NULL;
+    int as_json = 0, c, status = 2;
+    char errstr[1024];
+    is_policy_t *np = NULL, *op = NULL;
+    counts_t *cnt = calloc(1, sizeof(*cnt));
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:a:s:j", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            np_path = optarg;
+            break;
+        case 'a':
+            op_path = optarg;
+            break;
+        case 's':
+            sample = optarg;
+            break;
+        case 'j':
+            as_json = 1;
+            break;
+        default:
+            goto usage;
+        }
+    }
+    if (!np_path || !cnt)
+        goto usage;
+    if (is_policy_load(np_path, &np, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: policy is not valid: %s\n", errstr);
+        goto out;
+    }
+    if (op_path && is_policy_load(op_path, &op, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: current policy is not valid: %s\n", errstr);
+        goto out;
+    }
+    if (sample && read_sample(sample, np, op, cnt) != 0)
+        goto out;
+
+    json_t *doc = json_pack("{s:b,s:s,s:s}", "valid", 1, "policy", np_path, "policy_version",
+                            is_policy_version(np));
+    json_t *tiers = json_array();
+    for (size_t i = 0; i < is_policy_tier_count(np) && i < MAX_TIERS; i++) {
+        const is_tier_t *t = is_policy_tier(np, i);
+        json_array_append_new(tiers, json_pack("{s:s,s:f,s:I}", "tier", t->name, "stale_after_s",
+                                               (double)t->stale_after_ms / 1000.0, "movements",
+                                               (json_int_t)cnt->by_new[i]));
+    }
+    json_object_set_new(doc, "tiers", tiers);
+    if (sample)
+        json_object_set_new(doc, "sample", json_pack("{s:s,s:I,s:I}", "file", sample, "movements",
+                                                     (json_int_t)cnt->total, "invalid",
+                                                     (json_int_t)cnt->invalid));
+    if (op) {
+        json_t *moves = json_array();
+        json_object_set_new(doc, "against", json_pack("{s:s,s:s}", "policy", op_path,
+                                                      "policy_version", is_policy_version(op)));
+        for (size_t o = 0; o < is_policy_tier_count(op) && o < MAX_TIERS; o++)
+            for (size_t n = 0; n < is_policy_tier_count(np) && n < MAX_TIERS; n++)
+                if (cnt->moves[o][n] && strcmp(is_policy_tier(op, o)->name,
+                                               is_policy_tier(np, n)->name) != 0)
+                    json_array_append_new(moves, json_pack("{s:s,s:s,s:I}", "from",
+                                                           is_policy_tier(op, o)->name, "to",
+                                                           is_policy_tier(np, n)->name, "movements",
+                                                           (json_int_t)cnt->moves[o][n]));
+        json_object_set_new(doc, "moves", moves);
+    }
+    if (as_json) {
+        json_dumpf(doc, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else {
+        size_t i;
+        json_t *t;
+        printf("policy %s is valid (version %.12s…)\n", np_path, is_policy_version(np));
+        if (sample)
+            printf("sample %s: %ld movements (%ld not valid, skipped)\n", sample, cnt->total,
+                   cnt->invalid);
+        printf("%-12s %12s %14s\n", "tier", "stale_after", sample ? "movements" : "");
+        json_array_foreach(json_object_get(doc, "tiers"), i, t) {
+            printf("%-12s %11.0fs", json_string_value(json_object_get(t, "tier")),
+                   json_real_value(json_object_get(t, "stale_after_s")));
+            if (sample)
+                printf(" %14lld", (long long)json_integer_value(json_object_get(t, "movements")));
+            printf("\n");
+        }
+        if (op) {
+            printf("against %s: %s\n", op_path,
+                   json_array_size(json_object_get(doc, "moves")) ? "movements change tier"
+                                                                   : "no movement changes tier");
+            json_array_foreach(json_object_get(doc, "moves"), i, t) printf(
+                "  %-10s -> %-10s %10lld\n", json_string_value(json_object_get(t, "from")),
+                json_string_value(json_object_get(t, "to")),
+                (long long)json_integer_value(json_object_get(t, "movements")));
+        }
+    }
+    json_decref(doc);
+    status = 0;
+    goto out;
+usage:
+    fprintf(stderr, "usage: erp-consumer policy-check --policy NEW.yaml [--against CURRENT.yaml] "
+                    "[--sample movements.jsonl] [--json]\n");
+out:
+    is_policy_destroy(np);
+    is_policy_destroy(op);
+    free(cnt);
+    return status;
+}
