@@ -75,6 +75,16 @@ is_err_t erp_post(erp_t *erp, const erp_posting_t *p, erp_result_t *result) {
     return erp->ops->post(erp->impl, p, result);
 }
 
+void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t *results,
+                    is_err_t *rcs) {
+    if (erp->ops->post_batch) {
+        erp->ops->post_batch(erp->impl, ps, n, results, rcs);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = erp->ops->post(erp->impl, &ps[i], &results[i]);
+}
+
 is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id, erp_result_t *result) {
     memset(result, 0, sizeof *result);
     return erp->ops->lookup_reference(erp->impl, posting_id, result);

@@ -88,6 +88,16 @@ const char *erp_name(const erp_t *erp);
 is_err_t erp_post(erp_t *erp, const erp_posting_t *p, erp_result_t *result) IS_MUST_CHECK;
 
 /*
+ * Post several postings; rcs[i] and results[i] are posting i's outcome, as
+ * for erp_post. An adapter may make them durable together (the embedded
+ * ledger commits them in one transaction); each keeps its own idempotency
+ * reference and its own outcome. Adapters without a batch call post them
+ * one by one, in order.
+ */
+void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t *results,
+                    is_err_t *rcs);
+
+/*
  * Was posting_id posted? IS_OK with result->document, IS_ERR_NOT_FOUND, or
  * IS_ERR_RETRYABLE when the ERP cannot be asked now. Used after a crash to
  * resolve postings left in the `posting` state before re-posting them.
@@ -105,6 +115,9 @@ typedef struct erp_ops {
     is_err_t (*open)(const erp_config_t *cfg, void **impl, char *errstr, size_t errstr_size);
     void (*close)(void *impl);
     is_err_t (*post)(void *impl, const erp_posting_t *p, erp_result_t *result);
+    /* Optional (NULL: erp_post_batch loops over post). */
+    void (*post_batch)(void *impl, const erp_posting_t *ps, size_t n, erp_result_t *results,
+                       is_err_t *rcs);
     is_err_t (*lookup_reference)(void *impl, const char *posting_id, erp_result_t *result);
     is_err_t (*query_on_hand)(void *impl, const char *site, erp_on_hand_cb cb, void *opaque,
                               char *errstr, size_t errstr_size);

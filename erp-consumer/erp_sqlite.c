@@ -537,38 +537,31 @@ static is_err_t validate_header(const erp_posting_t *p, erp_result_t *r) {
     return IS_OK;
 }
 
-is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r, int *replayed) {
+/*
+ * Post inside an open transaction. IS_OK: posted or found already posted
+ * (*replayed); otherwise nothing of this posting must be kept (the caller
+ * rolls back to its savepoint or the whole transaction).
+ */
+static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r,
+                           int *replayed) {
     sqlite3_stmt *st = l->st[ST_INS_DOC];
     char doc[sizeof r->document];
     int64_t seq = 0;
     is_err_t rc;
     int src;
 
-    if (replayed)
-        *replayed = 0;
-    rc = validate_header(p, r);
-    if (rc != IS_OK)
-        return rc;
-    if (is_db_begin(l->db) != IS_OK)
-        return db_fail(l, "begin", r->message, sizeof r->message);
-
+    *replayed = 0;
     rc = find_document(l, p->posting_id, doc, sizeof doc);
     if (rc == IS_OK) {
-        is_db_rollback(l->db); /* nothing written */
         copy_str(r->document, sizeof r->document, doc);
         is_errf(r->message, sizeof r->message, "already posted as document %s", doc);
-        if (replayed)
-            *replayed = 1;
+        *replayed = 1;
         return IS_OK;
     }
-    if (rc != IS_ERR_NOT_FOUND) {
-        rc = db_fail(l, "find posting", r->message, sizeof r->message);
-        goto err;
-    }
-    if (next_document(l, doc, sizeof doc) != IS_OK) {
-        rc = db_fail(l, "number document", r->message, sizeof r->message);
-        goto err;
-    }
+    if (rc != IS_ERR_NOT_FOUND)
+        return db_fail(l, "find posting", r->message, sizeof r->message);
+    if (next_document(l, doc, sizeof doc) != IS_OK)
+        return db_fail(l, "number document", r->message, sizeof r->message);
 
     bind_text(st, 1, doc);
     bind_text(st, 2, p->posting_id);
@@ -580,27 +573,81 @@ is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *
     sqlite3_bind_int64(st, 8, (sqlite3_int64)p->n_lines);
     src = sqlite3_step(st);
     st_done(st);
-    if (src != SQLITE_DONE) {
-        rc = db_fail(l, "insert document", r->message, sizeof r->message);
-        goto err;
-    }
-
+    if (src != SQLITE_DONE)
+        return db_fail(l, "insert document", r->message, sizeof r->message);
     for (size_t i = 1; i <= p->n_lines; i++) {
         rc = apply_line(l, p, doc, i, &seq, r);
         if (rc != IS_OK)
-            goto err;
-    }
-    if (is_db_commit(l->db) != IS_OK) {
-        rc = db_fail(l, "commit", r->message, sizeof r->message);
-        goto err;
+            return rc;
     }
     copy_str(r->document, sizeof r->document, doc);
     is_errf(r->message, sizeof r->message, "posted as document %s", doc);
     return IS_OK;
+}
 
-err:
-    is_db_rollback(l->db);
-    return rc;
+is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r, int *replayed) {
+    int rep = 0;
+    is_err_t rc = validate_header(p, r);
+    if (replayed)
+        *replayed = 0;
+    if (rc != IS_OK)
+        return rc;
+    if (is_db_begin(l->db) != IS_OK)
+        return db_fail(l, "begin", r->message, sizeof r->message);
+    rc = post_in_tx(l, p, r, &rep);
+    if (rc != IS_OK || rep) {
+        is_db_rollback(l->db); /* a replay wrote nothing */
+        if (replayed)
+            *replayed = rep;
+        return rc;
+    }
+    if (is_db_commit(l->db) != IS_OK) {
+        rc = db_fail(l, "commit", r->message, sizeof r->message);
+        is_db_rollback(l->db);
+        return rc;
+    }
+    return IS_OK;
+}
+
+void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
+                           erp_result_t *results, is_err_t *rcs) {
+    is_err_t rc = IS_OK;
+    if (is_db_begin(l->db) != IS_OK) {
+        rc = db_fail(l, "begin", results[0].message, sizeof results[0].message);
+        for (size_t i = 0; i < n; i++) {
+            rcs[i] = rc;
+            copy_str(results[i].message, sizeof results[i].message, results[0].message);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rep = 0;
+        rcs[i] = validate_header(&ps[i], &results[i]);
+        if (rcs[i] != IS_OK)
+            continue;
+        /* A savepoint per posting: a refused one leaves no trace, the others stay. */
+        if (sqlite3_exec(l->db, "SAVEPOINT p", NULL, NULL, NULL) != SQLITE_OK) {
+            rcs[i] = db_fail(l, "savepoint", results[i].message, sizeof results[i].message);
+            continue;
+        }
+        rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep);
+        if (rcs[i] != IS_OK)
+            sqlite3_exec(l->db, "ROLLBACK TO p", NULL, NULL, NULL);
+        sqlite3_exec(l->db, "RELEASE p", NULL, NULL, NULL);
+    }
+    if (is_db_commit(l->db) != IS_OK) {
+        /* Nothing was kept: every posting that looked fine must be tried again. */
+        char msg[256];
+        db_fail(l, "commit", msg, sizeof msg);
+        is_db_rollback(l->db);
+        for (size_t i = 0; i < n; i++) {
+            if (rcs[i] == IS_OK) {
+                rcs[i] = IS_ERR_RETRYABLE;
+                results[i].document[0] = '\0';
+                copy_str(results[i].message, sizeof results[i].message, msg);
+            }
+        }
+    }
 }
 
 /* ---- lookups ----------------------------------------------------------- */
@@ -781,6 +828,11 @@ static is_err_t ops_post(void *impl, const erp_posting_t *p, erp_result_t *resul
     return erp_sqlite_post(impl, p, result, NULL);
 }
 
+static void ops_post_batch(void *impl, const erp_posting_t *ps, size_t n, erp_result_t *results,
+                           is_err_t *rcs) {
+    erp_sqlite_post_batch(impl, ps, n, results, rcs);
+}
+
 static is_err_t ops_lookup(void *impl, const char *posting_id, erp_result_t *result) {
     return erp_sqlite_lookup(impl, posting_id, result);
 }
@@ -795,6 +847,7 @@ const erp_ops_t erp_sqlite_ops = {
     .open = ops_open,
     .close = ops_close,
     .post = ops_post,
+    .post_batch = ops_post_batch,
     .lookup_reference = ops_lookup,
     .query_on_hand = ops_query_on_hand,
 };

@@ -53,6 +53,14 @@ void erp_sqlite_set_busy_timeout(erp_sqlite_t *l, int ms);
  */
 is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *result,
                          int *replayed) IS_MUST_CHECK;
+/*
+ * Post several postings in one transaction (one durable write): each keeps
+ * its own outcome in rcs[i]/results[i] (a refused one is rolled back to its
+ * savepoint, the others stay) and its own idempotency. If the final commit
+ * fails, every posting reported OK becomes IS_ERR_RETRYABLE.
+ */
+void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
+                           erp_result_t *results, is_err_t *rcs);
 is_err_t erp_sqlite_lookup(erp_sqlite_t *l, const char *posting_id,
                            erp_result_t *result) IS_MUST_CHECK;
 is_err_t erp_sqlite_query_on_hand(erp_sqlite_t *l, const char *site, erp_on_hand_cb cb,

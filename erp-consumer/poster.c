@@ -199,76 +199,218 @@ static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answ
     }
 }
 
-/*
- * Post one store posting: net its movements into lines (windowed tiers),
- * split into chunks of the tier's max_lines, post the chunks in order. Each
- * chunk has its own reference (<posting_id>-<k>), so re-posting after a
- * failure or crash is idempotent chunk by chunk. *lines = lines sent.
- */
-static is_err_t post_one(poster_t *p, const store_posting_t *sp, int64_t now_ms, erp_result_t *er,
-                         int *lines_sent) {
+/* A posting ready for the ERP: ERP units applied, movements netted into lines. */
+typedef struct prepared {
     netting_t nt;
+    size_t n_chunks; /* > 1: posted chunk by chunk (max_lines) */
+    int decided;     /* outcome known for this cycle */
+} prepared_t;
+
+/* Apply ERP units and netting. IS_OK, or the error for the posting (message in er). */
+static is_err_t prepare(poster_t *p, store_posting_t *sp, prepared_t *pr, erp_result_t *er) {
     is_err_t rc;
-    *lines_sent = 0;
-    /* ERP units first: netting then groups by the unit the ERP books in. */
     for (size_t i = 0; p->uom && i < sp->n; i++) {
         rc = uom_convert(p->uom, sp->m[i], er->message, sizeof(er->message));
         if (rc != IS_OK)
             return rc;
     }
-    rc = netting_build(sp->m, sp->n, sp->net, &nt);
+    rc = netting_build(sp->m, sp->n, sp->net, &pr->nt);
     if (rc != IS_OK) {
         snprintf(er->message, sizeof(er->message), "cannot net the posting: %s", is_err_str(rc));
         return rc == IS_ERR_OVERFLOW ? IS_ERR_PERMANENT : IS_ERR_RETRYABLE;
     }
-    if (nt.n_lines == 0) {
-        /* Everything netted to zero: nothing for the ERP, the movements are still traced. */
-        snprintf(er->document, sizeof(er->document), "netted-to-zero");
-        netting_release(&nt);
-        return IS_OK;
-    }
-    size_t chunk = sp->max_lines ? sp->max_lines : nt.n_lines;
-    size_t n_chunks = (nt.n_lines + chunk - 1) / chunk;
+    size_t chunk = sp->max_lines ? sp->max_lines : pr->nt.n_lines;
+    pr->n_chunks = chunk ? (pr->nt.n_lines + chunk - 1) / chunk : 0;
+    return IS_OK;
+}
+
+static erp_posting_t erp_posting_of(const store_posting_t *sp, const erp_line_t *lines, size_t n,
+                                    const char *ref, int64_t now_ms) {
+    erp_posting_t ep = {
+        .posting_id = ref,
+        .site = sp->site,
+        .tier = sp->tier,
+        .policy_version = sp->m[0]->policy_version,
+        .posting_time = now_ms,
+        .lines = lines,
+        .n_lines = n,
+    };
+    return ep;
+}
+
+/* Time and count ERP calls. */
+static void observe(poster_t *p, const struct timespec *t0, size_t calls, const is_err_t *rcs) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long long us = (long long)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
+    atomic_fetch_add(&p->stats->erp_calls, (long long)calls);
+    atomic_fetch_add(&p->stats->erp_call_us, us);
+    for (size_t i = 0; i < calls; i++)
+        stats_observe_erp(p->stats,
+                          rcs[i] == IS_OK ? STATS_POSTED
+                          : rcs[i] == IS_ERR_PERMANENT ? STATS_FAILED
+                                                       : STATS_RETRY,
+                          calls ? us / (long long)calls : us);
+}
+
+/*
+ * Post a large posting chunk by chunk (max_lines), in order. Each chunk has
+ * its own reference (<posting_id>-<k>), so re-posting after a failure or a
+ * crash is idempotent chunk by chunk.
+ */
+static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepared_t *pr,
+                             int64_t now_ms, erp_result_t *er) {
+    size_t chunk = sp->max_lines;
     char first_doc[64] = "";
-    for (size_t k = 0; k < n_chunks; k++) {
+    is_err_t rc = IS_OK;
+    for (size_t k = 0; k < pr->n_chunks; k++) {
         char ref[64];
-        if (n_chunks == 1)
-            snprintf(ref, sizeof(ref), "%s", sp->posting_id);
-        else
-            snprintf(ref, sizeof(ref), "%s-%zu", sp->posting_id, k + 1);
-        size_t from = k * chunk, count = nt.n_lines - from < chunk ? nt.n_lines - from : chunk;
-        erp_posting_t ep = {
-            .posting_id = ref,
-            .site = sp->site,
-            .tier = sp->tier,
-            .policy_version = sp->m[0]->policy_version,
-            .posting_time = now_ms,
-            .lines = &nt.lines[from],
-            .n_lines = count,
-        };
-        struct timespec t0, t1;
+        struct timespec t0;
+        snprintf(ref, sizeof(ref), "%s-%zu", sp->posting_id, k + 1);
+        size_t from = k * chunk, count = pr->nt.n_lines - from < chunk ? pr->nt.n_lines - from : chunk;
+        erp_posting_t ep = erp_posting_of(sp, &pr->nt.lines[from], count, ref, now_ms);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = erp_post(p->erp, &ep, er);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long long us = (long long)(t1.tv_sec - t0.tv_sec) * 1000000 +
-                       (t1.tv_nsec - t0.tv_nsec) / 1000;
-        atomic_fetch_add(&p->stats->erp_calls, 1);
-        atomic_fetch_add(&p->stats->erp_call_us, us);
-        stats_observe_erp(p->stats,
-                          rc == IS_OK ? STATS_POSTED
-                          : rc == IS_ERR_PERMANENT ? STATS_FAILED
-                                                   : STATS_RETRY,
-                          us);
+        observe(p, &t0, 1, &rc);
         if (rc != IS_OK)
             break;
         if (k == 0)
             snprintf(first_doc, sizeof(first_doc), "%s", er->document);
-        *lines_sent += (int)count;
     }
-    if (rc == IS_OK && n_chunks > 1)
-        snprintf(er->document, sizeof(er->document), "%.40s+%zu", first_doc, n_chunks - 1);
-    netting_release(&nt);
+    if (rc == IS_OK)
+        snprintf(er->document, sizeof(er->document), "%.40s+%zu", first_doc, pr->n_chunks - 1);
     return rc;
+}
+
+/* Record what happened to posting i (logging, counters, dead letters). */
+static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc,
+                   erp_result_t *er, store_result_t *res, int64_t now_ms) {
+    pr->decided = 1;
+    if (rc == IS_OK) {
+        if (p->crash_after && ++p->posted_total >= p->crash_after) {
+            is_log(IS_LOG_WARN, "fault injection: crashing after the ERP accepted a posting",
+                   "posting_id", sp->posting_id, NULL);
+            _exit(86);
+        }
+        res->outcome = STORE_POSTED;
+        res->document = er->document;
+        res->lines = (int)pr->nt.n_lines;
+        atomic_fetch_add(&p->stats->posted, 1);
+        atomic_store(&p->stats->last_posted_ms, now_ms);
+        if (is_log_enabled(IS_LOG_DEBUG))
+            is_log(IS_LOG_DEBUG, "posted", "posting_id", sp->posting_id, "movement_id",
+                   sp->m[0]->movement_id, "document", er->document, NULL);
+    } else if (rc == IS_ERR_PERMANENT) {
+        res->outcome = STORE_FAILED;
+        res->error = er->message;
+        atomic_fetch_add(&p->stats->failed, 1);
+        is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
+               "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer",
+               er->message, NULL);
+        dead_letter(p, sp, er->message);
+    } else {
+        res->outcome = STORE_RETRY;
+        res->error = er->message;
+        res->next_at_ms = now_ms + backoff_ms(p, sp->attempts + 1);
+        atomic_fetch_add(&p->stats->retried, 1);
+        is_log(IS_LOG_WARN, "ERP posting failed; will retry", "posting_id", sp->posting_id,
+               "movement_id", sp->m[0]->movement_id, "error", er->message, NULL);
+    }
+}
+
+/*
+ * Post a cycle's postings. In rounds: each round sends the next undecided
+ * posting of every lot in one batch call (one durable ERP write for the
+ * embedded ledger); a lot whose posting did not go through keeps its later
+ * postings back (REQUEUE), so a lot's postings reach the ERP in order.
+ */
+static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, erp_result_t *er,
+                    int64_t now_ms) {
+    prepared_t *pr = calloc(l->n, sizeof(*pr));
+    erp_posting_t *batch = calloc(l->n, sizeof(*batch));
+    erp_result_t *bres = calloc(l->n, sizeof(*bres));
+    is_err_t *brc = calloc(l->n, sizeof(*brc));
+    size_t *bidx = calloc(l->n, sizeof(*bidx));
+    int handled = 0;
+    if (!pr || !batch || !bres || !brc || !bidx) {
+        handled = IS_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        store_posting_t *sp = &l->items[i];
+        if (sp->cancel) {
+            res[i].outcome = STORE_CANCELLED;
+            pr[i].decided = 1;
+            is_log(IS_LOG_INFO, "reversal inside the window: neither posted", "lot", sp->lot_key,
+                   "movement_id", sp->m[0]->movement_id, NULL);
+            continue;
+        }
+        is_err_t rc = prepare(p, sp, &pr[i], &er[i]);
+        if (rc != IS_OK) {
+            decide(p, sp, &pr[i], rc, &er[i], &res[i], now_ms);
+            handled++;
+        } else if (pr[i].nt.n_lines == 0) {
+            /* Everything netted to zero: nothing for the ERP, the movements are still traced. */
+            snprintf(er[i].document, sizeof(er[i].document), "netted-to-zero");
+            decide(p, sp, &pr[i], IS_OK, &er[i], &res[i], now_ms);
+            handled++;
+        }
+    }
+    for (;;) {
+        size_t nb = 0;
+        for (size_t i = 0; i < l->n; i++) {
+            store_posting_t *sp = &l->items[i];
+            int earlier_open = 0, earlier_bad = 0;
+            if (pr[i].decided)
+                continue;
+            for (size_t k = 0; k < i; k++) {
+                if (l->items[k].cancel || strcmp(l->items[k].lot_key, sp->lot_key) != 0)
+                    continue;
+                if (!pr[k].decided)
+                    earlier_open = 1;
+                else if (res[k].outcome != STORE_POSTED)
+                    earlier_bad = 1;
+            }
+            if (earlier_bad || atomic_load(&p->stop)) {
+                res[i].outcome = STORE_REQUEUE; /* keep the lot's order */
+                pr[i].decided = 1;
+                continue;
+            }
+            if (earlier_open)
+                continue; /* next round */
+            if (pr[i].n_chunks > 1) {
+                is_err_t rc = post_chunked(p, sp, &pr[i], now_ms, &er[i]);
+                decide(p, sp, &pr[i], rc, &er[i], &res[i], now_ms);
+                handled++;
+                continue;
+            }
+            batch[nb] = erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id,
+                                       now_ms);
+            memset(&bres[nb], 0, sizeof(bres[nb]));
+            bidx[nb++] = i;
+        }
+        if (nb == 0)
+            break;
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        erp_post_batch(p->erp, batch, nb, bres, brc);
+        observe(p, &t0, nb, brc);
+        for (size_t b = 0; b < nb; b++) {
+            size_t i = bidx[b];
+            er[i] = bres[b];
+            decide(p, &l->items[i], &pr[i], brc[b], &er[i], &res[i], now_ms);
+            handled++;
+        }
+    }
+out:
+    for (size_t i = 0; pr && i < l->n; i++)
+        netting_release(&pr[i].nt);
+    free(pr);
+    free(batch);
+    free(bres);
+    free(brc);
+    free(bidx);
+    return handled;
 }
 
 int poster_run_once(poster_t *p, int64_t now_ms) {
@@ -312,56 +454,11 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
     rc = store_mark_posting(p->store, &l, now_ms, errstr, sizeof(errstr));
     if (rc != IS_OK)
         goto fail;
-    for (size_t i = 0; i < l.n; i++) {
-        store_posting_t *sp = &l.items[i];
-        int held = 0, lines = 0;
-        if (sp->cancel) {
-            res[i].outcome = STORE_CANCELLED;
-            is_log(IS_LOG_INFO, "reversal inside the window: neither posted", "lot", sp->lot_key,
-                   "movement_id", sp->m[0]->movement_id, NULL);
-            continue;
-        }
-        /* An earlier posting of this lot failed in this cycle: keep the order. */
-        for (size_t k = 0; k < i && !held; k++)
-            held = !l.items[k].cancel && (res[k].outcome == STORE_RETRY || res[k].outcome == STORE_FAILED ||
-                    res[k].outcome == STORE_REQUEUE) &&
-                   strcmp(l.items[k].lot_key, sp->lot_key) == 0;
-        if (held || atomic_load(&p->stop)) {
-            res[i].outcome = STORE_REQUEUE;
-            continue;
-        }
-        rc = post_one(p, sp, now_ms, &er[i], &lines);
-        if (rc == IS_OK) {
-            if (p->crash_after && ++p->posted_total >= p->crash_after) {
-                is_log(IS_LOG_WARN, "fault injection: crashing after the ERP accepted a posting",
-                       "posting_id", sp->posting_id, NULL);
-                _exit(86);
-            }
-            res[i].outcome = STORE_POSTED;
-            res[i].document = er[i].document;
-            res[i].lines = lines;
-            atomic_fetch_add(&p->stats->posted, 1);
-            atomic_store(&p->stats->last_posted_ms, now_ms);
-            if (is_log_enabled(IS_LOG_DEBUG))
-                is_log(IS_LOG_DEBUG, "posted", "posting_id", sp->posting_id, "movement_id",
-                       sp->m[0]->movement_id, "document", er[i].document, NULL);
-        } else if (rc == IS_ERR_PERMANENT) {
-            res[i].outcome = STORE_FAILED;
-            res[i].error = er[i].message;
-            atomic_fetch_add(&p->stats->failed, 1);
-            is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
-                   "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer",
-                   er[i].message, NULL);
-            dead_letter(p, sp, er[i].message);
-        } else {
-            res[i].outcome = STORE_RETRY;
-            res[i].error = er[i].message;
-            res[i].next_at_ms = now_ms + backoff_ms(p, sp->attempts + 1);
-            atomic_fetch_add(&p->stats->retried, 1);
-            is_log(IS_LOG_WARN, "ERP posting failed; will retry", "posting_id", sp->posting_id,
-                   "movement_id", sp->m[0]->movement_id, "error", er[i].message, NULL);
-        }
-        handled++;
+    handled = post_all(p, &l, res, er, now_ms);
+    if (handled < 0) {
+        rc = (is_err_t)handled;
+        snprintf(errstr, sizeof(errstr), "out of memory");
+        goto fail; /* postings stay `posting`: resolved by lookup */
     }
     /* Dead letters must be in Kafka before the failure is recorded as handled. */
     for (size_t i = 0; i < l.n; i++) {
