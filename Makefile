@@ -36,7 +36,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 COMMON_OBJ   := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/invsync.pb-c.o
 PRODUCER_OBJ := $(call obj,$(PRODUCER_SRC))
-CONSUMER_OBJ := $(call obj,$(CONSUMER_SRC))
+CONSUMER_OBJ := $(call obj,$(CONSUMER_SRC)) $(BUILD)/obj/gen/status_page_html.o
 
 BINS  := $(BUILD)/bin/mes-producer $(BUILD)/bin/erp-consumer \
          $(patsubst test/tools/%.c,$(BUILD)/bin/%,$(TOOL_SRC))
@@ -55,6 +55,20 @@ $(PROTO_C) $(PROTO_H): proto/invsync.proto
 $(BUILD)/obj/gen/invsync.pb-c.o: $(PROTO_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Werror,$(CFLAGS)) -MMD -MP -c $< -o $@
+
+# The status page ships inside erp-consumer: the HTML file as a byte array.
+$(BUILD)/gen/status_page_html.c: erp-consumer/status_page.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from erp-consumer/status_page.html: do not edit */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'const unsigned char status_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed -E 's/ ([0-9a-f]{2})/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t status_page_html_len = sizeof(status_page_html);'; } > $@
+
+$(BUILD)/obj/gen/status_page_html.o: $(BUILD)/gen/status_page_html.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c $(PROTO_H)
 	@mkdir -p $(dir $@)

@@ -11,6 +11,7 @@
 
 #include "admin.h"
 #include "api.h"
+#include "status_page.h"
 #include "duration.h"
 #include "topic.h"
 
@@ -622,7 +623,16 @@ static void h_audit_verify(void *ctx, const is_http_request_t *req, is_http_resp
     is_http_respond_json(resp, json_is_true(json_object_get(res, "ok")) ? 200 : 409, res);
 }
 
+/* GET / — the status page (HTML + JS shipped in the binary; it polls the API). */
+static void h_page(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    (void)ctx;
+    (void)req;
+    is_http_respond_text(resp, 200, "text/html; charset=utf-8", (const char *)status_page_html,
+                         status_page_html_len);
+}
+
 static const is_http_route_t api_routes[] = {
+    {"GET", "/", h_page},
     {"POST", "/admin/pause", h_admin_control},
     {"POST", "/admin/resume", h_admin_control},
     {"POST", "/admin/flush", h_admin_control},
