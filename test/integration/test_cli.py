@@ -1,0 +1,84 @@
+"""The services' command lines: clear errors for a bad configuration,
+environment overrides, a clean exit on SIGTERM."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import Service, binary, free_port, http_ok
+
+# A valid configuration for each service, Kafka pointing at a closed port.
+SERVICES = {
+    "mes-producer": lambda st: st.producer_config(bootstrap="127.0.0.1:%d" % free_port()),
+    "erp-consumer": lambda st: st.consumer_config(bootstrap="127.0.0.1:%d" % free_port()),
+}
+
+
+def run_expecting_failure(stack, argv, timeout=15):
+    """Run a service that must refuse to start; returns its combined output."""
+    try:
+        r = subprocess.run(argv, cwd=stack.dir, capture_output=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")})
+    except subprocess.TimeoutExpired:
+        pytest.fail("%s should have refused to start but was still running after %ds"
+                    % (" ".join(argv), timeout))
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    with open(stack.path("cli.log"), "a") as f:
+        f.write("### %s\n### exit %d\n%s\n" % (" ".join(argv), r.returncode, out))
+    assert r.returncode != 0, "%s exited 0 on a bad configuration:\n%s" % (" ".join(argv), out)
+    return out
+
+
+def argv_for(name, config_path):
+    return [binary(name)] + (["run"] if name == "erp-consumer" else []) + ["--config", config_path]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_missing_config_file_is_named(stack, name):
+    missing = stack.path("missing.yaml")
+    out = run_expecting_failure(stack, argv_for(name, missing))
+    assert "missing.yaml" in out, "the error does not name the file:\n%s" % out
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_unknown_config_key_is_named(stack, name):
+    cfg = SERVICES[name](stack)
+    cfg["http"]["lisen"] = "127.0.0.1:1"  # a typo must be loud
+    path = stack.write_config(name + "-typo", cfg)
+    out = run_expecting_failure(stack, argv_for(name, path))
+    assert "http.lisen" in out or "lisen" in out, "the error does not name the key:\n%s" % out
+    assert name + "-typo.yaml" in out, "the error does not name the file:\n%s" % out
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_bad_config_value_is_named(stack, name):
+    cfg = SERVICES[name](stack)
+    cfg["http"]["threads"] = "lots"
+    path = stack.write_config(name + "-badvalue", cfg)
+    out = run_expecting_failure(stack, argv_for(name, path))
+    assert "http.threads" in out and "lots" in out, "the error does not name key and value:\n%s" % out
+
+
+def test_producer_unreadable_policy_is_named(stack):
+    cfg = SERVICES["mes-producer"](stack)
+    cfg["policy"]["path"] = stack.path("no-such-policy.yaml")
+    path = stack.write_config("producer-nopolicy", cfg)
+    out = run_expecting_failure(stack, argv_for("mes-producer", path))
+    assert "no-such-policy.yaml" in out, "the error does not name the policy file:\n%s" % out
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_env_overrides_listen_address_and_sigterm_exits_cleanly(stack, name):
+    """INVSYNC_HTTP_LISTEN overrides http.listen; SIGTERM → exit 0."""
+    cfg = SERVICES[name](stack)
+    path = stack.write_config(name, cfg)
+    port = free_port()
+    svc = Service(stack, name, argv_for(name, path), env={"INVSYNC_HTTP_LISTEN": "127.0.0.1:%d" % port})
+    stack.services.append(svc)
+    stack.wait_for(lambda: http_ok("http://127.0.0.1:%d/healthz" % port), 20,
+                   "%s to answer /healthz on the INVSYNC_HTTP_LISTEN port %d" % (name, port))
+    assert not http_ok("http://%s/healthz" % cfg["http"]["listen"]), "the file's address is used too"
+    rc = svc.stop(timeout=15)
+    assert rc == 0, "%s exited %s on SIGTERM (expected a clean 0)" % (name, rc)
