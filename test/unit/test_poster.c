@@ -1,0 +1,361 @@
+/*
+ * test_poster.c — the tiers end to end through the real poster, store and
+ * embedded ERP ledger, with plant time chosen by the test (poster_run_once
+ * takes "now"): a 30-minute window nets 10,000 issues into one exact line,
+ * a restart mid-window neither posts early nor twice, a reversal after the
+ * posting becomes an ERP reversal, pause holds and resume catches up, and a
+ * real-time quarantine promotes the lot's waiting transfer so the ERP sees
+ * them in order. Dead letters go to an in-process mock Kafka cluster.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "duration.h"
+#include "erp_sqlite.h"
+#include "poster.h"
+#include "schedule.h"
+#include "store.h"
+
+typedef struct fx {
+    char dir[64], store_path[128], ledger_path[128], policy_path[128];
+    consumer_config_t cfg;
+    is_policy_t *policy;
+    consumer_stats_t stats;
+    rd_kafka_t *mock_host; /* hosts the mock cluster for dead letters */
+    dlq_t *dlq;
+    store_t *store;
+    uint64_t seq;
+    int64_t offset;
+} fx_t;
+
+static const char POLICY[] =
+    "topic_prefix: invsync\n"
+    "tiers:\n"
+    "  realtime: {cadence: immediate, stale_after: 2m}\n"
+    "  periodic: {cadence: every 30m, stale_after: 90m}\n"
+    "rules:\n"
+    "  - {when: {type: [QUARANTINE, RELEASE, REVERSAL]}, tier: realtime}\n"
+    "default_tier: periodic\n";
+
+static int64_t T0; /* 2026-03-02T08:00:00Z, a window boundary */
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof(*f));
+    char errstr[512], kerr[256];
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_poster.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->store_path, sizeof(f->store_path), "%s/store.db", f->dir);
+    snprintf(f->ledger_path, sizeof(f->ledger_path), "%s/ledger.db", f->dir);
+    snprintf(f->policy_path, sizeof(f->policy_path), "%s/policy.yaml", f->dir);
+    FILE *pf = fopen(f->policy_path, "w");
+    fputs(POLICY, pf);
+    fclose(pf);
+    assert_int_equal(is_policy_load(f->policy_path, &f->policy, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(is_parse_rfc3339("2026-03-02T08:00:00Z", &T0), IS_OK);
+
+    /* An in-process mock cluster for the dead-letter producer. */
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(kc, "test.mock.num.brokers", "1", kerr, sizeof(kerr)),
+                     RD_KAFKA_CONF_OK);
+    f->mock_host = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof(kerr));
+    assert_non_null(f->mock_host);
+    is_strmap_t kafka = {0};
+    assert_int_equal(is_strmap_set(&kafka, "bootstrap.servers",
+                                   rd_kafka_mock_cluster_bootstraps(
+                                       rd_kafka_handle_mock_cluster(f->mock_host))),
+                     IS_OK);
+    assert_int_equal(dlq_new(&kafka, "invsync", &f->dlq, errstr, sizeof(errstr)), IS_OK);
+    is_strmap_release(&kafka);
+
+    f->cfg.store_path = f->store_path;
+    f->cfg.store_sync = "normal";
+    f->cfg.erp.adapter = "sqlite";
+    f->cfg.erp.sqlite_path = f->ledger_path;
+    f->cfg.poster_batch = 500;
+    f->cfg.retry_base_ms = 1000;
+    f->cfg.retry_max_ms = 60000;
+    f->cfg.gap_timeout_ms = 60000;
+    pthread_mutex_init(&f->stats.lag_mu, NULL);
+    assert_int_equal(store_open(f->store_path, IS_DB_SYNC_OFF, &f->store, errstr, sizeof(errstr)),
+                     IS_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    char cmd[128];
+    store_close(f->store);
+    dlq_destroy(f->dlq);
+    rd_kafka_destroy(f->mock_host);
+    is_policy_destroy(f->policy);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Seed the ledger with stock (an ADJUSTMENT posting outside the consumer). */
+static void seed(fx_t *f, const char *location, int64_t units) {
+    erp_sqlite_t *l;
+    char errstr[256];
+    is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = units;
+    m.site = "S1";
+    m.material = "RM-1";
+    m.lot = "L1";
+    m.location = (char *)location;
+    m.uom = "KG";
+    m.type = INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT;
+    m.quantity = &q;
+    erp_line_t line = {.m = &m, .quantity = {units, 0}};
+    erp_posting_t p = {.posting_id = "seed", .site = "S1", .tier = "opening",
+                       .policy_version = "", .lines = &line, .n_lines = 1};
+    erp_result_t r;
+    assert_int_equal(erp_sqlite_open_path(f->ledger_path, 0, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(erp_sqlite_post(l, &p, &r, NULL), IS_OK);
+    erp_sqlite_close(l);
+}
+
+/* Consume one stamped movement accepted at `accepted` (its tier from the policy). */
+static void consume(fx_t *f, is_movement_t *m, int64_t accepted) {
+    char errstr[256];
+    store_batch_result_t res;
+    const is_tier_t *t = is_policy_classify(f->policy, m, NULL);
+    m->tier = (char *)t->name;
+    m->producer_id = "P1";
+    m->sequence = ++f->seq;
+    m->accepted_time = accepted;
+    m->source_system = "MES";
+    m->site = "S1";
+    m->material = "RM-1";
+    m->lot = "L1";
+    m->uom = "KG";
+    size_t len = invsync__v1__movement__get_packed_size(m);
+    uint8_t *buf = malloc(len);
+    invsync__v1__movement__pack(m, buf);
+    store_msg_t sm = {.kind = STORE_MSG_MOVEMENT,
+                      .topic = "invsync.S1.periodic",
+                      .offset = f->offset++,
+                      .m = m,
+                      .payload = buf,
+                      .payload_len = len,
+                      .due_at = is_schedule_due(t, "UTC", accepted)};
+    assert_int_equal(store_apply_batch(f->store, &sm, 1, accepted, &res, errstr, sizeof(errstr)),
+                     IS_OK);
+    free(buf);
+}
+
+static poster_t *new_poster(fx_t *f) {
+    poster_t *p = NULL;
+    char errstr[512];
+    assert_int_equal(poster_new(&f->cfg, f->policy, f->dlq, &f->stats, &p, errstr, sizeof(errstr)),
+                     IS_OK);
+    return p;
+}
+
+/* Run poster cycles at `now` until nothing more is handled. */
+static int run_until_idle(poster_t *p, int64_t now) {
+    int total = 0, n;
+    while ((n = poster_run_once(p, now)) > 0)
+        total += n;
+    assert_true(n >= 0);
+    return total;
+}
+
+static int64_t ledger_int(fx_t *f, const char *sql) {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    assert_int_equal(sqlite3_open_v2(f->ledger_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void test_window_nets_ten_thousand_issues_into_one_line(void **state) {
+    fx_t *f = *state;
+    enum { N = 10000 };
+    seed(f, "LINE-1", 100000);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+        Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+        q.units = 125; /* 0.125 KG */
+        q.scale = 3;
+        snprintf(id, sizeof(id), "GI-%05d", i);
+        m.movement_id = id;
+        m.type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+        m.location = "LINE-1";
+        m.order_id = "ORD-1";
+        m.quantity = &q;
+        consume(f, &m, T0 + 60000 + i * 100); /* all inside 08:00–08:30 */
+    }
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 20 * 60000), 0); /* window still open */
+    poster_destroy(p);
+    /* Restart mid-window: still nothing early. */
+    p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 29 * 60000), 0);
+    assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1); /* one posting at the close */
+    assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 0); /* and never twice */
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id <> 'seed'"), 1);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_lines WHERE type <> 'ADJUSTMENT'"
+                                   " AND type <> '7'"),
+                     1);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements"), N);
+    /* 100000 - 10000 × 0.125 = 98750 KG, exactly (ledger scale 6). */
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
+                     98750000000LL);
+}
+
+static void test_reversal_after_posting_is_an_erp_reversal(void **state) {
+    fx_t *f = *state;
+    seed(f, "LINE-1", 50);
+    is_movement_t gi = INVSYNC__V1__MOVEMENT__INIT, rv = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = 20;
+    gi.movement_id = "GI-1";
+    gi.type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    gi.location = "LINE-1";
+    gi.order_id = "ORD-1";
+    gi.quantity = &q;
+    consume(f, &gi, T0 + 1000);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
+                     30000000);
+    rv = gi;
+    rv.movement_id = "REV-1";
+    rv.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    rv.reverses_movement_id = "GI-1";
+    consume(f, &rv, T0 + 31 * 60000);
+    assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 1); /* real-time tier */
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
+                     50000000);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id <> 'seed'"), 2);
+}
+
+static void test_reversal_inside_window_posts_nothing(void **state) {
+    fx_t *f = *state;
+    seed(f, "LINE-1", 50);
+    is_movement_t gi = INVSYNC__V1__MOVEMENT__INIT, rv;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = 20;
+    gi.movement_id = "GI-1";
+    gi.type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    gi.location = "LINE-1";
+    gi.order_id = "ORD-1";
+    gi.quantity = &q;
+    consume(f, &gi, T0 + 1000);
+    rv = gi;
+    rv.movement_id = "REV-1";
+    rv.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    rv.reverses_movement_id = "GI-1";
+    rv.tier = "";
+    consume(f, &rv, T0 + 2000); /* real-time reversal promotes and cancels its original */
+    poster_t *p = new_poster(f);
+    run_until_idle(p, T0 + 3000);
+    run_until_idle(p, T0 + 40 * 60000);
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id <> 'seed'"), 0);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
+                     50000000);
+    store_counts_t c;
+    char errstr[256];
+    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.cancelled, 2);
+}
+
+static void test_pause_holds_resume_catches_up(void **state) {
+    fx_t *f = *state;
+    char errstr[256];
+    seed(f, "QA", 10);
+    is_movement_t qm = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = 10;
+    qm.movement_id = "Q-1";
+    qm.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE;
+    qm.location = "QA";
+    qm.quantity = &q;
+    assert_int_equal(store_pause(f->store, "S1", "realtime", "alice", "ERP upgrade", T0, errstr,
+                                 sizeof(errstr)),
+                     IS_OK);
+    consume(f, &qm, T0 + 1000);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 10 * 60000), 0);
+    store_counts_t c;
+    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.queued, 1); /* staleness grows: oldest unposted is still there */
+    assert_true(c.oldest_unposted_ms > 0);
+    assert_int_equal(store_resume(f->store, "S1", "realtime", "alice", "done", T0 + 11 * 60000,
+                                  errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(run_until_idle(p, T0 + 11 * 60000), 1);
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'QA'"
+                                   " AND status = 'BLOCKED'"),
+                     10000000);
+}
+
+static void test_realtime_quarantine_promotes_waiting_transfer(void **state) {
+    fx_t *f = *state;
+    seed(f, "WH-01", 40);
+    is_movement_t tr = INVSYNC__V1__MOVEMENT__INIT, qm = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = 40;
+    tr.movement_id = "TR-1";
+    tr.type = INVSYNC__V1__MOVEMENT_TYPE__TRANSFER;
+    tr.location = "WH-01";
+    tr.to_location = "QA-CAGE";
+    tr.quantity = &q;
+    consume(f, &tr, T0 + 1000); /* periodic: waits for 08:30 */
+    qm.movement_id = "Q-1";
+    qm.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE;
+    qm.location = "QA-CAGE"; /* needs the transfer's stock */
+    qm.quantity = &q;
+    consume(f, &qm, T0 + 2000);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 3000), 2); /* both now, transfer first */
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'QA-CAGE'"
+                                   " AND status = 'BLOCKED'"),
+                     40000000);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents d JOIN doc_movements m"
+                                   " ON m.doc_no = d.doc_no WHERE m.movement_id = 'TR-1'"
+                                   " AND d.doc_no < (SELECT doc_no FROM doc_movements"
+                                   " WHERE movement_id = 'Q-1')"),
+                     1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_window_nets_ten_thousand_issues_into_one_line, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_after_posting_is_an_erp_reversal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_inside_window_posts_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_holds_resume_catches_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_realtime_quarantine_promotes_waiting_transfer, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
