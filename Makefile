@@ -43,6 +43,8 @@ BINS  := $(BUILD)/bin/mes-producer $(BUILD)/bin/erp-consumer \
 UNITS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
 
 .PHONY: all deps test unit integration reliability demo asan bench clean format check-format
+# Keep objects that pattern rules chain through (no rebuild on every run).
+.SECONDARY:
 all: $(BINS) $(UNITS)
 
 deps:
