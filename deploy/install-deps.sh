@@ -19,7 +19,14 @@ PACKAGES=(
   curl ca-certificates tzdata
   python3 python3-pytest    # integration test harness
   maven default-jre-headless  # real Apache Kafka for the reliability suite
+  prometheus                # promtool: alert rules, their unit tests, /metrics lint
+  docker-compose            # validates docker-compose.yml (no Docker engine needed)
+  chromium nodejs           # status page browser test (playwright-core from npm)
 )
+# npm installs playwright-core for the browser test. NodeSource's nodejs
+# ships its own npm (and conflicts with Debian's): take Debian's only when
+# there is none.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

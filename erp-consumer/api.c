@@ -233,6 +233,15 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
                     "retry", (json_int_t)c.postings_retry, "sites", sites, "grid", grid,
                     "backlog", backlog, "paused", paused);
     paused = NULL;
+    if (doc) {
+        json_t *tiers = json_array();
+        for (size_t t = 0; t < is_policy_tier_count(policy); t++)
+            json_array_append_new(
+                tiers, json_pack("{s:s,s:f}", "name", is_policy_tier(policy, t)->name,
+                                 "stale_after_s",
+                                 (double)is_policy_tier(policy, t)->stale_after_ms / 1000.0));
+        json_object_set_new(doc, "tiers", tiers);
+    }
     if (doc && stats) {
         json_object_set_new(
             doc, "counters",
@@ -629,6 +638,9 @@ static void h_page(void *ctx, const is_http_request_t *req, is_http_response_t *
     (void)req;
     is_http_respond_text(resp, 200, "text/html; charset=utf-8", (const char *)status_page_html,
                          status_page_html_len);
+    /* The page's own CSP (a meta tag) cannot forbid framing: refuse clickjacking here. */
+    snprintf(resp->extra_header, sizeof(resp->extra_header), "%s",
+             "Content-Security-Policy: frame-ancestors 'none'");
 }
 
 static const is_http_route_t api_routes[] = {

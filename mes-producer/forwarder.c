@@ -122,8 +122,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     if (id == 0) { /* heartbeat */
         if (fw->hb_in_flight > 0)
             fw->hb_in_flight--;
-        if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             set_kafka_state(fw, PRODUCER_KAFKA_CONNECTED, "heartbeat delivered");
+            producer_metrics_heartbeat_sent(fw->metrics);
+        }
         else if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
                  msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
             is_log(IS_LOG_WARN, "heartbeat not delivered", "topic", rd_kafka_topic_name(msg->rkt),
@@ -604,6 +606,7 @@ is_err_t forwarder_start(const forwarder_opts_t *opts, forwarder_t **out, char *
     fw->outbox = opts->outbox;
     fw->policy = opts->policy;
     fw->hb_interval_ms = opts->heartbeat_interval_ms;
+    producer_metrics_set_heartbeat_interval(opts->metrics, opts->heartbeat_interval_ms);
     fw->batch = opts->batch;
     fw->max_in_flight = opts->batch * IN_FLIGHT_PER_BATCH;
     fw->metrics = opts->metrics;

@@ -33,6 +33,8 @@ struct producer_metrics {
     site_slot_t slots[N_SLOTS];
     atomic_uint_fast64_t http[HTTP_MAX - HTTP_MIN + 1];
     atomic_uint_fast64_t delivery_errors;
+    atomic_uint_fast64_t heartbeats_sent;
+    atomic_int_fast64_t heartbeat_interval_ms;
     atomic_int kafka_state;
 };
 
@@ -50,6 +52,8 @@ producer_metrics_t *producer_metrics_new(void) {
     for (i = 0; i < sizeof(pm->http) / sizeof(pm->http[0]); i++)
         atomic_init(&pm->http[i], 0);
     atomic_init(&pm->delivery_errors, 0);
+    atomic_init(&pm->heartbeats_sent, 0);
+    atomic_init(&pm->heartbeat_interval_ms, 0);
     atomic_init(&pm->kafka_state, PRODUCER_KAFKA_UNKNOWN);
     snprintf(pm->slots[SLOT_OTHER].name, SITE_NAME_MAX, "_other");
     snprintf(pm->slots[SLOT_INVALID].name, SITE_NAME_MAX, "_invalid");
@@ -115,6 +119,16 @@ void producer_metrics_http(producer_metrics_t *pm, int status) {
 void producer_metrics_delivery_error(producer_metrics_t *pm) {
     if (pm)
         atomic_fetch_add(&pm->delivery_errors, 1);
+}
+
+void producer_metrics_heartbeat_sent(producer_metrics_t *pm) {
+    if (pm)
+        atomic_fetch_add(&pm->heartbeats_sent, 1);
+}
+
+void producer_metrics_set_heartbeat_interval(producer_metrics_t *pm, int64_t ms) {
+    if (pm)
+        atomic_store(&pm->heartbeat_interval_ms, ms);
 }
 
 void producer_metrics_set_kafka(producer_metrics_t *pm, producer_kafka_state_t st) {
@@ -191,10 +205,18 @@ gauges:
             "invsync_kafka_delivery_errors_total %llu\n"
             "# HELP invsync_kafka_up 1 when Kafka answered last, 0 when unreachable or unknown.\n"
             "# TYPE invsync_kafka_up gauge\n"
-            "invsync_kafka_up %d\n",
+            "invsync_kafka_up %d\n"
+            "# HELP invsync_heartbeats_sent_total Site heartbeats delivered to Kafka.\n"
+            "# TYPE invsync_heartbeats_sent_total counter\n"
+            "invsync_heartbeats_sent_total %llu\n"
+            "# HELP invsync_heartbeat_interval_seconds Configured heartbeat period per site.\n"
+            "# TYPE invsync_heartbeat_interval_seconds gauge\n"
+            "invsync_heartbeat_interval_seconds %.3f\n",
             (unsigned long long)backlog, oldest_unsent_age_s,
             (unsigned long long)(pm ? atomic_load(&pm->delivery_errors) : 0),
-            producer_metrics_kafka(pm) == PRODUCER_KAFKA_CONNECTED ? 1 : 0);
+            producer_metrics_kafka(pm) == PRODUCER_KAFKA_CONNECTED ? 1 : 0,
+            (unsigned long long)(pm ? atomic_load(&pm->heartbeats_sent) : 0),
+            pm ? (double)atomic_load(&pm->heartbeat_interval_ms) / 1000.0 : 0.0);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

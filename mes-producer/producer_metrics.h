@@ -50,6 +50,10 @@ void producer_metrics_movements(producer_metrics_t *pm, const char *site,
 /* Count one answered HTTP request by status code. */
 void producer_metrics_http(producer_metrics_t *pm, int status);
 void producer_metrics_delivery_error(producer_metrics_t *pm);
+/* One heartbeat delivered to Kafka. */
+void producer_metrics_heartbeat_sent(producer_metrics_t *pm);
+/* The configured heartbeat period (for the silent-site alert: 3 × this). */
+void producer_metrics_set_heartbeat_interval(producer_metrics_t *pm, int64_t ms);
 
 void producer_metrics_set_kafka(producer_metrics_t *pm, producer_kafka_state_t st);
 producer_kafka_state_t producer_metrics_kafka(const producer_metrics_t *pm);

@@ -1,0 +1,162 @@
+"""Operating the consumer through its admin HTTP API and CLI, end to end:
+pause holds a tier while consumption continues, flush closes a window now,
+resume catches up; a permanently refused posting holds its lot only, shows
+in /admin/failed, and posts after an audited retry; the audit chain
+verifies; policy-check previews a policy change on simulator traffic."""
+
+import json
+import os
+
+import sqlite3
+
+from conftest import ADMIN_TOKEN, REPO, binary, http, movement, query, scalar
+
+DEPLOY_POLICY = os.path.join(REPO, "deploy", "policy.yaml")
+ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"}
+
+
+def admin(consumer, path, body=None, token=ADMIN_TOKEN):
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    return http("POST" if body is not None else "GET", consumer.base + path,
+                json.dumps(body) if body is not None else None, h)
+
+
+def grid_cell(consumer, site, tier):
+    for c in consumer.status()["grid"]:
+        if c["site"] == site and c["tier"] == tier:
+            return c
+    return None
+
+
+def test_pause_flush_resume_over_http(stack):
+    stack.start_kafka()
+    policy = {"policy": {"path": DEPLOY_POLICY}}  # real windows: periodic every 30m
+    consumer = stack.start_consumer(overrides=dict(policy, consume={"mode": "assign", "discovery": "500ms"}))
+    producer = stack.start_producer(overrides=policy)
+    # Completions of RM material: default tier periodic (a 30-minute window).
+    batch = [movement("OPS-%d" % i, "PLANT1", material="RM-101", lot="LOT-OPS",
+                      location="WH-01", uom="KG") for i in range(5)]
+    r = producer.post(batch)
+    assert r.status == 202, r
+    assert {i["tier"] for i in r.json()["items"]} == {"periodic"}
+    stack.wait_for(lambda: consumer.store_count() == 5, 60, "the consumer to store 5 movements")
+    assert consumer.posted_count() in (None, 0), "posted before the window closed"
+
+    # Admin needs the token.
+    assert admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic", "by": "t",
+                                            "reason": "x"}, token=None).status == 401
+    assert admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic", "by": "t",
+                                            "reason": "x"}, token="wrong").status == 401
+    # Who and why are required.
+    r = admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic"})
+    assert r.status == 400 and "by" in r.json()["error"], r
+
+    r = admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic", "by": "alice",
+                                         "reason": "ERP upgrade"})
+    assert r.status == 200, r
+    stack.wait_for(lambda: grid_cell(consumer, "PLANT1", "periodic")["paused"], 10,
+                   "the status grid to show PLANT1/periodic paused")
+    # Flush closes the window, but the tier is paused: still nothing posted.
+    r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "bob",
+                                         "reason": "manual shift end"})
+    assert r.status == 200 and r.json()["movements"] == 5, r
+    # Consumption continues while paused.
+    assert producer.post(movement("OPS-5", "PLANT1", material="RM-101", lot="LOT-OPS",
+                                  location="WH-01", uom="KG")).status == 202
+    stack.wait_for(lambda: consumer.store_count() == 6, 30, "the consumer to keep consuming while paused")
+    assert consumer.posted_count() in (None, 0), "posted while paused"
+    cell = grid_cell(consumer, "PLANT1", "periodic")
+    assert cell["unposted"] == 6 and cell["oldest_unposted_age_s"] > 0
+
+    r = admin(consumer, "/admin/resume", {"site": "PLANT1", "tier": "periodic", "by": "alice",
+                                          "reason": "upgrade done"})
+    assert r.status == 200, r
+    # The five flushed movements post (netted: one document); OPS-5 waits for its window.
+    stack.wait_for(lambda: (consumer.posted_count() or 0) == 5, 30, "the flushed movements to post")
+    docs = scalar(consumer.erp, "SELECT count(*) FROM documents WHERE posting_id NOT LIKE 'seed-%'")
+    lines = scalar(consumer.erp, "SELECT count(*) FROM doc_lines")
+    assert docs == 1 and lines == 1, "5 completions of one lot should net into 1 line (docs %d lines %d)" % (docs, lines)
+
+    actions = [r[0] for r in query(consumer.store, "SELECT action FROM audit WHERE action IN"
+                                                   " ('pause', 'flush', 'resume') ORDER BY id")]
+    assert actions == ["pause", "flush", "resume"], actions
+    r = admin(consumer, "/admin/audit/verify")
+    assert r.status == 200 and r.json()["ok"] is True, r
+    # Tampering is detected.
+    stack.stop_all()
+    db = sqlite3.connect(consumer.store)
+    db.execute("UPDATE audit SET actor = 'mallory' WHERE action = 'pause'")
+    db.commit()
+    db.close()
+    r = stack.run([binary("erp-consumer"), "audit", "verify", "--config", consumer.config_path],
+                  check=False)
+    assert r.returncode == 1 and '"ok": false' in r.out, r.out
+
+
+def test_failed_posting_holds_its_lot_and_retries_over_http(stack):
+    stack.start_kafka()
+    consumer = stack.start_consumer(overrides={"retry": {"base": "100ms", "max": "1s"}})
+    producer = stack.start_producer()
+    # An issue from a lot the ERP has no stock of: refused, permanent.
+    bad = movement("FAIL-1", "PLANT1", type="GOODS_ISSUE", material="RM-101", lot="LOT-EMPTY",
+                   location="LINE-1", quantity="3", uom="KG")
+    later = movement("FAIL-2", "PLANT1", type="COMPLETION", material="RM-101", lot="LOT-EMPTY",
+                     location="LINE-1", quantity="1", uom="KG")
+    other = movement("OK-1", "PLANT1", type="COMPLETION", material="RM-102", lot="LOT-OTHER",
+                     location="LINE-1", quantity="1", uom="KG")
+    for m in (bad, later, other):
+        assert producer.post(m).status == 202
+    stack.wait_for(lambda: consumer.store_count("WHERE state = 'failed'") == 1, 60,
+                   "the refused posting to fail")
+    stack.wait_for(lambda: consumer.posted_count() == 1, 30, "the other lot to keep flowing")
+    assert consumer.store_count("WHERE movement_id = 'FAIL-2' AND state = 'queued'") == 1, \
+        "the later movement of the failed lot must wait"
+
+    r = admin(consumer, "/admin/failed")
+    assert r.status == 200, r
+    failed = r.json()["failed"]
+    assert len(failed) == 1 and "insufficient stock" in failed[0]["error"], failed
+    assert failed[0]["movements"] == "FAIL-1"
+    posting_id = failed[0]["posting_id"]
+    cell = grid_cell(consumer, "PLANT1", [c for c in consumer.status()["grid"] if c["failed"]][0]["tier"])
+    assert "insufficient stock" in (cell["last_error"] or "")
+
+    # The stock is booked in the ERP; the operator retries.
+    opening = stack.path("fix.json")
+    with open(opening, "w") as f:
+        json.dump([{"site": "PLANT1", "material": "RM-101", "lot": "LOT-EMPTY", "location": "LINE-1",
+                    "stock_status": "UNRESTRICTED", "uom": "KG", "quantity": "3"}], f)
+    stack.seed_erp(consumer, opening)
+    r = admin(consumer, "/admin/failed/%s/retry" % posting_id, {"by": "carol", "reason": "stock booked"})
+    assert r.status == 200, r
+    stack.wait_for(lambda: consumer.posted_count() == 3, 30, "the retried posting and the held movement to post")
+    assert admin(consumer, "/admin/failed/%s/retry" % posting_id, {"by": "carol", "reason": "again"}).status == 404
+    rows = query(consumer.store, "SELECT actor, detail FROM audit WHERE action = 'retry'")
+    assert len(rows) == 1 and rows[0][0] == "carol" and "stock booked" in rows[0][1]
+
+
+def test_policy_check_previews_a_change(stack):
+    sample = stack.path("day.jsonl")
+    stack.sim("gen", "--sites", "PLANT1,PLANT2", "--seed", 11, "--movements", 3000, "--out", sample)
+    new = stack.path("new-policy.yaml")
+    with open(DEPLOY_POLICY) as f:
+        text = f.read()
+    assert "type: [ADJUSTMENT]" in text
+    with open(new, "w") as f:
+        f.write(text.replace("type: [ADJUSTMENT]", "type: [ADJUSTMENT, SCRAP]"))
+    # materials.csv is relative to the policy file
+    os.symlink(os.path.join(REPO, "deploy", "materials.csv"), stack.path("materials.csv"))
+    r = stack.run([binary("erp-consumer"), "policy-check", "--policy", new, "--against", DEPLOY_POLICY,
+                   "--sample", sample, "--json"])
+    doc = json.loads(r.out)
+    assert doc["valid"] is True and doc["sample"]["movements"] >= 3000
+    moves = {(m["from"], m["to"]): m["movements"] for m in doc["moves"]}
+    assert list(moves) == [("periodic", "daily")] and moves[("periodic", "daily")] > 0, moves
+    # A broken policy names the file, line and key.
+    bad = stack.path("bad.yaml")
+    with open(bad, "w") as f:
+        f.write("tiers:\n  fast: {cadence: every 5q, stale_after: 1m}\ndefault_tier: fast\n")
+    r = stack.run([binary("erp-consumer"), "policy-check", "--policy", bad], check=False)
+    assert r.returncode == 2 and "bad.yaml:2" in r.err and "'5q'" in r.err, r.err
