@@ -416,8 +416,9 @@ json_t *genealogy_walk(genealogy_t *g, const char *lot, const char *material, co
     doc = json_pack("{s:s,s:o,s:o,s:s,s:i}", "lot", lot, "material",
                     material ? json_string(material) : json_null(), "site",
                     site ? json_string(site) : json_null(), "direction",
-                    dir == GENEALOGY_BOTH ? "both" : dir == GENEALOGY_FORWARD ? "forward"
-                                                                              : "backward",
+                    dir == GENEALOGY_BOTH      ? "both"
+                    : dir == GENEALOGY_FORWARD ? "forward"
+                                               : "backward",
                     "depth", depth);
     jroots = json_array();
     nodes = json_array();
@@ -443,9 +444,9 @@ json_t *genealogy_walk(genealogy_t *g, const char *lot, const char *material, co
             continue;
         json_array_append_new(nodes, node_json(n, w.level[i], is_root));
         if (!n->is_order && !is_root)
-            json_array_append_new(w.level[i] < 0 ? inputs : outputs,
-                                  json_pack("{s:s,s:i}", "id", n->id, "generation",
-                                            w.level[i] / 2));
+            json_array_append_new(
+                w.level[i] < 0 ? inputs : outputs,
+                json_pack("{s:s,s:i}", "id", n->id, "generation", w.level[i] / 2));
     }
     for (size_t i = 0; i < g->n_edges; i++) {
         const edge_t *e = &g->edges[i];
@@ -542,10 +543,10 @@ static is_err_t load_store(genealogy_t *g, const consumer_config_t *cfg, const c
                            size_t *n, char *errstr, size_t errstr_size) {
     store_t *s = NULL;
     sqlite3_stmt *st = NULL;
-    is_err_t rc = store_open(cfg->store_path,
-                             strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL
-                                                                    : IS_DB_SYNC_FULL,
-                             &s, errstr, errstr_size);
+    is_err_t rc =
+        store_open(cfg->store_path,
+                   strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL, &s,
+                   errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
     /* Dead and ignored movements never happened as far as the ERP knows; everything else
@@ -564,8 +565,8 @@ static is_err_t load_store(genealogy_t *g, const consumer_config_t *cfg, const c
     }
     while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
         int used = 0;
-        is_movement_t *m = invsync__v1__movement__unpack(
-            NULL, (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_blob(st, 0));
+        is_movement_t *m = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
+                                                         sqlite3_column_blob(st, 0));
         if (!m) {
             is_errf(errstr, errstr_size, "store: movement '%s' cannot be decoded",
                     (const char *)sqlite3_column_text(st, 1));
@@ -601,13 +602,17 @@ static void usage(FILE *f) {
 }
 
 int genealogy_cli(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},    {"lot", required_argument, NULL, 'l'},
-        {"material", required_argument, NULL, 'M'},  {"site", required_argument, NULL, 's'},
-        {"direction", required_argument, NULL, 'd'}, {"depth", required_argument, NULL, 'D'},
-        {"format", required_argument, NULL, 'f'},    {"from", required_argument, NULL, 'F'},
-        {"to", required_argument, NULL, 'T'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"lot", required_argument, NULL, 'l'},
+                                         {"material", required_argument, NULL, 'M'},
+                                         {"site", required_argument, NULL, 's'},
+                                         {"direction", required_argument, NULL, 'd'},
+                                         {"depth", required_argument, NULL, 'D'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"from", required_argument, NULL, 'F'},
+                                         {"to", required_argument, NULL, 'T'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *config = NULL, *lot = NULL, *material = NULL, *site = NULL, *format = "json",
                *from = NULL, *to = NULL, *direction = "backward";
     int64_t depth = 0, from_ms = 0, to_ms = 0;
@@ -677,11 +682,10 @@ int genealogy_cli(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (from && (is_parse_rfc3339(from, &from_ms) != IS_OK ||
-                 is_parse_rfc3339(to, &to_ms) != IS_OK)) {
-        fprintf(stderr,
-                "erp-consumer genealogy: --from/--to must be RFC 3339 times, e.g. "
-                "2026-11-29T06:00:00Z or 2026-11-29T07:00:00+01:00\n");
+    if (from &&
+        (is_parse_rfc3339(from, &from_ms) != IS_OK || is_parse_rfc3339(to, &to_ms) != IS_OK)) {
+        fprintf(stderr, "erp-consumer genealogy: --from/--to must be RFC 3339 times, e.g. "
+                        "2026-11-29T06:00:00Z or 2026-11-29T07:00:00+01:00\n");
         return 2;
     }
     if (consumer_config_load(&cfg, config, errstr, sizeof(errstr)) != IS_OK) {

@@ -21,10 +21,13 @@
 #include "consumer_config.h"
 #include "dlq.h"
 #include "duration.h"
+#include "genealogy.h"
 #include "hash.h"
 #include "log.h"
 #include "policy_check.h"
 #include "poster.h"
+#include "reconcile.h"
+#include "replay.h"
 #include "store.h"
 
 static volatile sig_atomic_t stop_flag; /* the one global: set by signals */
@@ -46,6 +49,14 @@ static void usage(FILE *f) {
                "--reason WHY\n"
                "       erp-consumer trace --config FILE (--movement ID | --document DOC)\n"
                "       erp-consumer audit verify --config FILE\n"
+               "       erp-consumer replay --config FILE --from T1 --to T2 [--site S] [--lot L] "
+               "... [--apply --by WHO --reason WHY]\n"
+               "       erp-consumer genealogy --config FILE --lot LOT [--direction "
+               "backward|forward|both] [--format json|dot]\n"
+               "       erp-consumer reconcile --config FILE --mes MES.csv [--erp ERP.csv] "
+               "[--metrics-file F]\n"
+               "       (replay, genealogy, reconcile: --help for every option; "
+               "docs/INVESTIGATIONS.md)\n"
                "       erp-consumer policy-check --policy NEW.yaml [--against CURRENT.yaml] "
                "[--sample movements.jsonl] [--json]\n"
                "       erp-consumer --help\n\n"
@@ -276,6 +287,13 @@ int main(int argc, char **argv) {
     /* Needs no service configuration: a policy file and a sample. */
     if (argc > 1 && strcmp(argv[1], "policy-check") == 0)
         return policy_check_main(argc - 1, argv + 1);
+    /* Investigations (docs/INVESTIGATIONS.md) parse their own options. */
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return replay_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "genealogy") == 0)
+        return genealogy_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "reconcile") == 0)
+        return reconcile_cli(argc - 1, argv + 1);
     if (argc > 1 && argv[1][0] != '-') {
         cmd = argv[1];
         argc--;

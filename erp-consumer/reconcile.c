@@ -25,9 +25,9 @@
 #include "reconcile.h"
 #include "store.h"
 
-#define SIDE_PENDING 2
+#define SIDE_PENDING   2
 #define MAX_FILE_BYTES (1LL << 30) /* a snapshot larger than 1 GiB is a mistake */
-#define MAX_COLS 64
+#define MAX_COLS       64
 
 typedef struct row {
     char *site, *material, *lot, *location, *uom; /* owned */
@@ -42,9 +42,9 @@ typedef struct row {
 typedef struct rec {
     const row_t *key; /* a row carrying the key's strings */
     is_decimal_t mes, erp, pending;
-    int has_mes, has_erp;  /* a non-zero row exists */
-    row_t *pend_row;       /* pending detail, or NULL */
-    int cls;               /* -1 while unclassified; -2 matched; -3 merged into another */
+    int has_mes, has_erp; /* a non-zero row exists */
+    row_t *pend_row;      /* pending detail, or NULL */
+    int cls;              /* -1 while unclassified; -2 matched; -3 merged into another */
     const char *erp_uom;
     char explanation[320];
 } rec_t;
@@ -53,6 +53,7 @@ typedef struct factor {
     char *material; /* NULL: every material */
     char *from, *to;
     is_decimal_t f;
+    int convert; /* a configured MES → ERP conversion: MES and pending rows are converted */
 } factor_t;
 
 struct reconcile {
@@ -72,9 +73,12 @@ struct reconcile {
 };
 
 static const char *const class_names[RECONCILE__COUNT] = {
-    [RECONCILE_UNEXPLAINED] = "unexplained", [RECONCILE_PENDING] = "pending",
-    [RECONCILE_SIGN] = "sign",               [RECONCILE_UOM] = "uom",
-    [RECONCILE_STATUS] = "status",           [RECONCILE_MISSING_LOT] = "missing-lot",
+    [RECONCILE_UNEXPLAINED] = "unexplained",
+    [RECONCILE_PENDING] = "pending",
+    [RECONCILE_SIGN] = "sign",
+    [RECONCILE_UOM] = "uom",
+    [RECONCILE_STATUS] = "status",
+    [RECONCILE_MISSING_LOT] = "missing-lot",
 };
 
 const char *reconcile_class_name(reconcile_class_t c) {
@@ -84,8 +88,8 @@ const char *reconcile_class_name(reconcile_class_t c) {
 static const struct {
     const char *from, *to, *factor;
 } builtin_factors[] = {
-    {"KG", "G", "1000"}, {"G", "MG", "1000"},  {"T", "KG", "1000"}, {"L", "ML", "1000"},
-    {"M", "CM", "100"},  {"M", "MM", "1000"},  {"CM", "MM", "10"},  {"DZ", "EA", "12"},
+    {"KG", "G", "1000"}, {"G", "MG", "1000"}, {"T", "KG", "1000"}, {"L", "ML", "1000"},
+    {"M", "CM", "100"},  {"M", "MM", "1000"}, {"CM", "MM", "10"},  {"DZ", "EA", "12"},
 };
 
 is_err_t reconcile_new(reconcile_t **out) {
@@ -170,8 +174,8 @@ static row_t *push_row(reconcile_t *r, int side, const char *site, const char *m
 }
 
 is_err_t reconcile_add_row(reconcile_t *r, reconcile_side_t side, const char *site,
-                           const char *material, const char *lot, const char *location,
-                           int status, const char *uom, is_decimal_t qty) {
+                           const char *material, const char *lot, const char *location, int status,
+                           const char *uom, is_decimal_t qty) {
     if (r->site && strcmp(r->site, site ? site : "") != 0)
         return IS_OK;
     if (!push_row(r, (int)side, site, material, lot, location, status, uom, qty))
@@ -198,8 +202,8 @@ is_err_t reconcile_add_pending(reconcile_t *r, const is_movement_t *m, const cha
     return IS_OK;
 }
 
-is_err_t reconcile_add_factor(reconcile_t *r, const char *material, const char *from_uom,
-                              const char *to_uom, is_decimal_t factor) {
+static is_err_t add_factor(reconcile_t *r, const char *material, const char *from_uom,
+                           const char *to_uom, is_decimal_t factor, int convert) {
     factor_t *fs = realloc(r->factors, (r->n_factors + 1) * sizeof(*fs));
     factor_t *f;
     if (!fs)
@@ -210,6 +214,7 @@ is_err_t reconcile_add_factor(reconcile_t *r, const char *material, const char *
     f->from = strdup(from_uom);
     f->to = strdup(to_uom);
     f->f = factor;
+    f->convert = convert;
     if (!f->from || !f->to || (material && *material && strcmp(material, "*") && !f->material)) {
         free(f->material);
         free(f->from);
@@ -217,6 +222,54 @@ is_err_t reconcile_add_factor(reconcile_t *r, const char *material, const char *
         return IS_ERR_NOMEM;
     }
     r->n_factors++;
+    return IS_OK;
+}
+
+is_err_t reconcile_add_factor(reconcile_t *r, const char *material, const char *from_uom,
+                              const char *to_uom, is_decimal_t factor) {
+    return add_factor(r, material, from_uom, to_uom, factor, 0);
+}
+
+is_err_t reconcile_add_conversion(reconcile_t *r, const char *material, const char *mes_uom,
+                                  const char *erp_uom, is_decimal_t factor) {
+    return add_factor(r, material, mes_uom, erp_uom, factor, 1);
+}
+
+/* The configured conversion of a MES unit for a material (its own row wins), or NULL. */
+static const factor_t *conversion_of(const reconcile_t *r, const char *material, const char *uom) {
+    const factor_t *any = NULL;
+    for (size_t i = 0; i < r->n_factors; i++) {
+        const factor_t *f = &r->factors[i];
+        if (!f->convert || strcmp(f->from, uom) != 0)
+            continue;
+        if (f->material && strcmp(f->material, material) == 0)
+            return f;
+        if (!f->material && !any)
+            any = f;
+    }
+    return any;
+}
+
+/* MES and pending quantities into the ERP's units, as the poster converts them. */
+static is_err_t convert_rows(reconcile_t *r, char *errstr, size_t errstr_size) {
+    for (size_t i = 0; i < r->n_rows; i++) {
+        row_t *x = &r->rows[i];
+        const factor_t *f;
+        char *uom;
+        if (x->side == RECONCILE_ERP || !(f = conversion_of(r, x->material, x->uom)))
+            continue;
+        if (is_decimal_mul(x->qty, f->f, IS_DECIMAL_MAX_SCALE, &x->qty) != IS_OK) {
+            is_errf(errstr, errstr_size,
+                    "a quantity in %s of %s/%s does not convert exactly into %s", x->uom,
+                    x->material, x->lot, f->to);
+            return IS_ERR_OVERFLOW;
+        }
+        uom = strdup(f->to);
+        if (!uom)
+            return IS_ERR_NOMEM;
+        free(x->uom);
+        x->uom = uom;
+    }
     return IS_OK;
 }
 
@@ -342,9 +395,11 @@ static is_err_t build_recs(reconcile_t *r) {
                     x->pend_row = y;
                 } else {
                     row_t *p = x->pend_row;
-                    size_t len = strlen(p->ids);
-                    if (p->n_movements < 4 && len + strlen(y->ids) + 3 < sizeof(p->ids))
-                        snprintf(p->ids + len, sizeof(p->ids) - len, ", %s", y->ids);
+                    size_t len = strlen(p->ids), add = strlen(y->ids);
+                    if (p->n_movements < 4 && len + add + 3 < sizeof(p->ids)) {
+                        memcpy(p->ids + len, ", ", 2);
+                        memcpy(p->ids + len + 2, y->ids, add + 1);
+                    }
                     p->n_movements++;
                 }
             }
@@ -509,7 +564,11 @@ is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
         return IS_ERR_INVALID;
     }
     r->ran = 1;
-    qsort(r->rows, r->n_rows, sizeof(*r->rows), cmp_rows);
+    rc = convert_rows(r, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    if (r->n_rows > 0)
+        qsort(r->rows, r->n_rows, sizeof(*r->rows), cmp_rows);
     rc = build_recs(r);
     if (rc != IS_OK) {
         is_errf(errstr, errstr_size, "cannot sum the on-hand rows: %s", is_err_str(rc));
@@ -562,7 +621,10 @@ is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
         d->mes = x->mes;
         d->erp = x->erp;
         d->pending = x->pending;
-        d->difference = d->erp_uom == d->uom ? diff_of(x) : x->mes;
+        if (d->erp_uom != d->uom)
+            d->difference = x->mes; /* two units: not subtractable */
+        else if (is_decimal_sub(x->mes, x->erp, &d->difference) != IS_OK)
+            return IS_ERR_OVERFLOW;
         memcpy(d->explanation, x->explanation, sizeof(d->explanation));
         is_decimal_t abs = d->difference;
         if (is_decimal_sign(abs) < 0 && is_decimal_negate(abs, &abs) != IS_OK)
@@ -573,7 +635,8 @@ is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
             return IS_ERR_OVERFLOW;
         }
     }
-    qsort(r->diffs, r->n_diffs, sizeof(*r->diffs), cmp_diffs);
+    if (r->n_diffs > 0)
+        qsort(r->diffs, r->n_diffs, sizeof(*r->diffs), cmp_diffs);
     return IS_OK;
 }
 
@@ -669,9 +732,21 @@ static int split_csv(char *line, char **fields, int max) {
                 return -1;
             *w = '\0';
         } else {
-            start = p;
+            char *end;
+            start = p + strspn(p, " \t");
             while (*p && *p != ',')
                 p++;
+            for (end = p; end > start && (end[-1] == ' ' || end[-1] == '\t'); end--)
+                ;
+            if (*p == '\0') {
+                *end = '\0';
+                fields[n++] = start;
+                break;
+            }
+            *p++ = '\0';
+            *end = '\0';
+            fields[n++] = start;
+            continue;
         }
         fields[n++] = start;
         if (*p == '\0')
@@ -695,6 +770,7 @@ static int parse_status(const char *s) {
 static const char *const row_cols[] = {"site",         "material", "lot",     "location",
                                        "stock_status", "uom",      "quantity"};
 static const char *const factor_cols[] = {"from_uom", "to_uom", "factor", "material"};
+static const char *const conversion_cols[] = {"mes_uom", "erp_uom", "factor", "material"};
 
 /* One row's values (in row_cols / factor_cols order) into r. */
 static is_err_t take_values(reconcile_t *r, int side, const char *const *v, const char *where,
@@ -703,8 +779,8 @@ static is_err_t take_values(reconcile_t *r, int side, const char *const *v, cons
     is_decimal_t q;
     const char *qs = side < 0 ? v[2] : v[6];
     if (is_decimal_parse(qs, strlen(qs), IS_DECIMAL_MAX_SCALE, &q, why, sizeof(why)) != IS_OK) {
-        is_errf(errstr, errstr_size, "%s: %s '%s': %s", where, side < 0 ? "factor" : "quantity",
-                qs, why);
+        is_errf(errstr, errstr_size, "%s: %s '%s': %s", where, side < 0 ? "factor" : "quantity", qs,
+                why);
         return IS_ERR_INVALID;
     }
     if (side < 0) {
@@ -713,7 +789,8 @@ static is_err_t take_values(reconcile_t *r, int side, const char *const *v, cons
                     "%s: a factor needs from_uom, to_uom and a factor greater than zero", where);
             return IS_ERR_INVALID;
         }
-        return reconcile_add_factor(r, v[3], v[0], v[1], q);
+        return side == RECONCILE_FILE_CONVERSIONS ? reconcile_add_conversion(r, v[3], v[0], v[1], q)
+                                                  : reconcile_add_factor(r, v[3], v[0], v[1], q);
     }
     for (int k = 0; k < 6; k++) {
         if (k != 4 && !*v[k]) {
@@ -734,7 +811,9 @@ static is_err_t load_json_rows(reconcile_t *r, int side, const char *path, const
                                char *errstr, size_t errstr_size) {
     json_error_t jerr;
     json_t *doc = json_loads(text, 0, &jerr), *row;
-    const char *const *cols = side < 0 ? factor_cols : row_cols;
+    const char *const *cols = side == RECONCILE_FILE_CONVERSIONS ? conversion_cols
+                              : side < 0                         ? factor_cols
+                                                                 : row_cols;
     size_t n_cols = side < 0 ? 4 : 7, i;
     is_err_t rc = IS_OK;
     if (!doc || !json_is_array(doc)) {
@@ -769,7 +848,9 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
                              size_t errstr_size) {
     char *text = NULL, *p, *line;
     size_t len = 0, lineno = 0;
-    const char *const *cols = side < 0 ? factor_cols : row_cols;
+    const char *const *cols = side == RECONCILE_FILE_CONVERSIONS ? conversion_cols
+                              : side < 0                         ? factor_cols
+                                                                 : row_cols;
     size_t n_cols = side < 0 ? 4 : 7, n_required = side < 0 ? 3 : 7;
     int idx[7], have_header = 0;
     is_err_t rc = read_all(path, &text, &len, errstr, errstr_size);
@@ -800,11 +881,19 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
         snprintf(where, sizeof(where), "%s:%zu", path, lineno);
         n = split_csv(line, fields, MAX_COLS);
         if (n < 0) {
-            is_errf(errstr, errstr_size, "%s: malformed CSV (unterminated quote or more than %d "
-                                         "columns)",
+            is_errf(errstr, errstr_size,
+                    "%s: malformed CSV (unterminated quote or more than %d "
+                    "columns)",
                     where, MAX_COLS);
             rc = IS_ERR_INVALID;
             break;
+        }
+        if (!have_header && side == RECONCILE_FILE_CONVERSIONS &&
+            strcmp(fields[0], "mes_uom") != 0) {
+            /* uom.conversions may have no header (uom.h): the columns are positional. */
+            for (size_t k = 0; k < n_cols; k++)
+                idx[k] = (int)k;
+            have_header = 1;
         }
         if (!have_header) {
             for (size_t k = 0; k < n_cols; k++) {
@@ -815,8 +904,9 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
                 if (idx[k] < 0 && k < n_required) {
                     is_errf(errstr, errstr_size, "%s: the header has no column '%s' (needed: %s)",
                             where, cols[k],
-                            side < 0 ? "from_uom,to_uom,factor[,material]"
-                                     : "site,material,lot,location,stock_status,uom,quantity");
+                            side == RECONCILE_FILE_CONVERSIONS ? "mes_uom,erp_uom,factor[,material]"
+                            : side < 0                         ? "from_uom,to_uom,factor[,material]"
+                                       : "site,material,lot,location,stock_status,uom,quantity");
                     rc = IS_ERR_INVALID;
                 }
             }
@@ -824,12 +914,12 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
             continue;
         }
         for (size_t k = 0; k < n_cols; k++) {
-            if (idx[k] >= n) {
+            if (idx[k] >= n && k < n_required) {
                 is_errf(errstr, errstr_size, "%s: %d column(s), the header has more", where, n);
                 rc = IS_ERR_INVALID;
                 break;
             }
-            v[k] = idx[k] < 0 ? "" : fields[idx[k]];
+            v[k] = idx[k] < 0 || idx[k] >= n ? "" : fields[idx[k]];
         }
         if (rc == IS_OK)
             rc = take_values(r, side, v, where, errstr, errstr_size);
@@ -855,18 +945,17 @@ int reconcile_write_json(const reconcile_t *r, FILE *f) {
     int rc;
     for (int c = 0; c < RECONCILE__COUNT; c++)
         json_object_set_new(sum, class_names[c],
-                            json_pack("{s:I,s:o}", "count", (json_int_t)r->count[c],
-                                      "abs_quantity", dec_json(r->abs_qty[c])));
+                            json_pack("{s:I,s:o}", "count", (json_int_t)r->count[c], "abs_quantity",
+                                      dec_json(r->abs_qty[c])));
     for (size_t i = 0; i < r->n_diffs; i++) {
         const reconcile_diff_t *d = &r->diffs[i];
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:o,s:o,s:s}", "class",
-                              class_names[d->cls], "site", d->site, "material", d->material, "lot",
-                              d->lot, "location", d->location, "stock_status",
-                              is_stock_status_name(d->status), "uom", d->uom, "mes_quantity",
-                              dec_json(d->mes), "erp_uom", d->erp_uom, "erp_quantity",
-                              dec_json(d->erp), "pending_quantity", dec_json(d->pending),
-                              "difference", dec_json(d->difference), "explanation",
-                              d->explanation);
+        json_t *o =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:o,s:o,s:s}", "class",
+                      class_names[d->cls], "site", d->site, "material", d->material, "lot", d->lot,
+                      "location", d->location, "stock_status", is_stock_status_name(d->status),
+                      "uom", d->uom, "mes_quantity", dec_json(d->mes), "erp_uom", d->erp_uom,
+                      "erp_quantity", dec_json(d->erp), "pending_quantity", dec_json(d->pending),
+                      "difference", dec_json(d->difference), "explanation", d->explanation);
         json_array_append_new(diffs, o);
     }
     json_object_set_new(doc, "unexplained", json_boolean(r->count[RECONCILE_UNEXPLAINED] > 0));
@@ -902,8 +991,7 @@ int reconcile_write_csv(const reconcile_t *r, FILE *f) {
           f);
     for (size_t i = 0; i < r->n_diffs; i++) {
         const reconcile_diff_t *d = &r->diffs[i];
-        char m[IS_DECIMAL_STRLEN], e[IS_DECIMAL_STRLEN], p[IS_DECIMAL_STRLEN],
-            q[IS_DECIMAL_STRLEN];
+        char m[IS_DECIMAL_STRLEN], e[IS_DECIMAL_STRLEN], p[IS_DECIMAL_STRLEN], q[IS_DECIMAL_STRLEN];
         fmt(d->mes, m);
         fmt(d->erp, e);
         fmt(d->pending, p);
@@ -995,10 +1083,10 @@ static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const
                              size_t *n, char *errstr, size_t errstr_size) {
     store_t *s = NULL;
     sqlite3_stmt *st = NULL;
-    is_err_t rc = store_open(cfg->store_path,
-                             strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL
-                                                                    : IS_DB_SYNC_FULL,
-                             &s, errstr, errstr_size);
+    is_err_t rc =
+        store_open(cfg->store_path,
+                   strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL, &s,
+                   errstr, errstr_size);
     *n = 0;
     if (rc != IS_OK)
         return rc;
@@ -1010,8 +1098,8 @@ static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const
     if (rc == IS_OK && site)
         sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
     while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
-        is_movement_t *m = invsync__v1__movement__unpack(
-            NULL, (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_blob(st, 0));
+        is_movement_t *m = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
+                                                         sqlite3_column_blob(st, 0));
         if (!m) {
             is_errf(errstr, errstr_size, "store: movement '%s' cannot be decoded",
                     (const char *)sqlite3_column_text(st, 2));
@@ -1041,12 +1129,15 @@ static void usage(FILE *f) {
 }
 
 int reconcile_cli(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"mes", required_argument, NULL, 'M'},
-        {"erp", required_argument, NULL, 'E'},     {"site", required_argument, NULL, 's'},
-        {"format", required_argument, NULL, 'f'},  {"uom-factors", required_argument, NULL, 'u'},
-        {"metrics-file", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"mes", required_argument, NULL, 'M'},
+                                         {"erp", required_argument, NULL, 'E'},
+                                         {"site", required_argument, NULL, 's'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"uom-factors", required_argument, NULL, 'u'},
+                                         {"metrics-file", required_argument, NULL, 'm'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *config = NULL, *mes = NULL, *erp_file = NULL, *site = NULL, *format = "json",
                *factors = NULL, *metrics = NULL;
     char errstr[1024];
@@ -1060,15 +1151,33 @@ int reconcile_cli(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': config = optarg; break;
-        case 'M': mes = optarg; break;
-        case 'E': erp_file = optarg; break;
-        case 's': site = optarg; break;
-        case 'f': format = optarg; break;
-        case 'u': factors = optarg; break;
-        case 'm': metrics = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            config = optarg;
+            break;
+        case 'M':
+            mes = optarg;
+            break;
+        case 'E':
+            erp_file = optarg;
+            break;
+        case 's':
+            site = optarg;
+            break;
+        case 'f':
+            format = optarg;
+            break;
+        case 'u':
+            factors = optarg;
+            break;
+        case 'm':
+            metrics = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!mes || optind < argc || (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)) {
@@ -1092,17 +1201,27 @@ int reconcile_cli(int argc, char **argv) {
         goto out;
     }
     reconcile_set_site(r, site);
-    if ((factors && reconcile_load_file(r, -1, factors, errstr, sizeof(errstr)) != IS_OK) ||
+    if (cfg.uom_path && *cfg.uom_path) {
+        if (reconcile_load_file(r, RECONCILE_FILE_CONVERSIONS, cfg.uom_path, errstr,
+                                sizeof(errstr)) != IS_OK) {
+            fprintf(stderr, "erp-consumer reconcile: uom.conversions: %s\n", errstr);
+            goto out;
+        }
+        fprintf(stderr, "reconcile: MES quantities converted to ERP units with '%s' (as posted)\n",
+                cfg.uom_path);
+    }
+    if ((factors && reconcile_load_file(r, RECONCILE_FILE_FACTORS, factors, errstr,
+                                        sizeof(errstr)) != IS_OK) ||
         reconcile_load_file(r, RECONCILE_MES, mes, errstr, sizeof(errstr)) != IS_OK ||
-        (erp_file && reconcile_load_file(r, RECONCILE_ERP, erp_file, errstr, sizeof(errstr)) !=
-                         IS_OK)) {
+        (erp_file &&
+         reconcile_load_file(r, RECONCILE_ERP, erp_file, errstr, sizeof(errstr)) != IS_OK)) {
         fprintf(stderr, "erp-consumer reconcile: %s\n", errstr);
         goto out;
     }
     status = 1;
-    if (!erp_file && (erp_open(&cfg.erp, &erp, errstr, sizeof(errstr)) != IS_OK ||
-                      erp_query_on_hand(erp, site, erp_row_cb, r, errstr, sizeof(errstr)) !=
-                          IS_OK)) {
+    if (!erp_file &&
+        (erp_open(&cfg.erp, &erp, errstr, sizeof(errstr)) != IS_OK ||
+         erp_query_on_hand(erp, site, erp_row_cb, r, errstr, sizeof(errstr)) != IS_OK)) {
         fprintf(stderr, "erp-consumer reconcile: cannot read the ERP on-hand: %s\n", errstr);
         goto out;
     }

@@ -37,8 +37,14 @@
  * skipped; CRLF and a UTF-8 BOM are accepted; an empty stock_status means
  * UNRESTRICTED. A file whose first non-blank character is '[' is read as a
  * JSON array of objects with the same keys (the output of `erp-consumer
- * on-hand` and of `mes-sim`'s --expected file). Factor files: header
- * from_uom,to_uom,factor[,material] meaning 1 from_uom = factor to_uom.
+ * on-hand` and of `mes-sim`'s --expected file). Unquoted fields are
+ * trimmed. Factor files: header from_uom,to_uom,factor[,material] meaning
+ * 1 from_uom = factor to_uom.
+ *
+ * When the consumer converts units before posting (uom.conversions, uom.h),
+ * the ERP holds ERP units: MES and pending quantities are converted the same
+ * way before comparing (reconcile_add_conversion), so only real unit
+ * mistakes remain.
  *
  * Load: everything in memory, sorted once; fine for a plant's few hundred
  * thousand stock rows. Single-threaded; a reconcile_t belongs to its caller.
@@ -68,6 +74,10 @@ typedef enum reconcile_side {
     RECONCILE_ERP = 1,
 } reconcile_side_t;
 
+/* What else reconcile_load_file reads. */
+#define RECONCILE_FILE_FACTORS     (-1) /* from_uom,to_uom,factor[,material] */
+#define RECONCILE_FILE_CONVERSIONS (-2) /* the consumer's uom.conversions (uom.h) */
+
 /* "unexplained", "pending", "sign", "uom", "status", "missing-lot". */
 const char *reconcile_class_name(reconcile_class_t c);
 
@@ -80,7 +90,7 @@ typedef struct reconcile_diff {
     is_decimal_t mes;                             /* MES quantity (0 when absent) */
     is_decimal_t erp;                             /* ERP quantity as reported (in erp_uom) */
     is_decimal_t pending;                         /* still pending in the consumer */
-    is_decimal_t difference;                      /* mes - (erp + pending), in uom */
+    is_decimal_t difference;                      /* mes - erp, in uom (two units: mes) */
     char explanation[320];                        /* one sentence for a human */
 } reconcile_diff_t;
 
@@ -94,8 +104,8 @@ void reconcile_set_site(reconcile_t *r, const char *site);
 
 /* One on-hand row of a side. status 0 means UNRESTRICTED. IS_ERR_NOMEM. */
 is_err_t reconcile_add_row(reconcile_t *r, reconcile_side_t side, const char *site,
-                           const char *material, const char *lot, const char *location,
-                           int status, const char *uom, is_decimal_t qty) IS_MUST_CHECK;
+                           const char *material, const char *lot, const char *location, int status,
+                           const char *uom, is_decimal_t qty) IS_MUST_CHECK;
 
 /*
  * A movement the ERP does not have yet (state names it: queued, posting,
@@ -110,9 +120,18 @@ is_err_t reconcile_add_factor(reconcile_t *r, const char *material, const char *
                               const char *to_uom, is_decimal_t factor) IS_MUST_CHECK;
 
 /*
- * Read a side's rows (or, with side -1, unit factors) from a file (see
- * above). Errors name the file, the line and what is wrong: IS_ERR_INVALID
- * for bad content, IS_ERR_IO when the file cannot be read.
+ * A conversion the consumer applies before posting (uom.conversions): MES
+ * and pending rows in mes_uom are compared as factor × quantity in erp_uom
+ * (a row for the material wins over one for every material). It is a known
+ * factor for the uom class too.
+ */
+is_err_t reconcile_add_conversion(reconcile_t *r, const char *material, const char *mes_uom,
+                                  const char *erp_uom, is_decimal_t factor) IS_MUST_CHECK;
+
+/*
+ * Read a side's rows, or RECONCILE_FILE_FACTORS / _CONVERSIONS, from a file
+ * (see above; a conversions file may have no header, as uom.h allows). Errors name the file, the
+ * line and what is wrong: IS_ERR_INVALID for bad content, IS_ERR_IO when the file cannot be read.
  */
 is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *errstr,
                              size_t errstr_size) IS_MUST_CHECK;

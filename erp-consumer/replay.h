@@ -36,9 +36,9 @@
 #include "movement.h"
 
 typedef struct replay_filter {
-    const char *site, *tier;                /* topic level (NULL: all) */
-    const char *material, *lot, *order_id;  /* movement level (NULL: all) */
-    int type;                               /* Invsync__V1__MovementType, 0: all */
+    const char *site, *tier;               /* topic level (NULL: all) */
+    const char *material, *lot, *order_id; /* movement level (NULL: all) */
+    int type;                              /* Invsync__V1__MovementType, 0: all */
 } replay_filter_t;
 
 /* 1 when m passes the movement-level filters (material, lot, order, type). */

@@ -30,9 +30,9 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-java_run() { # main-class args...
+java_run() { # main-class args... — replaces the calling (sub)shell: call it in ( ) or with &
   local main=$1; shift
-  java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+  exec java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
     -cp "$libs/*" "$main" "$@"
 }
@@ -103,13 +103,14 @@ LOG
   fi
   if [ ! -f "$dir/data/meta.properties" ]; then
     local id
-    id=$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
-    java_run kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
+    id=$( (java_run kafka.tools.StorageTool random-uuid) 2>/dev/null | tail -n 1)
+    (java_run kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties") \
       > "$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "storage format failed"; }
   fi
   : > "$dir/server.log"
-  nohup bash -c "$(declare -f java_run); libs='$libs' dir='$dir' java_run kafka.Kafka '$dir/server.properties'" \
-    > "$dir/stdout.log" 2>&1 &
+  # java_run execs: the background subshell becomes the broker, so the pid is the JVM's
+  # own and `stop` signals the broker itself.
+  (java_run kafka.Kafka "$dir/server.properties") < /dev/null > "$dir/stdout.log" 2>&1 &
   echo $! > "$dir/pid"
   local port
   port=$(cut -d: -f2 < "$dir/bootstrap")

@@ -1,0 +1,255 @@
+/*
+ * test_genealogy.c — the lot/order graph: backward and forward walks to any
+ * depth, depth limits, reversals undoing an edge, rework cycles, roots
+ * narrowed by material, unknown lots, and the DOT rendering.
+ *
+ * The plant used by most tests (site P1):
+ *
+ *   RM-1/A ─┐                       ┌─ FG-1/X ─┐
+ *   RM-2/B ─┼─▶ ORD-1 (mixing) ─────┘          ├─▶ ORD-2 (packing) ─▶ PK-1/Y
+ *   RM-3/D ─┘  (issue reversed)     PKG-1/C ───┘
+ *   RM-1/A ───▶ ORD-3 ─▶ FG-2/Z                    (A also went into Z)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "genealogy.h"
+
+static void add(genealogy_t *g, const char *id, int type, const char *material, const char *lot,
+                const char *order, int64_t units, int reversed_type) {
+    is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    int used = -1;
+    q.units = units;
+    m.movement_id = (char *)id;
+    m.source_system = "MES";
+    m.site = "P1";
+    m.type = type;
+    m.reversed_type = reversed_type;
+    m.material = (char *)material;
+    m.lot = (char *)lot;
+    m.location = "LINE-1";
+    m.uom = "KG";
+    m.order_id = (char *)order;
+    m.quantity = &q;
+    assert_int_equal(genealogy_add(g, &m, &used), IS_OK);
+    assert_int_equal(used, order[0] != '\0' && (type == INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE ||
+                                                type == INVSYNC__V1__MOVEMENT_TYPE__COMPLETION ||
+                                                type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL));
+}
+
+#define GI INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE
+#define CO INVSYNC__V1__MOVEMENT_TYPE__COMPLETION
+#define RV INVSYNC__V1__MOVEMENT_TYPE__REVERSAL
+
+static int setup(void **state) {
+    genealogy_t *g = NULL;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add(g, "M1", GI, "RM-1", "A", "ORD-1", 10, 0);
+    add(g, "M2", GI, "RM-2", "B", "ORD-1", 5, 0);
+    add(g, "M3", GI, "RM-3", "D", "ORD-1", 7, 0);
+    add(g, "M4", RV, "RM-3", "D", "ORD-1", 7, GI); /* D was issued by mistake */
+    add(g, "M5", CO, "FG-1", "X", "ORD-1", 12, 0);
+    add(g, "M6", GI, "FG-1", "X", "ORD-2", 12, 0);
+    add(g, "M7", GI, "PKG-1", "C", "ORD-2", 4, 0);
+    add(g, "M8", CO, "PK-1", "Y", "ORD-2", 16, 0);
+    add(g, "M9", GI, "RM-1", "A", "ORD-3", 3, 0);
+    add(g, "M10", CO, "FG-2", "Z", "ORD-3", 3, 0);
+    add(g, "M11", INVSYNC__V1__MOVEMENT_TYPE__TRANSFER, "RM-1", "A", "", 1, 0); /* no genealogy */
+    add(g, "M12", GI, "RM-1", "A", "ORD-1", 2, 0); /* a second issue: same edge, summed */
+    *state = g;
+    return 0;
+}
+
+static int teardown(void **state) {
+    genealogy_free(*state);
+    return 0;
+}
+
+/* The lot ids of a walk's "inputs" or "outputs", sorted, as "id@generation;...". */
+static void lots_of(const json_t *doc, const char *list, char *out, size_t size) {
+    size_t i, n = 0;
+    json_t *v;
+    const char *items[64];
+    char tmp[128];
+    out[0] = '\0';
+    json_array_foreach(json_object_get(doc, list), i, v) {
+        items[n++] = json_string_value(json_object_get(v, "id"));
+    }
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = a + 1; b < n; b++)
+            if (strcmp(items[a], items[b]) > 0) {
+                const char *t = items[a];
+                items[a] = items[b];
+                items[b] = t;
+            }
+    for (size_t a = 0; a < n; a++) {
+        json_array_foreach(json_object_get(doc, list), i, v) {
+            if (strcmp(json_string_value(json_object_get(v, "id")), items[a]) == 0)
+                snprintf(tmp, sizeof(tmp), "%s@%d;", items[a],
+                         (int)json_integer_value(json_object_get(v, "generation")));
+        }
+        strncat(out, tmp, size - strlen(out) - 1);
+    }
+}
+
+static json_t *walk(genealogy_t *g, const char *lot, const char *material, genealogy_dir_t dir,
+                    int depth) {
+    char errstr[256];
+    is_err_t rc;
+    json_t *doc = genealogy_walk(g, lot, material, NULL, dir, depth, &rc, errstr, sizeof(errstr));
+    assert_non_null(doc);
+    assert_int_equal(rc, IS_OK);
+    return doc;
+}
+
+static const struct {
+    const char *name, *lot;
+    genealogy_dir_t dir;
+    int depth;
+    const char *inputs, *outputs;
+} walks[] = {
+    {"backward from X: its inputs, not the reversed D", "X", GENEALOGY_BACKWARD, 0,
+     "lot:P1/RM-1/A@-1;lot:P1/RM-2/B@-1;", ""},
+    {"backward from Y to any depth", "Y", GENEALOGY_BACKWARD, 0,
+     "lot:P1/FG-1/X@-1;lot:P1/PKG-1/C@-1;lot:P1/RM-1/A@-2;lot:P1/RM-2/B@-2;", ""},
+    {"backward from Y, one generation", "Y", GENEALOGY_BACKWARD, 1,
+     "lot:P1/FG-1/X@-1;lot:P1/PKG-1/C@-1;", ""},
+    {"forward from A: the recall scope", "A", GENEALOGY_FORWARD, 0, "",
+     "lot:P1/FG-1/X@1;lot:P1/FG-2/Z@1;lot:P1/PK-1/Y@2;"},
+    {"forward from A, one generation", "A", GENEALOGY_FORWARD, 1, "",
+     "lot:P1/FG-1/X@1;lot:P1/FG-2/Z@1;"},
+    {"forward from the reversed D: nothing", "D", GENEALOGY_FORWARD, 0, "", ""},
+    {"both ways from X", "X", GENEALOGY_BOTH, 0, "lot:P1/RM-1/A@-1;lot:P1/RM-2/B@-1;",
+     "lot:P1/PK-1/Y@1;"},
+    {"a raw material has no inputs", "A", GENEALOGY_BACKWARD, 0, "", ""},
+};
+
+static void test_walks(void **state) {
+    genealogy_t *g = *state;
+    for (size_t i = 0; i < sizeof(walks) / sizeof(walks[0]); i++) {
+        char in[1024], out[1024];
+        json_t *doc = walk(g, walks[i].lot, NULL, walks[i].dir, walks[i].depth);
+        lots_of(doc, "inputs", in, sizeof(in));
+        lots_of(doc, "outputs", out, sizeof(out));
+        print_message("%s: inputs %s outputs %s\n", walks[i].name, in, out);
+        assert_string_equal(in, walks[i].inputs);
+        assert_string_equal(out, walks[i].outputs);
+        json_decref(doc);
+    }
+}
+
+static void test_edges_carry_net_quantities_and_movements(void **state) {
+    genealogy_t *g = *state;
+    json_t *doc = walk(g, "X", NULL, GENEALOGY_BACKWARD, 0), *e;
+    size_t i;
+    int seen_a = 0;
+    assert_int_equal(json_array_size(json_object_get(doc, "roots")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(doc, "roots"), 0)),
+                        "lot:P1/FG-1/X");
+    json_array_foreach(json_object_get(doc, "edges"), i, e) {
+        const char *from = json_string_value(json_object_get(e, "from"));
+        assert_null(strstr(from, "RM-3")); /* the reversed issue is not followed */
+        if (strcmp(from, "lot:P1/RM-1/A") == 0) {
+            seen_a = 1;
+            assert_string_equal(json_string_value(json_object_get(e, "quantity")), "12");
+            assert_string_equal(json_string_value(json_object_get(e, "kind")), "consumed");
+            assert_int_equal(json_array_size(json_object_get(e, "movements")), 2);
+        }
+    }
+    assert_true(seen_a);
+    json_decref(doc);
+}
+
+static void test_rework_cycle_terminates(void **state) {
+    (void)state;
+    genealogy_t *g = NULL;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add(g, "R1", GI, "FG-1", "R", "ORD-RW", 5, 0);
+    add(g, "R2", CO, "FG-1", "R", "ORD-RW", 5, 0);
+    add(g, "R3", GI, "RM-1", "S", "ORD-RW", 1, 0);
+    json_t *doc = walk(g, "R", NULL, GENEALOGY_BOTH, 0);
+    char in[256];
+    lots_of(doc, "inputs", in, sizeof(in));
+    assert_string_equal(in, "lot:P1/RM-1/S@-1;");
+    assert_int_equal(json_array_size(json_object_get(doc, "nodes")), 3);
+    json_decref(doc);
+    genealogy_free(g);
+}
+
+static void test_material_narrows_the_roots(void **state) {
+    (void)state;
+    genealogy_t *g = NULL;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add(g, "N1", CO, "FG-1", "L1", "ORD-A", 1, 0);
+    add(g, "N2", CO, "FG-2", "L1", "ORD-B", 1, 0);
+    json_t *doc = walk(g, "L1", NULL, GENEALOGY_BACKWARD, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "roots")), 2);
+    json_decref(doc);
+    doc = walk(g, "L1", "FG-2", GENEALOGY_BACKWARD, 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "roots")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(doc, "roots"), 0)),
+                        "lot:P1/FG-2/L1");
+    json_decref(doc);
+    genealogy_free(g);
+}
+
+static void test_unknown_lot_and_late_add(void **state) {
+    genealogy_t *g = *state;
+    char errstr[256];
+    is_err_t rc;
+    assert_null(
+        genealogy_walk(g, "NOPE", NULL, NULL, GENEALOGY_BACKWARD, 0, &rc, errstr, sizeof(errstr)));
+    assert_int_equal(rc, IS_ERR_NOT_FOUND);
+    assert_non_null(strstr(errstr, "lot 'NOPE'"));
+    is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+    assert_int_equal(genealogy_add(g, &m, NULL), IS_ERR_INVALID); /* the graph is built */
+}
+
+static void test_dot_output(void **state) {
+    genealogy_t *g = NULL;
+    char path[] = "/tmp/test_genealogy.XXXXXX", text[4096];
+    (void)state;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add(g, "Q1", GI, "RM-\"1\"", "A", "ORD-1", 10, 0);
+    add(g, "Q2", CO, "FG-1", "X", "ORD-1", 10, 0);
+    json_t *doc = walk(g, "X", NULL, GENEALOGY_BACKWARD, 0);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w+");
+    assert_int_equal(genealogy_write_dot(doc, f), 0);
+    rewind(f);
+    text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+    fclose(f);
+    remove(path);
+    print_message("%s", text);
+    assert_true(strncmp(text, "digraph genealogy {", 19) == 0);
+    assert_non_null(strstr(text, "\"lot:P1/FG-1/X\" [shape=box, label=\"FG-1\\nX\\n(P1)\", "
+                                 "style=filled"));
+    assert_non_null(strstr(text, "\"order:P1/ORD-1\" [shape=ellipse"));
+    assert_non_null(
+        strstr(text, "\"lot:P1/RM-\\\"1\\\"/A\" -> \"order:P1/ORD-1\" [label=\"10 KG\"]"));
+    assert_non_null(strstr(text, "\"order:P1/ORD-1\" -> \"lot:P1/FG-1/X\""));
+    json_decref(doc);
+    genealogy_free(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_walks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edges_carry_net_quantities_and_movements, setup,
+                                        teardown),
+        cmocka_unit_test(test_rework_cycle_terminates),
+        cmocka_unit_test(test_material_narrows_the_roots),
+        cmocka_unit_test_setup_teardown(test_unknown_lot_and_late_add, setup, teardown),
+        cmocka_unit_test(test_dot_output),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
