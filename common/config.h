@@ -40,7 +40,7 @@ typedef enum is_cfg_type {
 } is_cfg_type_t;
 
 typedef struct is_cfg_entry {
-    const char *key;  /* dotted, e.g. "http.listen" */
+    const char *key; /* dotted, e.g. "http.listen" */
     is_cfg_type_t type;
     size_t offset;    /* offsetof(struct, field) */
     int64_t min, max; /* for INT/DURATION/SIZE; ignored when min == max == 0 */

@@ -16,7 +16,7 @@
 #include "error.h"
 
 #define IS_DECIMAL_MAX_SCALE 18
-#define IS_DECIMAL_STRLEN 48 /* enough for any formatted decimal + NUL */
+#define IS_DECIMAL_STRLEN    48 /* enough for any formatted decimal + NUL */
 
 typedef struct is_decimal {
     int64_t units;  /* value × 10^scale */

@@ -84,9 +84,8 @@ is_err_t is_parse_size(const char *s, int64_t *out_bytes) {
     static const struct {
         const char *unit;
         int64_t mult;
-    } units[] = {{"B", 1},           {"kB", 1000},       {"KB", 1000},
-                 {"MB", 1000000},    {"GB", 1000000000}, {"KiB", 1024},
-                 {"MiB", 1048576},   {"GiB", 1073741824}};
+    } units[] = {{"B", 1},           {"kB", 1000},  {"KB", 1000},     {"MB", 1000000},
+                 {"GB", 1000000000}, {"KiB", 1024}, {"MiB", 1048576}, {"GiB", 1073741824}};
     const char *p;
     int64_t v;
     if (!s || !*s)

@@ -36,7 +36,7 @@ const char *is_err_name(is_err_t err);
 const char *is_err_str(is_err_t err);
 
 #if defined(__GNUC__)
-#define IS_MUST_CHECK __attribute__((warn_unused_result))
+#define IS_MUST_CHECK   __attribute__((warn_unused_result))
 #define IS_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define IS_MUST_CHECK

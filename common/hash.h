@@ -11,7 +11,7 @@
 
 #include "error.h"
 
-#define IS_SHA256_LEN 32
+#define IS_SHA256_LEN     32
 #define IS_SHA256_HEX_LEN 64 /* without the NUL */
 
 typedef struct is_sha256 {

@@ -39,7 +39,7 @@ typedef struct is_http_response {
     const char *content_type; /* static string; default "application/json" */
     char *body;               /* malloc'd; the server frees it */
     size_t body_len;
-    char extra_header[128];   /* optional "Name: value" line (e.g. Retry-After) */
+    char extra_header[128]; /* optional "Name: value" line (e.g. Retry-After) */
 } is_http_response_t;
 
 typedef void (*is_http_handler_fn)(void *ctx, const is_http_request_t *req,

@@ -30,9 +30,9 @@
 typedef Invsync__V1__Movement is_movement_t;
 typedef Invsync__V1__Heartbeat is_heartbeat_t;
 
-#define IS_MOVEMENT_MAX_STR 128 /* longest id / code field accepted */
+#define IS_MOVEMENT_MAX_STR   128 /* longest id / code field accepted */
 #define IS_MOVEMENT_MAX_ATTRS 32
-#define IS_LOT_KEY_MAX (3 * IS_MOVEMENT_MAX_STR + 3)
+#define IS_LOT_KEY_MAX        (3 * IS_MOVEMENT_MAX_STR + 3)
 
 /* "GOODS_ISSUE" …; "MOVEMENT_TYPE_UNSPECIFIED" for 0; "?" out of range. */
 const char *is_movement_type_name(int type);
@@ -48,8 +48,9 @@ typedef struct is_field_error {
 } is_field_error_t;
 
 typedef struct is_validate_opts {
-    uint32_t max_scale;                    /* most decimal places accepted */
-    const char *const *refused_sources;    /* loop guard: ERP-origin source systems, NULL-terminated, may be NULL */
+    uint32_t max_scale; /* most decimal places accepted */
+    const char *const
+        *refused_sources; /* loop guard: ERP-origin source systems, NULL-terminated, may be NULL */
 } is_validate_opts_t;
 
 /*
@@ -79,7 +80,8 @@ typedef struct is_stock_effect {
  */
 size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]);
 
-/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. Returns length or -1 if it does not fit. */
+/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. Returns length or -1 if it does
+ * not fit. */
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size);
 
 /* Decimal <-> proto Decimal. */

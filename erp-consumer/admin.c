@@ -43,8 +43,7 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
         else if (req->action == ADMIN_RESUME)
             rc = store_resume(s, site, tier, req->by, req->reason, now_ms, errstr, errstr_size);
         else
-            rc = store_flush(s, site, tier, req->by, req->reason, now_ms, &n, errstr,
-                             errstr_size);
+            rc = store_flush(s, site, tier, req->by, req->reason, now_ms, &n, errstr, errstr_size);
         if (rc == IS_ERR_NOT_FOUND) {
             *status = 404;
             is_errf(errstr, errstr_size, "site '%s' tier '%s' is not paused", site, tier);
@@ -146,15 +145,13 @@ json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
         return NULL;
     if (json_array_size(rows) == 0) {
         json_decref(rows);
-        is_errf(errstr, errstr_size, "movement '%s' is not in this consumer's store",
-                movement_id);
+        is_errf(errstr, errstr_size, "movement '%s' is not in this consumer's store", movement_id);
         return NULL;
     }
     return rows;
 }
 
-json_t *admin_trace_document(store_t *s, const char *document, char *errstr,
-                             size_t errstr_size) {
+json_t *admin_trace_document(store_t *s, const char *document, char *errstr, size_t errstr_size) {
     json_t *rows = rows_json(s,
                              "SELECT p.posting_id, p.site, p.tier, p.lines, p.updated_at,"
                              " (SELECT group_concat(movement_id, ',') FROM"

@@ -41,8 +41,7 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
 json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size);
 
 /* Which ERP document holds a movement: {movement_id, state, tier, posting_id, document, ...}. */
-json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
-                             size_t errstr_size);
+json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr, size_t errstr_size);
 /* Which movements made an ERP document: {document, postings:[{posting_id, movements:[...]}]}. */
 json_t *admin_trace_document(store_t *s, const char *document, char *errstr, size_t errstr_size);
 

@@ -229,34 +229,33 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
                     (json_int_t)c.posted, "failed", (json_int_t)c.failed, "dead",
                     (json_int_t)c.dead, "cancelled", (json_int_t)c.cancelled, "skipped",
                     (json_int_t)c.skipped, "postings", "total", (json_int_t)c.postings, "posted",
-                    (json_int_t)c.postings_posted, "failed", (json_int_t)c.postings_failed,
-                    "retry", (json_int_t)c.postings_retry, "sites", sites, "grid", grid,
-                    "backlog", backlog, "paused", paused);
+                    (json_int_t)c.postings_posted, "failed", (json_int_t)c.postings_failed, "retry",
+                    (json_int_t)c.postings_retry, "sites", sites, "grid", grid, "backlog", backlog,
+                    "paused", paused);
     paused = NULL;
     if (doc) {
         json_t *tiers = json_array();
         for (size_t t = 0; t < is_policy_tier_count(policy); t++)
             json_array_append_new(
-                tiers, json_pack("{s:s,s:f}", "name", is_policy_tier(policy, t)->name,
-                                 "stale_after_s",
-                                 (double)is_policy_tier(policy, t)->stale_after_ms / 1000.0));
+                tiers,
+                json_pack("{s:s,s:f}", "name", is_policy_tier(policy, t)->name, "stale_after_s",
+                          (double)is_policy_tier(policy, t)->stale_after_ms / 1000.0));
         json_object_set_new(doc, "tiers", tiers);
     }
     if (doc && stats) {
-        json_object_set_new(
-            doc, "counters",
-            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "messages",
-                      (json_int_t)atomic_load(&stats->messages), "received",
-                      (json_int_t)atomic_load(&stats->received), "duplicates",
-                      (json_int_t)atomic_load(&stats->duplicates), "dead",
-                      (json_int_t)atomic_load(&stats->dead), "ignored",
-                      (json_int_t)atomic_load(&stats->ignored), "heartbeats",
-                      (json_int_t)atomic_load(&stats->heartbeats), "posted",
-                      (json_int_t)atomic_load(&stats->posted), "retried",
-                      (json_int_t)atomic_load(&stats->retried), "failed",
-                      (json_int_t)atomic_load(&stats->failed), "recovered",
-                      (json_int_t)atomic_load(&stats->recovered), "kafka_up",
-                      atomic_load(&stats->kafka_up)));
+        json_object_set_new(doc, "counters",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "messages",
+                                      (json_int_t)atomic_load(&stats->messages), "received",
+                                      (json_int_t)atomic_load(&stats->received), "duplicates",
+                                      (json_int_t)atomic_load(&stats->duplicates), "dead",
+                                      (json_int_t)atomic_load(&stats->dead), "ignored",
+                                      (json_int_t)atomic_load(&stats->ignored), "heartbeats",
+                                      (json_int_t)atomic_load(&stats->heartbeats), "posted",
+                                      (json_int_t)atomic_load(&stats->posted), "retried",
+                                      (json_int_t)atomic_load(&stats->retried), "failed",
+                                      (json_int_t)atomic_load(&stats->failed), "recovered",
+                                      (json_int_t)atomic_load(&stats->recovered), "kafka_up",
+                                      atomic_load(&stats->kafka_up)));
     }
 out:
     json_decref(paused);
@@ -300,12 +299,11 @@ static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t
         all_paused = store_is_paused(a->store, "\x01", "\x01");
     pthread_mutex_unlock(&a->mu);
     int ready = store_ok && kafka_ok && !all_paused;
-    is_http_respond_json(resp, ready ? 200 : 503,
-                         json_pack("{s:b,s:s,s:s,s:s}", "ready", ready, "store",
-                                   store_ok ? "ok" : errstr, "kafka",
-                                   kafka_ok ? "connected" : "no message received yet or unreachable",
-                                   "posting", all_paused ? "paused for all sites and tiers"
-                                                         : "running"));
+    is_http_respond_json(
+        resp, ready ? 200 : 503,
+        json_pack("{s:b,s:s,s:s,s:s}", "ready", ready, "store", store_ok ? "ok" : errstr, "kafka",
+                  kafka_ok ? "connected" : "no message received yet or unreachable", "posting",
+                  all_paused ? "paused for all sites and tiers" : "running"));
 }
 
 /* Append printf-style text to a growing buffer; returns 0 on ENOMEM. */
@@ -398,8 +396,7 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
     for (int o = 0; o < STATS_N_OUTCOMES; o++)
         bprintf(&b, "invsync_erp_postings_total{adapter=\"%s\",outcome=\"%s\"} %lld\n", adapter,
                 outcome_names[o], (long long)atomic_load(&s->erp_hist_count[o]));
-    metric_head(&b, "invsync_erp_call_duration_seconds", "histogram",
-                "Duration of ERP post calls");
+    metric_head(&b, "invsync_erp_call_duration_seconds", "histogram", "Duration of ERP post calls");
     for (int o = 0; o < STATS_N_OUTCOMES; o++) {
         snprintf(labels, sizeof(labels), "adapter=\"%s\",outcome=\"%s\"", adapter,
                  outcome_names[o]);
@@ -434,8 +431,7 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
     grid_gauge(&b, grid, "invsync_oldest_unposted_age_seconds",
                "Age of the oldest movement not yet posted", "oldest_unposted_age_s");
     grid_gauge(&b, grid, "invsync_tier_stale",
-               "1 when the oldest unposted movement is older than the tier's stale_after",
-               "stale");
+               "1 when the oldest unposted movement is older than the tier's stale_after", "stale");
     grid_gauge(&b, grid, "invsync_failed_postings", "Movements in failed postings (lot held)",
                "failed");
     grid_gauge(&b, grid, "invsync_paused", "1 when posting is paused for the site and tier",
@@ -469,15 +465,15 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
     }
     metric_head(&b, "invsync_watermark_gap_age_seconds", "gauge",
                 "Age of the oldest movement waiting for an earlier sequence number");
-    json_array_foreach(sites, i, c) bprintf(
-        &b, "invsync_watermark_gap_age_seconds{site=\"%s\"} %.3f\n",
-        json_string_value(json_object_get(c, "site")),
-        json_number_value(json_object_get(c, "watermark_gap_age_s")));
+    json_array_foreach(sites, i, c)
+        bprintf(&b, "invsync_watermark_gap_age_seconds{site=\"%s\"} %.3f\n",
+                json_string_value(json_object_get(c, "site")),
+                json_number_value(json_object_get(c, "watermark_gap_age_s")));
     metric_head(&b, "invsync_dead_letters", "gauge", "Messages dead-lettered, by site");
-    json_array_foreach(sites, i, c) bprintf(
-        &b, "invsync_dead_letters{site=\"%s\"} %lld\n",
-        json_string_value(json_object_get(c, "site")),
-        (long long)json_integer_value(json_object_get(c, "dead_letters")));
+    json_array_foreach(sites, i, c)
+        bprintf(&b, "invsync_dead_letters{site=\"%s\"} %lld\n",
+                json_string_value(json_object_get(c, "site")),
+                (long long)json_integer_value(json_object_get(c, "dead_letters")));
     json_decref(doc);
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -498,7 +494,8 @@ static int same_secret(const char *a, const char *b) {
 static int admin_denied(api_t *a, const is_http_request_t *req, is_http_response_t *resp) {
     const char *token = is_http_bearer(req);
     if (!a->cfg->admin_token || !*a->cfg->admin_token) {
-        is_http_respond_error(resp, 403, "admin API disabled: set admin.token in the configuration");
+        is_http_respond_error(resp, 403,
+                              "admin API disabled: set admin.token in the configuration");
         return 1;
     }
     if (!token) {
@@ -528,8 +525,8 @@ static void respond_admin(api_t *a, admin_request_t *ar, is_http_response_t *res
     char errstr[512];
     int status = 500;
     pthread_mutex_lock(&a->mu);
-    json_t *res = admin_perform(a->store, ar, is_clock_now_ms(NULL), &status, errstr,
-                                sizeof(errstr));
+    json_t *res =
+        admin_perform(a->store, ar, is_clock_now_ms(NULL), &status, errstr, sizeof(errstr));
     pthread_mutex_unlock(&a->mu);
     if (!res)
         is_http_respond_error(resp, status, "%s", errstr);
@@ -658,8 +655,8 @@ static const is_http_route_t api_routes[] = {
     {"GET", "/v1/status", h_status},
 };
 
-is_err_t api_start(const consumer_config_t *cfg, const is_policy_t *policy,
-                   consumer_stats_t *stats, api_t **out, char *errstr, size_t errstr_size) {
+is_err_t api_start(const consumer_config_t *cfg, const is_policy_t *policy, consumer_stats_t *stats,
+                   api_t **out, char *errstr, size_t errstr_size) {
     is_err_t rc;
     api_t *a = calloc(1, sizeof(*a));
     *out = NULL;
@@ -672,9 +669,8 @@ is_err_t api_start(const consumer_config_t *cfg, const is_policy_t *policy,
     rc = store_open(cfg->store_path, IS_DB_SYNC_NORMAL, &a->store, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;
-    rc = is_httpd_start(cfg->http_listen, api_routes, sizeof(api_routes) / sizeof(api_routes[0]),
-                        a, 64 * 1024, (unsigned)cfg->http_threads, &a->httpd, errstr,
-                        errstr_size);
+    rc = is_httpd_start(cfg->http_listen, api_routes, sizeof(api_routes) / sizeof(api_routes[0]), a,
+                        64 * 1024, (unsigned)cfg->http_threads, &a->httpd, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;
     *out = a;

@@ -18,9 +18,8 @@
 
 typedef struct api api_t;
 
-is_err_t api_start(const consumer_config_t *cfg, const is_policy_t *policy,
-                   consumer_stats_t *stats, api_t **out, char *errstr,
-                   size_t errstr_size) IS_MUST_CHECK;
+is_err_t api_start(const consumer_config_t *cfg, const is_policy_t *policy, consumer_stats_t *stats,
+                   api_t **out, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 uint16_t api_port(const api_t *a);
 void api_stop(api_t *a); /* NULL is a no-op */
 

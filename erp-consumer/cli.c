@@ -71,8 +71,8 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
         } else {
             req.action = (admin_action_t)admin_action_parse(cmd);
         }
-        res = admin_perform(store, &req, is_clock_now_ms(NULL), &http_status, errstr,
-                            sizeof(errstr));
+        res =
+            admin_perform(store, &req, is_clock_now_ms(NULL), &http_status, errstr, sizeof(errstr));
         if (!res && http_status == 400)
             status = 2;
     }

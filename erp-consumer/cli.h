@@ -20,7 +20,7 @@
 
 typedef struct cli_args {
     const char *site, *tier, *by, *reason, *movement, *document;
-    int argc;           /* positional arguments after the command */
+    int argc; /* positional arguments after the command */
     char **argv;
 } cli_args_t;
 

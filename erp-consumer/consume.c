@@ -28,13 +28,13 @@ struct consume {
     void *notify_opaque;
     rd_kafka_t *rk;
     char prefix[128];
-    const char **refused; /* loop guard, NULL-terminated */
+    const char **refused;                    /* loop guard, NULL-terminated */
     char last_policy[IS_SHA256_HEX_LEN + 1]; /* last policy version recorded */
-    int assign_mode;      /* consume.mode assign */
-    regex_t topic_re;     /* assign mode: the subscription regex */
+    int assign_mode;                         /* consume.mode assign */
+    regex_t topic_re;                        /* assign mode: the subscription regex */
     int have_re;
     int64_t next_discovery; /* monotonic ms */
-    int assigned_parts;   /* partitions assigned so far (assign mode) */
+    int assigned_parts;     /* partitions assigned so far (assign mode) */
 };
 
 /* What one polled message became; owns its decoded protobuf. */
@@ -380,8 +380,8 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
         goto dead;
     }
     if (site[0] && strcmp(site, slot->m->site) != 0) {
-        snprintf(slot->reason, sizeof(slot->reason),
-                 "movement of site '%s' on topic of site '%s'", slot->m->site, site);
+        snprintf(slot->reason, sizeof(slot->reason), "movement of site '%s' on topic of site '%s'",
+                 slot->m->site, site);
         goto dead;
     }
     if (!slot->m->producer_id[0] || slot->m->sequence == 0) {
@@ -396,8 +396,8 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
         const is_tier_t *t = is_policy_tier_by_name(c->policy, slot->m->tier);
         int64_t accepted = slot->m->accepted_time ? slot->m->accepted_time : is_clock_now_ms(NULL);
         if (t) {
-            sm->due_at = is_schedule_due(t, is_policy_site_timezone(c->policy, slot->m->site),
-                                         accepted);
+            sm->due_at =
+                is_schedule_due(t, is_policy_site_timezone(c->policy, slot->m->site), accepted);
         } else {
             /* A tier this consumer's policy does not know (policy roll-out in progress):
              * post without delay rather than park it. */

@@ -40,8 +40,7 @@ is_err_t dlq_new(const is_strmap_t *kafka, const char *topic_prefix, dlq_t **out
     snprintf(d->prefix, sizeof(d->prefix), "%s", topic_prefix);
     for (size_t i = 0; i < kafka->n; i++) {
         /* Consumer-only properties do not apply to this producer. */
-        if (strcmp(kafka->keys[i], "group.id") == 0 ||
-            strncmp(kafka->keys[i], "auto.", 5) == 0 ||
+        if (strcmp(kafka->keys[i], "group.id") == 0 || strncmp(kafka->keys[i], "auto.", 5) == 0 ||
             strncmp(kafka->keys[i], "enable.auto", 11) == 0 ||
             strcmp(kafka->keys[i], "session.timeout.ms") == 0 ||
             strcmp(kafka->keys[i], "heartbeat.interval.ms") == 0 ||
@@ -116,11 +115,10 @@ is_err_t dlq_publish(dlq_t *d, const dlq_letter_t *l, char *errstr, size_t errst
     if (l->movement_id)
         rd_kafka_header_add(hdrs, "movement-id", -1, l->movement_id, -1);
     for (;;) {
-        err = rd_kafka_producev(d->rk, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_KEY((void *)l->key, l->key_len),
-                                RD_KAFKA_V_VALUE((void *)l->value, l->value_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        err = rd_kafka_producev(
+            d->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)l->key, l->key_len),
+            RD_KAFKA_V_VALUE((void *)l->value, l->value_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
         rd_kafka_poll(d->rk, 100);

@@ -25,17 +25,17 @@
 typedef struct dlq dlq_t;
 
 typedef struct dlq_letter {
-    const char *site;          /* destination <prefix>.<site>.dlq */
+    const char *site; /* destination <prefix>.<site>.dlq */
     const void *key;
     size_t key_len;
     const void *value;
     size_t value_len;
-    const char *error;         /* required */
-    const char *erp_answer;    /* may be NULL */
+    const char *error;      /* required */
+    const char *erp_answer; /* may be NULL */
     const char *source_topic;
     int32_t source_partition;
     int64_t source_offset;
-    const char *movement_id;   /* may be NULL */
+    const char *movement_id; /* may be NULL */
 } dlq_letter_t;
 
 /* kafka: the kafka.* passthrough map (bootstrap.servers, TLS/SASL). */

@@ -32,26 +32,26 @@
 #include "movement.h"
 
 typedef struct erp_line {
-    const is_movement_t *m; /* representative movement: every key field, type, statuses */
-    is_decimal_t quantity;  /* the line's (net) quantity; for one movement its quantity */
+    const is_movement_t *m;          /* representative movement: every key field, type, statuses */
+    is_decimal_t quantity;           /* the line's (net) quantity; for one movement its quantity */
     const char *const *movement_ids; /* source movement ids (traceability) */
     size_t n_movement_ids;
 } erp_line_t;
 
 typedef struct erp_posting {
-    const char *posting_id;     /* idempotency reference, [0-9a-f]{32} */
+    const char *posting_id; /* idempotency reference, [0-9a-f]{32} */
     const char *site;
     const char *tier;
     const char *policy_version;
-    int64_t posting_time;       /* ms since epoch UTC */
+    int64_t posting_time; /* ms since epoch UTC */
     const erp_line_t *lines;
     size_t n_lines;
 } erp_posting_t;
 
 typedef struct erp_result {
-    char document[64];  /* ERP document number when posted / found */
-    char message[512];  /* ERP's answer or the transport error, for humans */
-    int http_status;    /* HTTP status where there was one, else 0 */
+    char document[64]; /* ERP document number when posted / found */
+    char message[512]; /* ERP's answer or the transport error, for humans */
+    int http_status;   /* HTTP status where there was one, else 0 */
 } erp_result_t;
 
 typedef struct erp_on_hand_row {
@@ -64,12 +64,12 @@ typedef struct erp_on_hand_row {
 typedef int (*erp_on_hand_cb)(void *opaque, const erp_on_hand_row_t *row);
 
 typedef struct erp_config {
-    char *adapter;          /* "sqlite" | "http-json" */
-    char *sqlite_path;      /* sqlite: ledger database file */
-    int allow_negative;     /* sqlite: accept issues that drive on-hand below zero */
-    char *http_url;         /* http-json: base URL, e.g. http://erp:8080 */
-    char *http_token;       /* http-json: bearer token (never logged) */
-    int64_t http_timeout_ms;/* http-json: whole-request timeout */
+    char *adapter;           /* "sqlite" | "http-json" */
+    char *sqlite_path;       /* sqlite: ledger database file */
+    int allow_negative;      /* sqlite: accept issues that drive on-hand below zero */
+    char *http_url;          /* http-json: base URL, e.g. http://erp:8080 */
+    char *http_token;        /* http-json: bearer token (never logged) */
+    int64_t http_timeout_ms; /* http-json: whole-request timeout */
 } erp_config_t;
 
 typedef struct erp erp_t;

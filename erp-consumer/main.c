@@ -349,7 +349,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (is_log_level_parse(cfg.log_level, &level) != IS_OK) {
-        fprintf(stderr, "erp-consumer: %s: key 'log.level': '%s' is not debug, info, warn or error\n",
+        fprintf(stderr,
+                "erp-consumer: %s: key 'log.level': '%s' is not debug, info, warn or error\n",
                 config ? config : "configuration", cfg.log_level);
         consumer_config_release(&cfg);
         return 2;

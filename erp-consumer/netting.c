@@ -15,8 +15,8 @@
 typedef struct group {
     const is_movement_t *rep; /* first member: the line's key fields */
     is_decimal_t sum;
-    size_t first, count;      /* members: order[first .. first+count) after regrouping */
-    is_stock_effect_t fx[4];  /* buckets touched (location, status) */
+    size_t first, count;     /* members: order[first .. first+count) after regrouping */
+    is_stock_effect_t fx[4]; /* buckets touched (location, status) */
     size_t n_fx;
 } group_t;
 

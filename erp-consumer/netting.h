@@ -23,10 +23,10 @@
 #include "erp.h"
 
 typedef struct netting {
-    erp_line_t *lines;  /* in posting order */
+    erp_line_t *lines; /* in posting order */
     size_t n_lines;
-    size_t n_dropped;   /* lines netted to zero, not sent */
-    const char **ids;   /* backing store of the lines' movement_ids */
+    size_t n_dropped; /* lines netted to zero, not sent */
+    const char **ids; /* backing store of the lines' movement_ids */
 } netting_t;
 
 /* Build lines for ms[0..n). Borrowed movements must outlive out. */

@@ -29,8 +29,7 @@ static int tier_index(const is_policy_t *p, const is_tier_t *t) {
     return 0;
 }
 
-static void classify(const is_policy_t *np, const is_policy_t *op, const json_t *obj,
-                     counts_t *c) {
+static void classify(const is_policy_t *np, const is_policy_t *op, const json_t *obj, counts_t *c) {
     is_movement_t *m = NULL;
     is_field_error_t err;
     if (is_movement_from_json(obj, IS_DECIMAL_MAX_SCALE, &m, &err) != IS_OK) {
@@ -155,17 +154,18 @@ int policy_check_main(int argc, char **argv) {
     }
     json_object_set_new(doc, "tiers", tiers);
     if (sample)
-        json_object_set_new(doc, "sample", json_pack("{s:s,s:I,s:I}", "file", sample, "movements",
-                                                     (json_int_t)cnt->total, "invalid",
-                                                     (json_int_t)cnt->invalid));
+        json_object_set_new(doc, "sample",
+                            json_pack("{s:s,s:I,s:I}", "file", sample, "movements",
+                                      (json_int_t)cnt->total, "invalid", (json_int_t)cnt->invalid));
     if (op) {
         json_t *moves = json_array();
-        json_object_set_new(doc, "against", json_pack("{s:s,s:s}", "policy", op_path,
-                                                      "policy_version", is_policy_version(op)));
+        json_object_set_new(
+            doc, "against",
+            json_pack("{s:s,s:s}", "policy", op_path, "policy_version", is_policy_version(op)));
         for (size_t o = 0; o < is_policy_tier_count(op) && o < MAX_TIERS; o++)
             for (size_t n = 0; n < is_policy_tier_count(np) && n < MAX_TIERS; n++)
-                if (cnt->moves[o][n] && strcmp(is_policy_tier(op, o)->name,
-                                               is_policy_tier(np, n)->name) != 0)
+                if (cnt->moves[o][n] &&
+                    strcmp(is_policy_tier(op, o)->name, is_policy_tier(np, n)->name) != 0)
                     json_array_append_new(moves, json_pack("{s:s,s:s,s:I}", "from",
                                                            is_policy_tier(op, o)->name, "to",
                                                            is_policy_tier(np, n)->name, "movements",
@@ -193,11 +193,11 @@ int policy_check_main(int argc, char **argv) {
         if (op) {
             printf("against %s: %s\n", op_path,
                    json_array_size(json_object_get(doc, "moves")) ? "movements change tier"
-                                                                   : "no movement changes tier");
-            json_array_foreach(json_object_get(doc, "moves"), i, t) printf(
-                "  %-10s -> %-10s %10lld\n", json_string_value(json_object_get(t, "from")),
-                json_string_value(json_object_get(t, "to")),
-                (long long)json_integer_value(json_object_get(t, "movements")));
+                                                                  : "no movement changes tier");
+            json_array_foreach(json_object_get(doc, "moves"), i, t)
+                printf("  %-10s -> %-10s %10lld\n", json_string_value(json_object_get(t, "from")),
+                       json_string_value(json_object_get(t, "to")),
+                       (long long)json_integer_value(json_object_get(t, "movements")));
         }
     }
     json_decref(doc);

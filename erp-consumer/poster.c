@@ -33,8 +33,8 @@ struct poster {
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int woken;       /* guarded by mu */
-    uint64_t rng;    /* xorshift state for jitter */
+    int woken;    /* guarded by mu */
+    uint64_t rng; /* xorshift state for jitter */
     /* Fault injection for the reliability suite (INVSYNC_TEST_CRASH_AFTER_POSTS=N):
      * after N accepted ERP posts, die before recording them — the crash window
      * between "the ERP has it" and "the store knows". 0 = off. */
@@ -242,12 +242,13 @@ static erp_posting_t erp_posting_of(const store_posting_t *sp, const erp_line_t 
 static void observe(poster_t *p, const struct timespec *t0, size_t calls, const is_err_t *rcs) {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    long long us = (long long)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
+    long long us =
+        (long long)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
     atomic_fetch_add(&p->stats->erp_calls, (long long)calls);
     atomic_fetch_add(&p->stats->erp_call_us, us);
     for (size_t i = 0; i < calls; i++)
         stats_observe_erp(p->stats,
-                          rcs[i] == IS_OK ? STATS_POSTED
+                          rcs[i] == IS_OK              ? STATS_POSTED
                           : rcs[i] == IS_ERR_PERMANENT ? STATS_FAILED
                                                        : STATS_RETRY,
                           calls ? us / (long long)calls : us);
@@ -267,7 +268,8 @@ static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepa
         char ref[64];
         struct timespec t0;
         snprintf(ref, sizeof(ref), "%s-%zu", sp->posting_id, k + 1);
-        size_t from = k * chunk, count = pr->nt.n_lines - from < chunk ? pr->nt.n_lines - from : chunk;
+        size_t from = k * chunk,
+               count = pr->nt.n_lines - from < chunk ? pr->nt.n_lines - from : chunk;
         erp_posting_t ep = erp_posting_of(sp, &pr->nt.lines[from], count, ref, now_ms);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = erp_post(p->erp, &ep, er);
@@ -283,8 +285,8 @@ static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepa
 }
 
 /* Record what happened to posting i (logging, counters, dead letters). */
-static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc,
-                   erp_result_t *er, store_result_t *res, int64_t now_ms) {
+static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc, erp_result_t *er,
+                   store_result_t *res, int64_t now_ms) {
     pr->decided = 1;
     if (rc == IS_OK) {
         if (p->crash_after && ++p->posted_total >= p->crash_after) {
@@ -305,8 +307,8 @@ static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc
         res->error = er->message;
         atomic_fetch_add(&p->stats->failed, 1);
         is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
-               "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer",
-               er->message, NULL);
+               "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer", er->message,
+               NULL);
         dead_letter(p, sp, er->message);
     } else {
         res->outcome = STORE_RETRY;
@@ -384,8 +386,8 @@ static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, e
                 handled++;
                 continue;
             }
-            batch[nb] = erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id,
-                                       now_ms);
+            batch[nb] =
+                erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id, now_ms);
             memset(&bres[nb], 0, sizeof(bres[nb]));
             bidx[nb++] = i;
         }

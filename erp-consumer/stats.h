@@ -13,9 +13,8 @@
 
 /* ERP call latency histogram buckets (seconds, upper bounds), Prometheus style. */
 #define STATS_N_BUCKETS 13
-static const double stats_buckets[STATS_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                      0.05,  0.1,    0.25,  0.5,  1,
-                                                      2.5,   5,      10};
+static const double stats_buckets[STATS_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                      0.25,  0.5,    1,     2.5,  5,     10};
 enum { STATS_POSTED = 0, STATS_RETRY = 1, STATS_FAILED = 2, STATS_N_OUTCOMES = 3 };
 
 #define STATS_MAX_LAG 512 /* (site, tier) pairs tracked for consumer lag */
@@ -27,21 +26,21 @@ typedef struct stats_lag {
 } stats_lag_t;
 
 typedef struct consumer_stats {
-    atomic_llong messages;     /* Kafka messages applied to the store */
-    atomic_llong received;     /* new movements queued */
-    atomic_llong duplicates;   /* movements already known (absorbed) */
-    atomic_llong dead;         /* dead-lettered on consumption */
-    atomic_llong ignored;      /* dropped by the loop guard */
-    atomic_llong heartbeats;   /* heartbeats received */
-    atomic_llong posted;       /* postings accepted by the ERP */
-    atomic_llong retried;      /* retryable ERP failures */
-    atomic_llong failed;       /* permanent ERP failures */
-    atomic_llong recovered;    /* in-flight postings resolved at start-up */
-    atomic_llong erp_calls;    /* ERP post calls */
-    atomic_llong erp_call_us;  /* total time in ERP post calls, microseconds */
-    atomic_llong dlq_errors;   /* dead letters Kafka did not take */
-    atomic_int kafka_up;       /* 1 when the consumer's last poll reached a broker */
-    atomic_llong last_posted_ms; /* time of the last successful posting */
+    atomic_llong messages;           /* Kafka messages applied to the store */
+    atomic_llong received;           /* new movements queued */
+    atomic_llong duplicates;         /* movements already known (absorbed) */
+    atomic_llong dead;               /* dead-lettered on consumption */
+    atomic_llong ignored;            /* dropped by the loop guard */
+    atomic_llong heartbeats;         /* heartbeats received */
+    atomic_llong posted;             /* postings accepted by the ERP */
+    atomic_llong retried;            /* retryable ERP failures */
+    atomic_llong failed;             /* permanent ERP failures */
+    atomic_llong recovered;          /* in-flight postings resolved at start-up */
+    atomic_llong erp_calls;          /* ERP post calls */
+    atomic_llong erp_call_us;        /* total time in ERP post calls, microseconds */
+    atomic_llong dlq_errors;         /* dead letters Kafka did not take */
+    atomic_int kafka_up;             /* 1 when the consumer's last poll reached a broker */
+    atomic_llong last_posted_ms;     /* time of the last successful posting */
     atomic_llong caught_up_since_ms; /* every assigned partition read to its end since; 0 = not */
     /* ERP call latency by outcome: cumulative bucket counts, +Inf count, sum (µs). */
     atomic_llong erp_hist[STATS_N_OUTCOMES][STATS_N_BUCKETS];

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-extern const unsigned char status_page_html[];  /* the page's bytes */
-extern const size_t status_page_html_len;       /* their number */
+extern const unsigned char status_page_html[]; /* the page's bytes */
+extern const size_t status_page_html_len;      /* their number */
 
 #endif

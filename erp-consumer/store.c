@@ -32,8 +32,8 @@ static const char *const store_migrations[] = {
     "  due_at INTEGER NOT NULL,"
     "  state TEXT NOT NULL,"
     "  posting_id TEXT,"
-    "  reason TEXT,"  /* why dead / ignored / cancelled */
-    "  note TEXT,"    /* promotion */
+    "  reason TEXT," /* why dead / ignored / cancelled */
+    "  note TEXT,"   /* promotion */
     "  policy_version TEXT NOT NULL DEFAULT '',"
     "  payload BLOB NOT NULL,"
     "  UNIQUE(source_system, movement_id));"
@@ -105,7 +105,7 @@ const char *const store_consume_sql[SQ__COUNT] = {
                           " ON CONFLICT(site) DO UPDATE SET last_heartbeat_at = ?2",
 };
 
-#define stmt store_stmt
+#define stmt      store_stmt
 #define bind_text store_bind_text
 
 sqlite3_stmt *store_stmt(store_t *s, int id) {
@@ -147,9 +147,9 @@ is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *er
                                                : store_admin_sql[i];
         if (!sql || sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
                                        NULL) != SQLITE_OK)
-            rc = is_db_error(s->db, sql ? "cannot prepare a store statement"
-                                        : "a store statement has no SQL",
-                             errstr, errstr_size);
+            rc = is_db_error(
+                s->db, sql ? "cannot prepare a store statement" : "a store statement has no SQL",
+                errstr, errstr_size);
     }
     if (rc != IS_OK) {
         store_close(s);
@@ -393,11 +393,20 @@ is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errs
         sqlite3_finalize(st);
         return rc;
     }
-    int64_t *fields[] = {&out->movements,       &out->queued,          &out->posting,
-                         &out->retry,           &out->posted,          &out->failed,
-                         &out->dead,            &out->cancelled,       &out->skipped,
-                         &out->postings,        &out->postings_posted,
-                         &out->postings_failed, &out->postings_retry,  &out->oldest_unposted_ms};
+    int64_t *fields[] = {&out->movements,
+                         &out->queued,
+                         &out->posting,
+                         &out->retry,
+                         &out->posted,
+                         &out->failed,
+                         &out->dead,
+                         &out->cancelled,
+                         &out->skipped,
+                         &out->postings,
+                         &out->postings_posted,
+                         &out->postings_failed,
+                         &out->postings_retry,
+                         &out->oldest_unposted_ms};
     for (int i = 0; i < (int)(sizeof(fields) / sizeof(fields[0])); i++)
         *fields[i] = sqlite3_column_int64(st, i);
     sqlite3_finalize(st);
@@ -444,9 +453,9 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int 
             rc = is_db_error(s->db, "cannot move a watermark", errstr, errstr_size);
             break;
         }
-        json_t *d = json_pack("{s:s,s:s,s:I,s:I}", "producer_id", producer, "site", site,
-                              "missing_from", (json_int_t)(wm + 1), "missing_to",
-                              (json_int_t)(next - 1));
+        json_t *d =
+            json_pack("{s:s,s:s,s:I,s:I}", "producer_id", producer, "site", site, "missing_from",
+                      (json_int_t)(wm + 1), "missing_to", (json_int_t)(next - 1));
         char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
         json_decref(d);
         rc = store_audit(s, now_ms, "consumer", "sequence-gap-skipped", site, detail, errstr,

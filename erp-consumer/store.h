@@ -52,10 +52,10 @@ sqlite3 *store_db(store_t *s);
 /* ---- consume side --------------------------------------------------------- */
 
 typedef enum store_msg_kind {
-    STORE_MSG_MOVEMENT = 0,  /* a valid movement: insert (or count duplicate) */
-    STORE_MSG_HEARTBEAT,     /* a heartbeat: remember it */
-    STORE_MSG_DEAD,          /* dead-lettered: record, advance offset only */
-    STORE_MSG_IGNORED,       /* dropped (loop guard, foreign): advance offset only */
+    STORE_MSG_MOVEMENT = 0, /* a valid movement: insert (or count duplicate) */
+    STORE_MSG_HEARTBEAT,    /* a heartbeat: remember it */
+    STORE_MSG_DEAD,         /* dead-lettered: record, advance offset only */
+    STORE_MSG_IGNORED,      /* dropped (loop guard, foreign): advance offset only */
 } store_msg_kind_t;
 
 typedef struct store_msg {
@@ -67,8 +67,8 @@ typedef struct store_msg {
     const is_heartbeat_t *hb; /* HEARTBEAT */
     const void *payload;      /* the raw message value (stored for MOVEMENT) */
     size_t payload_len;
-    const char *reason;       /* DEAD / IGNORED: why */
-    int64_t due_at;           /* MOVEMENT: when its tier window closes (ms UTC) */
+    const char *reason; /* DEAD / IGNORED: why */
+    int64_t due_at;     /* MOVEMENT: when its tier window closes (ms UTC) */
 } store_msg_t;
 
 typedef struct store_batch_result {
@@ -92,23 +92,23 @@ is_err_t store_get_offset(store_t *s, const char *topic, int32_t partition,
 
 /* A posting to make: one or more movements of one lot (same site and tier). */
 typedef struct store_posting {
-    char posting_id[33];  /* deterministic: hex of SHA-256 of sorted "source\x1fid" */
+    char posting_id[33]; /* deterministic: hex of SHA-256 of sorted "source\x1fid" */
     char site[65];
     char tier[32];
     char lot_key[IS_LOT_KEY_MAX];
-    int attempts;          /* attempts made before this one */
-    int net;               /* windowed tier: net the movements into lines */
-    int cancel;            /* not a posting: REVERSAL/original pairs cancelled in the window */
-    uint32_t max_lines;    /* tier's max_lines (0 = no limit) */
-    char note[192];        /* promotion note, e.g. "promoted by M7 (realtime)" */
+    int attempts;       /* attempts made before this one */
+    int net;            /* windowed tier: net the movements into lines */
+    int cancel;         /* not a posting: REVERSAL/original pairs cancelled in the window */
+    uint32_t max_lines; /* tier's max_lines (0 = no limit) */
+    char note[192];     /* promotion note, e.g. "promoted by M7 (realtime)" */
     size_t n;
-    int64_t *row_ids;      /* movements.id */
-    is_movement_t **m;     /* decoded payloads (owned) */
-    struct {               /* where each movement came from (for dead letters) */
+    int64_t *row_ids;  /* movements.id */
+    is_movement_t **m; /* decoded payloads (owned) */
+    struct {           /* where each movement came from (for dead letters) */
         char topic[250];
         int32_t partition;
         int64_t offset;
-    } *origin;
+    } * origin;
 } store_posting_t;
 
 typedef struct store_posting_list {
@@ -135,8 +135,7 @@ is_err_t store_fetch_inflight(store_t *s, store_posting_list_t *out, char *errst
  * `cancel` entry. Held lots are skipped, not returned.
  */
 is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, size_t max,
-                         store_posting_list_t *out, char *errstr,
-                         size_t errstr_size) IS_MUST_CHECK;
+                         store_posting_list_t *out, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 
 /* Mark postings as being posted (attempts + 1) and apply `cancel` entries
  * (their movements become cancelled), in one transaction. */
@@ -144,11 +143,11 @@ is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms,
                             size_t errstr_size) IS_MUST_CHECK;
 
 typedef enum store_outcome {
-    STORE_POSTED = 0,  /* ERP has it: document */
-    STORE_RETRY,       /* retryable failure: wait until next_at */
-    STORE_FAILED,      /* permanent failure: hold the lot, dead-letter */
-    STORE_REQUEUE,     /* not attempted (an earlier posting of the lot failed): back to queued */
-    STORE_CANCELLED,   /* a `cancel` entry: already applied by store_mark_posting */
+    STORE_POSTED = 0, /* ERP has it: document */
+    STORE_RETRY,      /* retryable failure: wait until next_at */
+    STORE_FAILED,     /* permanent failure: hold the lot, dead-letter */
+    STORE_REQUEUE,    /* not attempted (an earlier posting of the lot failed): back to queued */
+    STORE_CANCELLED,  /* a `cancel` entry: already applied by store_mark_posting */
 } store_outcome_t;
 
 typedef struct store_result {

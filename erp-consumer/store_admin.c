@@ -19,7 +19,7 @@
 #include "hash.h"
 #include "store_int.h"
 
-#define stmt store_stmt
+#define stmt      store_stmt
 #define bind_text store_bind_text
 
 static const char GENESIS[] = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -124,7 +124,8 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
         const char *stored_prev = (const char *)sqlite3_column_text(st, 6);
         const char *stored = (const char *)sqlite3_column_text(st, 7);
         audit_hash(prev, id, sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 2),
-                   (const char *)sqlite3_column_text(st, 3), (const char *)sqlite3_column_text(st, 4),
+                   (const char *)sqlite3_column_text(st, 3),
+                   (const char *)sqlite3_column_text(st, 4),
                    (const char *)sqlite3_column_text(st, 5), hash);
         if (!stored_prev || strcmp(stored_prev, prev) != 0) {
             *bad_id = id;
@@ -253,8 +254,8 @@ int store_is_paused(store_t *s, const char *site, const char *tier) {
     sqlite3_stmt *st = NULL;
     int paused = 0;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT 1 FROM pauses WHERE site IN (?1, '*') AND tier IN (?2, '*')",
-                           -1, &st, NULL) != SQLITE_OK)
+                           "SELECT 1 FROM pauses WHERE site IN (?1, '*') AND tier IN (?2, '*')", -1,
+                           &st, NULL) != SQLITE_OK)
         return 0;
     bind_text(st, 1, site);
     bind_text(st, 2, tier);
@@ -319,8 +320,8 @@ is_err_t store_note_policy_version(store_t *s, const char *version, const char *
         json_t *d = json_pack("{s:s}", "first_movement", movement_id ? movement_id : "");
         char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
         json_decref(d);
-        rc = store_audit(s, now_ms, "consumer", "policy-version", version, txt, errstr,
-                         errstr_size);
+        rc =
+            store_audit(s, now_ms, "consumer", "policy-version", version, txt, errstr, errstr_size);
         free(txt);
     }
     if (rc == IS_OK && is_db_commit(s->db) != IS_OK)

@@ -13,11 +13,11 @@
 #include "hash.h"
 #include "store_int.h"
 
-#define stmt store_stmt
+#define stmt      store_stmt
 #define bind_text store_bind_text
 
-#define TRIGGER_PAGE 1024 /* trigger rows read per query */
-#define TRIGGER_PAGES 16  /* pages per fetch at most (held lots are skipped) */
+#define TRIGGER_PAGE  1024 /* trigger rows read per query */
+#define TRIGGER_PAGES 16   /* pages per fetch at most (held lots are skipped) */
 
 const char *const store_post_sql[SQ__COUNT] = {
     /* A retry goes only when no earlier movement of its lot is still unfinished in
@@ -564,12 +564,12 @@ is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms,
                 bind_text(st, 2, reason);
                 if (sqlite3_step(st) != SQLITE_DONE)
                     goto db_err;
-                json_t *d = json_pack("{s:s,s:s,s:s}", "site", p->site, "tier", p->tier, "reason",
-                                      reason);
+                json_t *d =
+                    json_pack("{s:s,s:s,s:s}", "site", p->site, "tier", p->tier, "reason", reason);
                 char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
                 json_decref(d);
-                is_err_t arc = store_audit(s, now_ms, "poster", "cancelled",
-                                           p->m[k]->movement_id, detail, errstr, errstr_size);
+                is_err_t arc = store_audit(s, now_ms, "poster", "cancelled", p->m[k]->movement_id,
+                                           detail, errstr, errstr_size);
                 free(detail);
                 if (arc != IS_OK)
                     goto db_err;

@@ -45,7 +45,8 @@ is_err_t uom_load(const char *path, uom_table_t **out, char *errstr, size_t errs
     FILE *f = fopen(path, "r");
     *out = NULL;
     if (!t || !f) {
-        is_errf(errstr, errstr_size, "cannot open '%s': %s", path, f ? "out of memory" : strerror(errno));
+        is_errf(errstr, errstr_size, "cannot open '%s': %s", path,
+                f ? "out of memory" : strerror(errno));
         goto fail;
     }
     while (fgets(line, sizeof(line), f)) {

@@ -125,9 +125,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             set_kafka_state(fw, PRODUCER_KAFKA_CONNECTED, "heartbeat delivered");
             producer_metrics_heartbeat_sent(fw->metrics);
-        }
-        else if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
-                 msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        } else if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+                   msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
             is_log(IS_LOG_WARN, "heartbeat not delivered", "topic", rd_kafka_topic_name(msg->rkt),
                    "error", rd_kafka_err2str(msg->err), NULL);
         return;

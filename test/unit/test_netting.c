@@ -80,13 +80,11 @@ static void init_m(seq_t *s, size_t i, int type, const char *loc, const char *to
 
 /* A random sequence that is feasible from the stock `start`. */
 static void random_feasible(seq_t *s, stock_t start, unsigned *rng) {
-    static const int types[] = {INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE,
-                                INVSYNC__V1__MOVEMENT_TYPE__TRANSFER,
-                                INVSYNC__V1__MOVEMENT_TYPE__COMPLETION,
-                                INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT,
-                                INVSYNC__V1__MOVEMENT_TYPE__SCRAP,
-                                INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE,
-                                INVSYNC__V1__MOVEMENT_TYPE__RELEASE};
+    static const int types[] = {
+        INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, INVSYNC__V1__MOVEMENT_TYPE__TRANSFER,
+        INVSYNC__V1__MOVEMENT_TYPE__COMPLETION,  INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT,
+        INVSYNC__V1__MOVEMENT_TYPE__SCRAP,       INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE,
+        INVSYNC__V1__MOVEMENT_TYPE__RELEASE};
     stock_t cur = start;
     s->n = 0;
     size_t want = 2 + rand_r(rng) % (MAXM - 2);
@@ -128,8 +126,7 @@ static void test_netting_keeps_feasibility_property(void **state) {
         size_t ids = 0;
         for (size_t i = 0; i < nt.n_lines; i++) {
             if (!apply(&netted, nt.lines[i].m, nt.lines[i].quantity))
-                fail_msg("iteration %d: netted line %zu of %zu goes negative", iter, i,
-                         nt.n_lines);
+                fail_msg("iteration %d: netted line %zu of %zu goes negative", iter, i, nt.n_lines);
             ids += nt.lines[i].n_movement_ids;
         }
         assert_memory_equal(&orig, &netted, sizeof(orig));
@@ -146,7 +143,7 @@ static void test_ten_thousand_issues_one_line(void **state) {
     is_movement_t *m = calloc(N, sizeof(*m));
     is_movement_t **pm = calloc(N, sizeof(*pm));
     Invsync__V1__Decimal *q = calloc(N, sizeof(*q));
-    char (*ids)[16] = calloc(N, sizeof(*ids));
+    char(*ids)[16] = calloc(N, sizeof(*ids));
     for (int i = 0; i < N; i++) {
         invsync__v1__movement__init(&m[i]);
         invsync__v1__decimal__init(&q[i]);

@@ -38,14 +38,13 @@ typedef struct fx {
     int64_t offset;
 } fx_t;
 
-static const char POLICY[] =
-    "topic_prefix: invsync\n"
-    "tiers:\n"
-    "  realtime: {cadence: immediate, stale_after: 2m}\n"
-    "  periodic: {cadence: every 30m, stale_after: 90m}\n"
-    "rules:\n"
-    "  - {when: {type: [QUARANTINE, RELEASE, REVERSAL]}, tier: realtime}\n"
-    "default_tier: periodic\n";
+static const char POLICY[] = "topic_prefix: invsync\n"
+                             "tiers:\n"
+                             "  realtime: {cadence: immediate, stale_after: 2m}\n"
+                             "  periodic: {cadence: every 30m, stale_after: 90m}\n"
+                             "rules:\n"
+                             "  - {when: {type: [QUARANTINE, RELEASE, REVERSAL]}, tier: realtime}\n"
+                             "default_tier: periodic\n";
 
 static int64_t T0; /* 2026-03-02T08:00:00Z, a window boundary */
 
@@ -70,10 +69,10 @@ static int setup(void **state) {
     f->mock_host = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof(kerr));
     assert_non_null(f->mock_host);
     is_strmap_t kafka = {0};
-    assert_int_equal(is_strmap_set(&kafka, "bootstrap.servers",
-                                   rd_kafka_mock_cluster_bootstraps(
-                                       rd_kafka_handle_mock_cluster(f->mock_host))),
-                     IS_OK);
+    assert_int_equal(
+        is_strmap_set(&kafka, "bootstrap.servers",
+                      rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(f->mock_host))),
+        IS_OK);
     assert_int_equal(dlq_new(&kafka, "invsync", &f->dlq, errstr, sizeof(errstr)), IS_OK);
     is_strmap_release(&kafka);
 
@@ -120,8 +119,12 @@ static void seed(fx_t *f, const char *location, int64_t units) {
     m.type = INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT;
     m.quantity = &q;
     erp_line_t line = {.m = &m, .quantity = {units, 0}};
-    erp_posting_t p = {.posting_id = "seed", .site = "S1", .tier = "opening",
-                       .policy_version = "", .lines = &line, .n_lines = 1};
+    erp_posting_t p = {.posting_id = "seed",
+                       .site = "S1",
+                       .tier = "opening",
+                       .policy_version = "",
+                       .lines = &line,
+                       .n_lines = 1};
     erp_result_t r;
     assert_int_equal(erp_sqlite_open_path(f->ledger_path, 0, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(erp_sqlite_post(l, &p, &r, NULL), IS_OK);
@@ -296,9 +299,9 @@ static void test_pause_holds_resume_catches_up(void **state) {
     qm.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE;
     qm.location = "QA";
     qm.quantity = &q;
-    assert_int_equal(store_pause(f->store, "S1", "realtime", "alice", "ERP upgrade", T0, errstr,
-                                 sizeof(errstr)),
-                     IS_OK);
+    assert_int_equal(
+        store_pause(f->store, "S1", "realtime", "alice", "ERP upgrade", T0, errstr, sizeof(errstr)),
+        IS_OK);
     consume(f, &qm, T0 + 1000);
     poster_t *p = new_poster(f);
     assert_int_equal(run_until_idle(p, T0 + 10 * 60000), 0);

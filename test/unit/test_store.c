@@ -374,9 +374,9 @@ static void test_pause_resume_and_flush(void **state) {
     char errstr[256];
     int64_t n = 0;
     apply(f, "A1", "S1", "LA", 1, 0); /* realtime, due */
-    assert_int_equal(store_pause(f->s, "S1", "*", "alice", "ERP maintenance", 1000, errstr,
-                                 sizeof(errstr)),
-                     IS_OK);
+    assert_int_equal(
+        store_pause(f->s, "S1", "*", "alice", "ERP maintenance", 1000, errstr, sizeof(errstr)),
+        IS_OK);
     assert_true(store_is_paused(f->s, "S1", "realtime"));
     assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 0);
@@ -420,14 +420,13 @@ static void test_failed_retry_and_skip_are_audited(void **state) {
     res[0].error = res[1].error = "unknown material";
     assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
     store_posting_list_release(&l);
-    assert_int_equal(store_failed_retry(f->s, pid_a, "carol", "master data fixed", 2000, errstr,
-                                        sizeof(errstr)),
-                     IS_OK);
+    assert_int_equal(
+        store_failed_retry(f->s, pid_a, "carol", "master data fixed", 2000, errstr, sizeof(errstr)),
+        IS_OK);
     assert_int_equal(store_failed_skip(f->s, pid_b, "carol", "posted by hand in the ERP", 2000,
                                        errstr, sizeof(errstr)),
                      IS_OK);
-    assert_int_equal(store_failed_skip(f->s, pid_b, "carol", "twice", 2000, errstr,
-                                       sizeof(errstr)),
+    assert_int_equal(store_failed_skip(f->s, pid_b, "carol", "twice", 2000, errstr, sizeof(errstr)),
                      IS_ERR_NOT_FOUND);
     assert_state(f, "A1", "retry");
     assert_state(f, "B1", "skipped");
@@ -456,9 +455,9 @@ static void test_audit_chain_detects_edit_and_delete(void **state) {
     char errstr[256];
     int64_t rows = 0, bad = 0;
     for (int i = 0; i < 5; i++)
-        assert_int_equal(store_audit(f->s, 1000 + i, "test", "posted", "P", "{\"n\":1}", errstr,
-                                     sizeof(errstr)),
-                         IS_OK);
+        assert_int_equal(
+            store_audit(f->s, 1000 + i, "test", "posted", "P", "{\"n\":1}", errstr, sizeof(errstr)),
+            IS_OK);
     assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(rows, 5);
     /* Edit row 3. */
@@ -486,9 +485,9 @@ static void test_audit_chain_detects_removed_tail(void **state) {
     char errstr[256];
     int64_t rows = 0, bad = 0;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(store_audit(f->s, 1000 + i, "test", "flush", "S/T", NULL, errstr,
-                                     sizeof(errstr)),
-                         IS_OK);
+        assert_int_equal(
+            store_audit(f->s, 1000 + i, "test", "flush", "S/T", NULL, errstr, sizeof(errstr)),
+            IS_OK);
     assert_int_equal(
         sqlite3_exec(store_db(f->s), "DELETE FROM audit WHERE id = 3", NULL, NULL, NULL),
         SQLITE_OK);

@@ -59,15 +59,15 @@ static void test_conversions(void **state) {
         int64_t want_units; /* at want_scale */
         uint32_t want_scale;
     } cases[] = {
-        {"RM-101", "G", 12500, 0, "KG", 12500, 3},   /* 12500 g = 12.500 kg */
-        {"RM-101", "G", 1, 3, "KG", 1, 6},           /* 0.001 g = 0.000001 kg */
+        {"RM-101", "G", 12500, 0, "KG", 12500, 3}, /* 12500 g = 12.500 kg */
+        {"RM-101", "G", 1, 3, "KG", 1, 6},         /* 0.001 g = 0.000001 kg */
         {"FG-301", "PC", 7, 0, "EA", 7, 0},
-        {"PKG-201", "BOX", 2, 0, "EA", 24, 0},       /* material-specific row wins */
+        {"PKG-201", "BOX", 2, 0, "EA", 24, 0}, /* material-specific row wins */
         {"PKG-202", "BOX", 2, 0, "EA", 20, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        is_movement_t *m = movement(cases[i].material, cases[i].uom, cases[i].units,
-                                    cases[i].scale);
+        is_movement_t *m =
+            movement(cases[i].material, cases[i].uom, cases[i].units, cases[i].scale);
         assert_int_equal(uom_convert(t, m, errstr, sizeof(errstr)), IS_OK);
         assert_string_equal(m->uom, cases[i].want_uom);
         is_decimal_t got = is_movement_qty(m), want = {cases[i].want_units, cases[i].want_scale};
