@@ -7,6 +7,7 @@
  * every call, so an adapter only writes what it knows.
  */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "erp.h"
@@ -75,6 +76,21 @@ is_err_t erp_post(erp_t *erp, const erp_posting_t *p, erp_result_t *result) {
     return erp->ops->post(erp->impl, p, result);
 }
 
+int erp_batch_held(const erp_posting_t *ps, const is_err_t *rcs, size_t i, erp_result_t *result) {
+    if (!ps[i].order_key)
+        return 0;
+    for (size_t k = i; k-- > 0;) {
+        if (rcs[k] != IS_OK && ps[k].order_key && strcmp(ps[k].order_key, ps[i].order_key) == 0) {
+            result->not_attempted = 1;
+            snprintf(result->message, sizeof(result->message),
+                     "not attempted: posting %s of %s failed before it in this batch",
+                     ps[k].posting_id, ps[i].order_key);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t *results,
                     is_err_t *rcs) {
     if (erp->ops->post_batch) {
@@ -82,7 +98,9 @@ void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t 
         return;
     }
     for (size_t i = 0; i < n; i++)
-        rcs[i] = erp->ops->post(erp->impl, &ps[i], &results[i]);
+        rcs[i] = erp_batch_held(ps, rcs, i, &results[i])
+                     ? IS_ERR_RETRYABLE
+                     : erp->ops->post(erp->impl, &ps[i], &results[i]);
 }
 
 is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id, erp_result_t *result) {

@@ -46,12 +46,16 @@ typedef struct erp_posting {
     int64_t posting_time; /* ms since epoch UTC */
     const erp_line_t *lines;
     size_t n_lines;
+    /* erp_post_batch: postings with the same non-NULL order_key (the lot) are
+     * applied in order; once one fails, the later ones are not attempted. */
+    const char *order_key;
 } erp_posting_t;
 
 typedef struct erp_result {
     char document[64]; /* ERP document number when posted / found */
     char message[512]; /* ERP's answer or the transport error, for humans */
     int http_status;   /* HTTP status where there was one, else 0 */
+    int not_attempted; /* erp_post_batch: held behind a failed posting of its order_key */
 } erp_result_t;
 
 typedef struct erp_on_hand_row {
@@ -92,7 +96,8 @@ is_err_t erp_post(erp_t *erp, const erp_posting_t *p, erp_result_t *result) IS_M
  * for erp_post. An adapter may make them durable together (the embedded
  * ledger commits them in one transaction); each keeps its own idempotency
  * reference and its own outcome. Adapters without a batch call post them
- * one by one, in order.
+ * one by one, in order. A posting behind a failed one of the same order_key
+ * is not attempted: IS_ERR_RETRYABLE with results[i].not_attempted set.
  */
 void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t *results,
                     is_err_t *rcs);
@@ -108,6 +113,13 @@ is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id,
 /* Every non-zero on-hand row (site NULL = all sites), in key order. */
 is_err_t erp_query_on_hand(erp_t *erp, const char *site, erp_on_hand_cb cb, void *opaque,
                            char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * For batch implementations: 1 (and result filled) when posting i must not
+ * be attempted because an earlier posting of its order_key failed (rcs of
+ * the earlier postings must be final).
+ */
+int erp_batch_held(const erp_posting_t *ps, const is_err_t *rcs, size_t i, erp_result_t *result);
 
 /* Implementation hooks (erp.c dispatches through these). */
 typedef struct erp_ops {

@@ -622,6 +622,10 @@ void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
     }
     for (size_t i = 0; i < n; i++) {
         int rep = 0;
+        if (erp_batch_held(ps, rcs, i, &results[i])) {
+            rcs[i] = IS_ERR_RETRYABLE;
+            continue;
+        }
         rcs[i] = validate_header(&ps[i], &results[i]);
         if (rcs[i] != IS_OK)
             continue;

@@ -321,10 +321,13 @@ static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc
 }
 
 /*
- * Post a cycle's postings. In rounds: each round sends the next undecided
- * posting of every lot in one batch call (one durable ERP write for the
- * embedded ledger); a lot whose posting did not go through keeps its later
- * postings back (REQUEUE), so a lot's postings reach the ERP in order.
+ * Post a cycle's postings. The store returns a lot's postings consecutively
+ * and in acceptance order. Each round sends, for every lot, its consecutive
+ * undecided postings in one batch call, ordered by lot (order_key): the ERP
+ * applies them in order and, once one fails, does not attempt the lot's
+ * later ones, which go back to the queue (REQUEUE). A posting split into
+ * chunks (max_lines) goes on its own, in its turn. In the usual case — no
+ * chunked postings — a cycle is one round: one durable ERP write.
  */
 static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, erp_result_t *er,
                     int64_t now_ms) {
@@ -360,36 +363,45 @@ static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, e
     }
     for (;;) {
         size_t nb = 0;
+        const char *lot = NULL;
+        int blocked = 0, wait = 0, in_batch = 0;
         for (size_t i = 0; i < l->n; i++) {
             store_posting_t *sp = &l->items[i];
-            int earlier_open = 0, earlier_bad = 0;
-            if (pr[i].decided)
+            if (sp->cancel)
                 continue;
-            for (size_t k = 0; k < i; k++) {
-                if (l->items[k].cancel || strcmp(l->items[k].lot_key, sp->lot_key) != 0)
-                    continue;
-                if (!pr[k].decided)
-                    earlier_open = 1;
-                else if (res[k].outcome != STORE_POSTED)
-                    earlier_bad = 1;
+            if (!lot || strcmp(lot, sp->lot_key) != 0) {
+                lot = sp->lot_key; /* a new lot's run */
+                blocked = wait = in_batch = 0;
             }
-            if (earlier_bad || atomic_load(&p->stop)) {
-                res[i].outcome = STORE_REQUEUE; /* keep the lot's order */
+            if (pr[i].decided) {
+                if (res[i].outcome != STORE_POSTED)
+                    blocked = 1; /* keep the lot's order behind a failure */
+                continue;
+            }
+            if (blocked || atomic_load(&p->stop)) {
+                res[i].outcome = STORE_REQUEUE;
                 pr[i].decided = 1;
                 continue;
             }
-            if (earlier_open)
-                continue; /* next round */
+            if (wait)
+                continue; /* behind a posting of this lot still in this round's batch */
             if (pr[i].n_chunks > 1) {
+                if (in_batch) {
+                    wait = 1; /* after the batch has settled this lot's earlier postings */
+                    continue;
+                }
                 is_err_t rc = post_chunked(p, sp, &pr[i], now_ms, &er[i]);
                 decide(p, sp, &pr[i], rc, &er[i], &res[i], now_ms);
                 handled++;
+                blocked = rc != IS_OK;
                 continue;
             }
-            batch[nb] =
-                erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id, now_ms);
+            batch[nb] = erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id,
+                                       now_ms);
+            batch[nb].order_key = sp->lot_key;
             memset(&bres[nb], 0, sizeof(bres[nb]));
             bidx[nb++] = i;
+            in_batch = 1;
         }
         if (nb == 0)
             break;
@@ -399,6 +411,11 @@ static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, e
         observe(p, &t0, nb, brc);
         for (size_t b = 0; b < nb; b++) {
             size_t i = bidx[b];
+            if (bres[b].not_attempted) {
+                res[i].outcome = STORE_REQUEUE; /* held behind a failure of its lot */
+                pr[i].decided = 1;
+                continue;
+            }
             er[i] = bres[b];
             decide(p, &l->items[i], &pr[i], brc[b], &er[i], &res[i], now_ms);
             handled++;

@@ -244,15 +244,20 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
                            store_batch_result_t *res, char *errstr, size_t errstr_size) {
     is_err_t rc;
     pair_t *pairs = NULL;
-    size_t n_pairs = 0;
+    const store_msg_t **parts = NULL;
+    size_t n_pairs = 0, n_parts = 0;
     sqlite3_stmt *st;
 
     memset(res, 0, sizeof(*res));
     if (n == 0)
         return IS_OK;
     pairs = calloc(n, sizeof(*pairs));
-    if (!pairs)
+    parts = calloc(n, sizeof(*parts));
+    if (!pairs || !parts) {
+        free(pairs);
+        free(parts);
         return IS_ERR_NOMEM;
+    }
     rc = store_begin(s);
     if (rc != IS_OK)
         goto db_err;
@@ -322,10 +327,25 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             res->ignored++;
             break;
         }
+    }
+    /* One offset row per partition of the batch: its highest offset + 1. A batch
+     * touches few partitions, so a linear scan of the ones seen is enough. */
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        for (k = 0; k < n_parts; k++)
+            if (parts[k]->partition == msgs[i].partition &&
+                strcmp(parts[k]->topic, msgs[i].topic) == 0)
+                break;
+        if (k == n_parts)
+            parts[n_parts++] = &msgs[i];
+        else if (msgs[i].offset > parts[k]->offset)
+            parts[k] = &msgs[i];
+    }
+    for (size_t k = 0; k < n_parts; k++) {
         st = stmt(s, SQ_UPSERT_OFFSET);
-        bind_text(st, 1, msg->topic);
-        sqlite3_bind_int(st, 2, msg->partition);
-        sqlite3_bind_int64(st, 3, msg->offset + 1);
+        bind_text(st, 1, parts[k]->topic);
+        sqlite3_bind_int(st, 2, parts[k]->partition);
+        sqlite3_bind_int64(st, 3, parts[k]->offset + 1);
         if (sqlite3_step(st) != SQLITE_DONE)
             goto db_err;
     }
@@ -343,11 +363,13 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
     if (rc != IS_OK)
         goto db_err;
     free(pairs);
+    free(parts);
     return IS_OK;
 db_err:
     rc = is_db_error(s->db, "cannot apply consumed batch", errstr, errstr_size);
     is_db_rollback(s->db);
     free(pairs);
+    free(parts);
     memset(res, 0, sizeof(*res));
     return rc;
 }

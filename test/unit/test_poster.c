@@ -143,7 +143,8 @@ static void consume(fx_t *f, is_movement_t *m, int64_t accepted) {
     m->source_system = "MES";
     m->site = "S1";
     m->material = "RM-1";
-    m->lot = "L1";
+    if (!m->lot || !*m->lot)
+        m->lot = "L1";
     m->uom = "KG";
     size_t len = invsync__v1__movement__get_packed_size(m);
     uint8_t *buf = malloc(len);
@@ -349,6 +350,51 @@ static void test_realtime_quarantine_promotes_waiting_transfer(void **state) {
                      1);
 }
 
+static void test_failed_posting_holds_its_lot_in_the_same_batch(void **state) {
+    fx_t *f = *state;
+    char errstr[256];
+    seed(f, "LINE-1", 5);
+    is_movement_t gi = INVSYNC__V1__MOVEMENT__INIT, co = INVSYNC__V1__MOVEMENT__INIT,
+                  other = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q10 = INVSYNC__V1__DECIMAL__INIT, q1 = INVSYNC__V1__DECIMAL__INIT;
+    q10.units = 10;
+    q1.units = 1;
+    gi.movement_id = "GI-TOO-MUCH"; /* 10 from 5: the ERP refuses it */
+    gi.type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    gi.location = "LINE-1";
+    gi.order_id = "ORD-1";
+    gi.quantity = &q10;
+    co.movement_id = "CO-AFTER"; /* would succeed on its own, but must wait behind GI */
+    co.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE;
+    co.location = "LINE-1";
+    co.quantity = &q1;
+    other.movement_id = "OTHER-LOT";
+    other.type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    other.location = "FG";
+    other.order_id = "ORD-2";
+    other.lot = "L2";
+    other.quantity = &q1;
+    gi.tier = co.tier = other.tier = "";
+    consume(f, &gi, T0 + 1000);
+    consume(f, &co, T0 + 1001); /* realtime */
+    consume(f, &other, T0 - 1000); /* periodic, its window closed at 08:00 */
+    poster_t *p = new_poster(f);
+    /* GI is periodic but promoted by the real-time CO: one cycle, one batch. */
+    run_until_idle(p, T0 + 2000);
+    poster_destroy(p);
+    store_counts_t c;
+    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.failed, 1);  /* GI-TOO-MUCH */
+    assert_int_equal(c.queued, 1);  /* CO-AFTER waits behind it */
+    assert_int_equal(c.posted, 1);  /* the other lot flowed */
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements WHERE movement_id ="
+                                   " 'CO-AFTER'"),
+                     0);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements WHERE movement_id ="
+                                   " 'OTHER-LOT'"),
+                     1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_window_nets_ten_thousand_issues_into_one_line, setup,
@@ -358,6 +404,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_posts_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_holds_resume_catches_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_realtime_quarantine_promotes_waiting_transfer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_in_the_same_batch, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
