@@ -396,8 +396,8 @@ static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, e
                 blocked = rc != IS_OK;
                 continue;
             }
-            batch[nb] = erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id,
-                                       now_ms);
+            batch[nb] =
+                erp_posting_of(sp, pr[i].nt.lines, pr[i].nt.n_lines, sp->posting_id, now_ms);
             batch[nb].order_key = sp->lot_key;
             memset(&bres[nb], 0, sizeof(bres[nb]));
             bidx[nb++] = i;

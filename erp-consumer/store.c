@@ -117,7 +117,25 @@ sqlite3_stmt *store_stmt(store_t *s, int id) {
 is_err_t store_begin(store_t *s) {
     for (int i = 0; i < SQ__COUNT; i++)
         sqlite3_reset(s->st[i]);
+    s->audit_cached = s->audit_dirty = 0;
     return is_db_begin(s->db);
+}
+
+is_err_t store_commit(store_t *s) {
+    if (s->audit_dirty) {
+        sqlite3_stmt *st = stmt(s, SQ_AUDIT_HEAD);
+        sqlite3_bind_int64(st, 1, s->audit_id);
+        bind_text(st, 2, s->audit_hash);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return IS_ERR_DB;
+    }
+    s->audit_cached = s->audit_dirty = 0;
+    return is_db_commit(s->db);
+}
+
+void store_rollback(store_t *s) {
+    s->audit_cached = s->audit_dirty = 0;
+    is_db_rollback(s->db);
 }
 
 static int step_done(sqlite3_stmt *st) {
@@ -359,7 +377,7 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
         if (sqlite3_step(st) != SQLITE_DONE)
             goto db_err;
     }
-    rc = is_db_commit(s->db);
+    rc = store_commit(s);
     if (rc != IS_OK)
         goto db_err;
     free(pairs);
@@ -367,7 +385,7 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
     return IS_OK;
 db_err:
     rc = is_db_error(s->db, "cannot apply consumed batch", errstr, errstr_size);
-    is_db_rollback(s->db);
+    store_rollback(s);
     free(pairs);
     free(parts);
     memset(res, 0, sizeof(*res));
@@ -490,9 +508,9 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int 
     }
     sqlite3_finalize(q);
     sqlite3_finalize(at);
-    if (rc == IS_OK && is_db_commit(s->db) != IS_OK)
+    if (rc == IS_OK && store_commit(s) != IS_OK)
         rc = is_db_error(s->db, "cannot commit", errstr, errstr_size);
     if (rc != IS_OK)
-        is_db_rollback(s->db);
+        store_rollback(s);
     return rc;
 }

@@ -59,24 +59,29 @@ static void audit_hash(const char *prev, int64_t id, int64_t at, const char *act
 
 is_err_t store_audit(store_t *s, int64_t now_ms, const char *actor, const char *action,
                      const char *subject, const char *detail, char *errstr, size_t errstr_size) {
-    char prev[IS_SHA256_HEX_LEN + 1], hash[IS_SHA256_HEX_LEN + 1];
-    int64_t id = 0;
+    char hash[IS_SHA256_HEX_LEN + 1];
     int own_tx = sqlite3_get_autocommit(s->db);
     sqlite3_stmt *st;
 
     if (own_tx && store_begin(s) != IS_OK)
         goto db_err;
-    snprintf(prev, sizeof(prev), "%s", GENESIS);
-    st = stmt(s, SQ_AUDIT_LAST);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        id = sqlite3_column_int64(st, 0);
-        snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(st, 1));
+    /* The chain head: read once per transaction, then kept in memory. */
+    if (!s->audit_cached) {
+        snprintf(s->audit_hash, sizeof(s->audit_hash), "%s", GENESIS);
+        s->audit_id = 0;
+        st = stmt(s, SQ_AUDIT_LAST);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            s->audit_id = sqlite3_column_int64(st, 0);
+            snprintf(s->audit_hash, sizeof(s->audit_hash), "%s",
+                     (const char *)sqlite3_column_text(st, 1));
+        }
+        sqlite3_reset(st);
+        s->audit_cached = 1;
     }
-    sqlite3_reset(st);
-    id++;
+    int64_t id = s->audit_id + 1;
     actor = actor && *actor ? actor : "unknown";
     subject = subject ? subject : "";
-    audit_hash(prev, id, now_ms, actor, action, subject, detail, hash);
+    audit_hash(s->audit_hash, id, now_ms, actor, action, subject, detail, hash);
     st = stmt(s, SQ_AUDIT_INSERT);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, now_ms);
@@ -84,22 +89,22 @@ is_err_t store_audit(store_t *s, int64_t now_ms, const char *actor, const char *
     bind_text(st, 4, action);
     bind_text(st, 5, subject);
     bind_text(st, 6, detail);
-    bind_text(st, 7, prev);
+    bind_text(st, 7, s->audit_hash);
     bind_text(st, 8, hash);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto db_err;
-    st = stmt(s, SQ_AUDIT_HEAD);
-    sqlite3_bind_int64(st, 1, id);
-    bind_text(st, 2, hash);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto db_err;
-    if (own_tx && is_db_commit(s->db) != IS_OK)
+    s->audit_id = id;
+    snprintf(s->audit_hash, sizeof(s->audit_hash), "%s", hash);
+    s->audit_dirty = 1; /* audit_head is written by store_commit */
+    if (own_tx && store_commit(s) != IS_OK)
         goto db_err;
     return IS_OK;
 db_err:;
     is_err_t rc = is_db_error(s->db, "cannot append to the audit trail", errstr, errstr_size);
     if (own_tx)
-        is_db_rollback(s->db);
+        store_rollback(s);
+    else
+        s->audit_cached = s->audit_dirty = 0;
     return rc;
 }
 
@@ -214,10 +219,10 @@ static is_err_t controlled(store_t *s, const char *const *sqls, const char *cons
         rc = store_audit(s, now_ms, actor, action, subject, txt, errstr, errstr_size);
         free(txt);
     }
-    if (rc == IS_OK && is_db_commit(s->db) != IS_OK)
+    if (rc == IS_OK && store_commit(s) != IS_OK)
         rc = is_db_error(s->db, "cannot commit", errstr, errstr_size);
     if (rc != IS_OK)
-        is_db_rollback(s->db);
+        store_rollback(s);
     else if (changes)
         *changes = n;
     return rc;
@@ -324,9 +329,9 @@ is_err_t store_note_policy_version(store_t *s, const char *version, const char *
             store_audit(s, now_ms, "consumer", "policy-version", version, txt, errstr, errstr_size);
         free(txt);
     }
-    if (rc == IS_OK && is_db_commit(s->db) != IS_OK)
+    if (rc == IS_OK && store_commit(s) != IS_OK)
         rc = is_db_error(s->db, "cannot commit", errstr, errstr_size);
     if (rc != IS_OK)
-        is_db_rollback(s->db);
+        store_rollback(s);
     return rc;
 }

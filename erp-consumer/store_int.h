@@ -53,6 +53,11 @@ enum {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *st[SQ__COUNT];
+    /* Audit chain head cached inside a transaction (written once at commit). */
+    int audit_cached;
+    int audit_dirty;
+    int64_t audit_id;
+    char audit_hash[65];
 };
 
 /* Each file's SQL, indexed by statement id (NULL where another file owns it). */
@@ -69,6 +74,10 @@ sqlite3_stmt *store_stmt(store_t *s, int id);
  * at once, without waiting). Resetting first makes that impossible.
  */
 is_err_t store_begin(store_t *s) IS_MUST_CHECK;
+
+/* COMMIT (writing the cached audit head first) / ROLLBACK (dropping the cache). */
+is_err_t store_commit(store_t *s) IS_MUST_CHECK;
+void store_rollback(store_t *s);
 
 /* Bind text or NULL. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *v);

@@ -71,7 +71,10 @@ const char *const store_post_sql[SQ__COUNT] = {
                       " last_error = ?3, last_error_at = ?4",
 };
 
-/* Remember the last success / error of a site's tier (status page, metrics). */
+/* Remember the last success / error of a site's tier (status page, metrics).
+ * A batch mostly touches a few (site, tier) pairs: successes are written once
+ * per pair per batch (seen[] holds the postings already noted). */
+static int note_tier_once(store_t *s, const store_posting_list_t *l, size_t i, int64_t now_ms);
 static int note_tier(store_t *s, const store_posting_t *p, const char *error, int64_t now_ms) {
     sqlite3_stmt *st = stmt(s, error ? SQ_TIER_ERROR : SQ_TIER_POSTED);
     bind_text(st, 1, p->site);
@@ -600,13 +603,22 @@ is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms,
                 goto db_err;
         }
     }
-    if (is_db_commit(s->db) != IS_OK)
+    if (store_commit(s) != IS_OK)
         goto db_err;
     return IS_OK;
 db_err:;
     is_err_t rc = is_db_error(s->db, "cannot mark postings", errstr, errstr_size);
-    is_db_rollback(s->db);
+    store_rollback(s);
     return rc;
+}
+
+static int note_tier_once(store_t *s, const store_posting_list_t *l, size_t i, int64_t now_ms) {
+    const store_posting_t *p = &l->items[i];
+    for (size_t k = 0; k < i; k++)
+        if (!l->items[k].cancel && strcmp(l->items[k].site, p->site) == 0 &&
+            strcmp(l->items[k].tier, p->tier) == 0)
+            return 1; /* an earlier posting of this batch noted the pair already */
+    return note_tier(s, p, NULL, now_ms);
 }
 
 static int set_movements_state(store_t *s, const char *posting_id, const char *state) {
@@ -638,7 +650,7 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
             sqlite3_bind_int64(st, 3, now_ms);
             sqlite3_bind_int(st, 4, r->lines);
             ok = sqlite3_step(st) == SQLITE_DONE &&
-                 set_movements_state(s, p->posting_id, "posted") && note_tier(s, p, NULL, now_ms);
+                 set_movements_state(s, p->posting_id, "posted") && note_tier_once(s, l, i, now_ms);
             {
                 json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s}", "document",
                                       r->document ? r->document : "", "site", p->site, "tier",
@@ -701,11 +713,11 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
         if (!ok)
             goto db_err;
     }
-    if (is_db_commit(s->db) != IS_OK)
+    if (store_commit(s) != IS_OK)
         goto db_err;
     return IS_OK;
 db_err:;
     is_err_t rc = is_db_error(s->db, "cannot record posting results", errstr, errstr_size);
-    is_db_rollback(s->db);
+    store_rollback(s);
     return rc;
 }
