@@ -33,8 +33,9 @@ struct consume {
     int assign_mode;                         /* consume.mode assign */
     regex_t topic_re;                        /* assign mode: the subscription regex */
     int have_re;
-    int64_t next_discovery; /* monotonic ms */
-    int assigned_parts;     /* partitions assigned so far (assign mode) */
+    int64_t next_discovery;       /* monotonic ms */
+    int assigned_parts;           /* partitions assigned so far (assign mode) */
+    int64_t next_caught_up_check; /* monotonic ms */
 };
 
 /* What one polled message became; owns its decoded protobuf. */
@@ -460,10 +461,13 @@ static void store_kafka_offsets(consume_t *c, const store_msg_t *sm, size_t n) {
 }
 
 /*
- * Has every assigned partition been read to its end? Uses the high
+ * Has every assigned partition been read to (near) its end? Uses the high
  * watermarks librdkafka caches from fetch responses (no broker round trip).
+ * "Near": within CAUGHT_UP_SLACK messages — heartbeats keep arriving, so a
+ * consumer that is not lagging always has a few fetched but not yet polled.
  * A partition never consumed in this session counts from the store's offset.
  */
+#define CAUGHT_UP_SLACK 50
 static int caught_up(consume_t *c) {
     rd_kafka_topic_partition_list_t *l = NULL;
     int ok;
@@ -482,7 +486,7 @@ static int caught_up(consume_t *c) {
         }
         if (pos < 0 && store_get_offset(c->store, p->topic, p->partition, &pos) != IS_OK)
             pos = lo; /* nothing consumed and nothing stored: empty only if lo == hi */
-        ok = pos >= hi;
+        ok = pos >= hi - CAUGHT_UP_SLACK;
     }
     rd_kafka_topic_partition_list_destroy(l);
     return ok;
@@ -523,8 +527,11 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
                 dead++;
             n++;
         }
-        if (n == 0) {
-            /* Idle: note whether everything assigned has been read (gap handling). */
+        /* Note whether everything assigned has been read (gap handling). Checked at
+         * most every 500 ms, after batches too: heartbeats keep a caught-up consumer
+         * busy, so waiting for an empty poll would never see it caught up. */
+        if (is_monotonic_ms() >= c->next_caught_up_check) {
+            c->next_caught_up_check = is_monotonic_ms() + 500;
             if (caught_up(c)) {
                 long long zero = 0;
                 atomic_compare_exchange_strong(&c->stats->caught_up_since_ms, &zero,
@@ -532,9 +539,9 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
             } else {
                 atomic_store(&c->stats->caught_up_since_ms, 0);
             }
-            continue;
         }
-        atomic_store(&c->stats->caught_up_since_ms, 0);
+        if (n == 0)
+            continue;
         /* A dead letter must be in Kafka before its offset is committed here. */
         while (dead > 0 && !*stop && dlq_flush(c->dlq, 10000) != IS_OK) {
             atomic_fetch_add(&c->stats->dlq_errors, 1);

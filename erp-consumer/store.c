@@ -118,7 +118,9 @@ is_err_t store_begin(store_t *s) {
     for (int i = 0; i < SQ__COUNT; i++)
         sqlite3_reset(s->st[i]);
     s->audit_cached = s->audit_dirty = 0;
-    return is_db_begin(s->db);
+    is_err_t rc = is_db_begin(s->db);
+    s->in_tx = rc == IS_OK;
+    return rc;
 }
 
 is_err_t store_commit(store_t *s) {
@@ -130,11 +132,13 @@ is_err_t store_commit(store_t *s) {
             return IS_ERR_DB;
     }
     s->audit_cached = s->audit_dirty = 0;
+    s->in_tx = 0;
     return is_db_commit(s->db);
 }
 
 void store_rollback(store_t *s) {
     s->audit_cached = s->audit_dirty = 0;
+    s->in_tx = 0;
     is_db_rollback(s->db);
 }
 

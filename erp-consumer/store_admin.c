@@ -95,7 +95,17 @@ is_err_t store_audit(store_t *s, int64_t now_ms, const char *actor, const char *
         goto db_err;
     s->audit_id = id;
     snprintf(s->audit_hash, sizeof(s->audit_hash), "%s", hash);
-    s->audit_dirty = 1; /* audit_head is written by store_commit */
+    if (s->in_tx) {
+        s->audit_dirty = 1; /* audit_head is written by store_commit */
+    } else {
+        /* A caller's own transaction: keep the head current row by row. */
+        st = stmt(s, SQ_AUDIT_HEAD);
+        sqlite3_bind_int64(st, 1, id);
+        bind_text(st, 2, hash);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            goto db_err;
+        s->audit_cached = 0;
+    }
     if (own_tx && store_commit(s) != IS_OK)
         goto db_err;
     return IS_OK;

@@ -53,7 +53,10 @@ enum {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *st[SQ__COUNT];
-    /* Audit chain head cached inside a transaction (written once at commit). */
+    /* Audit chain head cached inside a transaction begun by store_begin (written
+     * once by store_commit). Outside such a transaction (a caller's own BEGIN),
+     * every audit row writes the head at once. */
+    int in_tx;
     int audit_cached;
     int audit_dirty;
     int64_t audit_id;

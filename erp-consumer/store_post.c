@@ -296,6 +296,28 @@ static void members_free(member_t *mb, size_t n) {
 }
 
 /*
+ * May original j and its reversal i be cancelled together? Removing both
+ * shifts the stock every movement between them sees by the original's
+ * effect, which could starve one of them (a transfer into a line, an issue
+ * from the line, then the transfer reversed). So only when no movement
+ * between them touches a (location, status) the original touched.
+ */
+static int pair_isolated(const member_t *mb, size_t j, size_t i) {
+    is_stock_effect_t fo[4], fk[4];
+    size_t no = is_movement_effects(mb[j].m, fo);
+    for (size_t k = j + 1; k < i; k++) {
+        if (mb[k].cancelled)
+            continue;
+        size_t nk = is_movement_effects(mb[k].m, fk);
+        for (size_t a = 0; a < no; a++)
+            for (size_t b = 0; b < nk; b++)
+                if (fo[a].status == fk[b].status && strcmp(fo[a].location, fk[b].location) == 0)
+                    return 0;
+    }
+    return 1;
+}
+
+/*
  * Cut a lot's due members (acceptance order) into postings appended to out:
  * cancelled pairs first as one `cancel` entry, then one posting per movement
  * of an immediate tier, one per run of a windowed tier.
@@ -315,7 +337,9 @@ static is_err_t cut_postings(member_t *mb, size_t n, const char *lot_key, const 
             if (!mb[j].cancelled &&
                 strcmp(mb[j].m->movement_id, mb[i].m->reverses_movement_id) == 0 &&
                 strcmp(mb[j].m->source_system, mb[i].m->source_system) == 0) {
-                mb[i].cancelled = mb[j].cancelled = 1;
+                /* Otherwise both are posted: the ERP sees the mistake and its correction. */
+                if (pair_isolated(mb, j, i))
+                    mb[i].cancelled = mb[j].cancelled = 1;
                 break;
             }
         }

@@ -368,6 +368,47 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     assert_int_equal(c.cancelled, 2);
 }
 
+static void test_reversal_not_cancelled_when_a_movement_between_used_its_stock(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t t1, t2, r;
+    Invsync__V1__Decimal q1 = INVSYNC__V1__DECIMAL__INIT, q2 = INVSYNC__V1__DECIMAL__INIT,
+                         q3 = INVSYNC__V1__DECIMAL__INIT;
+    /* T1 brings stock to LINE-1, T2 takes it on, R reverses T1: cancelling T1 and R
+     * would leave T2 without the stock it moved. */
+    make(&t1, &q1, "T1", "S1", "L1", 1);
+    t1.type = INVSYNC__V1__MOVEMENT_TYPE__TRANSFER;
+    t1.location = "WH-01";
+    t1.to_location = "LINE-1";
+    t1.tier = "periodic";
+    apply_m(f, &t1, 0, 5000);
+    make(&t2, &q2, "T2", "S1", "L1", 2);
+    t2.type = INVSYNC__V1__MOVEMENT_TYPE__TRANSFER;
+    t2.location = "LINE-1";
+    t2.to_location = "LINE-2";
+    t2.tier = "periodic";
+    apply_m(f, &t2, 1, 5000);
+    r = t1;
+    r.quantity = &q3;
+    q3.units = 5;
+    r.movement_id = "R1";
+    r.sequence = 3;
+    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__TRANSFER;
+    r.reverses_movement_id = "T1";
+    apply_m(f, &r, 2, 5000);
+    assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    for (size_t i = 0; i < l.n; i++)
+        assert_false(l.items[i].cancel);
+    size_t movements = 0;
+    for (size_t i = 0; i < l.n; i++)
+        movements += l.items[i].n;
+    assert_int_equal(movements, 3); /* all three go to the ERP, in order */
+    assert_string_equal(l.items[0].m[0]->movement_id, "T1");
+    store_posting_list_release(&l);
+}
+
 static void test_pause_resume_and_flush(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
@@ -480,6 +521,24 @@ static void test_audit_chain_detects_edit_and_delete(void **state) {
     assert_int_equal(bad, 3);
 }
 
+static void test_audit_rows_from_a_callers_own_transaction_keep_the_chain(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    int64_t rows = 0, bad = 0;
+    /* Like replay --apply: its own BEGIN ... COMMIT around an audit row. */
+    assert_int_equal(is_db_begin(store_db(f->s)), IS_OK);
+    assert_int_equal(
+        store_audit(f->s, 1000, "qa", "replay-apply", "S1", NULL, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(is_db_commit(store_db(f->s)), IS_OK);
+    /* Then the store's own transactions append more. */
+    assert_int_equal(store_pause(f->s, "S1", "*", "alice", "x", 2000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(store_audit(f->s, 3000, "poster", "posted", "P", NULL, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(rows, 3);
+}
+
 static void test_audit_chain_detects_removed_tail(void **state) {
     fixture_t *f = *state;
     char errstr[256];
@@ -534,10 +593,14 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_window_then_realtime_promotes_earlier, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_reversal_not_cancelled_when_a_movement_between_used_its_stock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume_and_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_retry_and_skip_are_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_edit_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_removed_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_audit_rows_from_a_callers_own_transaction_keep_the_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_of_one_lot_go_in_acceptance_order, setup,
                                         teardown),
     };
