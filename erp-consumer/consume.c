@@ -18,6 +18,12 @@
 #include "schedule.h"
 #include "topic.h"
 
+typedef struct snap {
+    char topic[250];
+    int32_t partition;
+    int64_t hi;
+} snap_t;
+
 struct consume {
     const consumer_config_t *cfg;
     const is_policy_t *policy;
@@ -36,6 +42,9 @@ struct consume {
     int64_t next_discovery;       /* monotonic ms */
     int assigned_parts;           /* partitions assigned so far (assign mode) */
     int64_t next_caught_up_check; /* monotonic ms */
+    snap_t *snap;                 /* high watermarks at snap_at (gap handling) */
+    int n_snap;
+    int64_t snap_at;
 };
 
 /* What one polled message became; owns its decoded protobuf. */
@@ -269,6 +278,7 @@ void consume_destroy(consume_t *c) {
     }
     if (c->have_re)
         regfree(&c->topic_re);
+    free(c->snap);
     free(c->refused);
     free(c);
 }
@@ -461,35 +471,68 @@ static void store_kafka_offsets(consume_t *c, const store_msg_t *sm, size_t n) {
 }
 
 /*
- * Has every assigned partition been read to (near) its end? Uses the high
- * watermarks librdkafka caches from fetch responses (no broker round trip).
- * "Near": within CAUGHT_UP_SLACK messages — heartbeats keep arriving, so a
- * consumer that is not lagging always has a few fetched but not yet polled.
- * A partition never consumed in this session counts from the store's offset.
+ * Consumption progress for gap handling. A snapshot records every assigned
+ * partition's high watermark (as librdkafka caches it from fetch responses,
+ * no broker round trip) at time T; once every position has passed its
+ * snapshot, everything that was in Kafka at T has been consumed, and
+ * stats->caught_up_since_ms becomes T ("consumed through T"). New messages
+ * arriving after T (heartbeats keep coming) do not matter. Any change of the
+ * assignment drops the snapshot and the "consumed through" time. A partition
+ * not consumed in this session counts from the store's offset.
  */
-#define CAUGHT_UP_SLACK 50
-static int caught_up(consume_t *c) {
+static void track_progress(consume_t *c) {
     rd_kafka_topic_partition_list_t *l = NULL;
-    int ok;
-    if (rd_kafka_assignment(c->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l)
-        return 0;
-    ok = l->cnt > 0;
-    rd_kafka_position(c->rk, l);
-    for (int i = 0; ok && i < l->cnt; i++) {
-        rd_kafka_topic_partition_t *p = &l->elems[i];
-        int64_t lo = -1, hi = -1, pos = p->offset;
-        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) !=
-                RD_KAFKA_RESP_ERR_NO_ERROR ||
-            hi < 0) {
-            ok = 0;
-            break;
-        }
-        if (pos < 0 && store_get_offset(c->store, p->topic, p->partition, &pos) != IS_OK)
-            pos = lo; /* nothing consumed and nothing stored: empty only if lo == hi */
-        ok = pos >= hi - CAUGHT_UP_SLACK;
+    if (rd_kafka_assignment(c->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l || l->cnt == 0) {
+        if (l)
+            rd_kafka_topic_partition_list_destroy(l);
+        c->n_snap = 0;
+        atomic_store(&c->stats->caught_up_since_ms, 0);
+        return;
     }
+    rd_kafka_position(c->rk, l);
+    if (c->n_snap != l->cnt) {
+        if (c->n_snap)
+            atomic_store(&c->stats->caught_up_since_ms, 0); /* assignment changed */
+        c->n_snap = 0;
+        free(c->snap);
+        c->snap = calloc((size_t)l->cnt, sizeof(*c->snap));
+        if (!c->snap)
+            goto out;
+        for (int i = 0; i < l->cnt; i++) {
+            int64_t lo = -1, hi = -1;
+            if (rd_kafka_get_watermark_offsets(c->rk, l->elems[i].topic, l->elems[i].partition, &lo,
+                                               &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                hi < 0)
+                goto out; /* not fetched yet: try again later */
+            snprintf(c->snap[i].topic, sizeof(c->snap[i].topic), "%s", l->elems[i].topic);
+            c->snap[i].partition = l->elems[i].partition;
+            c->snap[i].hi = hi;
+        }
+        c->n_snap = l->cnt;
+        c->snap_at = is_clock_now_ms(NULL);
+        goto out;
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &l->elems[i];
+        const snap_t *sn = NULL;
+        for (int k = 0; k < c->n_snap && !sn; k++)
+            if (c->snap[k].partition == p->partition && strcmp(c->snap[k].topic, p->topic) == 0)
+                sn = &c->snap[k];
+        if (!sn) { /* a different assignment of the same size */
+            c->n_snap = 0;
+            atomic_store(&c->stats->caught_up_since_ms, 0);
+            goto out;
+        }
+        int64_t pos = p->offset;
+        if (pos < 0 && store_get_offset(c->store, p->topic, p->partition, &pos) != IS_OK)
+            pos = 0;
+        if (pos < sn->hi)
+            goto out; /* not through the snapshot yet */
+    }
+    atomic_store(&c->stats->caught_up_since_ms, (long long)c->snap_at);
+    c->n_snap = 0; /* next check takes a fresh snapshot */
+out:
     rd_kafka_topic_partition_list_destroy(l);
-    return ok;
 }
 
 is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
@@ -532,13 +575,7 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
          * busy, so waiting for an empty poll would never see it caught up. */
         if (is_monotonic_ms() >= c->next_caught_up_check) {
             c->next_caught_up_check = is_monotonic_ms() + 500;
-            if (caught_up(c)) {
-                long long zero = 0;
-                atomic_compare_exchange_strong(&c->stats->caught_up_since_ms, &zero,
-                                               (long long)is_clock_now_ms(NULL));
-            } else {
-                atomic_store(&c->stats->caught_up_since_ms, 0);
-            }
+            track_progress(c);
         }
         if (n == 0)
             continue;

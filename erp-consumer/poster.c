@@ -446,10 +446,12 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
         p->recovered = 1;
     }
     /* Sequence gaps that cannot close (see store_skip_gaps): only once caught up. */
-    long long since = atomic_load(&p->stats->caught_up_since_ms);
-    if (since && now_ms - since >= p->cfg->gap_timeout_ms) {
+    /* A gap is skipped only when its later movement was received gap_timeout
+     * before a moment by which everything then in Kafka had been consumed. */
+    long long through = atomic_load(&p->stats->caught_up_since_ms);
+    if (through) {
         int skipped = 0;
-        if (store_skip_gaps(p->store, now_ms, p->cfg->gap_timeout_ms, &skipped, errstr,
+        if (store_skip_gaps(p->store, through, p->cfg->gap_timeout_ms, &skipped, errstr,
                             sizeof(errstr)) != IS_OK)
             is_log(IS_LOG_ERROR, "cannot skip sequence gaps", "error", errstr, NULL);
         else if (skipped)

@@ -26,22 +26,23 @@ typedef struct stats_lag {
 } stats_lag_t;
 
 typedef struct consumer_stats {
-    atomic_llong messages;           /* Kafka messages applied to the store */
-    atomic_llong received;           /* new movements queued */
-    atomic_llong duplicates;         /* movements already known (absorbed) */
-    atomic_llong dead;               /* dead-lettered on consumption */
-    atomic_llong ignored;            /* dropped by the loop guard */
-    atomic_llong heartbeats;         /* heartbeats received */
-    atomic_llong posted;             /* postings accepted by the ERP */
-    atomic_llong retried;            /* retryable ERP failures */
-    atomic_llong failed;             /* permanent ERP failures */
-    atomic_llong recovered;          /* in-flight postings resolved at start-up */
-    atomic_llong erp_calls;          /* ERP post calls */
-    atomic_llong erp_call_us;        /* total time in ERP post calls, microseconds */
-    atomic_llong dlq_errors;         /* dead letters Kafka did not take */
-    atomic_int kafka_up;             /* 1 when the consumer's last poll reached a broker */
-    atomic_llong last_posted_ms;     /* time of the last successful posting */
-    atomic_llong caught_up_since_ms; /* every assigned partition read to its end since; 0 = not */
+    atomic_llong messages;       /* Kafka messages applied to the store */
+    atomic_llong received;       /* new movements queued */
+    atomic_llong duplicates;     /* movements already known (absorbed) */
+    atomic_llong dead;           /* dead-lettered on consumption */
+    atomic_llong ignored;        /* dropped by the loop guard */
+    atomic_llong heartbeats;     /* heartbeats received */
+    atomic_llong posted;         /* postings accepted by the ERP */
+    atomic_llong retried;        /* retryable ERP failures */
+    atomic_llong failed;         /* permanent ERP failures */
+    atomic_llong recovered;      /* in-flight postings resolved at start-up */
+    atomic_llong erp_calls;      /* ERP post calls */
+    atomic_llong erp_call_us;    /* total time in ERP post calls, microseconds */
+    atomic_llong dlq_errors;     /* dead letters Kafka did not take */
+    atomic_int kafka_up;         /* 1 when the consumer's last poll reached a broker */
+    atomic_llong last_posted_ms; /* time of the last successful posting */
+    atomic_llong
+        caught_up_since_ms; /* everything in Kafka at this time has been consumed; 0 = unknown */
     /* ERP call latency by outcome: cumulative bucket counts, +Inf count, sum (µs). */
     atomic_llong erp_hist[STATS_N_OUTCOMES][STATS_N_BUCKETS];
     atomic_llong erp_hist_count[STATS_N_OUTCOMES];

@@ -223,15 +223,16 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
                             size_t errstr_size) IS_MUST_CHECK;
 
 /*
- * Sequence gaps that will not close: for each (producer, site) whose next
- * expected sequence is missing while a later one was received more than
- * older_than_ms ago, move the watermark past the gap and audit it
- * ("sequence-gap-skipped", with the range). Call only when the consumer has
- * read every assigned partition to its end: then the missing sequences are
- * not in Kafka for this instance (another instance consumed them, retention
- * deleted them, or a consumer started mid-history). *skipped = gaps skipped.
+ * Sequence gaps that will not close. through_ms is a time by which the
+ * consumer had consumed everything then in Kafka. For each (producer, site)
+ * whose next expected sequence is missing while a later one was received at
+ * least older_than_ms before through_ms, move the watermark past the gap and
+ * audit it ("sequence-gap-skipped", with the range): the missing sequences
+ * had that long to reach Kafka and are not there for this instance (another
+ * instance consumed them, retention deleted them, or the consumer started
+ * mid-history). *skipped = gaps skipped.
  */
-is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int *skipped,
+is_err_t store_skip_gaps(store_t *s, int64_t through_ms, int64_t older_than_ms, int *skipped,
                          char *errstr, size_t errstr_size) IS_MUST_CHECK;
 
 /* Record a policy version the first time it is seen (audited). */
