@@ -168,6 +168,9 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
         {"topic.metadata.refresh.interval.ms", "10000"},
         {"session.timeout.ms", "10000"},
         {"statistics.interval.ms", "15000"},
+        /* A broker answers a fetch as soon as data arrives; the cap only bounds
+         * an idle long poll (and the embedded cluster waits it out). */
+        {"fetch.wait.max.ms", "50"},
     };
     /* What the exactly-once design depends on: not overridable. */
     static const char *const fixed[][2] = {

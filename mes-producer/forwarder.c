@@ -555,7 +555,11 @@ static void *forwarder_main(void *arg) {
                 continue;
         }
         n = pump(fw);
-        rd_kafka_poll(fw->rk, n > 0 ? 0 : POLL_IDLE_MS);
+        rd_kafka_poll(fw->rk, 0);
+        if (n == 0 && fw->in_flight == 0)
+            outbox_wait_append(fw->outbox, POLL_IDLE_MS); /* woken by the next append */
+        else if (n == 0)
+            rd_kafka_poll(fw->rk, 5); /* deliveries pending: serve their reports soon */
         mark_done(fw);
         now = is_monotonic_ms();
         retry_failed(fw, now);

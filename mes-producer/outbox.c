@@ -54,6 +54,10 @@ struct outbox {
     uint8_t *buf; /* pack buffer, grown as needed */
     size_t buf_cap;
     int w_failed; /* last append failed with a database error */
+    /* Append notification for the forwarder (guarded by nmu). */
+    pthread_mutex_t nmu;
+    pthread_cond_t ncv;
+    uint64_t appends;
     char w_failed_msg[256];
 
     /* forward role: the forwarder thread, no lock */
@@ -93,6 +97,8 @@ void outbox_destroy(outbox_t *ob) {
     is_db_close(ob->f);
     is_db_close(ob->s);
     pthread_mutex_destroy(&ob->wmu);
+    pthread_mutex_destroy(&ob->nmu);
+    pthread_cond_destroy(&ob->ncv);
     pthread_mutex_destroy(&ob->smu);
     free(ob->buf);
     free(ob->path);
@@ -196,6 +202,8 @@ is_err_t outbox_open(const char *path, is_db_sync_t sync, const char *producer_i
     if (!ob)
         return IS_ERR_NOMEM;
     pthread_mutex_init(&ob->wmu, NULL);
+    pthread_mutex_init(&ob->nmu, NULL);
+    pthread_cond_init(&ob->ncv, NULL);
     pthread_mutex_init(&ob->smu, NULL);
     ob->path = strdup(path);
     ob->producer_id = strdup(producer_id);
@@ -408,7 +416,28 @@ is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now
         ob->w_failed = 0;
     }
     pthread_mutex_unlock(&ob->wmu);
+    if (rc == IS_OK) {
+        pthread_mutex_lock(&ob->nmu);
+        ob->appends++;
+        pthread_cond_broadcast(&ob->ncv);
+        pthread_mutex_unlock(&ob->nmu);
+    }
     return rc;
+}
+
+void outbox_wait_append(outbox_t *ob, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    ts.tv_sec += timeout_ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&ob->nmu);
+    uint64_t seen = ob->appends;
+    while (ob->appends == seen) {
+        if (pthread_cond_timedwait(&ob->ncv, &ob->nmu, &ts) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&ob->nmu);
 }
 
 is_err_t outbox_probe_writable(outbox_t *ob, char *errstr, size_t errstr_size) {

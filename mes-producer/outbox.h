@@ -166,4 +166,11 @@ typedef void (*outbox_site_fn)(void *opaque, const char *site, uint64_t last_seq
 /* Every site in site_seq, in name order. @locality any thread; cb must not call in. */
 is_err_t outbox_sites(outbox_t *ob, outbox_site_fn cb, void *opaque) IS_MUST_CHECK;
 
+/*
+ * Wait until another append commits or timeout_ms passes (the forwarder's
+ * idle wait: a new movement is picked up at once, not at the next poll).
+ * @locality forwarder thread.
+ */
+void outbox_wait_append(outbox_t *ob, int timeout_ms);
+
 #endif
