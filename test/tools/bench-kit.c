@@ -57,8 +57,8 @@
 #include "policy.h"
 #include "topic.h"
 
-#define BK_MAX_SITES 256
-#define BK_MAX_KAFKA 32
+#define BK_MAX_SITES  256
+#define BK_MAX_KAFKA  32
 #define BK_MAX_TOPICS 64
 
 typedef struct bk_opts {
@@ -110,13 +110,14 @@ static double bk_now_s(void) {
 }
 
 static void bk_usage(FILE *f) {
-    fputs("usage: bench-kit fill --bootstrap B --policy P --in F.jsonl [--max N] [--tier T]\n"
-          "                      [--producer-id ID] [--seq-state FILE] [--kafka K=V]... [--json F]\n"
-          "       bench-kit consume --bootstrap B --topic T [--topic T]... --expect N\n"
-          "                      [--timeout 120s] [--kafka K=V]... [--json F]\n"
-          "       bench-kit sqlite --shape outbox|store --db F --policy P --in F.jsonl [--max N]\n"
-          "                      [--batch 1000] [--json F]\n",
-          f);
+    fputs(
+        "usage: bench-kit fill --bootstrap B --policy P --in F.jsonl [--max N] [--tier T]\n"
+        "                      [--producer-id ID] [--seq-state FILE] [--kafka K=V]... [--json F]\n"
+        "       bench-kit consume --bootstrap B --topic T [--topic T]... --expect N\n"
+        "                      [--timeout 120s] [--kafka K=V]... [--json F]\n"
+        "       bench-kit sqlite --shape outbox|store --db F --policy P --in F.jsonl [--max N]\n"
+        "                      [--batch 1000] [--json F]\n",
+        f);
 }
 
 /* ---- the arena ------------------------------------------------------------ */
@@ -247,8 +248,9 @@ static int bk_encode(const bk_opts_t *o, const is_policy_t *policy, int want_fp,
         json_decref(obj);
         tier = o->tier ? o->tier : is_policy_classify(policy, m, NULL)->name;
         si = bk_site_index(d, m->site);
-        if (si < 0 || is_topic_name(topic, sizeof(topic), is_policy_topic_prefix(policy), m->site,
-                                    tier) < 0 ||
+        if (si < 0 ||
+            is_topic_name(topic, sizeof(topic), is_policy_topic_prefix(policy), m->site, tier) <
+                0 ||
             is_movement_lot_key(m, key, sizeof(key)) < 0) {
             fprintf(stderr, "bench-kit: %s:%lld: bad site/tier/key\n", o->in_path,
                     (long long)lineno);
@@ -395,9 +397,10 @@ static void bk_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *
 }
 
 static int bk_fill(const bk_opts_t *o) {
-    static const char *const defaults[][2] = {
-        {"enable.idempotence", "true"}, {"acks", "all"}, {"message.timeout.ms", "0"},
-        {"client.id", "bench-kit-fill"}};
+    static const char *const defaults[][2] = {{"enable.idempotence", "true"},
+                                              {"acks", "all"},
+                                              {"message.timeout.ms", "0"},
+                                              {"client.id", "bench-kit-fill"}};
     char errstr[1024];
     is_policy_t *policy = NULL;
     bk_data_t d;
@@ -471,11 +474,11 @@ static int bk_fill(const bk_opts_t *o) {
     }
     rc = bk_emit(o, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:I}", "what",
                               "librdkafka idempotent producer, acks=all, forwarder headers",
-                              "messages", (json_int_t)d.n, "elapsed_s", t1 - t0,
-                              "messages_per_s", (double)d.n / (t1 - t0), "mib_per_s",
-                              (double)d.payload_bytes / (t1 - t0) / 1048576.0,
-                              "avg_payload_bytes", (double)d.payload_bytes / (double)d.n,
-                              "encode_s", t_enc, "sites", (json_int_t)d.n_sites));
+                              "messages", (json_int_t)d.n, "elapsed_s", t1 - t0, "messages_per_s",
+                              (double)d.n / (t1 - t0), "mib_per_s",
+                              (double)d.payload_bytes / (t1 - t0) / 1048576.0, "avg_payload_bytes",
+                              (double)d.payload_bytes / (double)d.n, "encode_s", t_enc, "sites",
+                              (json_int_t)d.n_sites));
 out:
     if (rk)
         rd_kafka_destroy(rk);
@@ -550,14 +553,13 @@ static int bk_consume(const bk_opts_t *o) {
                 (long long)got, (long long)o->expect);
         goto out;
     }
-    rc = bk_emit(o, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "what",
-                              "librdkafka consumer, assign from the beginning, no decode",
-                              "messages", (json_int_t)got, "partitions", (json_int_t)parts->cnt,
-                              "elapsed_s", t_last - t_first, "messages_per_s",
-                              (double)got / (t_last > t_first ? t_last - t_first : 1e-9),
-                              "mib_per_s",
-                              (double)bytes / (t_last > t_first ? t_last - t_first : 1e-9) /
-                                  1048576.0));
+    rc = bk_emit(
+        o, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f}", "what",
+                     "librdkafka consumer, assign from the beginning, no decode", "messages",
+                     (json_int_t)got, "partitions", (json_int_t)parts->cnt, "elapsed_s",
+                     t_last - t_first, "messages_per_s",
+                     (double)got / (t_last > t_first ? t_last - t_first : 1e-9), "mib_per_s",
+                     (double)bytes / (t_last > t_first ? t_last - t_first : 1e-9) / 1048576.0));
 out:
     if (parts)
         rd_kafka_topic_partition_list_destroy(parts);
@@ -654,8 +656,7 @@ static int bk_sqlite(const bk_opts_t *o) {
                 sqlite3_bind_blob(st, 5, r->fp, IS_SHA256_LEN, SQLITE_STATIC);
                 bk_bind(st, 6, bk_str(&d, r->topic));
                 bk_bind(st, 7, bk_str(&d, r->key));
-                sqlite3_bind_blob(st, 8, d.arena + r->payload, (int)r->payload_len,
-                                  SQLITE_STATIC);
+                sqlite3_bind_blob(st, 8, d.arena + r->payload, (int)r->payload_len, SQLITE_STATIC);
                 bk_bind(st, 9, bk_str(&d, r->tier));
                 bk_bind(st, 10, d.policy_version);
                 sqlite3_bind_int64(st, 11, r->accepted);
@@ -677,8 +678,7 @@ static int bk_sqlite(const bk_opts_t *o) {
                 bk_bind(st, 15, "queued");
                 sqlite3_bind_null(st, 16);
                 bk_bind(st, 17, d.policy_version);
-                sqlite3_bind_blob(st, 18, d.arena + r->payload, (int)r->payload_len,
-                                  SQLITE_STATIC);
+                sqlite3_bind_blob(st, 18, d.arena + r->payload, (int)r->payload_len, SQLITE_STATIC);
             }
             if (sqlite3_step(st) != SQLITE_DONE)
                 goto db_err;
@@ -689,12 +689,12 @@ static int bk_sqlite(const bk_opts_t *o) {
         commits++;
     }
     t1 = bk_now_s();
-    rc = bk_emit(o, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f}", "what",
-                              "plain INSERT loop, WAL, synchronous=FULL", "shape", o->shape,
-                              "rows", (json_int_t)d.n, "batch", (json_int_t)batch, "commits",
-                              (json_int_t)commits, "elapsed_s", t1 - t0, "rows_per_s",
-                              (double)d.n / (t1 - t0), "commits_per_s",
-                              (double)commits / (t1 - t0)));
+    rc = bk_emit(o,
+                 json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f}", "what",
+                           "plain INSERT loop, WAL, synchronous=FULL", "shape", o->shape, "rows",
+                           (json_int_t)d.n, "batch", (json_int_t)batch, "commits",
+                           (json_int_t)commits, "elapsed_s", t1 - t0, "rows_per_s",
+                           (double)d.n / (t1 - t0), "commits_per_s", (double)commits / (t1 - t0)));
     goto out;
 db_err:
     fprintf(stderr, "bench-kit: sqlite: %s\n", sqlite3_errmsg(db));
@@ -717,19 +717,41 @@ static int bk_int(const char *name, const char *v, int64_t min, int64_t *out) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_BOOT = 1, O_POL, O_IN, O_JSON, O_TIER, O_PID, O_SEQ, O_SHAPE, O_DB, O_KAFKA,
-           O_TOPIC, O_MAX, O_EXPECT, O_BATCH, O_TIMEOUT, O_HELP };
-    static const struct option lo[] = {
-        {"bootstrap", required_argument, NULL, O_BOOT}, {"policy", required_argument, NULL, O_POL},
-        {"in", required_argument, NULL, O_IN},          {"json", required_argument, NULL, O_JSON},
-        {"tier", required_argument, NULL, O_TIER},
-        {"producer-id", required_argument, NULL, O_PID},
-        {"seq-state", required_argument, NULL, O_SEQ},  {"shape", required_argument, NULL, O_SHAPE},
-        {"db", required_argument, NULL, O_DB},          {"kafka", required_argument, NULL, O_KAFKA},
-        {"topic", required_argument, NULL, O_TOPIC},    {"max", required_argument, NULL, O_MAX},
-        {"expect", required_argument, NULL, O_EXPECT},  {"batch", required_argument, NULL, O_BATCH},
-        {"timeout", required_argument, NULL, O_TIMEOUT}, {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0}};
+    enum {
+        O_BOOT = 1,
+        O_POL,
+        O_IN,
+        O_JSON,
+        O_TIER,
+        O_PID,
+        O_SEQ,
+        O_SHAPE,
+        O_DB,
+        O_KAFKA,
+        O_TOPIC,
+        O_MAX,
+        O_EXPECT,
+        O_BATCH,
+        O_TIMEOUT,
+        O_HELP
+    };
+    static const struct option lo[] = {{"bootstrap", required_argument, NULL, O_BOOT},
+                                       {"policy", required_argument, NULL, O_POL},
+                                       {"in", required_argument, NULL, O_IN},
+                                       {"json", required_argument, NULL, O_JSON},
+                                       {"tier", required_argument, NULL, O_TIER},
+                                       {"producer-id", required_argument, NULL, O_PID},
+                                       {"seq-state", required_argument, NULL, O_SEQ},
+                                       {"shape", required_argument, NULL, O_SHAPE},
+                                       {"db", required_argument, NULL, O_DB},
+                                       {"kafka", required_argument, NULL, O_KAFKA},
+                                       {"topic", required_argument, NULL, O_TOPIC},
+                                       {"max", required_argument, NULL, O_MAX},
+                                       {"expect", required_argument, NULL, O_EXPECT},
+                                       {"batch", required_argument, NULL, O_BATCH},
+                                       {"timeout", required_argument, NULL, O_TIMEOUT},
+                                       {"help", no_argument, NULL, O_HELP},
+                                       {NULL, 0, NULL, 0}};
     bk_opts_t o;
     int c;
 
@@ -744,15 +766,33 @@ int main(int argc, char **argv) {
     argv++;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case O_BOOT: o.bootstrap = optarg; break;
-        case O_POL: o.policy_path = optarg; break;
-        case O_IN: o.in_path = optarg; break;
-        case O_JSON: o.json_out = optarg; break;
-        case O_TIER: o.tier = optarg; break;
-        case O_PID: o.producer_id = optarg; break;
-        case O_SEQ: o.seq_state = optarg; break;
-        case O_SHAPE: o.shape = optarg; break;
-        case O_DB: o.db_path = optarg; break;
+        case O_BOOT:
+            o.bootstrap = optarg;
+            break;
+        case O_POL:
+            o.policy_path = optarg;
+            break;
+        case O_IN:
+            o.in_path = optarg;
+            break;
+        case O_JSON:
+            o.json_out = optarg;
+            break;
+        case O_TIER:
+            o.tier = optarg;
+            break;
+        case O_PID:
+            o.producer_id = optarg;
+            break;
+        case O_SEQ:
+            o.seq_state = optarg;
+            break;
+        case O_SHAPE:
+            o.shape = optarg;
+            break;
+        case O_DB:
+            o.db_path = optarg;
+            break;
         case O_KAFKA:
             if (o.n_kafka == BK_MAX_KAFKA)
                 return 2;
@@ -781,8 +821,12 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
-        case O_HELP: bk_usage(stdout); return 0;
-        default: bk_usage(stderr); return 2;
+        case O_HELP:
+            bk_usage(stdout);
+            return 0;
+        default:
+            bk_usage(stderr);
+            return 2;
         }
     }
     is_log_init("bench-kit", IS_LOG_WARN);

@@ -293,16 +293,31 @@ static void bl_usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_URL = 1, O_TOKEN, O_IN, O_SKIP, O_MAX, O_FORMAT, O_BATCH, O_CLIENTS, O_RATE, O_JSON,
-           O_HELP };
-    static const struct option lo[] = {
-        {"url", required_argument, NULL, O_URL},       {"token", required_argument, NULL, O_TOKEN},
-        {"in", required_argument, NULL, O_IN},         {"skip", required_argument, NULL, O_SKIP},
-        {"max", required_argument, NULL, O_MAX},       {"format", required_argument, NULL, O_FORMAT},
-        {"batch", required_argument, NULL, O_BATCH},
-        {"clients", required_argument, NULL, O_CLIENTS},
-        {"rate", required_argument, NULL, O_RATE},     {"json", required_argument, NULL, O_JSON},
-        {"help", no_argument, NULL, O_HELP},           {NULL, 0, NULL, 0}};
+    enum {
+        O_URL = 1,
+        O_TOKEN,
+        O_IN,
+        O_SKIP,
+        O_MAX,
+        O_FORMAT,
+        O_BATCH,
+        O_CLIENTS,
+        O_RATE,
+        O_JSON,
+        O_HELP
+    };
+    static const struct option lo[] = {{"url", required_argument, NULL, O_URL},
+                                       {"token", required_argument, NULL, O_TOKEN},
+                                       {"in", required_argument, NULL, O_IN},
+                                       {"skip", required_argument, NULL, O_SKIP},
+                                       {"max", required_argument, NULL, O_MAX},
+                                       {"format", required_argument, NULL, O_FORMAT},
+                                       {"batch", required_argument, NULL, O_BATCH},
+                                       {"clients", required_argument, NULL, O_CLIENTS},
+                                       {"rate", required_argument, NULL, O_RATE},
+                                       {"json", required_argument, NULL, O_JSON},
+                                       {"help", no_argument, NULL, O_HELP},
+                                       {NULL, 0, NULL, 0}};
     const char *token = NULL, *in = NULL, *format = "json", *json_out = NULL;
     int64_t skip = 0, max = 0, batch = 1000, clients = 4, rate = 0;
     bl_run_t r;
@@ -319,25 +334,50 @@ int main(int argc, char **argv) {
         int64_t *dst = NULL;
         int64_t min = 1;
         switch (c) {
-        case O_URL: r.url = optarg; break;
-        case O_TOKEN: token = optarg; break;
-        case O_IN: in = optarg; break;
-        case O_FORMAT: format = optarg; break;
-        case O_JSON: json_out = optarg; break;
-        case O_SKIP: dst = &skip, min = 0; break;
-        case O_MAX: dst = &max; break;
-        case O_BATCH: dst = &batch; break;
-        case O_CLIENTS: dst = &clients; break;
-        case O_RATE: dst = &rate, min = 0; break;
-        case O_HELP: bl_usage(stdout); return 0;
-        default: bl_usage(stderr); return 2;
+        case O_URL:
+            r.url = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
+            break;
+        case O_IN:
+            in = optarg;
+            break;
+        case O_FORMAT:
+            format = optarg;
+            break;
+        case O_JSON:
+            json_out = optarg;
+            break;
+        case O_SKIP:
+            dst = &skip, min = 0;
+            break;
+        case O_MAX:
+            dst = &max;
+            break;
+        case O_BATCH:
+            dst = &batch;
+            break;
+        case O_CLIENTS:
+            dst = &clients;
+            break;
+        case O_RATE:
+            dst = &rate, min = 0;
+            break;
+        case O_HELP:
+            bl_usage(stdout);
+            return 0;
+        default:
+            bl_usage(stderr);
+            return 2;
         }
         if (dst && is_parse_int64(optarg, min, INT64_MAX, dst) != IS_OK) {
             fprintf(stderr, "bench-load: bad number '%s'\n", optarg);
             return 2;
         }
     }
-    if (!r.url || !token || !in || (strcmp(format, "json") != 0 && strcmp(format, "protobuf") != 0)) {
+    if (!r.url || !token || !in ||
+        (strcmp(format, "json") != 0 && strcmp(format, "protobuf") != 0)) {
         bl_usage(stderr);
         return 2;
     }
@@ -357,8 +397,8 @@ int main(int argc, char **argv) {
     if (!r.bodies || !r.reqs || !th || !lat)
         goto out;
     for (size_t k = 0; k < r.n_bodies; k++) {
-        size_t from = k * r.batch, cnt = (size_t)n_lines - from < r.batch ? (size_t)n_lines - from
-                                                                          : r.batch;
+        size_t from = k * r.batch,
+               cnt = (size_t)n_lines - from < r.batch ? (size_t)n_lines - from : r.batch;
         if ((strcmp(format, "json") == 0 ? bl_body_json(lines + from, cnt, &r.bodies[k])
                                          : bl_body_protobuf(lines + from, cnt, &r.bodies[k])) != 0)
             goto out;
@@ -391,14 +431,14 @@ int main(int argc, char **argv) {
         int failed = atomic_load(&r.failed);
         json_t *res = json_pack(
             "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-            "format", format, "movements", (json_int_t)n_lines, "requests",
-            (json_int_t)r.n_bodies, "failed_requests", (json_int_t)failed, "batch",
-            (json_int_t)batch, "clients", (json_int_t)clients, "body_bytes", (json_int_t)bytes,
-            "offered_rate", (double)rate, "first_send_ms", t_first, "last_ack_ms", t_last,
-            "elapsed_s", el, "movements_per_s", el > 0 ? (double)n_lines / el : 0.0,
-            "req_p50_ms", bl_pct(lat, r.n_bodies, 0.50), "req_p95_ms",
-            bl_pct(lat, r.n_bodies, 0.95), "req_p99_ms", bl_pct(lat, r.n_bodies, 0.99),
-            "req_max_ms", lat[r.n_bodies - 1], "schedule_slip_max_ms", slip_max);
+            "format", format, "movements", (json_int_t)n_lines, "requests", (json_int_t)r.n_bodies,
+            "failed_requests", (json_int_t)failed, "batch", (json_int_t)batch, "clients",
+            (json_int_t)clients, "body_bytes", (json_int_t)bytes, "offered_rate", (double)rate,
+            "first_send_ms", t_first, "last_ack_ms", t_last, "elapsed_s", el, "movements_per_s",
+            el > 0 ? (double)n_lines / el : 0.0, "req_p50_ms", bl_pct(lat, r.n_bodies, 0.50),
+            "req_p95_ms", bl_pct(lat, r.n_bodies, 0.95), "req_p99_ms",
+            bl_pct(lat, r.n_bodies, 0.99), "req_max_ms", lat[r.n_bodies - 1],
+            "schedule_slip_max_ms", slip_max);
         if (failed)
             json_object_set_new(res, "first_error", json_string(r.first_error));
         json_dumpf(res, stdout, JSON_INDENT(1));
@@ -407,8 +447,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench-load: cannot write '%s'\n", json_out);
         json_decref(res);
         if (failed)
-            fprintf(stderr, "bench-load: %d request(s) failed; first: %s\n", failed,
-                    r.first_error);
+            fprintf(stderr, "bench-load: %d request(s) failed; first: %s\n", failed, r.first_error);
         rc = failed ? 1 : 0;
     }
 out:

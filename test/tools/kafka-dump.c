@@ -77,16 +77,15 @@ typedef struct kd_opts {
 } kd_opts_t;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: kafka-dump --bootstrap B dump  (--topic T ... | --regex RE) [--decode] "
-            "[--timeout 30s]\n"
-            "       kafka-dump --bootstrap B count (--topic T ... | --regex RE) [--ids FILE] "
-            "[--timeout 30s]\n"
-            "       kafka-dump --bootstrap B produce --topic T (--value S | --value-hex HEX | "
-            "--value-file F)\n"
-            "                  [--key K] [--header NAME=VALUE ...] [--partition N] "
-            "[--timeout 30s]\n"
-            "       kafka-dump --bootstrap B topics [--regex RE]\n");
+    fprintf(f, "usage: kafka-dump --bootstrap B dump  (--topic T ... | --regex RE) [--decode] "
+               "[--timeout 30s]\n"
+               "       kafka-dump --bootstrap B count (--topic T ... | --regex RE) [--ids FILE] "
+               "[--timeout 30s]\n"
+               "       kafka-dump --bootstrap B produce --topic T (--value S | --value-hex HEX | "
+               "--value-file F)\n"
+               "                  [--key K] [--header NAME=VALUE ...] [--partition N] "
+               "[--timeout 30s]\n"
+               "       kafka-dump --bootstrap B topics [--regex RE]\n");
 }
 
 static int64_t mono_ms(void) {
@@ -285,9 +284,8 @@ static json_t *message_json(const rd_kafka_message_t *m, int decode) {
         const char *name;
         const void *val;
         size_t len;
-        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) ==
-                           RD_KAFKA_RESP_ERR_NO_ERROR;
-             i++)
+        for (size_t i = 0;
+             rd_kafka_header_get_all(h, i, &name, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
             set_bytes(hdrs, name, val, len);
     }
     json_object_set_new(o, "headers", hdrs);
@@ -480,8 +478,7 @@ static int cmd_read(const kd_opts_t *o, int counting) {
             if (is_heartbeat(m)) {
                 heartbeats++;
             } else {
-                Invsync__V1__Movement *mv =
-                    invsync__v1__movement__unpack(NULL, m->len, m->payload);
+                Invsync__V1__Movement *mv = invsync__v1__movement__unpack(NULL, m->len, m->payload);
                 if (mv) {
                     movements++;
                     if (ids_add(&ids, mv->movement_id) != 0) {

@@ -376,7 +376,7 @@ static void test_failed_posting_holds_its_lot_in_the_same_batch(void **state) {
     other.quantity = &q1;
     gi.tier = co.tier = other.tier = "";
     consume(f, &gi, T0 + 1000);
-    consume(f, &co, T0 + 1001); /* realtime */
+    consume(f, &co, T0 + 1001);    /* realtime */
     consume(f, &other, T0 - 1000); /* periodic, its window closed at 08:00 */
     poster_t *p = new_poster(f);
     /* GI is periodic but promoted by the real-time CO: one cycle, one batch. */
@@ -384,9 +384,9 @@ static void test_failed_posting_holds_its_lot_in_the_same_batch(void **state) {
     poster_destroy(p);
     store_counts_t c;
     assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(c.failed, 1);  /* GI-TOO-MUCH */
-    assert_int_equal(c.queued, 1);  /* CO-AFTER waits behind it */
-    assert_int_equal(c.posted, 1);  /* the other lot flowed */
+    assert_int_equal(c.failed, 1); /* GI-TOO-MUCH */
+    assert_int_equal(c.queued, 1); /* CO-AFTER waits behind it */
+    assert_int_equal(c.posted, 1); /* the other lot flowed */
     assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements WHERE movement_id ="
                                    " 'CO-AFTER'"),
                      0);
