@@ -325,11 +325,11 @@ is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_mi
         is_errf(errstr, errstr_size, "database '%s': journal_mode is '%s', not 'wal'", path, mode);
         goto done;
     }
-    /* A 32 MiB page cache per connection (the default is 2 MiB): the stores' hot
+    /* An 8 MiB page cache per connection (the default is 2 MiB): the stores' hot
      * indexes stay in memory under load; temp b-trees (GROUP BY, ORDER BY) too. */
     if (pragma(db, sync_sql[sync], NULL, 0) != SQLITE_OK ||
         pragma(db, "PRAGMA foreign_keys=ON", NULL, 0) != SQLITE_OK ||
-        pragma(db, "PRAGMA cache_size=-32768", NULL, 0) != SQLITE_OK ||
+        pragma(db, "PRAGMA cache_size=-8192", NULL, 0) != SQLITE_OK ||
         pragma(db, "PRAGMA temp_store=MEMORY", NULL, 0) != SQLITE_OK) {
         rc = IS_ERR_DB;
         is_errf(errstr, errstr_size, "database '%s': pragma: %s", path, sqlite3_errmsg(db));
