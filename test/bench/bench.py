@@ -952,10 +952,15 @@ class Bench:
 
     def save(self):
         out_dir = os.path.join(REPO, "bench", "results")
-        os.makedirs(out_dir, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = os.path.join(out_dir, "bench-%s.json" % stamp)
-        for p in (path, os.path.join(out_dir, "latest.json")):
+        paths = [os.path.join(out_dir, "bench-%s.json" % stamp),
+                 os.path.join(out_dir, "latest.json")]
+        if self.wrap_tool:  # a profile run: its rates are valgrind's, keep them apart
+            out_dir = self.profile_dir or out_dir
+            paths = [os.path.join(out_dir, "profile-run-%s.json" % stamp)]
+        os.makedirs(out_dir, exist_ok=True)
+        path = paths[0]
+        for p in paths:
             with open(p, "w") as f:
                 json.dump(self.results, f, indent=1, sort_keys=True, default=str)
         logs = os.path.join(out_dir, "logs-%s" % stamp)

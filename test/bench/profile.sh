@@ -7,8 +7,10 @@
 # instruction counts are exact and repeatable, whatever else the machine is
 # doing. mes-producer and erp-consumer run under callgrind through the
 # ingest and apply scenarios with small N (BENCH_N, BENCH_N_RT and
-# BENCH_N_INGEST may be overridden); the annotated top entries (exclusive and
-# inclusive) land in bench/results/profile-<time>/, one file per process.
+# BENCH_N_INGEST may be overridden); per process, bench/results/profile-<time>/
+# gets the raw callgrind.*.out (open with kcachegrind or callgrind_annotate),
+# *.self.txt (exclusive top entries), *.ours.txt (inclusive cost of invsync's
+# own functions) and *.tree.txt (callers/callees of every function).
 # Expect 5-15 minutes: everything runs ~50x slower under valgrind.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +25,13 @@ BENCH_WRAP=callgrind BENCH_PROFILE_DIR="$out" \
 for f in "$out"/callgrind.*.out; do
   [ -f "$f" ] || continue
   base=${f%.out}
-  callgrind_annotate --inclusive=no "$f" 2>/dev/null | head -n 60 > "$base.self.txt" || true
-  callgrind_annotate --inclusive=yes "$f" 2>/dev/null | head -n 80 > "$base.incl.txt" || true
+  # Exclusive cost (where the instructions are spent, libraries included) and
+  # inclusive cost of our own functions only (which code path spends them).
+  callgrind_annotate --auto=no --inclusive=no "$f" 2>/dev/null | head -n 60 > "$base.self.txt" || true
+  callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$f" 2>/dev/null |
+    grep -E "PROGRAM TOTALS|\[[^]]*/bin/[a-z-]+\]" | sed 's/ \[.*//' | head -n 60 > "$base.ours.txt" || true
+  callgrind_annotate --auto=no --threshold=100 --inclusive=yes --tree=calling "$f" 2>/dev/null \
+    > "$base.tree.txt" || true
 done
 echo "profile: $out"
 ls -1 "$out"
