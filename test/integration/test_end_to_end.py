@@ -44,6 +44,10 @@ def test_end_to_end(stack):
                    detail=lambda: "%d rows unsent" % producer.outbox_count("WHERE sent_at IS NULL"))
 
     wait_all_posted(stack, consumer, accepted)
+    # The ERP commits a batch of postings before the consumer records them in its
+    # store: wait (with a deadline) for the store to catch up with the ledger.
+    stack.wait_for(lambda: consumer.store_count("WHERE state NOT IN ('posted', 'cancelled')") == 0,
+                   30, "the consumer store to record every posting")
 
     # The consumer received each movement once and posted (or cancelled) all of them.
     states = dict(query(consumer.store, "SELECT state, count(*) FROM movements GROUP BY state"))

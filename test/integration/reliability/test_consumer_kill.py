@@ -17,9 +17,9 @@ pytestmark = pytest.mark.reliability
 SITES = "PLANT1,PLANT2,PLANT3"
 MOVEMENTS = 20000
 # Movements per second sent by mes-sim (resends on top): the load lasts
-# about 65 s, long enough for the ten kill/restart cycles (each takes up to
+# about 100 s, long enough for the ten kill/restart cycles (each takes up to
 # ~7 s: the group re-forms after the session timeout of the dead member).
-RATE = 300
+RATE = 200
 KILLS = 10
 
 
