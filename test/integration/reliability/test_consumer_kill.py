@@ -53,14 +53,16 @@ def test_consumer_killed_ten_times_under_load(rel):
         # Let this instance make progress (join the group, read, post) while
         # work is pending, then kill it at a random moment of that work.
         start = consumer.settled_count() or 0
-        # Once mes-sim is done there may be nothing left to interrupt: stop waiting
-        # then (the assertion on the last kill below says whether it proved anything).
+        # Once mes-sim is done and everything is posted there is nothing left to
+        # interrupt: stop (the assertions below say whether enough kills landed).
         stack.wait_for(lambda: ((consumer.settled_count() or 0) > start + 50 and pending() > 100)
-                       or not sim.alive(), 90,
+                       or (not sim.alive() and pending() <= 0), 90,
                        "consumer instance %d to post more movements after its start, with more "
                        "to do" % (k + 1), interval=0.1,
                        detail=lambda: "settled %s, pending %d, mes-sim running %s" % (
                            consumer.settled_count(), pending(), sim.alive()))
+        if not sim.alive() and pending() <= 0:
+            break
         poll_status(consumer)
         rel.random_pause(0.0, 1.0)
         poll_status(consumer)
@@ -76,10 +78,12 @@ def test_consumer_killed_ten_times_under_load(rel):
     assert accepted == MOVEMENTS, "mes-sim: %d of %d movements accepted" % (accepted, MOVEMENTS)
     assert producer.outbox_count() == accepted
 
-    last_kill_settled = kills[-1][1] or 0
-    assert last_kill_settled < accepted, (
-        "the last kill came after everything was posted (%d of %d): it proved nothing"
-        % (last_kill_settled, accepted))
+    assert len(kills) == KILLS, (
+        "only %d kills before everything was posted: the load was too short for the kill "
+        "cycles (lower RATE); kills (instance, settled, load running, pending): %r" % (
+            len(kills), kills))
+    idle = [k for k in kills if not k[2] and k[3] <= 0]
+    assert not idle, "kills after the load ended with nothing pending prove nothing: %r" % idle
 
     wait_all_posted(stack, consumer, accepted, timeout=240, stall=45)
     st = assert_status_settled(stack, consumer, accepted)
