@@ -18,6 +18,13 @@
 #include "schedule.h"
 #include "topic.h"
 
+/* The ownership period of an assigned partition (group mode; store_begin_period). */
+typedef struct owned {
+    char topic[250];
+    int32_t partition;
+    int64_t period;
+} owned_t;
+
 typedef struct snap {
     char topic[250];
     int32_t partition;
@@ -42,7 +49,9 @@ struct consume {
     int64_t next_discovery;       /* monotonic ms */
     int assigned_parts;           /* partitions assigned so far (assign mode) */
     int64_t next_caught_up_check; /* monotonic ms */
-    snap_t *snap;                 /* high watermarks at snap_at (gap handling) */
+    owned_t *owned;               /* group mode: assigned partitions and their periods */
+    int n_owned, cap_owned, last_owned;
+    snap_t *snap; /* high watermarks at snap_at (gap handling) */
     int n_snap;
     int64_t snap_at;
 };
@@ -55,34 +64,116 @@ typedef struct slot {
     char reason[256];
 } slot_t;
 
+static int owned_find(consume_t *c, const char *topic, int32_t partition) {
+    if (c->last_owned < c->n_owned && c->owned[c->last_owned].partition == partition &&
+        strcmp(c->owned[c->last_owned].topic, topic) == 0)
+        return c->last_owned;
+    for (int i = 0; i < c->n_owned; i++)
+        if (c->owned[i].partition == partition && strcmp(c->owned[i].topic, topic) == 0)
+            return c->last_owned = i;
+    return -1;
+}
+
+/* The period messages of (topic, partition) are read in now; 0 = none. */
+static int64_t owned_period(consume_t *c, const char *topic, int32_t partition) {
+    int i = owned_find(c, topic, partition);
+    return i < 0 ? 0 : c->owned[i].period;
+}
+
+/*
+ * A new ownership period for an assigned partition: its high watermark now
+ * (fresh from the broker) bounds what an earlier owner can have read.
+ */
+static void owned_begin(consume_t *c, rd_kafka_t *rk, const char *topic, int32_t partition) {
+    int64_t lo = -1, hi = -1, period = 0;
+    char errstr[256];
+    if (rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, 5000) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+        hi = INT64_MAX; /* unknown: nothing counts as read by this instance alone */
+    if (store_begin_period(c->store, topic, partition, hi, is_clock_now_ms(NULL), &period, errstr,
+                           sizeof(errstr)) != IS_OK) {
+        is_log(IS_LOG_WARN, "cannot record an ownership period", "error", errstr, NULL);
+        period = 0;
+    }
+    int i = owned_find(c, topic, partition);
+    if (i < 0) {
+        if (c->n_owned == c->cap_owned) {
+            int cap = c->cap_owned ? c->cap_owned * 2 : 64;
+            owned_t *grown = realloc(c->owned, (size_t)cap * sizeof(*grown));
+            if (!grown)
+                return;
+            c->owned = grown;
+            c->cap_owned = cap;
+        }
+        i = c->n_owned++;
+        snprintf(c->owned[i].topic, sizeof(c->owned[i].topic), "%s", topic);
+        c->owned[i].partition = partition;
+    }
+    c->owned[i].period = period;
+}
+
+static void owned_end(consume_t *c, const char *topic, int32_t partition) {
+    int i = owned_find(c, topic, partition);
+    if (i >= 0)
+        c->owned[i] = c->owned[--c->n_owned];
+    c->last_owned = 0;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     consume_t *c = opaque;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
 
+    atomic_store(&c->stats->assigned_since_ms, (long long)is_clock_now_ms(NULL));
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* The group's committed offsets: another instance may have consumed past
+         * this store's offset since this instance last owned a partition. */
+        rd_kafka_topic_partition_list_t *kc = rd_kafka_topic_partition_list_copy(parts);
+        if (rd_kafka_committed(rk, kc, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            is_log(IS_LOG_WARN,
+                   "cannot read the group's committed offsets; starting from the store's", NULL);
+            rd_kafka_topic_partition_list_destroy(kc);
+            kc = NULL;
+        }
         for (int i = 0; i < parts->cnt; i++) {
             rd_kafka_topic_partition_t *p = &parts->elems[i];
             int64_t next;
             char off[24] = "committed";
             if (store_get_offset(c->store, p->topic, p->partition, &next) == IS_OK) {
+                /* Past the store's offset means another instance of the group read
+                 * (and its store holds) those messages: do not read them twice. */
+                rd_kafka_topic_partition_t *k =
+                    kc ? rd_kafka_topic_partition_list_find(kc, p->topic, p->partition) : NULL;
+                if (k && !k->err && k->offset > next) {
+                    is_logf(IS_LOG_INFO,
+                            "%s [%d]: the group committed offset %lld, past this store's %lld: "
+                            "another instance consumed the messages in between",
+                            p->topic, (int)p->partition, (long long)k->offset, (long long)next);
+                    next = k->offset;
+                }
                 p->offset = next;
                 snprintf(off, sizeof(off), "%lld", (long long)next);
             } else {
                 p->offset = RD_KAFKA_OFFSET_INVALID; /* Kafka's committed, else auto.offset.reset */
             }
+            owned_begin(c, rk, p->topic, p->partition);
             char part[16];
             snprintf(part, sizeof(part), "%d", (int)p->partition);
             is_log(IS_LOG_INFO, "partition assigned", "topic", p->topic, "partition", part,
                    "start_offset", off, NULL);
         }
+        if (kc)
+            rd_kafka_topic_partition_list_destroy(kc);
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
     } else {
         is_logf(IS_LOG_INFO, "%d partition(s) revoked", parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+            owned_end(c, parts->elems[i].topic, parts->elems[i].partition);
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -92,6 +183,35 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         is_log(IS_LOG_ERROR, "rebalance failed", "error", rd_kafka_error_string(error), NULL);
         rd_kafka_error_destroy(error);
     }
+}
+
+/*
+ * Kafka accepted (auto-)committed offsets: note them in the partitions'
+ * current ownership periods (store_begin_period), where the poster finds what
+ * this instance read alone. Runs on the consume thread inside a poll.
+ */
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+    consume_t *c = opaque;
+    char errstr[256];
+    (void)rk;
+    if (err || !offsets || offsets->cnt == 0)
+        return; /* _NO_OFFSET (nothing new) or a failed commit: nothing confirmed */
+    int64_t *period = calloc((size_t)offsets->cnt, sizeof(*period));
+    int64_t *next = calloc((size_t)offsets->cnt, sizeof(*next));
+    size_t n = 0;
+    for (int i = 0; period && next && i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &offsets->elems[i];
+        int64_t per = owned_period(c, p->topic, p->partition);
+        if (!p->err && p->offset >= 0 && per > 0) {
+            period[n] = per;
+            next[n++] = p->offset;
+        }
+    }
+    if (store_note_committed(c->store, period, next, n, errstr, sizeof(errstr)) != IS_OK)
+        is_log(IS_LOG_WARN, "cannot note committed offsets", "error", errstr, NULL);
+    free(period);
+    free(next);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -218,6 +338,7 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
     rd_kafka_conf_set_log_cb(conf, is_log_rdkafka_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
     rd_kafka_conf_set_stats_cb(conf, stats_cb);
     rd_kafka_conf_set_opaque(conf, c);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
@@ -282,6 +403,7 @@ void consume_destroy(consume_t *c) {
     if (c->have_re)
         regfree(&c->topic_re);
     free(c->snap);
+    free(c->owned);
     free(c->refused);
     free(c);
 }
@@ -328,6 +450,7 @@ static void discover(consume_t *c) {
             snprintf(cnt, sizeof(cnt), "%d", n);
             is_log(IS_LOG_INFO, "partitions assigned", "partitions", cnt, NULL);
             c->assigned_parts = n;
+            atomic_store(&c->stats->assigned_since_ms, (long long)is_clock_now_ms(NULL));
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -356,6 +479,7 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
     sm->topic = rd_kafka_topic_name(msg->rkt);
     sm->partition = msg->partition;
     sm->offset = msg->offset;
+    sm->period = owned_period(c, sm->topic, msg->partition);
     sm->payload = msg->payload;
     sm->payload_len = msg->len;
     if (is_topic_parse(sm->topic, c->prefix, site, sizeof(site), tier, sizeof(tier)) != IS_OK) {

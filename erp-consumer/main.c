@@ -135,7 +135,6 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         goto out;
     }
-    snprintf(posting_id, sizeof(posting_id), "seed-%.27s", hex);
     n = json_array_size(rows);
     ms = calloc(n ? n : 1, sizeof(*ms));
     qs = calloc(n ? n : 1, sizeof(*qs));
@@ -191,23 +190,54 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         goto out;
     }
-    erp_posting_t p = {.posting_id = posting_id,
-                       .site = n ? ms[0].site : "",
-                       .tier = "opening",
-                       .policy_version = "",
-                       .posting_time = is_clock_now_ms(NULL),
-                       .lines = lines,
-                       .n_lines = n};
-    erp_result_t res;
-    memset(&res, 0, sizeof(res));
-    is_err_t rc = erp_post(erp, &p, &res);
-    if (rc != IS_OK) {
-        fprintf(stderr, "erp-consumer: seeding the ERP failed (%s): %s\n", is_err_name(rc),
-                res.message);
-        status = 1;
-        goto out;
+    /* One posting per site (a posting books under one site; an http-json line
+     * carries none): rows in file order within each site. Each posting's
+     * reference hashes the file and the site, so seeding again is a no-op. */
+    status = 0;
+    for (i = 0; i < n && status == 0; i++) {
+        size_t k = 0;
+        if (!lines[i].m)
+            continue; /* booked with an earlier row's site */
+        erp_line_t *site_lines = calloc(n, sizeof(*site_lines));
+        if (!site_lines) {
+            fprintf(stderr, "erp-consumer: out of memory\n");
+            status = 2;
+            break;
+        }
+        for (size_t j = i; j < n; j++)
+            if (lines[j].m && strcmp(ms[j].site, ms[i].site) == 0) {
+                site_lines[k++] = lines[j];
+                if (j != i)
+                    lines[j].m = NULL;
+            }
+        uint8_t digest[IS_SHA256_LEN];
+        char site_hex[IS_SHA256_HEX_LEN + 1], key[IS_SHA256_HEX_LEN + 200];
+        snprintf(key, sizeof(key), "%s\x1f%s", hex, ms[i].site);
+        is_sha256(key, strlen(key), digest);
+        is_hex(digest, IS_SHA256_LEN, site_hex);
+        snprintf(posting_id, sizeof(posting_id), "seed-%.27s", site_hex);
+        erp_posting_t p = {.posting_id = posting_id,
+                           .site = ms[i].site,
+                           .tier = "opening",
+                           .policy_version = "",
+                           .posting_time = is_clock_now_ms(NULL),
+                           .lines = site_lines,
+                           .n_lines = k};
+        erp_result_t res;
+        memset(&res, 0, sizeof(res));
+        is_err_t rc = erp_post(erp, &p, &res);
+        free(site_lines);
+        if (rc != IS_OK) {
+            fprintf(stderr, "erp-consumer: seeding the ERP for site %s failed (%s): %s\n",
+                    ms[i].site, is_err_name(rc), res.message);
+            status = 1;
+            break;
+        }
+        printf("{\"site\":\"%s\",\"document\":\"%s\",\"lines\":%zu}\n", ms[i].site, res.document,
+               k);
     }
-    printf("{\"document\":\"%s\",\"lines\":%zu}\n", res.document, n);
+    if (status != 0)
+        goto out;
     status = 0;
 out:
     erp_close(erp);

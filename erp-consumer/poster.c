@@ -69,6 +69,7 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
                     &p->store, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;
+    store_set_shared(p->store, cfg->consume_mode && strcmp(cfg->consume_mode, "group") == 0);
     rc = erp_open(&cfg->erp, &p->erp, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;
@@ -451,7 +452,8 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
     long long through = atomic_load(&p->stats->caught_up_since_ms);
     if (through) {
         int skipped = 0;
-        if (store_skip_gaps(p->store, through, p->cfg->gap_timeout_ms, &skipped, errstr,
+        if (store_skip_gaps(p->store, through, p->cfg->gap_timeout_ms,
+                            atomic_load(&p->stats->assigned_since_ms), &skipped, errstr,
                             sizeof(errstr)) != IS_OK)
             is_log(IS_LOG_ERROR, "cannot skip sequence gaps", "error", errstr, NULL);
         else if (skipped)

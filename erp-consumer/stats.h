@@ -43,6 +43,7 @@ typedef struct consumer_stats {
     atomic_llong last_posted_ms; /* time of the last successful posting */
     atomic_llong
         caught_up_since_ms; /* everything in Kafka at this time has been consumed; 0 = unknown */
+    atomic_llong assigned_since_ms; /* when the current partition assignment began (ms UTC) */
     /* ERP call latency by outcome: cumulative bucket counts, +Inf count, sum (µs). */
     atomic_llong erp_hist[STATS_N_OUTCOMES][STATS_N_BUCKETS];
     atomic_llong erp_hist_count[STATS_N_OUTCOMES];

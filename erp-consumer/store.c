@@ -75,18 +75,27 @@ static const char *const store_migrations[] = {
     "  PRIMARY KEY(site, tier)) WITHOUT ROWID;"
     "CREATE TABLE audit_head(one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL,"
     "  last_hash TEXT NOT NULL);",
+    /* 2: ownership periods of partitions in a shared consumer group (see
+     * store_begin_period); each movement remembers the period it was read in. */
+    "CREATE TABLE periods(id INTEGER PRIMARY KEY, topic TEXT NOT NULL, part INTEGER NOT NULL,"
+    "  fresh_from INTEGER NOT NULL, committed INTEGER NOT NULL DEFAULT -1,"
+    "  started_at INTEGER NOT NULL);"
+    "ALTER TABLE movements ADD COLUMN period INTEGER;",
 };
 
 const char *const store_consume_sql[SQ__COUNT] = {
     [SQ_INSERT_MOVEMENT] =
         "INSERT OR IGNORE INTO movements(source_system, movement_id, producer_id, site, seq,"
         " lot_key, tier, type, topic, part, off, received_at, accepted_at, due_at, state,"
-        " reason, policy_version, payload)"
-        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+        " reason, policy_version, payload, period)"
+        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
     [SQ_UPSERT_OFFSET] = "INSERT INTO offsets(topic, part, next_offset) VALUES(?1,?2,?3)"
                          " ON CONFLICT(topic, part) DO UPDATE SET next_offset ="
                          " max(next_offset, excluded.next_offset)",
     [SQ_GET_OFFSET] = "SELECT next_offset FROM offsets WHERE topic = ?1 AND part = ?2",
+    [SQ_NOTE_COMMITTED] = "UPDATE periods SET committed = max(committed, ?2) WHERE id = ?1",
+    [SQ_BEGIN_PERIOD] = "INSERT INTO periods(topic, part, fresh_from, started_at)"
+                        " VALUES(?1,?2,?3,?4)",
     [SQ_GET_WATERMARK] = "SELECT contiguous FROM watermarks WHERE producer_id = ?1 AND site = ?2",
     [SQ_SET_WATERMARK] = "INSERT INTO watermarks(producer_id, site, contiguous) VALUES(?1,?2,?3)"
                          " ON CONFLICT(producer_id, site) DO UPDATE SET contiguous = ?3",
@@ -256,6 +265,8 @@ static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *
     bind_text(st, 17, m->policy_version);
     sqlite3_bind_blob(st, 18, msg->payload ? msg->payload : "", (int)msg->payload_len,
                       SQLITE_STATIC);
+    if (msg->period > 0)
+        sqlite3_bind_int64(st, 19, msg->period);
     if (sqlite3_step(st) != SQLITE_DONE)
         return IS_ERR_DB;
     *inserted = sqlite3_changes(s->db) > 0;
@@ -411,6 +422,50 @@ is_err_t store_get_offset(store_t *s, const char *topic, int32_t partition, int6
     return rc == SQLITE_DONE ? IS_ERR_NOT_FOUND : IS_ERR_DB;
 }
 
+is_err_t store_begin_period(store_t *s, const char *topic, int32_t partition, int64_t fresh_from,
+                            int64_t now_ms, int64_t *period, char *errstr, size_t errstr_size) {
+    sqlite3_stmt *st = stmt(s, SQ_BEGIN_PERIOD);
+    bind_text(st, 1, topic);
+    sqlite3_bind_int(st, 2, partition);
+    sqlite3_bind_int64(st, 3, fresh_from);
+    sqlite3_bind_int64(st, 4, now_ms);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return is_db_error(s->db, "cannot record an ownership period", errstr, errstr_size);
+    }
+    sqlite3_reset(st);
+    *period = sqlite3_last_insert_rowid(s->db);
+    return IS_OK;
+}
+
+is_err_t store_note_committed(store_t *s, const int64_t *period, const int64_t *next_offset,
+                              size_t n, char *errstr, size_t errstr_size) {
+    if (n == 0)
+        return IS_OK;
+    if (store_begin(s) != IS_OK)
+        return is_db_error(s->db, "cannot begin", errstr, errstr_size);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = stmt(s, SQ_NOTE_COMMITTED);
+        sqlite3_bind_int64(st, 1, period[i]);
+        sqlite3_bind_int64(st, 2, next_offset[i]);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            is_err_t rc = is_db_error(s->db, "cannot note a committed offset", errstr, errstr_size);
+            store_rollback(s);
+            return rc;
+        }
+    }
+    if (store_commit(s) != IS_OK) {
+        is_err_t rc = is_db_error(s->db, "cannot commit", errstr, errstr_size);
+        store_rollback(s);
+        return rc;
+    }
+    return IS_OK;
+}
+
+void store_set_shared(store_t *s, int shared) {
+    s->shared = shared;
+}
+
 /* ---- queries -------------------------------------------------------------- */
 
 is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errstr_size) {
@@ -457,8 +512,8 @@ is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errs
     return IS_OK;
 }
 
-is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int *skipped,
-                         char *errstr, size_t errstr_size) {
+is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int64_t not_before_ms,
+                         int *skipped, char *errstr, size_t errstr_size) {
     static const char *const sql =
         "SELECT w.producer_id, w.site, w.contiguous,"
         " (SELECT min(m.seq) FROM movements m WHERE m.producer_id = w.producer_id"
@@ -487,7 +542,12 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int 
         bind_text(at, 1, producer);
         bind_text(at, 2, site);
         sqlite3_bind_int64(at, 3, next);
-        if (sqlite3_step(at) != SQLITE_ROW || now_ms - sqlite3_column_int64(at, 0) < older_than_ms)
+        if (sqlite3_step(at) != SQLITE_ROW)
+            continue;
+        int64_t since = sqlite3_column_int64(at, 0);
+        if (since < not_before_ms)
+            since = not_before_ms;
+        if (now_ms - since < older_than_ms)
             continue;
         sqlite3_stmt *set = stmt(s, SQ_SET_WATERMARK);
         bind_text(set, 1, producer);

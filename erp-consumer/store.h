@@ -69,6 +69,7 @@ typedef struct store_msg {
     size_t payload_len;
     const char *reason; /* DEAD / IGNORED: why */
     int64_t due_at;     /* MOVEMENT: when its tier window closes (ms UTC) */
+    int64_t period;     /* the partition's ownership period (store_begin_period); 0 = none */
 } store_msg_t;
 
 typedef struct store_batch_result {
@@ -87,6 +88,35 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
 /* Next offset to read for a partition; IS_ERR_NOT_FOUND when never consumed. */
 is_err_t store_get_offset(store_t *s, const char *topic, int32_t partition,
                           int64_t *next_offset) IS_MUST_CHECK;
+
+/*
+ * Ownership periods (consume.mode group). Another instance of the group may
+ * read the same messages as this one: those it read before this instance got
+ * the partition (from the group's committed offset up to where it stopped),
+ * and those this instance read but had not committed when it lost the
+ * partition. A period starts at each assignment of a partition; fresh_from is
+ * the partition's high watermark then: nobody else read a message at or past
+ * it before. committed is the offset Kafka accepted from this instance during
+ * the period: nobody after it reads below it. A message of the period in
+ * [fresh_from, committed) was read by this instance alone. *period = its id,
+ * stored with every movement read in it (store_msg_t.period).
+ */
+is_err_t store_begin_period(store_t *s, const char *topic, int32_t partition, int64_t fresh_from,
+                            int64_t now_ms, int64_t *period, char *errstr,
+                            size_t errstr_size) IS_MUST_CHECK;
+
+/* Kafka accepted these commits (offset_commit_cb): next_offset[i] in period[i]. */
+is_err_t store_note_committed(store_t *s, const int64_t *period, const int64_t *next_offset,
+                              size_t n, char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * shared = 1: other erp-consumer instances of the same Kafka group may read
+ * these partitions (consume.mode group). A REVERSAL then cancels its original
+ * only when this instance read both alone (store_begin_period); otherwise
+ * both are posted, which nets to the same stock whatever the other did. shared = 0 (assign mode,
+ * the default of a new store_t): this instance is the partitions' only reader.
+ */
+void store_set_shared(store_t *s, int shared);
 
 /* ---- poster side ---------------------------------------------------------- */
 
@@ -226,14 +256,17 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
  * Sequence gaps that will not close. through_ms is a time by which the
  * consumer had consumed everything then in Kafka. For each (producer, site)
  * whose next expected sequence is missing while a later one was received at
- * least older_than_ms before through_ms, move the watermark past the gap and
+ * least older_than_ms before through_ms — counting from not_before_ms if
+ * that is later (the current partition assignment's start: a gap gets a
+ * full older_than_ms under every new assignment) — move the watermark past the gap and
  * audit it ("sequence-gap-skipped", with the range): the missing sequences
  * had that long to reach Kafka and are not there for this instance (another
  * instance consumed them, retention deleted them, or the consumer started
  * mid-history). *skipped = gaps skipped.
  */
-is_err_t store_skip_gaps(store_t *s, int64_t through_ms, int64_t older_than_ms, int *skipped,
-                         char *errstr, size_t errstr_size) IS_MUST_CHECK;
+is_err_t store_skip_gaps(store_t *s, int64_t through_ms, int64_t older_than_ms,
+                         int64_t not_before_ms, int *skipped, char *errstr,
+                         size_t errstr_size) IS_MUST_CHECK;
 
 /* Record a policy version the first time it is seen (audited). */
 is_err_t store_note_policy_version(store_t *s, const char *version, const char *movement_id,

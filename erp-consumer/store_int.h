@@ -15,6 +15,9 @@ enum {
     SQ_INSERT_MOVEMENT,
     SQ_UPSERT_OFFSET,
     SQ_GET_OFFSET,
+    SQ_NOTE_COMMITTED,
+    SQ_BEGIN_PERIOD,
+    SQ_GET_PERIOD,
     SQ_GET_WATERMARK,
     SQ_SET_WATERMARK,
     SQ_SEQS_AFTER,
@@ -56,6 +59,7 @@ struct store {
     /* Audit chain head cached inside a transaction begun by store_begin (written
      * once by store_commit). Outside such a transaction (a caller's own BEGIN),
      * every audit row writes the head at once. */
+    int shared; /* other instances may read the same partitions (store_set_shared) */
     int in_tx;
     int audit_cached;
     int audit_dirty;

@@ -39,7 +39,7 @@ const char *const store_post_sql[SQ__COUNT] = {
                     " ON w.producer_id = m.producer_id AND w.site = m.site"
                     " WHERE m.state = 'queued' AND m.due_at <= ?1 AND m.seq <= w.contiguous"
                     " ORDER BY m.due_at LIMIT ?2 OFFSET ?3",
-    [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq"
+    [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq, period"
                        " FROM movements WHERE lot_key = ?1 AND state = 'queued'"
                        " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq",
     [SQ_LOT_HELD] = "SELECT 1 FROM movements WHERE lot_key = ?1"
@@ -51,6 +51,7 @@ const char *const store_post_sql[SQ__COUNT] = {
         " UPDATE SET state = 'posting', attempts = attempts + 1, updated_at = ?5",
     [SQ_MARK_MOVEMENT] = "UPDATE movements SET state = 'posting', posting_id = ?2 WHERE id = ?1",
     [SQ_NOTE_MOVEMENT] = "UPDATE movements SET note = ?2 WHERE posting_id = ?1 AND due_at > ?3",
+    [SQ_GET_PERIOD] = "SELECT fresh_from, committed FROM periods WHERE id = ?1",
     [SQ_CANCEL_MOVEMENT] = "UPDATE movements SET state = 'cancelled', reason = ?2 WHERE id = ?1",
     [SQ_POSTED] = "UPDATE postings SET state = 'posted', erp_doc = ?2, last_error = NULL,"
                   " next_at = NULL, lines = ?4, updated_at = ?3 WHERE posting_id = ?1",
@@ -285,6 +286,7 @@ typedef struct member {
     char topic[250];
     int32_t part;
     int64_t off;
+    int64_t period;
     int cancelled;
 } member_t;
 
@@ -317,19 +319,34 @@ static int pair_isolated(const member_t *mb, size_t j, size_t i) {
     return 1;
 }
 
+/* In a shared group, did this instance alone read the member (store_begin_period)? */
+static int read_alone(store_t *s, const member_t *x) {
+    if (!s->shared)
+        return 1;
+    sqlite3_stmt *st = stmt(s, SQ_GET_PERIOD);
+    sqlite3_bind_int64(st, 1, x->period);
+    int ok = sqlite3_step(st) == SQLITE_ROW && x->off >= sqlite3_column_int64(st, 0) &&
+             x->off < sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return ok;
+}
+
 /*
  * Cut a lot's due members (acceptance order) into postings appended to out:
  * cancelled pairs first as one `cancel` entry, then one posting per movement
  * of an immediate tier, one per run of a windowed tier.
  */
-static is_err_t cut_postings(member_t *mb, size_t n, const char *lot_key, const char *site,
-                             const is_policy_t *policy, int64_t now_ms, const char *trigger_id,
-                             const char *trigger_tier, store_posting_list_t *out) {
+static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot_key,
+                             const char *site, const is_policy_t *policy, int64_t now_ms,
+                             const char *trigger_id, const char *trigger_tier,
+                             store_posting_list_t *out) {
     /* Indexes, not pointers: list_push may move the items. */
     size_t cancel = SIZE_MAX, run = SIZE_MAX;
     is_err_t rc = IS_OK;
 
-    /* A REVERSAL whose original is also here: neither reaches the ERP. */
+    /* A REVERSAL whose original is also here: neither reaches the ERP — unless
+     * another instance of a shared group may have read, or may still read, one
+     * of the two (it could post that one alone). */
     for (size_t i = 0; i < n; i++) {
         if (mb[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
             continue;
@@ -338,7 +355,7 @@ static is_err_t cut_postings(member_t *mb, size_t n, const char *lot_key, const 
                 strcmp(mb[j].m->movement_id, mb[i].m->reverses_movement_id) == 0 &&
                 strcmp(mb[j].m->source_system, mb[i].m->source_system) == 0) {
                 /* Otherwise both are posted: the ERP sees the mistake and its correction. */
-                if (pair_isolated(mb, j, i))
+                if (pair_isolated(mb, j, i) && read_alone(s, &mb[i]) && read_alone(s, &mb[j]))
                     mb[i].cancelled = mb[j].cancelled = 1;
                 break;
             }
@@ -421,6 +438,7 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
         copy_col(x->topic, sizeof(x->topic), st, 4);
         x->part = sqlite3_column_int(st, 5);
         x->off = sqlite3_column_int64(st, 6);
+        x->period = sqlite3_column_int64(st, 9); /* NULL reads as 0: no period */
         if (x->due_at <= now_ms)
             last_due = n - 1;
     }
@@ -436,7 +454,7 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     char trigger_id[IS_MOVEMENT_MAX_STR + 1], trigger_tier[32];
     snprintf(trigger_id, sizeof(trigger_id), "%s", mb[last_due].m->movement_id);
     snprintf(trigger_tier, sizeof(trigger_tier), "%s", mb[last_due].tier);
-    rc = cut_postings(mb, last_due + 1, lot_key, site, policy, now_ms, trigger_id, trigger_tier,
+    rc = cut_postings(s, mb, last_due + 1, lot_key, site, policy, now_ms, trigger_id, trigger_tier,
                       out);
 out:
     members_free(mb, n);

@@ -23,6 +23,7 @@ typedef struct fixture {
     uint8_t *bufs[64];
     size_t n_bufs;
     Invsync__V1__Decimal qty;
+    int64_t period; /* ownership period stamped on applied messages */
 } fixture_t;
 
 static int setup(void **state) {
@@ -89,6 +90,7 @@ static store_batch_result_t apply_m(fixture_t *f, is_movement_t *mp, int64_t off
     sm.payload = buf;
     sm.payload_len = len;
     sm.due_at = due_at;
+    sm.period = f->period;
     assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
     return res;
 }
@@ -368,6 +370,101 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     assert_int_equal(c.cancelled, 2);
 }
 
+/* A REVERSAL GI-1/REV-1 pair at offsets 0 and 1 of invsync.S1.realtime, both due at 5000. */
+static void apply_pair(fixture_t *f, Invsync__V1__Decimal *aq, Invsync__V1__Decimal *rq) {
+    is_movement_t a, r;
+    make(&a, aq, "GI-1", "S1", "L1", 1);
+    apply_m(f, &a, 0, 5000);
+    make(&r, rq, "REV-1", "S1", "L1", 2);
+    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    r.reverses_movement_id = "GI-1";
+    apply_m(f, &r, 1, 5000);
+}
+
+/* Shared group: a period of invsync.S1.realtime [0] fresh from `fresh_from`, Kafka
+ * having accepted `committed` from this instance. */
+static void shared_period(fixture_t *f, int64_t fresh_from, int64_t committed) {
+    char errstr[256];
+    store_set_shared(f->s, 1);
+    assert_int_equal(store_begin_period(f->s, "invsync.S1.realtime", 0, fresh_from, 1000,
+                                        &f->period, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_true(f->period > 0);
+    if (committed >= 0)
+        assert_int_equal(
+            store_note_committed(f->s, &f->period, &committed, 1, errstr, sizeof(errstr)), IS_OK);
+}
+
+/* The pair's postings at 5000: 1 = cancelled together, 2 = both posted. */
+static size_t pair_outcome(fixture_t *f) {
+    store_posting_list_t l = {0};
+    char errstr[256];
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    apply_pair(f, &aq, &rq);
+    assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    size_t n = l.n;
+    if (n == 1) {
+        assert_true(l.items[0].cancel);
+        assert_int_equal(l.items[0].n, 2);
+    } else {
+        assert_int_equal(n, 2); /* the ERP sees the mistake and its correction */
+        assert_false(l.items[0].cancel);
+        assert_false(l.items[1].cancel);
+        assert_string_equal(l.items[0].m[0]->movement_id, "GI-1");
+        assert_string_equal(l.items[1].m[0]->movement_id, "REV-1");
+    }
+    store_posting_list_release(&l);
+    return n;
+}
+
+static void test_shared_group_cancels_a_pair_read_alone(void **state) {
+    fixture_t *f = *state;
+    shared_period(f, 0, 2);
+    char errstr[256];
+    int64_t older = 1; /* a late confirmation of an older commit never moves it back */
+    assert_int_equal(store_note_committed(f->s, &f->period, &older, 1, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(pair_outcome(f), 1);
+}
+
+static void test_shared_group_posts_a_pair_not_yet_committed(void **state) {
+    fixture_t *f = *state;
+    shared_period(f, 0, 1); /* REV-1 (offset 1) may still go to another instance */
+    assert_int_equal(pair_outcome(f), 2);
+}
+
+static void test_shared_group_posts_a_pair_an_earlier_owner_may_have_read(void **state) {
+    fixture_t *f = *state;
+    shared_period(f, 1, 2); /* GI-1 (offset 0) was in Kafka when the partition came here */
+    assert_int_equal(pair_outcome(f), 2);
+}
+
+static void test_shared_group_posts_a_pair_read_without_a_period(void **state) {
+    fixture_t *f = *state;
+    store_set_shared(f->s, 1); /* f->period 0: the assignment could not be recorded */
+    assert_int_equal(pair_outcome(f), 2);
+}
+
+/* seq 1 missing; seq 2 received at 1000 (apply_m's receive time). */
+static int gaps_skipped(fixture_t *f, int64_t through, int64_t not_before) {
+    char errstr[256];
+    int skipped = -1;
+    assert_int_equal(
+        store_skip_gaps(f->s, through, 5000, not_before, &skipped, errstr, sizeof(errstr)), IS_OK);
+    return skipped;
+}
+
+static void test_gap_skipped_only_after_timeout_under_the_current_assignment(void **state) {
+    fixture_t *f = *state;
+    apply(f, "M2", "S1", "L1", 2, 0);
+    assert_int_equal(gaps_skipped(f, 5999, 0), 0); /* open 4,999 ms: too young */
+    /* A new assignment at 4000: the gap gets a full timeout from then on. */
+    assert_int_equal(gaps_skipped(f, 8999, 4000), 0);
+    assert_int_equal(gaps_skipped(f, 9000, 4000), 1);
+    assert_int_equal(gaps_skipped(f, 20000, 4000), 0); /* nothing left to skip */
+}
+
 static void test_reversal_not_cancelled_when_a_movement_between_used_its_stock(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
@@ -593,6 +690,16 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_window_then_realtime_promotes_earlier, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_group_cancels_a_pair_read_alone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_shared_group_posts_a_pair_not_yet_committed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_shared_group_posts_a_pair_an_earlier_owner_may_have_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_group_posts_a_pair_read_without_a_period, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gap_skipped_only_after_timeout_under_the_current_assignment, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_reversal_not_cancelled_when_a_movement_between_used_its_stock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume_and_flush, setup, teardown),

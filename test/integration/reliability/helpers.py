@@ -244,9 +244,7 @@ class Rel:
 
     def opening(self, sites, seed, consumer=None, erp_sim=None):
         """Opening stock from the simulator, booked in the ERP: with
-        `erp-consumer seed-erp` (sqlite ledger) or POST /seed (erp-sim).
-        (seed-erp through the http-json adapter books every row under the
-        first row's site: the posting has one site and its lines carry none.)"""
+        `erp-consumer seed-erp` (sqlite ledger) or POST /seed (erp-sim)."""
         path = self.stack.path("opening.json")
         self.stack.sim("opening", "--sites", sites, "--seed", seed, "--out", path)
         if erp_sim is not None:
