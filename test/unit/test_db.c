@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -238,7 +239,6 @@ static void test_file_database_pragmas(void **state) {
         query_text(db, "PRAGMA journal_mode", mode, sizeof mode);
         assert_string_equal(mode, "wal");
         assert_int_equal(query_int(db, "PRAGMA synchronous"), cases[i].expect);
-        assert_int_equal(query_int(db, "PRAGMA busy_timeout"), 5000);
         assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1);
         /* foreign_keys is enforced, not just reported. */
         assert_int_equal(is_db_exec(db, "INSERT INTO child(item_id) VALUES (999)", NULL, 0),
@@ -316,6 +316,46 @@ static void test_begin_is_immediate(void **state) {
     is_db_rollback(a);
     assert_int_equal(is_db_begin(b), IS_OK);
     assert_int_equal(is_db_commit(b), IS_OK);
+    is_db_close(a);
+    is_db_close(b);
+}
+
+typedef struct holder {
+    sqlite3 *db;
+    int hold_ms;
+} holder_t;
+
+static void *hold_then_commit(void *arg) {
+    holder_t *h = arg;
+    struct timespec ts = {0, h->hold_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_int_equal(is_db_commit(h->db), IS_OK);
+    return NULL;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A writer waits for another connection's write lock (it is not refused). */
+static void test_begin_waits_for_the_write_lock(void **state) {
+    fixture_t *f = *state;
+    sqlite3 *a = open_ok(f->path, 3, IS_DB_SYNC_FULL);
+    sqlite3 *b = open_ok(f->path, 3, IS_DB_SYNC_FULL);
+    holder_t h = {a, 150};
+    pthread_t t;
+
+    assert_int_equal(is_db_begin(a), IS_OK);
+    assert_int_equal(is_db_exec(a, "INSERT INTO item(name) VALUES ('held')", NULL, 0), IS_OK);
+    int64_t t0 = mono_ms();
+    assert_int_equal(pthread_create(&t, NULL, hold_then_commit, &h), 0);
+    assert_int_equal(is_db_begin(b), IS_OK); /* waited for a's commit */
+    assert_true(mono_ms() - t0 >= 100);
+    assert_int_equal(query_int(b, "SELECT COUNT(*) FROM item"), 1);
+    assert_int_equal(is_db_commit(b), IS_OK);
+    pthread_join(t, NULL);
     is_db_close(a);
     is_db_close(b);
 }
@@ -419,6 +459,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_open_errors_name_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_and_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_is_immediate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_begin_waits_for_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_and_error_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_open_migrates_once, setup, teardown),
