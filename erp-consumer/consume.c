@@ -84,12 +84,18 @@ static int64_t owned_period(consume_t *c, const char *topic, int32_t partition) 
  * A new ownership period for an assigned partition: its high watermark now
  * (fresh from the broker) bounds what an earlier owner can have read.
  */
-static void owned_begin(consume_t *c, rd_kafka_t *rk, const char *topic, int32_t partition) {
+static void owned_begin(consume_t *c, rd_kafka_t *rk, const char *topic, int32_t partition,
+                        int *unreachable) {
     int64_t lo = -1, hi = -1, period = 0;
     char errstr[256];
-    if (rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, 5000) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        hi < 0)
+    /* One broker round trip per partition; after a failure the rest of this
+     * assignment skips it (a rebalance callback must not stall for minutes). */
+    if (*unreachable || rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, 2000) !=
+                            RD_KAFKA_RESP_ERR_NO_ERROR) {
+        *unreachable = 1;
+        hi = -1;
+    }
+    if (hi < 0)
         hi = INT64_MAX; /* unknown: nothing counts as read by this instance alone */
     if (store_begin_period(c->store, topic, partition, hi, is_clock_now_ms(NULL), &period, errstr,
                            sizeof(errstr)) != IS_OK) {
@@ -128,6 +134,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     atomic_store(&c->stats->assigned_since_ms, (long long)is_clock_now_ms(NULL));
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        int unreachable = 0;
         /* The group's committed offsets: another instance may have consumed past
          * this store's offset since this instance last owned a partition. */
         rd_kafka_topic_partition_list_t *kc = rd_kafka_topic_partition_list_copy(parts);
@@ -158,7 +165,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             } else {
                 p->offset = RD_KAFKA_OFFSET_INVALID; /* Kafka's committed, else auto.offset.reset */
             }
-            owned_begin(c, rk, p->topic, p->partition);
+            owned_begin(c, rk, p->topic, p->partition, &unreachable);
             char part[16];
             snprintf(part, sizeof(part), "%d", (int)p->partition);
             is_log(IS_LOG_INFO, "partition assigned", "topic", p->topic, "partition", part,
