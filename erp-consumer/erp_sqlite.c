@@ -110,6 +110,7 @@ enum {
     ST_GET_QTY,
     ST_SET_QTY,
     ST_DEL_QTY,
+    ST_ADD_QTY,
     ST_ON_HAND,
     ST_DOCS_OF_MOVEMENT,
     ST_EFFECTS_OF_DOC,
@@ -117,6 +118,9 @@ enum {
     ST_DEL_EFFECTS,
     ST_DEL_LINES,
     ST_DEL_DOC,
+    ST_SAVEPOINT,
+    ST_ROLLBACK_TO,
+    ST_RELEASE,
     ST__COUNT
 };
 
@@ -144,6 +148,12 @@ static const char *const sql[ST__COUNT] = {
                    "DO UPDATE SET qty_units = excluded.qty_units",
     [ST_DEL_QTY] = "DELETE FROM on_hand WHERE site = ?1 AND material = ?2 AND lot = ?3 "
                    "AND location = ?4 AND status = ?5 AND uom = ?6",
+    /* One statement reads and moves a bucket; the caller checks the result. */
+    [ST_ADD_QTY] = "INSERT INTO on_hand(site, material, lot, location, status, uom, qty_units) "
+                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                   "ON CONFLICT(site, material, lot, location, status, uom) "
+                   "DO UPDATE SET qty_units = qty_units + excluded.qty_units "
+                   "RETURNING qty_units",
     [ST_ON_HAND] = "SELECT site, material, lot, location, status, uom, qty_units FROM on_hand "
                    "WHERE (?1 IS NULL OR site = ?1) AND qty_units != 0 "
                    "ORDER BY site, material, lot, location, status, uom",
@@ -155,6 +165,10 @@ static const char *const sql[ST__COUNT] = {
     [ST_DEL_EFFECTS] = "DELETE FROM doc_effects WHERE doc_no = ?1",
     [ST_DEL_LINES] = "DELETE FROM doc_lines WHERE doc_no = ?1",
     [ST_DEL_DOC] = "DELETE FROM documents WHERE doc_no = ?1",
+    /* erp_sqlite_post_batch: one savepoint per posting, prepared once. */
+    [ST_SAVEPOINT] = "SAVEPOINT p",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO p",
+    [ST_RELEASE] = "RELEASE p",
 };
 
 struct erp_sqlite {
@@ -188,14 +202,18 @@ static void st_done(sqlite3_stmt *st) {
     sqlite3_clear_bindings(st);
 }
 
+/*
+ * Strings are bound SQLITE_STATIC: every bound string outlives the step that
+ * uses it, and st_done() clears the bindings before the caller's buffers go.
+ */
 static void bind_text(sqlite3_stmt *st, int i, const char *s) {
-    sqlite3_bind_text(st, i, nz(s), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i, nz(s), -1, SQLITE_STATIC);
 }
 
 /* NULL for an empty optional field, so the ledger reads naturally. */
 static void bind_opt_text(sqlite3_stmt *st, int i, const char *s) {
     if (s && s[0])
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
 }
@@ -207,6 +225,14 @@ static void bind_key(sqlite3_stmt *st, int first, const stock_key_t *k) {
     bind_text(st, first + 3, k->location);
     bind_text(st, first + 4, k->status);
     bind_text(st, first + 5, k->uom);
+}
+
+/* Run a prepared statement without parameters or rows (SAVEPOINT and co). */
+static int step_once(erp_sqlite_t *l, int which) {
+    sqlite3_stmt *st = l->st[which];
+    int src = sqlite3_step(st);
+    sqlite3_reset(st);
+    return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
 static int is_busy(sqlite3 *db) {
@@ -290,6 +316,35 @@ static is_err_t set_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t units) {
     src = sqlite3_step(st);
     st_done(st);
     return src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
+}
+
+/*
+ * Add delta to a bucket (creating it) and return the new units. IS_ERR_OVERFLOW
+ * when the sum leaves int64 (SQLite then stores a REAL; the caller rolls
+ * back), IS_ERR_DB on an SQLite failure.
+ */
+static is_err_t add_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t delta, int64_t *units) {
+    sqlite3_stmt *st = l->st[ST_ADD_QTY];
+    is_err_t rc = IS_ERR_DB;
+    int src;
+
+    bind_key(st, 1, k);
+    sqlite3_bind_int64(st, 7, delta);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+            *units = sqlite3_column_int64(st, 0);
+            rc = IS_OK;
+        } else {
+            rc = IS_ERR_OVERFLOW;
+        }
+        /* RETURNING: step to DONE so the write completes before reset. */
+        src = sqlite3_step(st);
+        if (src != SQLITE_DONE)
+            rc = IS_ERR_DB;
+    }
+    st_done(st);
+    return rc;
 }
 
 static void format_units(int64_t units, char *buf, size_t size) {
@@ -458,13 +513,22 @@ static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *
             is_errf(r->message, sizeof r->message, "line %zu: quantity out of range", line_no);
             return IS_ERR_PERMANENT;
         }
-        if (get_qty(l, &k, &have) != IS_OK)
-            return db_fail(l, "read on-hand", r->message, sizeof r->message);
-        if (__builtin_add_overflow(have, delta.units, &next)) {
+        /*
+         * Move the bucket first and judge the result: a refused posting is
+         * rolled back by the caller (its savepoint or its transaction), so
+         * nothing of it stays. An overflowing sum comes back as a REAL.
+         */
+        switch (add_qty(l, &k, delta.units, &next)) {
+        case IS_OK:
+            break;
+        case IS_ERR_OVERFLOW:
             is_errf(r->message, sizeof r->message, "line %zu: on-hand of %s/%s would overflow",
                     line_no, k.material, k.lot);
             return IS_ERR_PERMANENT;
+        default:
+            return db_fail(l, "write on-hand", r->message, sizeof r->message);
         }
+        have = next - delta.units;
         if (next < 0 && delta.units < 0 && !l->allow_negative) {
             format_units(have, a, sizeof a);
             format_units(-delta.units, b, sizeof b);
@@ -473,7 +537,7 @@ static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *
                     k.material, k.lot, k.location, k.status, a, k.uom, line_no, b, k.uom);
             return IS_ERR_PERMANENT;
         }
-        if (set_qty(l, &k, next) != IS_OK)
+        if (next == 0 && set_qty(l, &k, 0) != IS_OK) /* rows at zero are deleted */
             return db_fail(l, "write on-hand", r->message, sizeof r->message);
 
         st = l->st[ST_INS_EFFECT];
@@ -630,14 +694,14 @@ void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
         if (rcs[i] != IS_OK)
             continue;
         /* A savepoint per posting: a refused one leaves no trace, the others stay. */
-        if (sqlite3_exec(l->db, "SAVEPOINT p", NULL, NULL, NULL) != SQLITE_OK) {
+        if (step_once(l, ST_SAVEPOINT) != SQLITE_OK) {
             rcs[i] = db_fail(l, "savepoint", results[i].message, sizeof results[i].message);
             continue;
         }
         rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep);
         if (rcs[i] != IS_OK)
-            sqlite3_exec(l->db, "ROLLBACK TO p", NULL, NULL, NULL);
-        sqlite3_exec(l->db, "RELEASE p", NULL, NULL, NULL);
+            (void)step_once(l, ST_ROLLBACK_TO);
+        (void)step_once(l, ST_RELEASE);
     }
     if (is_db_commit(l->db) != IS_OK) {
         /* Nothing was kept: every posting that looked fine must be tried again. */
