@@ -171,16 +171,25 @@ static const char *const sql[ST__COUNT] = {
     [ST_RELEASE] = "RELEASE p",
 };
 
-struct erp_sqlite {
-    sqlite3 *db;
-    int allow_negative;          /* accept on-hand below zero */
-    sqlite3_stmt *st[ST__COUNT]; /* prepared once at open */
-};
-
 /* One on-hand bucket. */
 typedef struct stock_key {
     const char *site, *material, *lot, *location, *status, *uom;
 } stock_key_t;
+
+/* One stock effect of the posting being posted, checked before it is written. */
+typedef struct planned_effect {
+    size_t line_no; /* 1-based */
+    stock_key_t k;
+    int64_t delta; /* signed units at ERP_SQLITE_SCALE */
+} planned_effect_t;
+
+struct erp_sqlite {
+    sqlite3 *db;
+    int allow_negative;          /* accept on-hand below zero */
+    sqlite3_stmt *st[ST__COUNT]; /* prepared once at open */
+    planned_effect_t *plan;      /* the current posting's effects (post_in_tx) */
+    size_t plan_cap;
+};
 
 static const char *nz(const char *s) {
     return s ? s : "";
@@ -284,6 +293,7 @@ void erp_sqlite_close(erp_sqlite_t *l) {
     for (size_t i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(l->st[i]);
     is_db_close(l->db);
+    free(l->plan);
     free(l);
 }
 
@@ -438,18 +448,70 @@ static is_err_t insert_line(erp_sqlite_t *l, const char *doc, size_t line_no,
 }
 
 /*
- * Apply one line's stock effects and record them. line_no is 1-based; *seq
- * counts effects across the document. IS_ERR_PERMANENT for a bad line or
- * insufficient stock, IS_ERR_RETRYABLE for SQLite trouble.
+ * A posting is checked before anything of it is written (plan_line), then
+ * written (write_posting). Every refusal the ledger can know in advance --
+ * a bad line, insufficient stock -- is found by the check, so a refused
+ * posting leaves nothing to roll back and a batch needs no savepoint per
+ * posting. What only the write can find (an int64 overflow of a bucket when
+ * allow_negative skips the reads, an SQLite failure) is still refused with
+ * the same message; erp_sqlite_post_batch then redoes the batch with a
+ * savepoint per posting.
  */
-static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *doc, size_t line_no,
-                           int64_t *seq, erp_result_t *r) {
+static int same_key(const stock_key_t *a, const stock_key_t *b) {
+    return strcmp(a->location, b->location) == 0 && strcmp(a->status, b->status) == 0 &&
+           strcmp(a->lot, b->lot) == 0 && strcmp(a->material, b->material) == 0 &&
+           strcmp(a->site, b->site) == 0 && strcmp(a->uom, b->uom) == 0;
+}
+
+static is_err_t refuse_overflow(const planned_effect_t *e, erp_result_t *r) {
+    is_errf(r->message, sizeof r->message, "line %zu: on-hand of %s/%s would overflow", e->line_no,
+            e->k.material, e->k.lot);
+    return IS_ERR_PERMANENT;
+}
+
+static is_err_t refuse_stock(const planned_effect_t *e, int64_t have, erp_result_t *r) {
+    char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
+    format_units(have, a, sizeof a);
+    format_units(-e->delta, b, sizeof b);
+    is_errf(r->message, sizeof r->message,
+            "insufficient stock: %s/%s at %s [%s] has %s %s, line %zu needs %s %s", e->k.material,
+            e->k.lot, e->k.location, e->k.status, a, e->k.uom, e->line_no, b, e->k.uom);
+    return IS_ERR_PERMANENT;
+}
+
+/*
+ * Would effect l->plan[j] keep its bucket at or above zero? The bucket as
+ * stored plus the earlier effects of this posting on it.
+ */
+static is_err_t check_stock(erp_sqlite_t *l, size_t j, erp_result_t *r) {
+    const planned_effect_t *e = &l->plan[j];
+    int64_t have, next;
+
+    if (get_qty(l, &e->k, &have) != IS_OK)
+        return db_fail(l, "read on-hand", r->message, sizeof r->message);
+    for (size_t i = 0; i < j; i++)
+        if (same_key(&l->plan[i].k, &e->k) && __builtin_add_overflow(have, l->plan[i].delta, &have))
+            return refuse_overflow(e, r); /* not reached: the earlier effect was refused */
+    if (__builtin_add_overflow(have, e->delta, &next))
+        return refuse_overflow(e, r);
+    if (next < 0 && e->delta < 0)
+        return refuse_stock(e, have, r);
+    return IS_OK;
+}
+
+/*
+ * Check one line and append its stock effects to l->plan (*n_plan of them so
+ * far). line_no is 1-based. IS_ERR_PERMANENT for a bad line or insufficient
+ * stock, IS_ERR_RETRYABLE for SQLite trouble; nothing is written.
+ */
+static is_err_t plan_line(erp_sqlite_t *l, const erp_posting_t *p, size_t line_no, size_t *n_plan,
+                          erp_result_t *r) {
     const erp_line_t *line = &p->lines[line_no - 1];
     Invsync__V1__Decimal qd = INVSYNC__V1__DECIMAL__INIT;
     is_movement_t mc;
     is_stock_effect_t eff[4];
     is_decimal_t fixed;
-    char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
+    char a[IS_DECIMAL_STRLEN];
     size_t n;
 
     if (!line->m) {
@@ -495,8 +557,25 @@ static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *
             return IS_ERR_PERMANENT;
         }
 
+    if (*n_plan + n > l->plan_cap) {
+        size_t cap = l->plan_cap ? l->plan_cap * 2 : 64;
+        planned_effect_t *np;
+        while (cap < *n_plan + n)
+            cap *= 2;
+        np = realloc(l->plan, cap * sizeof *np);
+        if (!np) {
+            is_errf(r->message, sizeof r->message, "ledger: out of memory");
+            return IS_ERR_RETRYABLE;
+        }
+        l->plan = np;
+        l->plan_cap = cap;
+    }
     for (size_t i = 0; i < n; i++) {
-        stock_key_t k = {
+        planned_effect_t *e = &l->plan[*n_plan];
+        is_decimal_t delta;
+
+        e->line_no = line_no;
+        e->k = (stock_key_t){
             .site = line->m->site && line->m->site[0] ? line->m->site : p->site,
             .material = line->m->material,
             .lot = nz(line->m->lot),
@@ -504,54 +583,51 @@ static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *
             .status = is_stock_status_name(eff[i].status),
             .uom = line->m->uom,
         };
-        is_decimal_t delta;
-        int64_t have, next;
-        sqlite3_stmt *st;
-        int src;
-
         if (is_decimal_rescale(eff[i].delta, ERP_SQLITE_SCALE, &delta) != IS_OK) {
             is_errf(r->message, sizeof r->message, "line %zu: quantity out of range", line_no);
             return IS_ERR_PERMANENT;
         }
-        /*
-         * Move the bucket first and judge the result: a refused posting is
-         * rolled back by the caller (its savepoint or its transaction), so
-         * nothing of it stays. An overflowing sum comes back as a REAL.
-         */
-        switch (add_qty(l, &k, delta.units, &next)) {
-        case IS_OK:
-            break;
-        case IS_ERR_OVERFLOW:
-            is_errf(r->message, sizeof r->message, "line %zu: on-hand of %s/%s would overflow",
-                    line_no, k.material, k.lot);
-            return IS_ERR_PERMANENT;
-        default:
-            return db_fail(l, "write on-hand", r->message, sizeof r->message);
+        e->delta = delta.units;
+        /* allow_negative: no refusal to foresee but an overflow, which the write finds. */
+        if (!l->allow_negative) {
+            is_err_t rc = check_stock(l, *n_plan, r);
+            if (rc != IS_OK)
+                return rc;
         }
-        have = next - delta.units;
-        if (next < 0 && delta.units < 0 && !l->allow_negative) {
-            format_units(have, a, sizeof a);
-            format_units(-delta.units, b, sizeof b);
-            is_errf(r->message, sizeof r->message,
-                    "insufficient stock: %s/%s at %s [%s] has %s %s, line %zu needs %s %s",
-                    k.material, k.lot, k.location, k.status, a, k.uom, line_no, b, k.uom);
-            return IS_ERR_PERMANENT;
-        }
-        if (next == 0 && set_qty(l, &k, 0) != IS_OK) /* rows at zero are deleted */
-            return db_fail(l, "write on-hand", r->message, sizeof r->message);
-
-        st = l->st[ST_INS_EFFECT];
-        bind_text(st, 1, doc);
-        sqlite3_bind_int64(st, 2, ++*seq);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)line_no);
-        bind_key(st, 4, &k);
-        sqlite3_bind_int64(st, 10, delta.units);
-        src = sqlite3_step(st);
-        st_done(st);
-        if (src != SQLITE_DONE)
-            return db_fail(l, "record effect", r->message, sizeof r->message);
+        ++*n_plan;
     }
-    return insert_line(l, doc, line_no, line, r);
+    return IS_OK;
+}
+
+/* Apply one planned effect (the seq-th of the document) and record it. */
+static is_err_t write_effect(erp_sqlite_t *l, const char *doc, const planned_effect_t *e,
+                             int64_t seq, erp_result_t *r) {
+    sqlite3_stmt *st;
+    int64_t next;
+    int src;
+
+    switch (add_qty(l, &e->k, e->delta, &next)) {
+    case IS_OK:
+        break;
+    case IS_ERR_OVERFLOW:
+        return refuse_overflow(e, r);
+    default:
+        return db_fail(l, "write on-hand", r->message, sizeof r->message);
+    }
+    if (next < 0 && e->delta < 0 && !l->allow_negative) /* foreseen by check_stock */
+        return refuse_stock(e, next - e->delta, r);
+    if (next == 0 && set_qty(l, &e->k, 0) != IS_OK) /* rows at zero are deleted */
+        return db_fail(l, "write on-hand", r->message, sizeof r->message);
+
+    st = l->st[ST_INS_EFFECT];
+    bind_text(st, 1, doc);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)e->line_no);
+    bind_key(st, 4, &e->k);
+    sqlite3_bind_int64(st, 10, e->delta);
+    src = sqlite3_step(st);
+    st_done(st);
+    return src == SQLITE_DONE ? IS_OK : db_fail(l, "record effect", r->message, sizeof r->message);
 }
 
 /* Existing document of posting_id: IS_OK, IS_ERR_NOT_FOUND or IS_ERR_DB. */
@@ -603,18 +679,20 @@ static is_err_t validate_header(const erp_posting_t *p, erp_result_t *r) {
 
 /*
  * Post inside an open transaction. IS_OK: posted or found already posted
- * (*replayed); otherwise nothing of this posting must be kept (the caller
- * rolls back to its savepoint or the whole transaction).
+ * (*replayed). Otherwise *wrote says whether anything of this posting was
+ * written: if so, the caller must roll it back (its savepoint or the whole
+ * transaction); refusals found by the check leave *wrote at 0.
  */
-static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r,
-                           int *replayed) {
+static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r, int *replayed,
+                           int *wrote) {
     sqlite3_stmt *st = l->st[ST_INS_DOC];
     char doc[sizeof r->document];
-    int64_t seq = 0;
+    size_t n_plan = 0, j = 0;
     is_err_t rc;
     int src;
 
     *replayed = 0;
+    *wrote = 0;
     rc = find_document(l, p->posting_id, doc, sizeof doc);
     if (rc == IS_OK) {
         copy_str(r->document, sizeof r->document, doc);
@@ -624,9 +702,15 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
     }
     if (rc != IS_ERR_NOT_FOUND)
         return db_fail(l, "find posting", r->message, sizeof r->message);
+    for (size_t i = 1; i <= p->n_lines; i++) {
+        rc = plan_line(l, p, i, &n_plan, r);
+        if (rc != IS_OK)
+            return rc;
+    }
+
+    *wrote = 1;
     if (next_document(l, doc, sizeof doc) != IS_OK)
         return db_fail(l, "number document", r->message, sizeof r->message);
-
     bind_text(st, 1, doc);
     bind_text(st, 2, p->posting_id);
     bind_text(st, 3, p->site);
@@ -639,8 +723,14 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
     st_done(st);
     if (src != SQLITE_DONE)
         return db_fail(l, "insert document", r->message, sizeof r->message);
+    /* Per line: its effects in order (seq counts across the document), then the line. */
     for (size_t i = 1; i <= p->n_lines; i++) {
-        rc = apply_line(l, p, doc, i, &seq, r);
+        for (; j < n_plan && l->plan[j].line_no == i; j++) {
+            rc = write_effect(l, doc, &l->plan[j], (int64_t)j + 1, r);
+            if (rc != IS_OK)
+                return rc;
+        }
+        rc = insert_line(l, doc, i, &p->lines[i - 1], r);
         if (rc != IS_OK)
             return rc;
     }
@@ -650,7 +740,7 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
 }
 
 is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r, int *replayed) {
-    int rep = 0;
+    int rep = 0, wrote = 0;
     is_err_t rc = validate_header(p, r);
     if (replayed)
         *replayed = 0;
@@ -658,7 +748,7 @@ is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *
         return rc;
     if (is_db_begin(l->db) != IS_OK)
         return db_fail(l, "begin", r->message, sizeof r->message);
-    rc = post_in_tx(l, p, r, &rep);
+    rc = post_in_tx(l, p, r, &rep, &wrote);
     if (rc != IS_OK || rep) {
         is_db_rollback(l->db); /* a replay wrote nothing */
         if (replayed)
@@ -673,19 +763,37 @@ is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *
     return IS_OK;
 }
 
-void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
-                           erp_result_t *results, is_err_t *rcs) {
-    is_err_t rc = IS_OK;
-    if (is_db_begin(l->db) != IS_OK) {
-        rc = db_fail(l, "begin", results[0].message, sizeof results[0].message);
-        for (size_t i = 0; i < n; i++) {
-            rcs[i] = rc;
-            copy_str(results[i].message, sizeof results[i].message, results[0].message);
+/* Every posting still OK (and, from `from` on, every posting) becomes retryable with msg. */
+static void fail_batch(const char *msg, size_t from, size_t n, erp_result_t *results,
+                       is_err_t *rcs) {
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] == IS_OK || i >= from) {
+            rcs[i] = IS_ERR_RETRYABLE;
+            results[i].document[0] = '\0';
+            copy_str(results[i].message, sizeof results[i].message, msg);
         }
-        return;
+    }
+}
+
+/*
+ * One transaction over the batch. savepoints: one per posting, so that a
+ * posting failing after it wrote is rolled back alone. Without them (the
+ * usual case: refusals are found before writing) such a failure rolls the
+ * whole transaction back and the return value is 1: redo with savepoints.
+ */
+static int post_batch_tx(erp_sqlite_t *l, const erp_posting_t *ps, size_t n, erp_result_t *results,
+                         is_err_t *rcs, int savepoints) {
+    char msg[sizeof results->message];
+
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = IS_OK;
+    if (is_db_begin(l->db) != IS_OK) {
+        db_fail(l, "begin", msg, sizeof msg);
+        fail_batch(msg, 0, n, results, rcs);
+        return 0;
     }
     for (size_t i = 0; i < n; i++) {
-        int rep = 0;
+        int rep = 0, wrote = 0;
         if (erp_batch_held(ps, rcs, i, &results[i])) {
             rcs[i] = IS_ERR_RETRYABLE;
             continue;
@@ -694,28 +802,42 @@ void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
         if (rcs[i] != IS_OK)
             continue;
         /* A savepoint per posting: a refused one leaves no trace, the others stay. */
-        if (step_once(l, ST_SAVEPOINT) != SQLITE_OK) {
+        if (savepoints && step_once(l, ST_SAVEPOINT) != SQLITE_OK) {
             rcs[i] = db_fail(l, "savepoint", results[i].message, sizeof results[i].message);
             continue;
         }
-        rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep);
-        if (rcs[i] != IS_OK)
-            (void)step_once(l, ST_ROLLBACK_TO);
-        (void)step_once(l, ST_RELEASE);
+        rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep, &wrote);
+        if (savepoints) {
+            if (rcs[i] != IS_OK)
+                (void)step_once(l, ST_ROLLBACK_TO);
+            (void)step_once(l, ST_RELEASE);
+        } else if (rcs[i] != IS_OK && wrote) {
+            is_db_rollback(l->db);
+            return 1;
+        }
+        if (rcs[i] != IS_OK && sqlite3_get_autocommit(l->db)) {
+            /* SQLite ended the transaction itself (I/O error, disk full): nothing is kept. */
+            copy_str(msg, sizeof msg, results[i].message);
+            fail_batch(msg, i, n, results, rcs);
+            return 0;
+        }
     }
     if (is_db_commit(l->db) != IS_OK) {
         /* Nothing was kept: every posting that looked fine must be tried again. */
-        char msg[256];
         db_fail(l, "commit", msg, sizeof msg);
         is_db_rollback(l->db);
-        for (size_t i = 0; i < n; i++) {
-            if (rcs[i] == IS_OK) {
-                rcs[i] = IS_ERR_RETRYABLE;
-                results[i].document[0] = '\0';
-                copy_str(results[i].message, sizeof results[i].message, msg);
-            }
-        }
+        fail_batch(msg, n, n, results, rcs);
     }
+    return 0;
+}
+
+void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
+                           erp_result_t *results, is_err_t *rcs) {
+    if (post_batch_tx(l, ps, n, results, rcs, 0) == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        memset(&results[i], 0, sizeof results[i]);
+    (void)post_batch_tx(l, ps, n, results, rcs, 1);
 }
 
 /* ---- lookups ----------------------------------------------------------- */
