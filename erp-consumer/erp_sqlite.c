@@ -102,7 +102,8 @@ static const char *const migrations[] = {
 
 enum {
     ST_DOC_BY_POSTING,
-    ST_NEXT_DOC,
+    ST_GET_DOC_NO,
+    ST_SET_DOC_NO,
     ST_INS_DOC,
     ST_INS_LINE,
     ST_INS_MOVEMENT,
@@ -126,8 +127,8 @@ enum {
 
 static const char *const sql[ST__COUNT] = {
     [ST_DOC_BY_POSTING] = "SELECT doc_no FROM documents WHERE posting_id = ?1",
-    [ST_NEXT_DOC] = "UPDATE ledger_counter SET value = value + 1 WHERE name = 'material_document' "
-                    "RETURNING value",
+    [ST_GET_DOC_NO] = "SELECT value FROM ledger_counter WHERE name = 'material_document'",
+    [ST_SET_DOC_NO] = "UPDATE ledger_counter SET value = ?1 WHERE name = 'material_document'",
     [ST_INS_DOC] = "INSERT INTO documents(doc_no, posting_id, site, tier, policy_version, "
                    "posting_time, posted_at, line_count) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_INS_LINE] = "INSERT INTO doc_lines(doc_no, line_no, type, material, lot, serial, "
@@ -189,6 +190,9 @@ struct erp_sqlite {
     sqlite3_stmt *st[ST__COUNT]; /* prepared once at open */
     planned_effect_t *plan;      /* the current posting's effects (post_in_tx) */
     size_t plan_cap;
+    /* Inside a ledger_begin() transaction: the material document counter as
+     * read at begin (doc_no_stored) and as numbered so far (doc_no). */
+    int64_t doc_no, doc_no_stored;
 };
 
 static const char *nz(const char *s) {
@@ -197,8 +201,12 @@ static const char *nz(const char *s) {
 
 /* Bounded string copy; always NUL-terminated. */
 static void copy_str(char *dst, size_t size, const char *src) {
-    if (size)
-        snprintf(dst, size, "%s", nz(src));
+    size_t len;
+    if (!size)
+        return;
+    len = strnlen(nz(src), size - 1);
+    memcpy(dst, nz(src), len);
+    dst[len] = '\0';
 }
 
 static const char *col_text(sqlite3_stmt *st, int col) {
@@ -373,18 +381,61 @@ static int quantity_sign_ok(const is_movement_t *m, is_decimal_t q) {
     return signed_type ? sign != 0 : sign > 0;
 }
 
-/* The line's movement ids as a JSON array; a line without ids uses its movement's. */
-static char *movement_ids_json(const erp_line_t *line) {
-    json_t *arr = json_array();
-    char *s = NULL;
+/* Length of s when JSON takes it verbatim (printable ASCII, no quote or backslash), else -1. */
+static ptrdiff_t json_plain_len(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\')
+            return -1;
+    return (const char *)p - s;
+}
 
+/*
+ * The line's movement ids as a JSON array; a line without ids uses its
+ * movement's. Ids that need no escaping (all the MES sends) are written
+ * directly; anything else goes through jansson, byte for byte as before.
+ */
+static char *movement_ids_json(const erp_line_t *line) {
+    const char *own = line->m->movement_id;
+    size_t n = line->n_movement_ids ? line->n_movement_ids : (own && own[0] ? 1 : 0);
+    size_t total = 3; /* [ ] NUL */
+    json_t *arr;
+    char *s = NULL, *o;
+
+    for (size_t i = 0; i < n; i++) {
+        ptrdiff_t len = json_plain_len(line->n_movement_ids ? nz(line->movement_ids[i]) : own);
+        if (len < 0)
+            goto escaped;
+        total += (size_t)len + 3; /* quotes and comma */
+    }
+    s = malloc(total);
+    if (!s)
+        return NULL;
+    o = s;
+    *o++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        const char *id = line->n_movement_ids ? nz(line->movement_ids[i]) : own;
+        size_t len = strlen(id);
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        memcpy(o, id, len);
+        o += len;
+        *o++ = '"';
+    }
+    *o++ = ']';
+    *o = '\0';
+    return s;
+
+escaped:
+    arr = json_array();
     if (!arr)
         return NULL;
     for (size_t i = 0; i < line->n_movement_ids; i++)
         if (json_array_append_new(arr, json_string(nz(line->movement_ids[i]))) != 0)
             goto done;
-    if (line->n_movement_ids == 0 && line->m->movement_id && line->m->movement_id[0])
-        if (json_array_append_new(arr, json_string(line->m->movement_id)) != 0)
+    if (line->n_movement_ids == 0 && own && own[0])
+        if (json_array_append_new(arr, json_string(own)) != 0)
             goto done;
     s = json_dumps(arr, JSON_COMPACT);
 
@@ -648,16 +699,42 @@ static is_err_t find_document(erp_sqlite_t *l, const char *posting_id, char *doc
     return rc;
 }
 
-static is_err_t next_document(erp_sqlite_t *l, char *doc, size_t doc_size) {
-    sqlite3_stmt *st = l->st[ST_NEXT_DOC];
-    int src = sqlite3_step(st);
+/* Number the next document (the counter is written back by ledger_commit). */
+static void next_document(erp_sqlite_t *l, char *doc, size_t doc_size) {
+    snprintf(doc, doc_size, "%" PRId64, ++l->doc_no);
+}
+
+/* BEGIN IMMEDIATE and read the document counter. IS_OK or IS_ERR_DB. */
+static is_err_t ledger_begin(erp_sqlite_t *l) {
+    sqlite3_stmt *st = l->st[ST_GET_DOC_NO];
+    int src;
+
+    if (is_db_begin(l->db) != IS_OK)
+        return IS_ERR_DB;
+    src = sqlite3_step(st);
     if (src == SQLITE_ROW)
-        snprintf(doc, doc_size, "%" PRId64, (int64_t)sqlite3_column_int64(st, 0));
-    /* RETURNING: step to DONE so the UPDATE completes before reset. */
-    if (src == SQLITE_ROW)
-        src = sqlite3_step(st);
+        l->doc_no = l->doc_no_stored = sqlite3_column_int64(st, 0);
     st_done(st);
-    return src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
+    if (src != SQLITE_ROW) {
+        is_db_rollback(l->db);
+        return IS_ERR_DB;
+    }
+    return IS_OK;
+}
+
+/* Write the document counter if it moved, then COMMIT. On failure the caller rolls back. */
+static is_err_t ledger_commit(erp_sqlite_t *l) {
+    if (l->doc_no != l->doc_no_stored) {
+        sqlite3_stmt *st = l->st[ST_SET_DOC_NO];
+        int src;
+        sqlite3_bind_int64(st, 1, l->doc_no);
+        src = sqlite3_step(st);
+        st_done(st);
+        if (src != SQLITE_DONE)
+            return IS_ERR_DB;
+        l->doc_no_stored = l->doc_no;
+    }
+    return is_db_commit(l->db);
 }
 
 static is_err_t validate_header(const erp_posting_t *p, erp_result_t *r) {
@@ -709,8 +786,7 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
     }
 
     *wrote = 1;
-    if (next_document(l, doc, sizeof doc) != IS_OK)
-        return db_fail(l, "number document", r->message, sizeof r->message);
+    next_document(l, doc, sizeof doc);
     bind_text(st, 1, doc);
     bind_text(st, 2, p->posting_id);
     bind_text(st, 3, p->site);
@@ -746,7 +822,7 @@ is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *
         *replayed = 0;
     if (rc != IS_OK)
         return rc;
-    if (is_db_begin(l->db) != IS_OK)
+    if (ledger_begin(l) != IS_OK)
         return db_fail(l, "begin", r->message, sizeof r->message);
     rc = post_in_tx(l, p, r, &rep, &wrote);
     if (rc != IS_OK || rep) {
@@ -755,7 +831,7 @@ is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *
             *replayed = rep;
         return rc;
     }
-    if (is_db_commit(l->db) != IS_OK) {
+    if (ledger_commit(l) != IS_OK) {
         rc = db_fail(l, "commit", r->message, sizeof r->message);
         is_db_rollback(l->db);
         return rc;
@@ -787,13 +863,14 @@ static int post_batch_tx(erp_sqlite_t *l, const erp_posting_t *ps, size_t n, erp
 
     for (size_t i = 0; i < n; i++)
         rcs[i] = IS_OK;
-    if (is_db_begin(l->db) != IS_OK) {
+    if (ledger_begin(l) != IS_OK) {
         db_fail(l, "begin", msg, sizeof msg);
         fail_batch(msg, 0, n, results, rcs);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
         int rep = 0, wrote = 0;
+        int64_t doc_no = l->doc_no;
         if (erp_batch_held(ps, rcs, i, &results[i])) {
             rcs[i] = IS_ERR_RETRYABLE;
             continue;
@@ -808,8 +885,10 @@ static int post_batch_tx(erp_sqlite_t *l, const erp_posting_t *ps, size_t n, erp
         }
         rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep, &wrote);
         if (savepoints) {
-            if (rcs[i] != IS_OK)
+            if (rcs[i] != IS_OK) {
                 (void)step_once(l, ST_ROLLBACK_TO);
+                l->doc_no = doc_no; /* its number is free again, as the counter row was */
+            }
             (void)step_once(l, ST_RELEASE);
         } else if (rcs[i] != IS_OK && wrote) {
             is_db_rollback(l->db);
@@ -822,7 +901,7 @@ static int post_batch_tx(erp_sqlite_t *l, const erp_posting_t *ps, size_t n, erp
             return 0;
         }
     }
-    if (is_db_commit(l->db) != IS_OK) {
+    if (ledger_commit(l) != IS_OK) {
         /* Nothing was kept: every posting that looked fine must be tried again. */
         db_fail(l, "commit", msg, sizeof msg);
         is_db_rollback(l->db);
