@@ -111,7 +111,7 @@ enum {
     ST_GET_QTY,
     ST_SET_QTY,
     ST_DEL_QTY,
-    ST_ADD_QTY,
+    ST_UPD_QTY,
     ST_ON_HAND,
     ST_DOCS_OF_MOVEMENT,
     ST_EFFECTS_OF_DOC,
@@ -149,12 +149,8 @@ static const char *const sql[ST__COUNT] = {
                    "DO UPDATE SET qty_units = excluded.qty_units",
     [ST_DEL_QTY] = "DELETE FROM on_hand WHERE site = ?1 AND material = ?2 AND lot = ?3 "
                    "AND location = ?4 AND status = ?5 AND uom = ?6",
-    /* One statement reads and moves a bucket; the caller checks the result. */
-    [ST_ADD_QTY] = "INSERT INTO on_hand(site, material, lot, location, status, uom, qty_units) "
-                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
-                   "ON CONFLICT(site, material, lot, location, status, uom) "
-                   "DO UPDATE SET qty_units = qty_units + excluded.qty_units "
-                   "RETURNING qty_units",
+    [ST_UPD_QTY] = "UPDATE on_hand SET qty_units = ?7 WHERE site = ?1 AND material = ?2 "
+                   "AND lot = ?3 AND location = ?4 AND status = ?5 AND uom = ?6",
     [ST_ON_HAND] = "SELECT site, material, lot, location, status, uom, qty_units FROM on_hand "
                    "WHERE (?1 IS NULL OR site = ?1) AND qty_units != 0 "
                    "ORDER BY site, material, lot, location, status, uom",
@@ -182,6 +178,8 @@ typedef struct planned_effect {
     size_t line_no; /* 1-based */
     stock_key_t k;
     int64_t delta; /* signed units at ERP_SQLITE_SCALE */
+    int64_t next;  /* the bucket after this effect */
+    int exists;    /* the bucket's row exists before this effect */
 } planned_effect_t;
 
 struct erp_sqlite {
@@ -311,14 +309,16 @@ void erp_sqlite_set_busy_timeout(erp_sqlite_t *l, int ms) {
 
 /* ---- on-hand buckets --------------------------------------------------- */
 
-/* Current units of a bucket (0 when absent). */
-static is_err_t get_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t *units) {
+/* Current units of a bucket (0 when absent); *found (may be NULL): whether its row exists. */
+static is_err_t get_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t *units, int *found) {
     sqlite3_stmt *st = l->st[ST_GET_QTY];
     int src;
 
     bind_key(st, 1, k);
     src = sqlite3_step(st);
     *units = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (found)
+        *found = src == SQLITE_ROW;
     st_done(st);
     return src == SQLITE_ROW || src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
 }
@@ -336,33 +336,18 @@ static is_err_t set_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t units) {
     return src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
 }
 
-/*
- * Add delta to a bucket (creating it) and return the new units. IS_ERR_OVERFLOW
- * when the sum leaves int64 (SQLite then stores a REAL; the caller rolls
- * back), IS_ERR_DB on an SQLite failure.
- */
-static is_err_t add_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t delta, int64_t *units) {
-    sqlite3_stmt *st = l->st[ST_ADD_QTY];
-    is_err_t rc = IS_ERR_DB;
+/* Update an existing bucket to units (not zero); the UPSERT if its row is not there after all. */
+static is_err_t update_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t units) {
+    sqlite3_stmt *st = l->st[ST_UPD_QTY];
     int src;
 
     bind_key(st, 1, k);
-    sqlite3_bind_int64(st, 7, delta);
+    sqlite3_bind_int64(st, 7, units);
     src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
-        if (sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
-            *units = sqlite3_column_int64(st, 0);
-            rc = IS_OK;
-        } else {
-            rc = IS_ERR_OVERFLOW;
-        }
-        /* RETURNING: step to DONE so the write completes before reset. */
-        src = sqlite3_step(st);
-        if (src != SQLITE_DONE)
-            rc = IS_ERR_DB;
-    }
     st_done(st);
-    return rc;
+    if (src != SQLITE_DONE)
+        return IS_ERR_DB;
+    return sqlite3_changes(l->db) == 1 ? IS_OK : set_qty(l, k, units);
 }
 
 static void format_units(int64_t units, char *buf, size_t size) {
@@ -499,14 +484,14 @@ static is_err_t insert_line(erp_sqlite_t *l, const char *doc, size_t line_no,
 }
 
 /*
- * A posting is checked before anything of it is written (plan_line), then
- * written (write_posting). Every refusal the ledger can know in advance --
- * a bad line, insufficient stock -- is found by the check, so a refused
- * posting leaves nothing to roll back and a batch needs no savepoint per
- * posting. What only the write can find (an int64 overflow of a bucket when
- * allow_negative skips the reads, an SQLite failure) is still refused with
- * the same message; erp_sqlite_post_batch then redoes the batch with a
- * savepoint per posting.
+ * A posting is checked before anything of it is written (plan_line: every
+ * line, every bucket read once and moved in memory), then written
+ * (post_in_tx: each bucket updated to its computed value). Every refusal --
+ * a bad line, an overflowing bucket, insufficient stock -- is found by the
+ * check, so a refused posting leaves nothing to roll back and a batch needs
+ * no savepoint per posting. Only an SQLite failure in the middle of the
+ * writes leaves something behind; erp_sqlite_post_batch then redoes the
+ * batch with a savepoint per posting.
  */
 static int same_key(const stock_key_t *a, const stock_key_t *b) {
     return strcmp(a->location, b->location) == 0 && strcmp(a->status, b->status) == 0 &&
@@ -531,21 +516,27 @@ static is_err_t refuse_stock(const planned_effect_t *e, int64_t have, erp_result
 }
 
 /*
- * Would effect l->plan[j] keep its bucket at or above zero? The bucket as
- * stored plus the earlier effects of this posting on it.
+ * Where does effect l->plan[j] take its bucket? The row as stored, or as the
+ * last earlier effect of this posting on the same bucket left it (a row at
+ * zero is deleted). Refuses an overflow and, unless allow_negative, a bucket
+ * going below zero: the checks the write used to make, made before it.
  */
-static is_err_t check_stock(erp_sqlite_t *l, size_t j, erp_result_t *r) {
-    const planned_effect_t *e = &l->plan[j];
-    int64_t have, next;
+static is_err_t plan_stock(erp_sqlite_t *l, size_t j, erp_result_t *r) {
+    planned_effect_t *e = &l->plan[j];
+    int64_t have = 0;
+    size_t i = j;
 
-    if (get_qty(l, &e->k, &have) != IS_OK)
+    while (i > 0 && !same_key(&l->plan[i - 1].k, &e->k))
+        i--;
+    if (i > 0) {
+        have = l->plan[i - 1].next;
+        e->exists = have != 0;
+    } else if (get_qty(l, &e->k, &have, &e->exists) != IS_OK) {
         return db_fail(l, "read on-hand", r->message, sizeof r->message);
-    for (size_t i = 0; i < j; i++)
-        if (same_key(&l->plan[i].k, &e->k) && __builtin_add_overflow(have, l->plan[i].delta, &have))
-            return refuse_overflow(e, r); /* not reached: the earlier effect was refused */
-    if (__builtin_add_overflow(have, e->delta, &next))
+    }
+    if (__builtin_add_overflow(have, e->delta, &e->next))
         return refuse_overflow(e, r);
-    if (next < 0 && e->delta < 0)
+    if (e->next < 0 && e->delta < 0 && !l->allow_negative)
         return refuse_stock(e, have, r);
     return IS_OK;
 }
@@ -624,6 +615,7 @@ static is_err_t plan_line(erp_sqlite_t *l, const erp_posting_t *p, size_t line_n
     for (size_t i = 0; i < n; i++) {
         planned_effect_t *e = &l->plan[*n_plan];
         is_decimal_t delta;
+        is_err_t rc;
 
         e->line_no = line_no;
         e->k = (stock_key_t){
@@ -639,12 +631,9 @@ static is_err_t plan_line(erp_sqlite_t *l, const erp_posting_t *p, size_t line_n
             return IS_ERR_PERMANENT;
         }
         e->delta = delta.units;
-        /* allow_negative: no refusal to foresee but an overflow, which the write finds. */
-        if (!l->allow_negative) {
-            is_err_t rc = check_stock(l, *n_plan, r);
-            if (rc != IS_OK)
-                return rc;
-        }
+        rc = plan_stock(l, *n_plan, r);
+        if (rc != IS_OK)
+            return rc;
         ++*n_plan;
     }
     return IS_OK;
@@ -654,20 +643,16 @@ static is_err_t plan_line(erp_sqlite_t *l, const erp_posting_t *p, size_t line_n
 static is_err_t write_effect(erp_sqlite_t *l, const char *doc, const planned_effect_t *e,
                              int64_t seq, erp_result_t *r) {
     sqlite3_stmt *st;
-    int64_t next;
+    is_err_t rc;
     int src;
 
-    switch (add_qty(l, &e->k, e->delta, &next)) {
-    case IS_OK:
-        break;
-    case IS_ERR_OVERFLOW:
-        return refuse_overflow(e, r);
-    default:
-        return db_fail(l, "write on-hand", r->message, sizeof r->message);
-    }
-    if (next < 0 && e->delta < 0 && !l->allow_negative) /* foreseen by check_stock */
-        return refuse_stock(e, next - e->delta, r);
-    if (next == 0 && set_qty(l, &e->k, 0) != IS_OK) /* rows at zero are deleted */
+    if (e->next == 0) /* rows at zero are deleted */
+        rc = e->exists ? set_qty(l, &e->k, 0) : IS_OK;
+    else if (e->exists)
+        rc = update_qty(l, &e->k, e->next);
+    else
+        rc = set_qty(l, &e->k, e->next);
+    if (rc != IS_OK)
         return db_fail(l, "write on-hand", r->message, sizeof r->message);
 
     st = l->st[ST_INS_EFFECT];
@@ -1020,7 +1005,7 @@ static is_err_t reverse_effects(erp_sqlite_t *l, const char *doc) {
             col_text(st, 3), col_text(st, 4), col_text(st, 5),
         };
         int64_t have, next;
-        rc = get_qty(l, &k, &have);
+        rc = get_qty(l, &k, &have, NULL);
         if (rc != IS_OK)
             break;
         if (__builtin_sub_overflow(have, (int64_t)sqlite3_column_int64(st, 6), &next)) {

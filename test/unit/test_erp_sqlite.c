@@ -510,6 +510,32 @@ static void test_batch_overflow_is_refused_alone(void **state) {
     assert_string_equal(v, "2/2/4900000002");
 }
 
+static void test_bucket_emptied_and_refilled_in_one_posting(void **state) {
+    fixture_t *f = *state;
+    tmove_t gi, adj, gi2;
+    const char *ia[] = {"MV-1"}, *ib[] = {"MV-2"}, *ic[] = {"MV-3"};
+    erp_line_t lines[2], l3;
+    erp_posting_t p;
+    erp_result_t r;
+    render_t out = {0};
+    char v[64];
+
+    seed10(f->erp);
+    tm_init(&gi, "MV-1", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "10");
+    tm_init(&adj, "MV-2", INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT, "LINE-1", "5");
+    lines[0] = (erp_line_t){&gi.m, dec("10"), ia, 1}; /* 10 -> 0: the row goes */
+    lines[1] = (erp_line_t){&adj.m, dec("5"), ib, 1}; /* 0 -> 5: and comes back */
+    p = posting("P-1", lines, 2);
+    assert_int_equal(erp_post(f->erp, &p, &r), IS_OK);
+    assert_string_equal(on_hand(f->erp, &out, NULL), "LINE-1/UNRESTRICTED=5;");
+    tm_init(&gi2, "MV-3", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "5");
+    l3 = (erp_line_t){&gi2.m, dec("5"), ic, 1};
+    p = posting("P-2", &l3, 1);
+    assert_int_equal(erp_post(f->erp, &p, &r), IS_OK);
+    ledger_text(f, "SELECT count(*) FROM on_hand", v, sizeof v);
+    assert_string_equal(v, "0");
+}
+
 static void test_movement_ids_are_json_escaped(void **state) {
     fixture_t *f = *state;
     tmove_t a, b;
@@ -726,6 +752,7 @@ int main(void) {
         T(test_batch_refusal_leaves_no_trace_and_holds_its_lot),
         T(test_batch_overflow_is_refused_alone),
         T(test_movement_ids_are_json_escaped),
+        T(test_bucket_emptied_and_refilled_in_one_posting),
         T(test_more_than_six_decimals_is_permanent),
         T(test_bad_quantities_and_lines_are_permanent),
         T(test_lookup_unknown_is_not_found),
