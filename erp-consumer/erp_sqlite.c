@@ -180,7 +180,22 @@ typedef struct planned_effect {
     int64_t delta; /* signed units at ERP_SQLITE_SCALE */
     int64_t next;  /* the bucket after this effect */
     int exists;    /* the bucket's row exists before this effect */
+    uint64_t hash; /* of k, for the bucket cache */
 } planned_effect_t;
+
+/*
+ * A bucket read or moved in the current batch transaction (bucket cache):
+ * the batch's postings move it in memory and ledger_commit writes it once.
+ * A slot is in use when gen is the ledger's current generation.
+ */
+typedef struct bucket {
+    stock_key_t k; /* strings of the batch's postings, valid until it returns */
+    uint64_t hash;
+    uint64_t gen;
+    int64_t units;  /* after the postings applied so far */
+    int64_t stored; /* in the table (0: no row, or a row at zero) */
+    int exists;     /* the table has its row */
+} bucket_t;
 
 struct erp_sqlite {
     sqlite3 *db;
@@ -191,6 +206,12 @@ struct erp_sqlite {
     /* Inside a ledger_begin() transaction: the material document counter as
      * read at begin (doc_no_stored) and as numbered so far (doc_no). */
     int64_t doc_no, doc_no_stored;
+    /* Bucket cache (erp_sqlite_post_batch without savepoints): open addressing,
+     * bk_cap a power of two, emptied by moving on to the next generation. */
+    int use_cache;
+    bucket_t *bk;
+    size_t bk_cap, bk_n;
+    uint64_t gen;
 };
 
 static const char *nz(const char *s) {
@@ -299,6 +320,7 @@ void erp_sqlite_close(erp_sqlite_t *l) {
     for (size_t i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(l->st[i]);
     is_db_close(l->db);
+    free(l->bk);
     free(l->plan);
     free(l);
 }
@@ -515,6 +537,84 @@ static is_err_t refuse_stock(const planned_effect_t *e, int64_t have, erp_result
     return IS_ERR_PERMANENT;
 }
 
+/* ---- bucket cache ------------------------------------------------------- */
+
+static uint64_t key_hash(const stock_key_t *k) {
+    const char *f[6] = {k->site, k->material, k->lot, k->location, k->status, k->uom};
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, a separator after each field */
+    for (size_t i = 0; i < 6; i++) {
+        for (const unsigned char *c = (const unsigned char *)f[i]; *c; c++)
+            h = (h ^ *c) * 1099511628211ULL;
+        h = (h ^ 0x1f) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static bucket_t *bucket_find(erp_sqlite_t *l, const stock_key_t *k, uint64_t h) {
+    size_t mask = l->bk_cap - 1;
+    if (!l->bk_cap)
+        return NULL;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        bucket_t *b = &l->bk[i];
+        if (b->gen != l->gen)
+            return NULL;
+        if (b->hash == h && same_key(&b->k, k))
+            return b;
+    }
+}
+
+/* Place b (not yet present) into the table; room is guaranteed. */
+static bucket_t *bucket_place(erp_sqlite_t *l, const bucket_t *b) {
+    size_t mask = l->bk_cap - 1, i = (size_t)b->hash & mask;
+    while (l->bk[i].gen == l->gen)
+        i = (i + 1) & mask;
+    l->bk[i] = *b;
+    l->bk[i].gen = l->gen;
+    l->bk_n++;
+    return &l->bk[i];
+}
+
+/* Remember a bucket as read from the table. NULL when out of memory. */
+static bucket_t *bucket_add(erp_sqlite_t *l, const stock_key_t *k, uint64_t h, int64_t units,
+                            int exists) {
+    bucket_t b = {.k = *k, .hash = h, .units = units, .stored = units, .exists = exists};
+    if ((l->bk_n + 1) * 2 > l->bk_cap) { /* keep the load at most 1/2 */
+        size_t old_cap = l->bk_cap, cap = old_cap ? old_cap * 2 : 256;
+        bucket_t *old = l->bk, *nb = calloc(cap, sizeof *nb);
+        if (!nb)
+            return NULL;
+        l->bk = nb;
+        l->bk_cap = cap;
+        l->bk_n = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].gen == l->gen)
+                bucket_place(l, &old[i]);
+        free(old);
+    }
+    return bucket_place(l, &b);
+}
+
+/* Write every bucket the transaction moved. IS_OK or IS_ERR_DB. */
+static is_err_t bucket_flush(erp_sqlite_t *l) {
+    for (size_t i = 0; i < l->bk_cap; i++) {
+        bucket_t *b = &l->bk[i];
+        is_err_t rc = IS_OK;
+        if (b->gen != l->gen || (b->units == b->stored && (b->units != 0 || !b->exists)))
+            continue;
+        if (b->units == 0) /* rows at zero are deleted */
+            rc = set_qty(l, &b->k, 0);
+        else if (b->exists)
+            rc = update_qty(l, &b->k, b->units);
+        else
+            rc = set_qty(l, &b->k, b->units);
+        if (rc != IS_OK)
+            return rc;
+        b->stored = b->units;
+        b->exists = b->units != 0;
+    }
+    return IS_OK;
+}
+
 /*
  * Where does effect l->plan[j] take its bucket? The row as stored, or as the
  * last earlier effect of this posting on the same bucket left it (a row at
@@ -523,16 +623,24 @@ static is_err_t refuse_stock(const planned_effect_t *e, int64_t have, erp_result
  */
 static is_err_t plan_stock(erp_sqlite_t *l, size_t j, erp_result_t *r) {
     planned_effect_t *e = &l->plan[j];
+    bucket_t *b;
     int64_t have = 0;
     size_t i = j;
 
     while (i > 0 && !same_key(&l->plan[i - 1].k, &e->k))
         i--;
+    if (l->use_cache)
+        e->hash = key_hash(&e->k);
     if (i > 0) {
         have = l->plan[i - 1].next;
         e->exists = have != 0;
+    } else if (l->use_cache && (b = bucket_find(l, &e->k, e->hash)) != NULL) {
+        have = b->units; /* as the batch's earlier postings left it */
     } else if (get_qty(l, &e->k, &have, &e->exists) != IS_OK) {
         return db_fail(l, "read on-hand", r->message, sizeof r->message);
+    } else if (l->use_cache && !bucket_add(l, &e->k, e->hash, have, e->exists)) {
+        is_errf(r->message, sizeof r->message, "ledger: out of memory");
+        return IS_ERR_RETRYABLE;
     }
     if (__builtin_add_overflow(have, e->delta, &e->next))
         return refuse_overflow(e, r);
@@ -643,15 +751,26 @@ static is_err_t plan_line(erp_sqlite_t *l, const erp_posting_t *p, size_t line_n
 static is_err_t write_effect(erp_sqlite_t *l, const char *doc, const planned_effect_t *e,
                              int64_t seq, erp_result_t *r) {
     sqlite3_stmt *st;
+    bucket_t *b;
     is_err_t rc;
     int src;
 
-    if (e->next == 0) /* rows at zero are deleted */
+    if (l->use_cache) {
+        b = bucket_find(l, &e->k, e->hash); /* plan_stock put it there */
+        if (!b) {
+            is_errf(r->message, sizeof r->message, "ledger: bucket cache lost %s/%s", e->k.material,
+                    e->k.lot);
+            return IS_ERR_RETRYABLE; /* the batch is redone without the cache */
+        }
+        b->units = e->next; /* written by ledger_commit */
+        rc = IS_OK;
+    } else if (e->next == 0) { /* rows at zero are deleted */
         rc = e->exists ? set_qty(l, &e->k, 0) : IS_OK;
-    else if (e->exists)
+    } else if (e->exists) {
         rc = update_qty(l, &e->k, e->next);
-    else
+    } else {
         rc = set_qty(l, &e->k, e->next);
+    }
     if (rc != IS_OK)
         return db_fail(l, "write on-hand", r->message, sizeof r->message);
 
@@ -696,6 +815,8 @@ static is_err_t ledger_begin(erp_sqlite_t *l) {
 
     if (is_db_begin(l->db) != IS_OK)
         return IS_ERR_DB;
+    l->gen++; /* empty the bucket cache */
+    l->bk_n = 0;
     src = sqlite3_step(st);
     if (src == SQLITE_ROW)
         l->doc_no = l->doc_no_stored = sqlite3_column_int64(st, 0);
@@ -707,8 +828,11 @@ static is_err_t ledger_begin(erp_sqlite_t *l) {
     return IS_OK;
 }
 
-/* Write the document counter if it moved, then COMMIT. On failure the caller rolls back. */
+/* Write the cached buckets and the document counter, then COMMIT. On failure the caller rolls back.
+ */
 static is_err_t ledger_commit(erp_sqlite_t *l) {
+    if (l->use_cache && bucket_flush(l) != IS_OK)
+        return IS_ERR_DB;
     if (l->doc_no != l->doc_no_stored) {
         sqlite3_stmt *st = l->st[ST_SET_DOC_NO];
         int src;
@@ -897,7 +1021,13 @@ static int post_batch_tx(erp_sqlite_t *l, const erp_posting_t *ps, size_t n, erp
 
 void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
                            erp_result_t *results, is_err_t *rcs) {
-    if (post_batch_tx(l, ps, n, results, rcs, 0) == 0)
+    int redo;
+
+    /* Without savepoints the batch moves on-hand in memory (bucket cache). */
+    l->use_cache = 1;
+    redo = post_batch_tx(l, ps, n, results, rcs, 0);
+    l->use_cache = 0;
+    if (!redo)
         return;
     for (size_t i = 0; i < n; i++)
         memset(&results[i], 0, sizeof results[i]);

@@ -536,6 +536,55 @@ static void test_bucket_emptied_and_refilled_in_one_posting(void **state) {
     assert_string_equal(v, "0");
 }
 
+static void test_batch_moves_one_bucket_through_several_postings(void **state) {
+    fixture_t *f = *state;
+    tmove_t t[5];
+    const char *ids[5][1] = {{"MV-1"}, {"MV-2"}, {"MV-3"}, {"MV-4"}, {"MV-5"}};
+    static const char *const qty[5] = {"6", "5", "4", "2", "2"};
+    erp_line_t lines[5];
+    erp_posting_t ps[5];
+    erp_result_t res[5];
+    is_err_t rcs[5];
+    char pid[5][8], v[64];
+    render_t out = {0};
+
+    seed10(f->erp);
+    for (size_t i = 0; i < 5; i++) {
+        tm_init(&t[i], ids[i][0],
+                i == 3 ? INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT
+                       : INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE,
+                "LINE-1", qty[i]);
+        lines[i] = (erp_line_t){&t[i].m, dec(qty[i]), ids[i], 1};
+        snprintf(pid[i], sizeof pid[i], "P-%zu", i + 1);
+        ps[i] = posting(pid[i], &lines[i], 1);
+    }
+    /* 10 -6-> 4, -5 refused (has 4), -4-> 0 (row goes), +2-> 2 (row back). */
+    memset(res, 0, sizeof res);
+    erp_post_batch(f->erp, ps, 4, res, rcs);
+    assert_int_equal(rcs[0], IS_OK);
+    assert_int_equal(rcs[1], IS_ERR_PERMANENT);
+    assert_string_equal(res[1].message,
+                        "insufficient stock: RM-101/LOT-7 at LINE-1 [UNRESTRICTED] has 4 EA, "
+                        "line 1 needs 5 EA");
+    assert_int_equal(rcs[2], IS_OK);
+    assert_int_equal(rcs[3], IS_OK);
+    assert_string_equal(res[3].document, "4900000004");
+    assert_string_equal(on_hand(f->erp, &out, NULL), "LINE-1/UNRESTRICTED=2;");
+    /* Re-sent with one more: the replays change nothing, the last one empties the bucket. */
+    memset(res, 0, sizeof res);
+    erp_post_batch(f->erp, ps, 5, res, rcs);
+    assert_int_equal(rcs[0], IS_OK);
+    assert_string_equal(res[0].document, "4900000002");
+    assert_int_equal(rcs[1], IS_ERR_PERMANENT);
+    assert_string_equal(res[1].message,
+                        "insufficient stock: RM-101/LOT-7 at LINE-1 [UNRESTRICTED] has 2 EA, "
+                        "line 1 needs 5 EA");
+    assert_int_equal(rcs[4], IS_OK);
+    assert_string_equal(res[4].document, "4900000005");
+    ledger_text(f, "SELECT count(*) FROM on_hand", v, sizeof v);
+    assert_string_equal(v, "0");
+}
+
 static void test_movement_ids_are_json_escaped(void **state) {
     fixture_t *f = *state;
     tmove_t a, b;
@@ -751,6 +800,7 @@ int main(void) {
         T(test_netted_line_uses_line_quantity_and_links_every_id),
         T(test_batch_refusal_leaves_no_trace_and_holds_its_lot),
         T(test_batch_overflow_is_refused_alone),
+        T(test_batch_moves_one_bucket_through_several_postings),
         T(test_movement_ids_are_json_escaped),
         T(test_bucket_emptied_and_refilled_in_one_posting),
         T(test_more_than_six_decimals_is_permanent),
