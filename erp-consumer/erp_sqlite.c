@@ -102,7 +102,8 @@ static const char *const migrations[] = {
 
 enum {
     ST_DOC_BY_POSTING,
-    ST_NEXT_DOC,
+    ST_GET_DOC_NO,
+    ST_SET_DOC_NO,
     ST_INS_DOC,
     ST_INS_LINE,
     ST_INS_MOVEMENT,
@@ -110,6 +111,7 @@ enum {
     ST_GET_QTY,
     ST_SET_QTY,
     ST_DEL_QTY,
+    ST_UPD_QTY,
     ST_ON_HAND,
     ST_DOCS_OF_MOVEMENT,
     ST_EFFECTS_OF_DOC,
@@ -117,13 +119,16 @@ enum {
     ST_DEL_EFFECTS,
     ST_DEL_LINES,
     ST_DEL_DOC,
+    ST_SAVEPOINT,
+    ST_ROLLBACK_TO,
+    ST_RELEASE,
     ST__COUNT
 };
 
 static const char *const sql[ST__COUNT] = {
     [ST_DOC_BY_POSTING] = "SELECT doc_no FROM documents WHERE posting_id = ?1",
-    [ST_NEXT_DOC] = "UPDATE ledger_counter SET value = value + 1 WHERE name = 'material_document' "
-                    "RETURNING value",
+    [ST_GET_DOC_NO] = "SELECT value FROM ledger_counter WHERE name = 'material_document'",
+    [ST_SET_DOC_NO] = "UPDATE ledger_counter SET value = ?1 WHERE name = 'material_document'",
     [ST_INS_DOC] = "INSERT INTO documents(doc_no, posting_id, site, tier, policy_version, "
                    "posting_time, posted_at, line_count) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_INS_LINE] = "INSERT INTO doc_lines(doc_no, line_no, type, material, lot, serial, "
@@ -144,6 +149,8 @@ static const char *const sql[ST__COUNT] = {
                    "DO UPDATE SET qty_units = excluded.qty_units",
     [ST_DEL_QTY] = "DELETE FROM on_hand WHERE site = ?1 AND material = ?2 AND lot = ?3 "
                    "AND location = ?4 AND status = ?5 AND uom = ?6",
+    [ST_UPD_QTY] = "UPDATE on_hand SET qty_units = ?7 WHERE site = ?1 AND material = ?2 "
+                   "AND lot = ?3 AND location = ?4 AND status = ?5 AND uom = ?6",
     [ST_ON_HAND] = "SELECT site, material, lot, location, status, uom, qty_units FROM on_hand "
                    "WHERE (?1 IS NULL OR site = ?1) AND qty_units != 0 "
                    "ORDER BY site, material, lot, location, status, uom",
@@ -155,12 +162,10 @@ static const char *const sql[ST__COUNT] = {
     [ST_DEL_EFFECTS] = "DELETE FROM doc_effects WHERE doc_no = ?1",
     [ST_DEL_LINES] = "DELETE FROM doc_lines WHERE doc_no = ?1",
     [ST_DEL_DOC] = "DELETE FROM documents WHERE doc_no = ?1",
-};
-
-struct erp_sqlite {
-    sqlite3 *db;
-    int allow_negative;          /* accept on-hand below zero */
-    sqlite3_stmt *st[ST__COUNT]; /* prepared once at open */
+    /* erp_sqlite_post_batch: one savepoint per posting, prepared once. */
+    [ST_SAVEPOINT] = "SAVEPOINT p",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO p",
+    [ST_RELEASE] = "RELEASE p",
 };
 
 /* One on-hand bucket. */
@@ -168,14 +173,59 @@ typedef struct stock_key {
     const char *site, *material, *lot, *location, *status, *uom;
 } stock_key_t;
 
+/* One stock effect of the posting being posted, checked before it is written. */
+typedef struct planned_effect {
+    size_t line_no; /* 1-based */
+    stock_key_t k;
+    int64_t delta; /* signed units at ERP_SQLITE_SCALE */
+    int64_t next;  /* the bucket after this effect */
+    int exists;    /* the bucket's row exists before this effect */
+    uint64_t hash; /* of k, for the bucket cache */
+} planned_effect_t;
+
+/*
+ * A bucket read or moved in the current batch transaction (bucket cache):
+ * the batch's postings move it in memory and ledger_commit writes it once.
+ * A slot is in use when gen is the ledger's current generation.
+ */
+typedef struct bucket {
+    stock_key_t k; /* strings of the batch's postings, valid until it returns */
+    uint64_t hash;
+    uint64_t gen;
+    int64_t units;  /* after the postings applied so far */
+    int64_t stored; /* in the table (0: no row, or a row at zero) */
+    int exists;     /* the table has its row */
+} bucket_t;
+
+struct erp_sqlite {
+    sqlite3 *db;
+    int allow_negative;          /* accept on-hand below zero */
+    sqlite3_stmt *st[ST__COUNT]; /* prepared once at open */
+    planned_effect_t *plan;      /* the current posting's effects (post_in_tx) */
+    size_t plan_cap;
+    /* Inside a ledger_begin() transaction: the material document counter as
+     * read at begin (doc_no_stored) and as numbered so far (doc_no). */
+    int64_t doc_no, doc_no_stored;
+    /* Bucket cache (erp_sqlite_post_batch without savepoints): open addressing,
+     * bk_cap a power of two, emptied by moving on to the next generation. */
+    int use_cache;
+    bucket_t *bk;
+    size_t bk_cap, bk_n;
+    uint64_t gen;
+};
+
 static const char *nz(const char *s) {
     return s ? s : "";
 }
 
 /* Bounded string copy; always NUL-terminated. */
 static void copy_str(char *dst, size_t size, const char *src) {
-    if (size)
-        snprintf(dst, size, "%s", nz(src));
+    size_t len;
+    if (!size)
+        return;
+    len = strnlen(nz(src), size - 1);
+    memcpy(dst, nz(src), len);
+    dst[len] = '\0';
 }
 
 static const char *col_text(sqlite3_stmt *st, int col) {
@@ -188,14 +238,18 @@ static void st_done(sqlite3_stmt *st) {
     sqlite3_clear_bindings(st);
 }
 
+/*
+ * Strings are bound SQLITE_STATIC: every bound string outlives the step that
+ * uses it, and st_done() clears the bindings before the caller's buffers go.
+ */
 static void bind_text(sqlite3_stmt *st, int i, const char *s) {
-    sqlite3_bind_text(st, i, nz(s), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, i, nz(s), -1, SQLITE_STATIC);
 }
 
 /* NULL for an empty optional field, so the ledger reads naturally. */
 static void bind_opt_text(sqlite3_stmt *st, int i, const char *s) {
     if (s && s[0])
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
 }
@@ -207,6 +261,14 @@ static void bind_key(sqlite3_stmt *st, int first, const stock_key_t *k) {
     bind_text(st, first + 3, k->location);
     bind_text(st, first + 4, k->status);
     bind_text(st, first + 5, k->uom);
+}
+
+/* Run a prepared statement without parameters or rows (SAVEPOINT and co). */
+static int step_once(erp_sqlite_t *l, int which) {
+    sqlite3_stmt *st = l->st[which];
+    int src = sqlite3_step(st);
+    sqlite3_reset(st);
+    return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
 static int is_busy(sqlite3 *db) {
@@ -258,6 +320,8 @@ void erp_sqlite_close(erp_sqlite_t *l) {
     for (size_t i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(l->st[i]);
     is_db_close(l->db);
+    free(l->bk);
+    free(l->plan);
     free(l);
 }
 
@@ -267,14 +331,16 @@ void erp_sqlite_set_busy_timeout(erp_sqlite_t *l, int ms) {
 
 /* ---- on-hand buckets --------------------------------------------------- */
 
-/* Current units of a bucket (0 when absent). */
-static is_err_t get_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t *units) {
+/* Current units of a bucket (0 when absent); *found (may be NULL): whether its row exists. */
+static is_err_t get_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t *units, int *found) {
     sqlite3_stmt *st = l->st[ST_GET_QTY];
     int src;
 
     bind_key(st, 1, k);
     src = sqlite3_step(st);
     *units = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (found)
+        *found = src == SQLITE_ROW;
     st_done(st);
     return src == SQLITE_ROW || src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
 }
@@ -290,6 +356,20 @@ static is_err_t set_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t units) {
     src = sqlite3_step(st);
     st_done(st);
     return src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
+}
+
+/* Update an existing bucket to units (not zero); the UPSERT if its row is not there after all. */
+static is_err_t update_qty(erp_sqlite_t *l, const stock_key_t *k, int64_t units) {
+    sqlite3_stmt *st = l->st[ST_UPD_QTY];
+    int src;
+
+    bind_key(st, 1, k);
+    sqlite3_bind_int64(st, 7, units);
+    src = sqlite3_step(st);
+    st_done(st);
+    if (src != SQLITE_DONE)
+        return IS_ERR_DB;
+    return sqlite3_changes(l->db) == 1 ? IS_OK : set_qty(l, k, units);
 }
 
 static void format_units(int64_t units, char *buf, size_t size) {
@@ -308,18 +388,61 @@ static int quantity_sign_ok(const is_movement_t *m, is_decimal_t q) {
     return signed_type ? sign != 0 : sign > 0;
 }
 
-/* The line's movement ids as a JSON array; a line without ids uses its movement's. */
-static char *movement_ids_json(const erp_line_t *line) {
-    json_t *arr = json_array();
-    char *s = NULL;
+/* Length of s when JSON takes it verbatim (printable ASCII, no quote or backslash), else -1. */
+static ptrdiff_t json_plain_len(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\')
+            return -1;
+    return (const char *)p - s;
+}
 
+/*
+ * The line's movement ids as a JSON array; a line without ids uses its
+ * movement's. Ids that need no escaping (all the MES sends) are written
+ * directly; anything else goes through jansson, byte for byte as before.
+ */
+static char *movement_ids_json(const erp_line_t *line) {
+    const char *own = line->m->movement_id;
+    size_t n = line->n_movement_ids ? line->n_movement_ids : (own && own[0] ? 1 : 0);
+    size_t total = 3; /* [ ] NUL */
+    json_t *arr;
+    char *s = NULL, *o;
+
+    for (size_t i = 0; i < n; i++) {
+        ptrdiff_t len = json_plain_len(line->n_movement_ids ? nz(line->movement_ids[i]) : own);
+        if (len < 0)
+            goto escaped;
+        total += (size_t)len + 3; /* quotes and comma */
+    }
+    s = malloc(total);
+    if (!s)
+        return NULL;
+    o = s;
+    *o++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        const char *id = line->n_movement_ids ? nz(line->movement_ids[i]) : own;
+        size_t len = strlen(id);
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        memcpy(o, id, len);
+        o += len;
+        *o++ = '"';
+    }
+    *o++ = ']';
+    *o = '\0';
+    return s;
+
+escaped:
+    arr = json_array();
     if (!arr)
         return NULL;
     for (size_t i = 0; i < line->n_movement_ids; i++)
         if (json_array_append_new(arr, json_string(nz(line->movement_ids[i]))) != 0)
             goto done;
-    if (line->n_movement_ids == 0 && line->m->movement_id && line->m->movement_id[0])
-        if (json_array_append_new(arr, json_string(line->m->movement_id)) != 0)
+    if (line->n_movement_ids == 0 && own && own[0])
+        if (json_array_append_new(arr, json_string(own)) != 0)
             goto done;
     s = json_dumps(arr, JSON_COMPACT);
 
@@ -383,18 +506,162 @@ static is_err_t insert_line(erp_sqlite_t *l, const char *doc, size_t line_no,
 }
 
 /*
- * Apply one line's stock effects and record them. line_no is 1-based; *seq
- * counts effects across the document. IS_ERR_PERMANENT for a bad line or
- * insufficient stock, IS_ERR_RETRYABLE for SQLite trouble.
+ * A posting is checked before anything of it is written (plan_line: every
+ * line, every bucket read once and moved in memory), then written
+ * (post_in_tx: each bucket updated to its computed value). Every refusal --
+ * a bad line, an overflowing bucket, insufficient stock -- is found by the
+ * check, so a refused posting leaves nothing to roll back and a batch needs
+ * no savepoint per posting. Only an SQLite failure in the middle of the
+ * writes leaves something behind; erp_sqlite_post_batch then redoes the
+ * batch with a savepoint per posting.
  */
-static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *doc, size_t line_no,
-                           int64_t *seq, erp_result_t *r) {
+static int same_key(const stock_key_t *a, const stock_key_t *b) {
+    return strcmp(a->location, b->location) == 0 && strcmp(a->status, b->status) == 0 &&
+           strcmp(a->lot, b->lot) == 0 && strcmp(a->material, b->material) == 0 &&
+           strcmp(a->site, b->site) == 0 && strcmp(a->uom, b->uom) == 0;
+}
+
+static is_err_t refuse_overflow(const planned_effect_t *e, erp_result_t *r) {
+    is_errf(r->message, sizeof r->message, "line %zu: on-hand of %s/%s would overflow", e->line_no,
+            e->k.material, e->k.lot);
+    return IS_ERR_PERMANENT;
+}
+
+static is_err_t refuse_stock(const planned_effect_t *e, int64_t have, erp_result_t *r) {
+    char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
+    format_units(have, a, sizeof a);
+    format_units(-e->delta, b, sizeof b);
+    is_errf(r->message, sizeof r->message,
+            "insufficient stock: %s/%s at %s [%s] has %s %s, line %zu needs %s %s", e->k.material,
+            e->k.lot, e->k.location, e->k.status, a, e->k.uom, e->line_no, b, e->k.uom);
+    return IS_ERR_PERMANENT;
+}
+
+/* ---- bucket cache ------------------------------------------------------- */
+
+static uint64_t key_hash(const stock_key_t *k) {
+    const char *f[6] = {k->site, k->material, k->lot, k->location, k->status, k->uom};
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, a separator after each field */
+    for (size_t i = 0; i < 6; i++) {
+        for (const unsigned char *c = (const unsigned char *)f[i]; *c; c++)
+            h = (h ^ *c) * 1099511628211ULL;
+        h = (h ^ 0x1f) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static bucket_t *bucket_find(erp_sqlite_t *l, const stock_key_t *k, uint64_t h) {
+    size_t mask = l->bk_cap - 1;
+    if (!l->bk_cap)
+        return NULL;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        bucket_t *b = &l->bk[i];
+        if (b->gen != l->gen)
+            return NULL;
+        if (b->hash == h && same_key(&b->k, k))
+            return b;
+    }
+}
+
+/* Place b (not yet present) into the table; room is guaranteed. */
+static bucket_t *bucket_place(erp_sqlite_t *l, const bucket_t *b) {
+    size_t mask = l->bk_cap - 1, i = (size_t)b->hash & mask;
+    while (l->bk[i].gen == l->gen)
+        i = (i + 1) & mask;
+    l->bk[i] = *b;
+    l->bk[i].gen = l->gen;
+    l->bk_n++;
+    return &l->bk[i];
+}
+
+/* Remember a bucket as read from the table. NULL when out of memory. */
+static bucket_t *bucket_add(erp_sqlite_t *l, const stock_key_t *k, uint64_t h, int64_t units,
+                            int exists) {
+    bucket_t b = {.k = *k, .hash = h, .units = units, .stored = units, .exists = exists};
+    if ((l->bk_n + 1) * 2 > l->bk_cap) { /* keep the load at most 1/2 */
+        size_t old_cap = l->bk_cap, cap = old_cap ? old_cap * 2 : 256;
+        bucket_t *old = l->bk, *nb = calloc(cap, sizeof *nb);
+        if (!nb)
+            return NULL;
+        l->bk = nb;
+        l->bk_cap = cap;
+        l->bk_n = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].gen == l->gen)
+                bucket_place(l, &old[i]);
+        free(old);
+    }
+    return bucket_place(l, &b);
+}
+
+/* Write every bucket the transaction moved. IS_OK or IS_ERR_DB. */
+static is_err_t bucket_flush(erp_sqlite_t *l) {
+    for (size_t i = 0; i < l->bk_cap; i++) {
+        bucket_t *b = &l->bk[i];
+        is_err_t rc = IS_OK;
+        if (b->gen != l->gen || (b->units == b->stored && (b->units != 0 || !b->exists)))
+            continue;
+        if (b->units == 0) /* rows at zero are deleted */
+            rc = set_qty(l, &b->k, 0);
+        else if (b->exists)
+            rc = update_qty(l, &b->k, b->units);
+        else
+            rc = set_qty(l, &b->k, b->units);
+        if (rc != IS_OK)
+            return rc;
+        b->stored = b->units;
+        b->exists = b->units != 0;
+    }
+    return IS_OK;
+}
+
+/*
+ * Where does effect l->plan[j] take its bucket? The row as stored, or as the
+ * last earlier effect of this posting on the same bucket left it (a row at
+ * zero is deleted). Refuses an overflow and, unless allow_negative, a bucket
+ * going below zero: the checks the write used to make, made before it.
+ */
+static is_err_t plan_stock(erp_sqlite_t *l, size_t j, erp_result_t *r) {
+    planned_effect_t *e = &l->plan[j];
+    bucket_t *b;
+    int64_t have = 0;
+    size_t i = j;
+
+    while (i > 0 && !same_key(&l->plan[i - 1].k, &e->k))
+        i--;
+    if (l->use_cache)
+        e->hash = key_hash(&e->k);
+    if (i > 0) {
+        have = l->plan[i - 1].next;
+        e->exists = have != 0;
+    } else if (l->use_cache && (b = bucket_find(l, &e->k, e->hash)) != NULL) {
+        have = b->units; /* as the batch's earlier postings left it */
+    } else if (get_qty(l, &e->k, &have, &e->exists) != IS_OK) {
+        return db_fail(l, "read on-hand", r->message, sizeof r->message);
+    } else if (l->use_cache && !bucket_add(l, &e->k, e->hash, have, e->exists)) {
+        is_errf(r->message, sizeof r->message, "ledger: out of memory");
+        return IS_ERR_RETRYABLE;
+    }
+    if (__builtin_add_overflow(have, e->delta, &e->next))
+        return refuse_overflow(e, r);
+    if (e->next < 0 && e->delta < 0 && !l->allow_negative)
+        return refuse_stock(e, have, r);
+    return IS_OK;
+}
+
+/*
+ * Check one line and append its stock effects to l->plan (*n_plan of them so
+ * far). line_no is 1-based. IS_ERR_PERMANENT for a bad line or insufficient
+ * stock, IS_ERR_RETRYABLE for SQLite trouble; nothing is written.
+ */
+static is_err_t plan_line(erp_sqlite_t *l, const erp_posting_t *p, size_t line_no, size_t *n_plan,
+                          erp_result_t *r) {
     const erp_line_t *line = &p->lines[line_no - 1];
     Invsync__V1__Decimal qd = INVSYNC__V1__DECIMAL__INIT;
     is_movement_t mc;
     is_stock_effect_t eff[4];
     is_decimal_t fixed;
-    char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
+    char a[IS_DECIMAL_STRLEN];
     size_t n;
 
     if (!line->m) {
@@ -440,8 +707,26 @@ static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *
             return IS_ERR_PERMANENT;
         }
 
+    if (*n_plan + n > l->plan_cap) {
+        size_t cap = l->plan_cap ? l->plan_cap * 2 : 64;
+        planned_effect_t *np;
+        while (cap < *n_plan + n)
+            cap *= 2;
+        np = realloc(l->plan, cap * sizeof *np);
+        if (!np) {
+            is_errf(r->message, sizeof r->message, "ledger: out of memory");
+            return IS_ERR_RETRYABLE;
+        }
+        l->plan = np;
+        l->plan_cap = cap;
+    }
     for (size_t i = 0; i < n; i++) {
-        stock_key_t k = {
+        planned_effect_t *e = &l->plan[*n_plan];
+        is_decimal_t delta;
+        is_err_t rc;
+
+        e->line_no = line_no;
+        e->k = (stock_key_t){
             .site = line->m->site && line->m->site[0] ? line->m->site : p->site,
             .material = line->m->material,
             .lot = nz(line->m->lot),
@@ -449,45 +734,55 @@ static is_err_t apply_line(erp_sqlite_t *l, const erp_posting_t *p, const char *
             .status = is_stock_status_name(eff[i].status),
             .uom = line->m->uom,
         };
-        is_decimal_t delta;
-        int64_t have, next;
-        sqlite3_stmt *st;
-        int src;
-
         if (is_decimal_rescale(eff[i].delta, ERP_SQLITE_SCALE, &delta) != IS_OK) {
             is_errf(r->message, sizeof r->message, "line %zu: quantity out of range", line_no);
             return IS_ERR_PERMANENT;
         }
-        if (get_qty(l, &k, &have) != IS_OK)
-            return db_fail(l, "read on-hand", r->message, sizeof r->message);
-        if (__builtin_add_overflow(have, delta.units, &next)) {
-            is_errf(r->message, sizeof r->message, "line %zu: on-hand of %s/%s would overflow",
-                    line_no, k.material, k.lot);
-            return IS_ERR_PERMANENT;
-        }
-        if (next < 0 && delta.units < 0 && !l->allow_negative) {
-            format_units(have, a, sizeof a);
-            format_units(-delta.units, b, sizeof b);
-            is_errf(r->message, sizeof r->message,
-                    "insufficient stock: %s/%s at %s [%s] has %s %s, line %zu needs %s %s",
-                    k.material, k.lot, k.location, k.status, a, k.uom, line_no, b, k.uom);
-            return IS_ERR_PERMANENT;
-        }
-        if (set_qty(l, &k, next) != IS_OK)
-            return db_fail(l, "write on-hand", r->message, sizeof r->message);
-
-        st = l->st[ST_INS_EFFECT];
-        bind_text(st, 1, doc);
-        sqlite3_bind_int64(st, 2, ++*seq);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)line_no);
-        bind_key(st, 4, &k);
-        sqlite3_bind_int64(st, 10, delta.units);
-        src = sqlite3_step(st);
-        st_done(st);
-        if (src != SQLITE_DONE)
-            return db_fail(l, "record effect", r->message, sizeof r->message);
+        e->delta = delta.units;
+        rc = plan_stock(l, *n_plan, r);
+        if (rc != IS_OK)
+            return rc;
+        ++*n_plan;
     }
-    return insert_line(l, doc, line_no, line, r);
+    return IS_OK;
+}
+
+/* Apply one planned effect (the seq-th of the document) and record it. */
+static is_err_t write_effect(erp_sqlite_t *l, const char *doc, const planned_effect_t *e,
+                             int64_t seq, erp_result_t *r) {
+    sqlite3_stmt *st;
+    bucket_t *b;
+    is_err_t rc;
+    int src;
+
+    if (l->use_cache) {
+        b = bucket_find(l, &e->k, e->hash); /* plan_stock put it there */
+        if (!b) {
+            is_errf(r->message, sizeof r->message, "ledger: bucket cache lost %s/%s", e->k.material,
+                    e->k.lot);
+            return IS_ERR_RETRYABLE; /* the batch is redone without the cache */
+        }
+        b->units = e->next; /* written by ledger_commit */
+        rc = IS_OK;
+    } else if (e->next == 0) { /* rows at zero are deleted */
+        rc = e->exists ? set_qty(l, &e->k, 0) : IS_OK;
+    } else if (e->exists) {
+        rc = update_qty(l, &e->k, e->next);
+    } else {
+        rc = set_qty(l, &e->k, e->next);
+    }
+    if (rc != IS_OK)
+        return db_fail(l, "write on-hand", r->message, sizeof r->message);
+
+    st = l->st[ST_INS_EFFECT];
+    bind_text(st, 1, doc);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)e->line_no);
+    bind_key(st, 4, &e->k);
+    sqlite3_bind_int64(st, 10, e->delta);
+    src = sqlite3_step(st);
+    st_done(st);
+    return src == SQLITE_DONE ? IS_OK : db_fail(l, "record effect", r->message, sizeof r->message);
 }
 
 /* Existing document of posting_id: IS_OK, IS_ERR_NOT_FOUND or IS_ERR_DB. */
@@ -508,16 +803,47 @@ static is_err_t find_document(erp_sqlite_t *l, const char *posting_id, char *doc
     return rc;
 }
 
-static is_err_t next_document(erp_sqlite_t *l, char *doc, size_t doc_size) {
-    sqlite3_stmt *st = l->st[ST_NEXT_DOC];
-    int src = sqlite3_step(st);
+/* Number the next document (the counter is written back by ledger_commit). */
+static void next_document(erp_sqlite_t *l, char *doc, size_t doc_size) {
+    snprintf(doc, doc_size, "%" PRId64, ++l->doc_no);
+}
+
+/* BEGIN IMMEDIATE and read the document counter. IS_OK or IS_ERR_DB. */
+static is_err_t ledger_begin(erp_sqlite_t *l) {
+    sqlite3_stmt *st = l->st[ST_GET_DOC_NO];
+    int src;
+
+    if (is_db_begin(l->db) != IS_OK)
+        return IS_ERR_DB;
+    l->gen++; /* empty the bucket cache */
+    l->bk_n = 0;
+    src = sqlite3_step(st);
     if (src == SQLITE_ROW)
-        snprintf(doc, doc_size, "%" PRId64, (int64_t)sqlite3_column_int64(st, 0));
-    /* RETURNING: step to DONE so the UPDATE completes before reset. */
-    if (src == SQLITE_ROW)
-        src = sqlite3_step(st);
+        l->doc_no = l->doc_no_stored = sqlite3_column_int64(st, 0);
     st_done(st);
-    return src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
+    if (src != SQLITE_ROW) {
+        is_db_rollback(l->db);
+        return IS_ERR_DB;
+    }
+    return IS_OK;
+}
+
+/* Write the cached buckets and the document counter, then COMMIT. On failure the caller rolls back.
+ */
+static is_err_t ledger_commit(erp_sqlite_t *l) {
+    if (l->use_cache && bucket_flush(l) != IS_OK)
+        return IS_ERR_DB;
+    if (l->doc_no != l->doc_no_stored) {
+        sqlite3_stmt *st = l->st[ST_SET_DOC_NO];
+        int src;
+        sqlite3_bind_int64(st, 1, l->doc_no);
+        src = sqlite3_step(st);
+        st_done(st);
+        if (src != SQLITE_DONE)
+            return IS_ERR_DB;
+        l->doc_no_stored = l->doc_no;
+    }
+    return is_db_commit(l->db);
 }
 
 static is_err_t validate_header(const erp_posting_t *p, erp_result_t *r) {
@@ -539,18 +865,20 @@ static is_err_t validate_header(const erp_posting_t *p, erp_result_t *r) {
 
 /*
  * Post inside an open transaction. IS_OK: posted or found already posted
- * (*replayed); otherwise nothing of this posting must be kept (the caller
- * rolls back to its savepoint or the whole transaction).
+ * (*replayed). Otherwise *wrote says whether anything of this posting was
+ * written: if so, the caller must roll it back (its savepoint or the whole
+ * transaction); refusals found by the check leave *wrote at 0.
  */
-static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r,
-                           int *replayed) {
+static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r, int *replayed,
+                           int *wrote) {
     sqlite3_stmt *st = l->st[ST_INS_DOC];
     char doc[sizeof r->document];
-    int64_t seq = 0;
+    size_t n_plan = 0, j = 0;
     is_err_t rc;
     int src;
 
     *replayed = 0;
+    *wrote = 0;
     rc = find_document(l, p->posting_id, doc, sizeof doc);
     if (rc == IS_OK) {
         copy_str(r->document, sizeof r->document, doc);
@@ -560,9 +888,14 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
     }
     if (rc != IS_ERR_NOT_FOUND)
         return db_fail(l, "find posting", r->message, sizeof r->message);
-    if (next_document(l, doc, sizeof doc) != IS_OK)
-        return db_fail(l, "number document", r->message, sizeof r->message);
+    for (size_t i = 1; i <= p->n_lines; i++) {
+        rc = plan_line(l, p, i, &n_plan, r);
+        if (rc != IS_OK)
+            return rc;
+    }
 
+    *wrote = 1;
+    next_document(l, doc, sizeof doc);
     bind_text(st, 1, doc);
     bind_text(st, 2, p->posting_id);
     bind_text(st, 3, p->site);
@@ -575,8 +908,14 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
     st_done(st);
     if (src != SQLITE_DONE)
         return db_fail(l, "insert document", r->message, sizeof r->message);
+    /* Per line: its effects in order (seq counts across the document), then the line. */
     for (size_t i = 1; i <= p->n_lines; i++) {
-        rc = apply_line(l, p, doc, i, &seq, r);
+        for (; j < n_plan && l->plan[j].line_no == i; j++) {
+            rc = write_effect(l, doc, &l->plan[j], (int64_t)j + 1, r);
+            if (rc != IS_OK)
+                return rc;
+        }
+        rc = insert_line(l, doc, i, &p->lines[i - 1], r);
         if (rc != IS_OK)
             return rc;
     }
@@ -586,22 +925,22 @@ static is_err_t post_in_tx(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t
 }
 
 is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *r, int *replayed) {
-    int rep = 0;
+    int rep = 0, wrote = 0;
     is_err_t rc = validate_header(p, r);
     if (replayed)
         *replayed = 0;
     if (rc != IS_OK)
         return rc;
-    if (is_db_begin(l->db) != IS_OK)
+    if (ledger_begin(l) != IS_OK)
         return db_fail(l, "begin", r->message, sizeof r->message);
-    rc = post_in_tx(l, p, r, &rep);
+    rc = post_in_tx(l, p, r, &rep, &wrote);
     if (rc != IS_OK || rep) {
         is_db_rollback(l->db); /* a replay wrote nothing */
         if (replayed)
             *replayed = rep;
         return rc;
     }
-    if (is_db_commit(l->db) != IS_OK) {
+    if (ledger_commit(l) != IS_OK) {
         rc = db_fail(l, "commit", r->message, sizeof r->message);
         is_db_rollback(l->db);
         return rc;
@@ -609,19 +948,38 @@ is_err_t erp_sqlite_post(erp_sqlite_t *l, const erp_posting_t *p, erp_result_t *
     return IS_OK;
 }
 
-void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
-                           erp_result_t *results, is_err_t *rcs) {
-    is_err_t rc = IS_OK;
-    if (is_db_begin(l->db) != IS_OK) {
-        rc = db_fail(l, "begin", results[0].message, sizeof results[0].message);
-        for (size_t i = 0; i < n; i++) {
-            rcs[i] = rc;
-            copy_str(results[i].message, sizeof results[i].message, results[0].message);
+/* Every posting still OK (and, from `from` on, every posting) becomes retryable with msg. */
+static void fail_batch(const char *msg, size_t from, size_t n, erp_result_t *results,
+                       is_err_t *rcs) {
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] == IS_OK || i >= from) {
+            rcs[i] = IS_ERR_RETRYABLE;
+            results[i].document[0] = '\0';
+            copy_str(results[i].message, sizeof results[i].message, msg);
         }
-        return;
+    }
+}
+
+/*
+ * One transaction over the batch. savepoints: one per posting, so that a
+ * posting failing after it wrote is rolled back alone. Without them (the
+ * usual case: refusals are found before writing) such a failure rolls the
+ * whole transaction back and the return value is 1: redo with savepoints.
+ */
+static int post_batch_tx(erp_sqlite_t *l, const erp_posting_t *ps, size_t n, erp_result_t *results,
+                         is_err_t *rcs, int savepoints) {
+    char msg[sizeof results->message];
+
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = IS_OK;
+    if (ledger_begin(l) != IS_OK) {
+        db_fail(l, "begin", msg, sizeof msg);
+        fail_batch(msg, 0, n, results, rcs);
+        return 0;
     }
     for (size_t i = 0; i < n; i++) {
-        int rep = 0;
+        int rep = 0, wrote = 0;
+        int64_t doc_no = l->doc_no;
         if (erp_batch_held(ps, rcs, i, &results[i])) {
             rcs[i] = IS_ERR_RETRYABLE;
             continue;
@@ -630,28 +988,50 @@ void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
         if (rcs[i] != IS_OK)
             continue;
         /* A savepoint per posting: a refused one leaves no trace, the others stay. */
-        if (sqlite3_exec(l->db, "SAVEPOINT p", NULL, NULL, NULL) != SQLITE_OK) {
+        if (savepoints && step_once(l, ST_SAVEPOINT) != SQLITE_OK) {
             rcs[i] = db_fail(l, "savepoint", results[i].message, sizeof results[i].message);
             continue;
         }
-        rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep);
-        if (rcs[i] != IS_OK)
-            sqlite3_exec(l->db, "ROLLBACK TO p", NULL, NULL, NULL);
-        sqlite3_exec(l->db, "RELEASE p", NULL, NULL, NULL);
-    }
-    if (is_db_commit(l->db) != IS_OK) {
-        /* Nothing was kept: every posting that looked fine must be tried again. */
-        char msg[256];
-        db_fail(l, "commit", msg, sizeof msg);
-        is_db_rollback(l->db);
-        for (size_t i = 0; i < n; i++) {
-            if (rcs[i] == IS_OK) {
-                rcs[i] = IS_ERR_RETRYABLE;
-                results[i].document[0] = '\0';
-                copy_str(results[i].message, sizeof results[i].message, msg);
+        rcs[i] = post_in_tx(l, &ps[i], &results[i], &rep, &wrote);
+        if (savepoints) {
+            if (rcs[i] != IS_OK) {
+                (void)step_once(l, ST_ROLLBACK_TO);
+                l->doc_no = doc_no; /* its number is free again, as the counter row was */
             }
+            (void)step_once(l, ST_RELEASE);
+        } else if (rcs[i] != IS_OK && wrote) {
+            is_db_rollback(l->db);
+            return 1;
+        }
+        if (rcs[i] != IS_OK && sqlite3_get_autocommit(l->db)) {
+            /* SQLite ended the transaction itself (I/O error, disk full): nothing is kept. */
+            copy_str(msg, sizeof msg, results[i].message);
+            fail_batch(msg, i, n, results, rcs);
+            return 0;
         }
     }
+    if (ledger_commit(l) != IS_OK) {
+        /* Nothing was kept: every posting that looked fine must be tried again. */
+        db_fail(l, "commit", msg, sizeof msg);
+        is_db_rollback(l->db);
+        fail_batch(msg, n, n, results, rcs);
+    }
+    return 0;
+}
+
+void erp_sqlite_post_batch(erp_sqlite_t *l, const erp_posting_t *ps, size_t n,
+                           erp_result_t *results, is_err_t *rcs) {
+    int redo;
+
+    /* Without savepoints the batch moves on-hand in memory (bucket cache). */
+    l->use_cache = 1;
+    redo = post_batch_tx(l, ps, n, results, rcs, 0);
+    l->use_cache = 0;
+    if (!redo)
+        return;
+    for (size_t i = 0; i < n; i++)
+        memset(&results[i], 0, sizeof results[i]);
+    (void)post_batch_tx(l, ps, n, results, rcs, 1);
 }
 
 /* ---- lookups ----------------------------------------------------------- */
@@ -755,7 +1135,7 @@ static is_err_t reverse_effects(erp_sqlite_t *l, const char *doc) {
             col_text(st, 3), col_text(st, 4), col_text(st, 5),
         };
         int64_t have, next;
-        rc = get_qty(l, &k, &have);
+        rc = get_qty(l, &k, &have, NULL);
         if (rc != IS_OK)
             break;
         if (__builtin_sub_overflow(have, (int64_t)sqlite3_column_int64(st, 6), &next)) {

@@ -397,6 +397,219 @@ static void test_netted_line_uses_line_quantity_and_links_every_id(void **state)
     erp_sqlite_close(l);
 }
 
+/* One text value of a query on the ledger file (a separate connection). */
+static void ledger_text(fixture_t *f, const char *sql, char *out, size_t size) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_batch_refusal_leaves_no_trace_and_holds_its_lot(void **state) {
+    fixture_t *f = *state;
+    tmove_t a, b1, b2, c, d;
+    const char *ia[] = {"MV-A"}, *ib[] = {"MV-B1", "MV-B2"}, *ic[] = {"MV-C"}, *id[] = {"MV-D"};
+    erp_line_t la, lb[2], lc, ld;
+    erp_posting_t ps[5];
+    erp_result_t res[5];
+    is_err_t rcs[5];
+    render_t out = {.full = 1};
+    char v[256];
+
+    seed10(f->erp); /* document 4900000001 */
+    tm_init(&a, "MV-A", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "4");
+    tm_init(&b1, "MV-B1", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "3");
+    tm_init(&b2, "MV-B2", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "7");
+    tm_init(&c, "MV-C", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "1");
+    tm_init(&d, "MV-D", INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT, "LINE-1", "5");
+    d.m.lot = (char *)"LOT-8";
+    la = (erp_line_t){&a.m, dec("4"), ia, 1};
+    lb[0] = (erp_line_t){&b1.m, dec("3"), ib, 1};
+    lb[1] = (erp_line_t){&b2.m, dec("7"), ib + 1, 1};
+    lc = (erp_line_t){&c.m, dec("1"), ic, 1};
+    ld = (erp_line_t){&d.m, dec("5"), id, 1};
+    ps[0] = posting("P-A", &la, 1);
+    ps[1] = posting("P-B", lb, 2);     /* needs 10, 6 left after P-A */
+    ps[2] = posting("P-C", &lc, 1);    /* same lot after a refusal: held */
+    ps[3] = posting("P-D", &ld, 1);    /* another lot: goes through */
+    ps[4] = posting("P-SEED", &ld, 1); /* a replay inside the batch */
+    for (size_t i = 0; i < 4; i++)
+        ps[i].order_key = i < 3 ? "PLANT1/RM-101/LOT-7" : "PLANT1/RM-101/LOT-8";
+    memset(res, 0, sizeof res);
+    erp_post_batch(f->erp, ps, 5, res, rcs);
+
+    assert_int_equal(rcs[0], IS_OK);
+    assert_string_equal(res[0].document, "4900000002");
+    assert_int_equal(rcs[1], IS_ERR_PERMANENT);
+    assert_string_equal(res[1].message,
+                        "insufficient stock: RM-101/LOT-7 at LINE-1 [UNRESTRICTED] has 3 EA, "
+                        "line 2 needs 7 EA");
+    assert_string_equal(res[1].document, "");
+    assert_int_equal(rcs[2], IS_ERR_RETRYABLE);
+    assert_int_equal(res[2].not_attempted, 1);
+    assert_int_equal(rcs[3], IS_OK);
+    assert_string_equal(res[3].document, "4900000003"); /* the refused one used no number */
+    assert_int_equal(rcs[4], IS_OK);
+    assert_string_equal(res[4].document, "4900000001");
+    assert_string_equal(on_hand(f->erp, &out, NULL),
+                        "PLANT1/RM-101/LOT-7/LINE-1/UNRESTRICTED/EA=6;"
+                        "PLANT1/RM-101/LOT-8/LINE-1/UNRESTRICTED/EA=5;");
+    assert_int_equal(erp_lookup_reference(f->erp, "P-B", &res[1]), IS_ERR_NOT_FOUND);
+    ledger_text(f,
+                "SELECT count(*) || '/' || (SELECT count(*) FROM doc_lines) || '/' || "
+                "(SELECT count(*) FROM doc_movements) || '/' || (SELECT count(*) FROM "
+                "doc_effects) || '/' || (SELECT value FROM ledger_counter) FROM documents",
+                v, sizeof v);
+    assert_string_equal(v, "3/3/3/3/4900000003");
+}
+
+static void test_batch_overflow_is_refused_alone(void **state) {
+    fixture_t *f = *state;
+    tmove_t a, b, c;
+    const char *ia[] = {"MV-A"}, *ib[] = {"MV-B"}, *ic[] = {"MV-C"};
+    erp_line_t la, lb, lc;
+    erp_posting_t ps[3];
+    erp_result_t res[3];
+    is_err_t rcs[3];
+    render_t out = {.full = 1};
+    char v[256];
+
+    /* allow_negative reads no bucket before writing: the write finds the overflow. */
+    erp_close(f->erp);
+    f->erp = open_ledger(f, 1);
+    tm_init(&a, "MV-A", INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT, "LINE-1", "9000000000000");
+    tm_init(&b, "MV-B", INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT, "LINE-1", "1000000000000");
+    tm_init(&c, "MV-C", INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT, "LINE-1", "1");
+    c.m.lot = (char *)"LOT-8";
+    la = (erp_line_t){&a.m, dec("9000000000000"), ia, 1};
+    lb = (erp_line_t){&b.m, dec("1000000000000"), ib, 1};
+    lc = (erp_line_t){&c.m, dec("1"), ic, 1};
+    ps[0] = posting("P-A", &la, 1);
+    ps[1] = posting("P-B", &lb, 1);
+    ps[2] = posting("P-C", &lc, 1);
+    memset(res, 0, sizeof res);
+    erp_post_batch(f->erp, ps, 3, res, rcs);
+
+    assert_int_equal(rcs[0], IS_OK);
+    assert_string_equal(res[0].document, "4900000001");
+    assert_int_equal(rcs[1], IS_ERR_PERMANENT);
+    assert_string_equal(res[1].message, "line 1: on-hand of RM-101/LOT-7 would overflow");
+    assert_int_equal(rcs[2], IS_OK);
+    assert_string_equal(res[2].document, "4900000002");
+    assert_string_equal(on_hand(f->erp, &out, NULL),
+                        "PLANT1/RM-101/LOT-7/LINE-1/UNRESTRICTED/EA=9000000000000;"
+                        "PLANT1/RM-101/LOT-8/LINE-1/UNRESTRICTED/EA=1;");
+    ledger_text(f,
+                "SELECT count(*) || '/' || (SELECT count(*) FROM doc_effects) || '/' || "
+                "(SELECT value FROM ledger_counter) FROM documents",
+                v, sizeof v);
+    assert_string_equal(v, "2/2/4900000002");
+}
+
+static void test_bucket_emptied_and_refilled_in_one_posting(void **state) {
+    fixture_t *f = *state;
+    tmove_t gi, adj, gi2;
+    const char *ia[] = {"MV-1"}, *ib[] = {"MV-2"}, *ic[] = {"MV-3"};
+    erp_line_t lines[2], l3;
+    erp_posting_t p;
+    erp_result_t r;
+    render_t out = {0};
+    char v[64];
+
+    seed10(f->erp);
+    tm_init(&gi, "MV-1", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "10");
+    tm_init(&adj, "MV-2", INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT, "LINE-1", "5");
+    lines[0] = (erp_line_t){&gi.m, dec("10"), ia, 1}; /* 10 -> 0: the row goes */
+    lines[1] = (erp_line_t){&adj.m, dec("5"), ib, 1}; /* 0 -> 5: and comes back */
+    p = posting("P-1", lines, 2);
+    assert_int_equal(erp_post(f->erp, &p, &r), IS_OK);
+    assert_string_equal(on_hand(f->erp, &out, NULL), "LINE-1/UNRESTRICTED=5;");
+    tm_init(&gi2, "MV-3", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "5");
+    l3 = (erp_line_t){&gi2.m, dec("5"), ic, 1};
+    p = posting("P-2", &l3, 1);
+    assert_int_equal(erp_post(f->erp, &p, &r), IS_OK);
+    ledger_text(f, "SELECT count(*) FROM on_hand", v, sizeof v);
+    assert_string_equal(v, "0");
+}
+
+static void test_batch_moves_one_bucket_through_several_postings(void **state) {
+    fixture_t *f = *state;
+    tmove_t t[5];
+    const char *ids[5][1] = {{"MV-1"}, {"MV-2"}, {"MV-3"}, {"MV-4"}, {"MV-5"}};
+    static const char *const qty[5] = {"6", "5", "4", "2", "2"};
+    erp_line_t lines[5];
+    erp_posting_t ps[5];
+    erp_result_t res[5];
+    is_err_t rcs[5];
+    char pid[5][8], v[64];
+    render_t out = {0};
+
+    seed10(f->erp);
+    for (size_t i = 0; i < 5; i++) {
+        tm_init(&t[i], ids[i][0],
+                i == 3 ? INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT
+                       : INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE,
+                "LINE-1", qty[i]);
+        lines[i] = (erp_line_t){&t[i].m, dec(qty[i]), ids[i], 1};
+        snprintf(pid[i], sizeof pid[i], "P-%zu", i + 1);
+        ps[i] = posting(pid[i], &lines[i], 1);
+    }
+    /* 10 -6-> 4, -5 refused (has 4), -4-> 0 (row goes), +2-> 2 (row back). */
+    memset(res, 0, sizeof res);
+    erp_post_batch(f->erp, ps, 4, res, rcs);
+    assert_int_equal(rcs[0], IS_OK);
+    assert_int_equal(rcs[1], IS_ERR_PERMANENT);
+    assert_string_equal(res[1].message,
+                        "insufficient stock: RM-101/LOT-7 at LINE-1 [UNRESTRICTED] has 4 EA, "
+                        "line 1 needs 5 EA");
+    assert_int_equal(rcs[2], IS_OK);
+    assert_int_equal(rcs[3], IS_OK);
+    assert_string_equal(res[3].document, "4900000004");
+    assert_string_equal(on_hand(f->erp, &out, NULL), "LINE-1/UNRESTRICTED=2;");
+    /* Re-sent with one more: the replays change nothing, the last one empties the bucket. */
+    memset(res, 0, sizeof res);
+    erp_post_batch(f->erp, ps, 5, res, rcs);
+    assert_int_equal(rcs[0], IS_OK);
+    assert_string_equal(res[0].document, "4900000002");
+    assert_int_equal(rcs[1], IS_ERR_PERMANENT);
+    assert_string_equal(res[1].message,
+                        "insufficient stock: RM-101/LOT-7 at LINE-1 [UNRESTRICTED] has 2 EA, "
+                        "line 1 needs 5 EA");
+    assert_int_equal(rcs[4], IS_OK);
+    assert_string_equal(res[4].document, "4900000005");
+    ledger_text(f, "SELECT count(*) FROM on_hand", v, sizeof v);
+    assert_string_equal(v, "0");
+}
+
+static void test_movement_ids_are_json_escaped(void **state) {
+    fixture_t *f = *state;
+    tmove_t a, b;
+    const char *ia[] = {"MV-\"q\"", "MV-\\b", "MV-\t"};
+    erp_line_t la, lb;
+    erp_posting_t p;
+    erp_result_t r;
+    char v[256];
+
+    seed10(f->erp);
+    tm_init(&a, "MV-x", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "1");
+    la = (erp_line_t){&a.m, dec("1"), ia, 3};
+    p = posting("P-1", &la, 1);
+    assert_int_equal(erp_post(f->erp, &p, &r), IS_OK);
+    ledger_text(f, "SELECT movement_ids FROM doc_lines WHERE doc_no = '4900000002'", v, sizeof v);
+    assert_string_equal(v, "[\"MV-\\\"q\\\"\",\"MV-\\\\b\",\"MV-\\t\"]");
+    /* No ids: the movement's own (UTF-8 kept as is). */
+    tm_init(&b, "MV-\xc3\xa9", INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "LINE-1", "1");
+    lb = (erp_line_t){&b.m, dec("1"), NULL, 0};
+    p = posting("P-2", &lb, 1);
+    assert_int_equal(erp_post(f->erp, &p, &r), IS_OK);
+    ledger_text(f, "SELECT movement_ids FROM doc_lines WHERE doc_no = '4900000003'", v, sizeof v);
+    assert_string_equal(v, "[\"MV-\xc3\xa9\"]");
+}
+
 static void test_more_than_six_decimals_is_permanent(void **state) {
     fixture_t *f = *state;
     tmove_t adj;
@@ -585,6 +798,11 @@ int main(void) {
         T(test_transfer_quarantine_release_effects),
         T(test_reversal_negates_the_original),
         T(test_netted_line_uses_line_quantity_and_links_every_id),
+        T(test_batch_refusal_leaves_no_trace_and_holds_its_lot),
+        T(test_batch_overflow_is_refused_alone),
+        T(test_batch_moves_one_bucket_through_several_postings),
+        T(test_movement_ids_are_json_escaped),
+        T(test_bucket_emptied_and_refilled_in_one_posting),
         T(test_more_than_six_decimals_is_permanent),
         T(test_bad_quantities_and_lines_are_permanent),
         T(test_lookup_unknown_is_not_found),
