@@ -10,9 +10,11 @@
  *
  * Each accepted movement gets a sequence that is gap-free per (producer, site)
  * and starts at 1: a consumer owning some sites sees a contiguous stream for
- * each of them. The last sequence per site lives in table site_seq and is
- * bumped inside the same transaction as the insert, so a rollback never
- * leaves a hole. The producer_id is recorded at creation; opening the file
+ * each of them. The last sequence per site lives in table site_seq; the
+ * writer keeps a copy in memory (loaded inside its transaction after open or
+ * after any rollback), assigns sequences from it and writes the touched
+ * sites back to site_seq in the same transaction as the inserts, so a
+ * rollback never leaves a hole. The producer_id is recorded at creation; opening the file
  * with another producer_id is refused, because the new id's sequences would
  * not start at 1.
  *
@@ -27,9 +29,11 @@
  * Sent rows are kept: they are the dedup memory.
  *
  * Load: one append per HTTP request (up to http.max_items rows, one
- * transaction, one fsync with outbox.sync=full); the forwarder reads in
- * batches of forwarder.batch and marks delivered ids in one transaction per
- * poll round.
+ * transaction, one fsync with outbox.sync=full); the ids are checked, the
+ * fingerprints and Kafka keys computed before the writer lock is taken, so
+ * the serialized part is one INSERT per row. The forwarder reads in batches
+ * of forwarder.batch and marks delivered ids in one transaction per poll
+ * round (one UPDATE per run of consecutive ids).
  *
  * Threads — three SQLite connections to the same file, one per role:
  *   writer   outbox_append, outbox_probe_writable: any thread (the HTTP

@@ -259,6 +259,56 @@ static void test_movement_without_ids_is_refused(void **state) {
     assert_int_equal(backlog(f), 0);
 }
 
+/* A duplicate (stored earlier or in the same request) uses no sequence. */
+static void test_duplicate_uses_no_sequence(void **state) {
+    fixture_t *f = *state;
+    mv_t a, a_again, b, c;
+    outbox_item_t it[3];
+    uint64_t seq;
+    char err[256];
+
+    mv_init(&a, "MV-1", "P1", 1000);
+    mv_init(&a_again, "MV-1", "P1", 1000);
+    mv_init(&b, "MV-2", "P1", 1000);
+    item_init(&it[0], &a, "nearline");
+    item_init(&it[1], &a_again, "nearline");
+    item_init(&it[2], &b, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 3, T0, err, sizeof err), IS_OK);
+    assert_int_equal(it[0].sequence, 1);
+    assert_int_equal(it[1].status, OUTBOX_DUPLICATE);
+    assert_int_equal(it[1].sequence, 1);
+    assert_int_equal(it[2].status, OUTBOX_ACCEPTED);
+    assert_int_equal(it[2].sequence, 2);
+    assert_int_equal(append1(f, &b, &seq, T0 + 1), OUTBOX_DUPLICATE);
+    assert_int_equal(seq, 2);
+    mv_init(&c, "MV-3", "P1", 1000);
+    assert_int_equal(append1(f, &c, &seq, T0 + 2), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 3);
+    assert_int_equal(last_seq(f, "P1"), 3);
+}
+
+/* Many sites (the in-memory counter table grows) keep their own sequences. */
+static void test_many_sites_keep_their_sequences(void **state) {
+    fixture_t *f = *state;
+    uint64_t seq;
+    size_t round, s;
+
+    for (round = 1; round <= 2; round++) {
+        for (s = 0; s < 100; s++) {
+            char id[32], site[16];
+            mv_t v;
+            snprintf(id, sizeof id, "MV-%zu-%zu", round, s);
+            snprintf(site, sizeof site, "S%zu", s);
+            mv_init(&v, id, site, 100);
+            assert_int_equal(append1(f, &v, &seq, T0), OUTBOX_ACCEPTED);
+            assert_int_equal(seq, round);
+        }
+        reopen(f);
+    }
+    assert_int_equal(last_seq(f, "S0"), 2);
+    assert_int_equal(last_seq(f, "S99"), 2);
+}
+
 /* ---- sequences --------------------------------------------------------- */
 
 static void test_sequences_gap_free_per_site_across_reopen(void **state) {
@@ -483,6 +533,39 @@ static void test_mark_sent_and_backlog(void **state) {
     }
 }
 
+/* Marks given out of order, repeated and with holes touch exactly those ids. */
+static void test_mark_sent_runs_with_holes(void **state) {
+    fixture_t *f = *state;
+    int64_t ids[5], first = 0, oldest = 0;
+    uint64_t count = 0;
+    fetched_t fe;
+    size_t n = 0;
+    char err[256];
+
+    append_n(f, 7);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 7);
+    /* rows 6, 2, 1, 2, 4 (1-based): unsent remain 3, 5, 7 */
+    ids[0] = fe.ids[5];
+    ids[1] = fe.ids[1];
+    ids[2] = fe.ids[0];
+    ids[3] = fe.ids[1];
+    ids[4] = fe.ids[3];
+    assert_int_equal(outbox_mark_sent(f->ob, ids, 5, T0 + 100000, err, sizeof err), IS_OK);
+    assert_int_equal(outbox_backlog(f->ob, &count, &oldest), IS_OK);
+    assert_int_equal(count, 3);
+    assert_int_equal(oldest, T0 + 2000);
+    assert_int_equal(outbox_first_unsent_id(f->ob, &first), IS_OK);
+    assert_int_equal(first, fe.ids[2]);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(fe.seqs[0], 3);
+    assert_int_equal(fe.seqs[1], 5);
+    assert_int_equal(fe.seqs[2], 7);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_new_then_duplicate_keeps_sequence, setup, teardown),
@@ -498,6 +581,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_probe_writable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_in_order_with_stamped_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark_sent_and_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_uses_no_sequence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_sites_keep_their_sequences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mark_sent_runs_with_holes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
