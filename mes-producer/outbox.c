@@ -59,7 +59,10 @@ struct outbox {
     sqlite3_stmt *w_seq_load; /* every (site, last_seq) */
     sqlite3_stmt *w_insert;   /* ON CONFLICT(source_system, movement_id) DO NOTHING */
     sqlite3_stmt *w_probe;
-    uint8_t *buf; /* pack buffer, grown as needed */
+    sqlite3_stmt *w_sp;          /* SAVEPOINT req: one per request of a group */
+    sqlite3_stmt *w_sp_release;  /* RELEASE req */
+    sqlite3_stmt *w_sp_rollback; /* ROLLBACK TO req */
+    uint8_t *buf;                /* pack buffer, grown as needed */
     size_t buf_cap;
     int w_failed; /* last append failed with a database error */
     /*
@@ -74,6 +77,17 @@ struct outbox {
     size_t ctr_cap; /* slots, a power of two; 0 before the first load */
     size_t ctr_n;   /* used slots */
     int ctr_valid;
+    /*
+     * Group commit (guarded by qmu): appends queue up; whoever finds no
+     * leader becomes it, takes the queue (up to GROUP_MAX_ROWS rows, at
+     * least one request), stores each request under its own savepoint and
+     * commits them all in one transaction, then marks them done. A request
+     * returns only once its own outcome is known, i.e. after that commit.
+     */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct append_req *q_head, *q_tail;
+    int q_leading;
     /* Append notification for the forwarder (guarded by nmu). */
     pthread_mutex_t nmu;
     pthread_cond_t ncv;
@@ -201,9 +215,10 @@ static is_err_t ctr_flush(outbox_t *ob) {
 }
 
 static void finalize_all(outbox_t *ob) {
-    sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq_set, ob->w_seq_load, ob->w_insert,
-                           ob->w_probe,  ob->f_fetch,   ob->f_mark,     ob->f_first,
-                           ob->s_count,  ob->s_oldest,  ob->s_last_seq, ob->s_sites};
+    sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq_set,  ob->w_seq_load,   ob->w_insert,
+                           ob->w_probe,  ob->w_sp,       ob->w_sp_release, ob->w_sp_rollback,
+                           ob->f_fetch,  ob->f_mark,     ob->f_first,      ob->s_count,
+                           ob->s_oldest, ob->s_last_seq, ob->s_sites};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -219,6 +234,8 @@ void outbox_destroy(outbox_t *ob) {
     pthread_mutex_destroy(&ob->wmu);
     pthread_mutex_destroy(&ob->nmu);
     pthread_cond_destroy(&ob->ncv);
+    pthread_mutex_destroy(&ob->qmu);
+    pthread_cond_destroy(&ob->qcv);
     pthread_mutex_destroy(&ob->smu);
     ctr_clear(ob);
     free(ob->ctr);
@@ -288,6 +305,9 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
          " ON CONFLICT(source_system, movement_id) DO NOTHING"},
         {ob->f, &ob->f_mark,
          "UPDATE outbox SET sent_at = ?3 WHERE id BETWEEN ?1 AND ?2 AND sent_at IS NULL"},
+        {ob->w, &ob->w_sp, "SAVEPOINT req"},
+        {ob->w, &ob->w_sp_release, "RELEASE req"},
+        {ob->w, &ob->w_sp_rollback, "ROLLBACK TO req"},
         {ob->w, &ob->w_probe,
          "INSERT OR REPLACE INTO outbox_meta(key, value) VALUES('writable_probe', 'x')"},
         {ob->f, &ob->f_fetch,
@@ -331,6 +351,8 @@ is_err_t outbox_open(const char *path, is_db_sync_t sync, const char *producer_i
     pthread_mutex_init(&ob->wmu, NULL);
     pthread_mutex_init(&ob->nmu, NULL);
     pthread_cond_init(&ob->ncv, NULL);
+    pthread_mutex_init(&ob->qmu, NULL);
+    pthread_cond_init(&ob->qcv, NULL);
     pthread_mutex_init(&ob->smu, NULL);
     ob->path = strdup(path);
     ob->producer_id = strdup(producer_id);
@@ -553,48 +575,184 @@ err:
     return rc;
 }
 
-static is_err_t append_locked(outbox_t *ob, outbox_item_t *items, size_t n, const item_prep_t *prep,
-                              int64_t now_ms, char *errstr, size_t errstr_size) {
+/* One outbox_append waiting in (or being served from) the group-commit queue. */
+typedef struct append_req {
+    outbox_item_t *items;
+    size_t n;
+    const item_prep_t *prep;
+    int64_t now_ms;
+    char *errstr; /* the caller's buffer: it waits until done */
+    size_t errstr_size;
     is_err_t rc;
+    int done;
+    struct append_req *next;
+} append_req_t;
 
-    if (is_db_begin(ob->w) != IS_OK)
-        return is_db_error(ob->w, "begin", errstr, errstr_size);
-    rc = append_items(ob, items, n, prep, now_ms, errstr, errstr_size);
-    if (rc == IS_OK && is_db_commit(ob->w) != IS_OK)
-        rc = is_db_error(ob->w, "commit", errstr, errstr_size);
-    if (rc != IS_OK) {
+/* Rows one group transaction takes at most (it always takes one request). */
+#define GROUP_MAX_ROWS 8192
+
+static int step_done(sqlite3_stmt *st) {
+    int src = sqlite3_step(st);
+    sqlite3_reset(st);
+    return src == SQLITE_DONE;
+}
+
+static void set_err(append_req_t *r, is_err_t rc, const char *msg) {
+    r->rc = rc;
+    if (r->errstr && r->errstr_size)
+        is_errf(r->errstr, r->errstr_size, "%s", msg);
+}
+
+/*
+ * Store a group of requests in one transaction, each under a savepoint: a
+ * request that conflicts (or fails without a database error) is rolled back
+ * alone and the others go on; a database error rolls back the whole group
+ * (every request that would have been stored gets the error). Sets each
+ * request's rc; acknowledged ones (IS_OK) are committed when this returns.
+ * Called by the group leader under wmu.
+ */
+static void commit_group(outbox_t *ob, append_req_t *group) {
+    char dberr[256] = "";
+    append_req_t *r;
+    size_t n_ok = 0;
+    int db_failed = 0;
+
+    for (r = group; r; r = r->next)
+        r->rc = IS_OK;
+    if (is_db_begin(ob->w) != IS_OK) {
+        (void)is_db_error(ob->w, "begin", dberr, sizeof(dberr));
+        db_failed = 1;
+    }
+    for (r = group; r && !db_failed; r = r->next) {
+        if (!step_done(ob->w_sp)) {
+            (void)is_db_error(ob->w, "savepoint", dberr, sizeof(dberr));
+            db_failed = 1;
+            break;
+        }
+        r->rc = append_items(ob, r->items, r->n, r->prep, r->now_ms, r->errstr, r->errstr_size);
+        if (r->rc == IS_OK) {
+            if (!step_done(ob->w_sp_release)) {
+                (void)is_db_error(ob->w, "release savepoint", dberr, sizeof(dberr));
+                db_failed = 1;
+            }
+            n_ok++;
+            continue;
+        }
+        if (r->rc == IS_ERR_DB || r->rc == IS_ERR_IO) {
+            is_errf(dberr, sizeof(dberr), "%s", r->errstr ? r->errstr : "append");
+            db_failed = 1;
+            break;
+        }
+        /* This request alone: undo it, then reread the counters as of the savepoint. */
+        if (!step_done(ob->w_sp_rollback) || !step_done(ob->w_sp_release) ||
+            ctr_load(ob) != IS_OK) {
+            (void)is_db_error(ob->w, "roll back a request", dberr, sizeof(dberr));
+            db_failed = 1;
+        }
+    }
+    if (!db_failed && n_ok > 0 && is_db_commit(ob->w) != IS_OK) {
+        (void)is_db_error(ob->w, "commit", dberr, sizeof(dberr));
+        db_failed = 1;
+    }
+    if (db_failed || n_ok == 0) {
         is_db_rollback(ob->w);
         ob->ctr_valid = 0; /* reloaded from site_seq by the next append */
     }
-    return rc;
+    if (!db_failed)
+        return;
+    /* Nothing of this group is stored: whoever would have been acknowledged gets the error. */
+    for (r = group; r; r = r->next) {
+        if (r->rc == IS_OK || r->rc == IS_ERR_DB || r->rc == IS_ERR_IO)
+            set_err(r, IS_ERR_DB, dberr);
+    }
+}
+
+/* Lead one group: take requests off the queue, store and commit them, mark them done. */
+static void lead_group(outbox_t *ob) {
+    append_req_t *group, *last, *r;
+    size_t rows;
+    int ok = 0, failed = 0;
+    char failed_msg[256] = "";
+
+    group = last = ob->q_head;
+    rows = group->n;
+    while (last->next && rows + last->next->n <= GROUP_MAX_ROWS) {
+        last = last->next;
+        rows += last->n;
+    }
+    ob->q_head = last->next;
+    if (!ob->q_head)
+        ob->q_tail = NULL;
+    last->next = NULL;
+    ob->q_leading = 1;
+    pthread_mutex_unlock(&ob->qmu);
+
+    pthread_mutex_lock(&ob->wmu);
+    commit_group(ob, group);
+    for (r = group; r; r = r->next) {
+        ok |= r->rc == IS_OK;
+        if (r->rc == IS_ERR_DB || r->rc == IS_ERR_IO) {
+            failed = 1;
+            is_errf(failed_msg, sizeof(failed_msg), "%s", r->errstr ? r->errstr : "append");
+        }
+    }
+    if (failed) {
+        ob->w_failed = 1;
+        is_errf(ob->w_failed_msg, sizeof(ob->w_failed_msg), "%s", failed_msg);
+    } else if (ok) {
+        ob->w_failed = 0;
+    }
+    pthread_mutex_unlock(&ob->wmu);
+    if (ok) {
+        pthread_mutex_lock(&ob->nmu);
+        ob->appends++;
+        pthread_cond_broadcast(&ob->ncv);
+        pthread_mutex_unlock(&ob->nmu);
+    }
+
+    pthread_mutex_lock(&ob->qmu);
+    for (r = group; r;) {
+        append_req_t *next = r->next; /* r belongs to its caller once done */
+        r->done = 1;
+        r = next;
+    }
+    ob->q_leading = 0;
+    pthread_cond_broadcast(&ob->qcv);
 }
 
 is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,
                        size_t errstr_size) {
     item_prep_t *prep;
+    append_req_t req;
     is_err_t rc;
     if (n == 0)
         return IS_OK;
     rc = prepare_items(items, n, &prep, errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
-    pthread_mutex_lock(&ob->wmu);
-    rc = append_locked(ob, items, n, prep, now_ms, errstr, errstr_size);
-    if (rc == IS_ERR_DB || rc == IS_ERR_IO) {
-        ob->w_failed = 1;
-        is_errf(ob->w_failed_msg, sizeof(ob->w_failed_msg), "%s", errstr ? errstr : "append");
-    } else if (rc == IS_OK) {
-        ob->w_failed = 0;
+    memset(&req, 0, sizeof(req));
+    req.items = items;
+    req.n = n;
+    req.prep = prep;
+    req.now_ms = now_ms;
+    req.errstr = errstr;
+    req.errstr_size = errstr_size;
+
+    pthread_mutex_lock(&ob->qmu);
+    if (ob->q_tail)
+        ob->q_tail->next = &req;
+    else
+        ob->q_head = &req;
+    ob->q_tail = &req;
+    while (!req.done) {
+        if (!ob->q_leading)
+            lead_group(ob); /* returns with qmu held */
+        else
+            pthread_cond_wait(&ob->qcv, &ob->qmu);
     }
-    pthread_mutex_unlock(&ob->wmu);
+    pthread_mutex_unlock(&ob->qmu);
     free(prep);
-    if (rc == IS_OK) {
-        pthread_mutex_lock(&ob->nmu);
-        ob->appends++;
-        pthread_cond_broadcast(&ob->ncv);
-        pthread_mutex_unlock(&ob->nmu);
-    }
-    return rc;
+    return req.rc;
 }
 
 void outbox_wait_append(outbox_t *ob, int timeout_ms) {
