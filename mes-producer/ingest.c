@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "ingest.h"
+#include "json_arena.h"
 #include "log.h"
 #include "movement_json.h"
 #include "topic.h"
@@ -186,6 +187,7 @@ static void request_release(request_t *r) {
     if (r->batch)
         invsync__v1__movement_batch__free_unpacked(r->batch, NULL);
     json_decref(r->root);
+    json_arena_reset(); /* r->root was the only value in it */
     json_decref(r->errors);
 }
 
@@ -210,7 +212,10 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
     json_error_t jerr;
     size_t i, n;
 
+    /* The tree lives in this thread's arena until request_release. */
+    json_arena_on();
     r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_arena_off();
     if (!r->root) {
         json_t *e = json_pack("{s:s, s:i, s:i, s:i}", "error", "", "line", jerr.line, "column",
                               jerr.column, "position", jerr.position);

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "ingest.h"
+#include "json_arena.h"
 #include "log.h"
 
 #define T0      1767261600000LL /* 2026-01-01T10:00:00Z */
@@ -578,6 +579,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_503_outbox_failure_acknowledges_nothing, setup,
                                         teardown),
     };
+    int rc;
+    json_arena_install(); /* as mes-producer's main: request trees in the arena */
     is_log_init("test_ingest", IS_LOG_ERROR); /* keep the test output readable */
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    json_arena_thread_release();
+    return rc;
 }
