@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "ingest.h"
+#include "json_arena.h"
 #include "log.h"
 #include "movement_json.h"
 #include "topic.h"
@@ -186,6 +187,7 @@ static void request_release(request_t *r) {
     if (r->batch)
         invsync__v1__movement_batch__free_unpacked(r->batch, NULL);
     json_decref(r->root);
+    json_arena_reset(); /* r->root was the only value in it */
     json_decref(r->errors);
 }
 
@@ -210,7 +212,10 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
     json_error_t jerr;
     size_t i, n;
 
+    /* The tree lives in this thread's arena until request_release. */
+    json_arena_on();
     r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_arena_off();
     if (!r->root) {
         json_t *e = json_pack("{s:s, s:i, s:i, s:i}", "error", "", "line", jerr.line, "column",
                               jerr.column, "position", jerr.position);
@@ -425,20 +430,118 @@ static void respond_conflict(request_t *r, const outbox_item_t *oi, is_http_resp
                first ? first->source_system : NULL, NULL);
 }
 
+/* A growing text buffer for the 202 body; oom sticks once an allocation failed. */
+typedef struct body_buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} body_buf_t;
+
+static void bb_put(body_buf_t *b, const char *s, size_t len) {
+    if (b->oom)
+        return;
+    if (b->n + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *np;
+        while (cap < b->n + len + 1)
+            cap *= 2;
+        np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+}
+
+static void bb_str(body_buf_t *b, const char *s) {
+    bb_put(b, s, strlen(s));
+}
+
+static void bb_u64(body_buf_t *b, uint64_t v) {
+    char num[24];
+    int len = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+    bb_put(b, num, (size_t)len);
+}
+
+/* s as a JSON string, escaped like jansson's json_dumps without flags: '"',
+ * '\\' and control characters; valid UTF-8 (checked at decoding) as is. */
+static void bb_json_str(body_buf_t *b, const char *s) {
+    const char *run = s;
+    bb_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        const char *e = NULL;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        bb_put(b, run, (size_t)(s - run));
+        run = s + 1;
+        switch (c) {
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04X", c);
+            e = esc;
+        }
+        bb_str(b, e);
+    }
+    bb_put(b, run, (size_t)(s - run));
+    bb_put(b, "\"", 1);
+}
+
+/*
+ * The 202 body, {"accepted":n,"duplicates":n,"items":[{"movement_id","tier",
+ * "status","sequence"}]}, written straight into a buffer: building it as a
+ * jansson tree and dumping it cost ~8% of the producer's CPU per movement.
+ */
 static void respond_accepted(request_t *r, const outbox_item_t *oi, is_http_response_t *resp) {
-    json_t *items = json_array();
+    body_buf_t b = {NULL, 0, 0, 0};
     size_t i, n_new = 0, n_dup = 0;
 
+    for (i = 0; i < r->n; i++)
+        n_dup += oi[i].status == OUTBOX_DUPLICATE;
+    n_new = r->n - n_dup;
+    bb_str(&b, "{\"accepted\":");
+    bb_u64(&b, n_new);
+    bb_str(&b, ",\"duplicates\":");
+    bb_u64(&b, n_dup);
+    bb_str(&b, ",\"items\":[");
     for (i = 0; i < r->n; i++) {
         int dup = oi[i].status == OUTBOX_DUPLICATE;
-        n_dup += dup;
-        n_new += !dup;
         producer_metrics_movements(r->ig->metrics, oi[i].m->site,
                                    dup ? PRODUCER_OUTCOME_DUPLICATE : PRODUCER_OUTCOME_ACCEPTED, 1);
-        json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:I}", "movement_id",
-                                               oi[i].m->movement_id, "tier", oi[i].stored_tier,
-                                               "status", dup ? "duplicate" : "accepted", "sequence",
-                                               (json_int_t)oi[i].sequence));
+        bb_str(&b, i ? ",{\"movement_id\":" : "{\"movement_id\":");
+        bb_json_str(&b, oi[i].m->movement_id);
+        bb_str(&b, ",\"tier\":");
+        bb_json_str(&b, oi[i].stored_tier);
+        bb_str(&b, dup ? ",\"status\":\"duplicate\",\"sequence\":"
+                       : ",\"status\":\"accepted\",\"sequence\":");
+        bb_u64(&b, oi[i].sequence);
+        bb_put(&b, "}", 1);
         if (is_log_enabled(IS_LOG_DEBUG)) {
             char seq[24];
             snprintf(seq, sizeof(seq), "%llu", (unsigned long long)oi[i].sequence);
@@ -447,9 +550,19 @@ static void respond_accepted(request_t *r, const outbox_item_t *oi, is_http_resp
                    "sequence", seq, NULL);
         }
     }
-    is_http_respond_json(resp, 202,
-                         json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)n_new, "duplicates",
-                                   (json_int_t)n_dup, "items", items));
+    bb_str(&b, "]}");
+    if (b.oom) {
+        /* Committed already: the MES gets a 500 and resends, which answers duplicates. */
+        is_http_respond_error(resp, 500, "out of memory building the response");
+    } else {
+        free(resp->body);
+        resp->status = 202;
+        resp->content_type = "application/json";
+        resp->body = b.p; /* the server frees it */
+        resp->body_len = b.n;
+        b.p = NULL;
+    }
+    free(b.p);
     if (is_log_enabled(IS_LOG_INFO)) {
         char a[24], d[24];
         snprintf(a, sizeof(a), "%zu", n_new);

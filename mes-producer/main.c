@@ -15,6 +15,7 @@
 
 #include "forwarder.h"
 #include "ingest.h"
+#include "json_arena.h"
 #include "log.h"
 #include "outbox.h"
 #include "policy.h"
@@ -64,6 +65,7 @@ int main(int argc, char **argv) {
     size_t n_routes;
     char port[8];
 
+    json_arena_install(); /* before any other jansson call */
     memset(&cfg, 0, sizeof(cfg));
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

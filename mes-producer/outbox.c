@@ -40,6 +40,13 @@ static const char *const outbox_migrations[] = {
     "CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
 };
 
+/* One site's counter; site NULL = empty slot. */
+typedef struct site_ctr {
+    char *site;
+    uint64_t last; /* last sequence given (committed or in the open transaction) */
+    int dirty;     /* changed in the open transaction, not yet written to site_seq */
+} site_ctr_t;
+
 struct outbox {
     char *path;
     char *producer_id;
@@ -47,13 +54,40 @@ struct outbox {
     /* writer role: appends, under wmu */
     pthread_mutex_t wmu;
     sqlite3 *w;
-    sqlite3_stmt *w_lookup; /* (source_system, movement_id) → id, fingerprint, seq, tier */
-    sqlite3_stmt *w_seq;    /* bump site_seq, RETURNING last_seq */
-    sqlite3_stmt *w_insert;
+    sqlite3_stmt *w_lookup;   /* (source_system, movement_id) → id, fingerprint, seq, tier */
+    sqlite3_stmt *w_seq_set;  /* write one site's last_seq */
+    sqlite3_stmt *w_seq_load; /* every (site, last_seq) */
+    sqlite3_stmt *w_insert;   /* ON CONFLICT(source_system, movement_id) DO NOTHING */
     sqlite3_stmt *w_probe;
-    uint8_t *buf; /* pack buffer, grown as needed */
+    sqlite3_stmt *w_sp;          /* SAVEPOINT req: one per request of a group */
+    sqlite3_stmt *w_sp_release;  /* RELEASE req */
+    sqlite3_stmt *w_sp_rollback; /* ROLLBACK TO req */
+    uint8_t *buf;                /* pack buffer, grown as needed */
     size_t buf_cap;
     int w_failed; /* last append failed with a database error */
+    /*
+     * Per-site sequence counters (open addressing on the site name): a copy
+     * of site_seq, valid while ctr_valid. Sequences are assigned from here
+     * and the touched sites written back to site_seq before the commit, in
+     * the same transaction. Any rollback clears ctr_valid; the next append
+     * reloads site_seq inside its own transaction, so memory never runs
+     * ahead of what is committed.
+     */
+    site_ctr_t *ctr;
+    size_t ctr_cap; /* slots, a power of two; 0 before the first load */
+    size_t ctr_n;   /* used slots */
+    int ctr_valid;
+    /*
+     * Group commit (guarded by qmu): appends queue up; whoever finds no
+     * leader becomes it, takes the queue (up to GROUP_MAX_ROWS rows, at
+     * least one request), stores each request under its own savepoint and
+     * commits them all in one transaction, then marks them done. A request
+     * returns only once its own outcome is known, i.e. after that commit.
+     */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct append_req *q_head, *q_tail;
+    int q_leading;
     /* Append notification for the forwarder (guarded by nmu). */
     pthread_mutex_t nmu;
     pthread_cond_t ncv;
@@ -80,9 +114,110 @@ static void stmt_done(sqlite3_stmt *st) {
     sqlite3_clear_bindings(st);
 }
 
+/* ---- per-site sequence counters (writer, under wmu) --------------------- */
+
+static void ctr_clear(outbox_t *ob) {
+    size_t i;
+    for (i = 0; i < ob->ctr_cap; i++) {
+        free(ob->ctr[i].site);
+        ob->ctr[i].site = NULL;
+    }
+    ob->ctr_n = 0;
+    ob->ctr_valid = 0;
+}
+
+static size_t site_hash(const char *s) {
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* The slot of site (found, or the empty one where it belongs). */
+static site_ctr_t *ctr_slot(site_ctr_t *tab, size_t cap, const char *site) {
+    size_t i = site_hash(site) & (cap - 1);
+    while (tab[i].site && strcmp(tab[i].site, site) != 0)
+        i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+/* Double the table (or create it); 0 or -1 on ENOMEM (table unchanged). */
+static int ctr_grow(outbox_t *ob) {
+    size_t cap = ob->ctr_cap ? ob->ctr_cap * 2 : 64, i;
+    site_ctr_t *tab = calloc(cap, sizeof(*tab));
+    if (!tab)
+        return -1;
+    for (i = 0; i < ob->ctr_cap; i++) {
+        if (ob->ctr[i].site)
+            *ctr_slot(tab, cap, ob->ctr[i].site) = ob->ctr[i];
+    }
+    free(ob->ctr);
+    ob->ctr = tab;
+    ob->ctr_cap = cap;
+    return 0;
+}
+
+/* The counter of site, created at 0 when new; NULL on ENOMEM. */
+static site_ctr_t *ctr_get(outbox_t *ob, const char *site) {
+    site_ctr_t *c;
+    if ((ob->ctr_n + 1) * 2 > ob->ctr_cap && ctr_grow(ob) != 0)
+        return NULL;
+    c = ctr_slot(ob->ctr, ob->ctr_cap, site);
+    if (!c->site) {
+        c->site = strdup(site);
+        if (!c->site)
+            return NULL;
+        c->last = 0;
+        c->dirty = 0;
+        ob->ctr_n++;
+    }
+    return c;
+}
+
+/* Load site_seq into the counters (inside the writer's open transaction). */
+static is_err_t ctr_load(outbox_t *ob) {
+    is_err_t rc = IS_OK;
+    int src;
+
+    ctr_clear(ob);
+    while ((src = sqlite3_step(ob->w_seq_load)) == SQLITE_ROW) {
+        site_ctr_t *c = ctr_get(ob, (const char *)sqlite3_column_text(ob->w_seq_load, 0));
+        if (!c) {
+            rc = IS_ERR_NOMEM;
+            break;
+        }
+        c->last = (uint64_t)sqlite3_column_int64(ob->w_seq_load, 1);
+    }
+    if (rc == IS_OK && src != SQLITE_DONE)
+        rc = IS_ERR_DB;
+    stmt_done(ob->w_seq_load);
+    ob->ctr_valid = rc == IS_OK;
+    return rc;
+}
+
+/* Write the sites changed in this transaction to site_seq. */
+static is_err_t ctr_flush(outbox_t *ob) {
+    size_t i;
+    for (i = 0; i < ob->ctr_cap; i++) {
+        site_ctr_t *c = &ob->ctr[i];
+        int src;
+        if (!c->site || !c->dirty)
+            continue;
+        sqlite3_bind_text(ob->w_seq_set, 1, c->site, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ob->w_seq_set, 2, (sqlite3_int64)c->last);
+        src = sqlite3_step(ob->w_seq_set);
+        stmt_done(ob->w_seq_set);
+        if (src != SQLITE_DONE)
+            return IS_ERR_DB;
+        c->dirty = 0;
+    }
+    return IS_OK;
+}
+
 static void finalize_all(outbox_t *ob) {
-    sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq,      ob->w_insert, ob->w_probe,
-                           ob->f_fetch,  ob->f_mark,     ob->f_first,  ob->s_count,
+    sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq_set,  ob->w_seq_load,   ob->w_insert,
+                           ob->w_probe,  ob->w_sp,       ob->w_sp_release, ob->w_sp_rollback,
+                           ob->f_fetch,  ob->f_mark,     ob->f_first,      ob->s_count,
                            ob->s_oldest, ob->s_last_seq, ob->s_sites};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -99,7 +234,11 @@ void outbox_destroy(outbox_t *ob) {
     pthread_mutex_destroy(&ob->wmu);
     pthread_mutex_destroy(&ob->nmu);
     pthread_cond_destroy(&ob->ncv);
+    pthread_mutex_destroy(&ob->qmu);
+    pthread_cond_destroy(&ob->qcv);
     pthread_mutex_destroy(&ob->smu);
+    ctr_clear(ob);
+    free(ob->ctr);
     free(ob->buf);
     free(ob->path);
     free(ob->producer_id);
@@ -153,20 +292,28 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
         {ob->w, &ob->w_lookup,
          "SELECT id, fingerprint, site_seq, tier FROM outbox"
          " WHERE source_system = ?1 AND movement_id = ?2"},
-        {ob->w, &ob->w_seq,
-         "INSERT INTO site_seq(site, last_seq) VALUES(?1, 1)"
-         " ON CONFLICT(site) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq"},
+        {ob->w, &ob->w_seq_set,
+         "INSERT INTO site_seq(site, last_seq) VALUES(?1, ?2)"
+         " ON CONFLICT(site) DO UPDATE SET last_seq = excluded.last_seq"},
+        {ob->w, &ob->w_seq_load, "SELECT site, last_seq FROM site_seq"},
+        /* Only the dedup key may conflict quietly: a clash on (site, site_seq)
+         * would be a counter bug and fails the append. */
         {ob->w, &ob->w_insert,
          "INSERT INTO outbox(site, site_seq, source_system, movement_id, fingerprint, topic,"
          " msg_key, payload, tier, policy_version, accepted_at)"
-         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+         " ON CONFLICT(source_system, movement_id) DO NOTHING"},
+        {ob->f, &ob->f_mark,
+         "UPDATE outbox SET sent_at = ?3 WHERE id BETWEEN ?1 AND ?2 AND sent_at IS NULL"},
+        {ob->w, &ob->w_sp, "SAVEPOINT req"},
+        {ob->w, &ob->w_sp_release, "RELEASE req"},
+        {ob->w, &ob->w_sp_rollback, "ROLLBACK TO req"},
         {ob->w, &ob->w_probe,
          "INSERT OR REPLACE INTO outbox_meta(key, value) VALUES('writable_probe', 'x')"},
         {ob->f, &ob->f_fetch,
          "SELECT id, site, site_seq, source_system, movement_id, topic, msg_key, payload,"
          " tier, policy_version, accepted_at FROM outbox INDEXED BY outbox_unsent"
          " WHERE sent_at IS NULL AND id > ?1 ORDER BY id LIMIT ?2"},
-        {ob->f, &ob->f_mark, "UPDATE outbox SET sent_at = ?2 WHERE id = ?1 AND sent_at IS NULL"},
         {ob->f, &ob->f_first,
          "SELECT id FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
          " ORDER BY id LIMIT 1"},
@@ -204,6 +351,8 @@ is_err_t outbox_open(const char *path, is_db_sync_t sync, const char *producer_i
     pthread_mutex_init(&ob->wmu, NULL);
     pthread_mutex_init(&ob->nmu, NULL);
     pthread_cond_init(&ob->ncv, NULL);
+    pthread_mutex_init(&ob->qmu, NULL);
+    pthread_cond_init(&ob->qcv, NULL);
     pthread_mutex_init(&ob->smu, NULL);
     ob->path = strdup(path);
     ob->producer_id = strdup(producer_id);
@@ -259,23 +408,9 @@ static size_t pack_stamped(outbox_t *ob, const outbox_item_t *it, uint64_t seq, 
     return invsync__v1__movement__pack(&copy, ob->buf);
 }
 
-/* Next sequence for site inside the open transaction. */
-static is_err_t next_seq(outbox_t *ob, const char *site, uint64_t *seq) {
-    int src;
-    sqlite3_bind_text(ob->w_seq, 1, site, -1, SQLITE_STATIC);
-    src = sqlite3_step(ob->w_seq);
-    if (src != SQLITE_ROW) {
-        stmt_done(ob->w_seq);
-        return IS_ERR_DB;
-    }
-    *seq = (uint64_t)sqlite3_column_int64(ob->w_seq, 0);
-    stmt_done(ob->w_seq);
-    return IS_OK;
-}
-
 /*
- * Look up one item; 1 when found (status and stored fields filled), 0 when
- * new, -1 on a database error.
+ * Look up one item that the insert found already stored; 1 when found
+ * (status and stored fields filled), 0 when not, -1 on a database error.
  */
 static int lookup_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS_SHA256_LEN]) {
     int src, found = 0;
@@ -302,32 +437,39 @@ static int lookup_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS_SHA2
     return found;
 }
 
-static is_err_t insert_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS_SHA256_LEN],
-                            int64_t now_ms, char *errstr, size_t errstr_size) {
-    const is_movement_t *m = it->m;
+/* What outbox_append computes per item before taking the writer lock. */
+typedef struct item_prep {
+    uint8_t fp[IS_SHA256_LEN];
     char key[IS_LOT_KEY_MAX];
+} item_prep_t;
+
+/*
+ * Insert one item with the site's next sequence, or, when its
+ * (source_system, movement_id) is already stored (earlier or in this
+ * transaction), classify it as DUPLICATE / CONFLICT without using a sequence.
+ */
+static is_err_t store_item(outbox_t *ob, outbox_item_t *it, const item_prep_t *pp, int64_t now_ms,
+                           char *errstr, size_t errstr_size) {
+    const is_movement_t *m = it->m;
+    site_ctr_t *c = ctr_get(ob, m->site);
     uint64_t seq;
     size_t len;
-    int src;
+    int src, found;
 
-    if (is_movement_lot_key(m, key, sizeof(key)) < 0) {
-        is_errf(errstr, errstr_size, "movement '%s': site/material/lot too long for a key",
-                S(m->movement_id));
-        return IS_ERR_INVALID;
-    }
-    if (next_seq(ob, S(m->site), &seq) != IS_OK)
-        return is_db_error(ob->w, "next sequence", errstr, errstr_size);
+    if (!c)
+        return IS_ERR_NOMEM;
+    seq = c->last + 1;
     len = pack_stamped(ob, it, seq, now_ms);
     if (len == 0)
         return IS_ERR_NOMEM;
 
-    sqlite3_bind_text(ob->w_insert, 1, S(m->site), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 1, m->site, -1, SQLITE_STATIC);
     sqlite3_bind_int64(ob->w_insert, 2, (sqlite3_int64)seq);
-    sqlite3_bind_text(ob->w_insert, 3, S(m->source_system), -1, SQLITE_STATIC);
-    sqlite3_bind_text(ob->w_insert, 4, S(m->movement_id), -1, SQLITE_STATIC);
-    sqlite3_bind_blob(ob->w_insert, 5, fp, IS_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 3, m->source_system, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 4, m->movement_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(ob->w_insert, 5, pp->fp, IS_SHA256_LEN, SQLITE_STATIC);
     sqlite3_bind_text(ob->w_insert, 6, S(it->topic), -1, SQLITE_STATIC);
-    sqlite3_bind_text(ob->w_insert, 7, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_insert, 7, pp->key, -1, SQLITE_STATIC);
     sqlite3_bind_blob(ob->w_insert, 8, ob->buf, (int)len, SQLITE_STATIC);
     sqlite3_bind_text(ob->w_insert, 9, S(it->tier), -1, SQLITE_STATIC);
     sqlite3_bind_text(ob->w_insert, 10, S(it->policy_version), -1, SQLITE_STATIC);
@@ -337,92 +479,280 @@ static is_err_t insert_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS
     if (src != SQLITE_DONE)
         return is_db_error(ob->w, "insert into outbox", errstr, errstr_size);
 
-    it->status = OUTBOX_ACCEPTED;
-    it->sequence = seq;
-    it->id = sqlite3_last_insert_rowid(ob->w);
-    is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", S(it->tier));
+    if (sqlite3_changes(ob->w) == 1) {
+        c->last = seq;
+        c->dirty = 1;
+        it->status = OUTBOX_ACCEPTED;
+        it->sequence = seq;
+        it->id = sqlite3_last_insert_rowid(ob->w);
+        is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", S(it->tier));
+        return IS_OK;
+    }
+    /* Already stored: the rare path pays for the second look-up. */
+    found = lookup_item(ob, it, pp->fp);
+    if (found < 0)
+        return is_db_error(ob->w, "look up movement", errstr, errstr_size);
+    if (found == 0) {
+        is_errf(errstr, errstr_size, "movement '%s': insert ignored but no stored row found",
+                m->movement_id);
+        return IS_ERR_DB;
+    }
     return IS_OK;
 }
 
-static is_err_t append_locked(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms,
-                              char *errstr, size_t errstr_size) {
+/*
+ * Store one request's items inside the writer's open transaction and write
+ * the touched sites to site_seq. IS_OK, IS_ERR_CONFLICT (n_conflict items
+ * marked) or an error; on anything but IS_OK the caller rolls back.
+ */
+static is_err_t append_items(outbox_t *ob, outbox_item_t *items, size_t n, const item_prep_t *prep,
+                             int64_t now_ms, char *errstr, size_t errstr_size) {
     size_t i, n_conflict = 0;
     is_err_t rc;
 
-    if (is_db_begin(ob->w) != IS_OK)
-        return is_db_error(ob->w, "begin", errstr, errstr_size);
+    if (!ob->ctr_valid && ctr_load(ob) != IS_OK)
+        return is_db_error(ob->w, "load site sequences", errstr, errstr_size);
+    for (i = 0; i < n; i++) {
+        /* Stored even after a conflict, so later repeats in this request are still seen. */
+        rc = store_item(ob, &items[i], &prep[i], now_ms, errstr, errstr_size);
+        if (rc != IS_OK)
+            return rc;
+        n_conflict += items[i].status == OUTBOX_CONFLICT;
+    }
+    if (n_conflict > 0) {
+        is_errf(errstr, errstr_size, "%zu movement(s) conflict with accepted ones", n_conflict);
+        return IS_ERR_CONFLICT;
+    }
+    if (ctr_flush(ob) != IS_OK)
+        return is_db_error(ob->w, "write site sequence", errstr, errstr_size);
+    return IS_OK;
+}
+
+/*
+ * The part of an append that needs no lock: check the ids, fingerprint and
+ * build the Kafka key of every item. *out is malloc'd (caller frees).
+ */
+static is_err_t prepare_items(outbox_item_t *items, size_t n, item_prep_t **out, char *errstr,
+                              size_t errstr_size) {
+    item_prep_t *prep = malloc(n * sizeof(*prep));
+    size_t i;
+    is_err_t rc;
+
+    *out = NULL;
+    if (!prep)
+        return IS_ERR_NOMEM;
     for (i = 0; i < n; i++) {
         outbox_item_t *it = &items[i];
-        uint8_t fp[IS_SHA256_LEN];
-        int found;
+        const is_movement_t *m = it->m;
 
         it->status = OUTBOX_CONFLICT;
         it->sequence = 0;
         it->id = 0;
         it->stored_tier[0] = '\0';
-        if (!it->m || !it->m->movement_id || !*it->m->movement_id || !it->m->source_system ||
-            !*it->m->source_system || !it->m->site || !*it->m->site) {
+        if (!m || !m->movement_id || !*m->movement_id || !m->source_system || !*m->source_system ||
+            !m->site || !*m->site) {
             is_errf(errstr, errstr_size, "item %zu: movement without ids", i);
             rc = IS_ERR_INVALID;
             goto err;
         }
-        rc = is_movement_fingerprint(it->m, fp);
+        rc = is_movement_fingerprint(m, prep[i].fp);
         if (rc != IS_OK) {
-            is_errf(errstr, errstr_size, "movement '%s': cannot fingerprint: %s",
-                    it->m->movement_id, is_err_str(rc));
+            is_errf(errstr, errstr_size, "movement '%s': cannot fingerprint: %s", m->movement_id,
+                    is_err_str(rc));
             goto err;
         }
-        found = lookup_item(ob, it, fp);
-        if (found < 0) {
-            rc = is_db_error(ob->w, "look up movement", errstr, errstr_size);
+        if (is_movement_lot_key(m, prep[i].key, sizeof(prep[i].key)) < 0) {
+            is_errf(errstr, errstr_size, "movement '%s': site/material/lot too long for a key",
+                    m->movement_id);
+            rc = IS_ERR_INVALID;
             goto err;
         }
-        if (found) {
-            if (it->status == OUTBOX_CONFLICT)
-                n_conflict++;
-            continue;
-        }
-        /* Inserted even after a conflict, so later repeats in this request are still seen. */
-        rc = insert_item(ob, it, fp, now_ms, errstr, errstr_size);
-        if (rc != IS_OK)
-            goto err;
     }
-    if (n_conflict > 0) {
-        is_db_rollback(ob->w);
-        is_errf(errstr, errstr_size, "%zu movement(s) conflict with accepted ones", n_conflict);
-        return IS_ERR_CONFLICT;
-    }
-    if (is_db_commit(ob->w) != IS_OK) {
-        rc = is_db_error(ob->w, "commit", errstr, errstr_size);
-        goto err;
-    }
+    *out = prep;
     return IS_OK;
 err:
-    is_db_rollback(ob->w);
+    free(prep);
     return rc;
 }
 
-is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,
-                       size_t errstr_size) {
+/* One outbox_append waiting in (or being served from) the group-commit queue. */
+typedef struct append_req {
+    outbox_item_t *items;
+    size_t n;
+    const item_prep_t *prep;
+    int64_t now_ms;
+    char *errstr; /* the caller's buffer: it waits until done */
+    size_t errstr_size;
     is_err_t rc;
-    if (n == 0)
-        return IS_OK;
+    int done;
+    struct append_req *next;
+} append_req_t;
+
+/* Rows one group transaction takes at most (it always takes one request). */
+#define GROUP_MAX_ROWS 8192
+
+static int step_done(sqlite3_stmt *st) {
+    int src = sqlite3_step(st);
+    sqlite3_reset(st);
+    return src == SQLITE_DONE;
+}
+
+static void set_err(append_req_t *r, is_err_t rc, const char *msg) {
+    r->rc = rc;
+    if (r->errstr && r->errstr_size)
+        is_errf(r->errstr, r->errstr_size, "%s", msg);
+}
+
+/*
+ * Store a group of requests in one transaction, each under a savepoint: a
+ * request that conflicts (or fails without a database error) is rolled back
+ * alone and the others go on; a database error rolls back the whole group
+ * (every request that would have been stored gets the error). Sets each
+ * request's rc; acknowledged ones (IS_OK) are committed when this returns.
+ * Called by the group leader under wmu.
+ */
+static void commit_group(outbox_t *ob, append_req_t *group) {
+    char dberr[256] = "";
+    append_req_t *r;
+    size_t n_ok = 0;
+    int db_failed = 0;
+
+    for (r = group; r; r = r->next)
+        r->rc = IS_OK;
+    if (is_db_begin(ob->w) != IS_OK) {
+        (void)is_db_error(ob->w, "begin", dberr, sizeof(dberr));
+        db_failed = 1;
+    }
+    for (r = group; r && !db_failed; r = r->next) {
+        if (!step_done(ob->w_sp)) {
+            (void)is_db_error(ob->w, "savepoint", dberr, sizeof(dberr));
+            db_failed = 1;
+            break;
+        }
+        r->rc = append_items(ob, r->items, r->n, r->prep, r->now_ms, r->errstr, r->errstr_size);
+        if (r->rc == IS_OK) {
+            if (!step_done(ob->w_sp_release)) {
+                (void)is_db_error(ob->w, "release savepoint", dberr, sizeof(dberr));
+                db_failed = 1;
+            }
+            n_ok++;
+            continue;
+        }
+        if (r->rc == IS_ERR_DB || r->rc == IS_ERR_IO) {
+            is_errf(dberr, sizeof(dberr), "%s", r->errstr ? r->errstr : "append");
+            db_failed = 1;
+            break;
+        }
+        /* This request alone: undo it, then reread the counters as of the savepoint. */
+        if (!step_done(ob->w_sp_rollback) || !step_done(ob->w_sp_release) ||
+            ctr_load(ob) != IS_OK) {
+            (void)is_db_error(ob->w, "roll back a request", dberr, sizeof(dberr));
+            db_failed = 1;
+        }
+    }
+    if (!db_failed && n_ok > 0 && is_db_commit(ob->w) != IS_OK) {
+        (void)is_db_error(ob->w, "commit", dberr, sizeof(dberr));
+        db_failed = 1;
+    }
+    if (db_failed || n_ok == 0) {
+        is_db_rollback(ob->w);
+        ob->ctr_valid = 0; /* reloaded from site_seq by the next append */
+    }
+    if (!db_failed)
+        return;
+    /* Nothing of this group is stored: whoever would have been acknowledged gets the error. */
+    for (r = group; r; r = r->next) {
+        if (r->rc == IS_OK || r->rc == IS_ERR_DB || r->rc == IS_ERR_IO)
+            set_err(r, IS_ERR_DB, dberr);
+    }
+}
+
+/* Lead one group: take requests off the queue, store and commit them, mark them done. */
+static void lead_group(outbox_t *ob) {
+    append_req_t *group, *last, *r;
+    size_t rows;
+    int ok = 0, failed = 0;
+    char failed_msg[256] = "";
+
+    group = last = ob->q_head;
+    rows = group->n;
+    while (last->next && rows + last->next->n <= GROUP_MAX_ROWS) {
+        last = last->next;
+        rows += last->n;
+    }
+    ob->q_head = last->next;
+    if (!ob->q_head)
+        ob->q_tail = NULL;
+    last->next = NULL;
+    ob->q_leading = 1;
+    pthread_mutex_unlock(&ob->qmu);
+
     pthread_mutex_lock(&ob->wmu);
-    rc = append_locked(ob, items, n, now_ms, errstr, errstr_size);
-    if (rc == IS_ERR_DB || rc == IS_ERR_IO) {
+    commit_group(ob, group);
+    for (r = group; r; r = r->next) {
+        ok |= r->rc == IS_OK;
+        if (r->rc == IS_ERR_DB || r->rc == IS_ERR_IO) {
+            failed = 1;
+            is_errf(failed_msg, sizeof(failed_msg), "%s", r->errstr ? r->errstr : "append");
+        }
+    }
+    if (failed) {
         ob->w_failed = 1;
-        is_errf(ob->w_failed_msg, sizeof(ob->w_failed_msg), "%s", errstr ? errstr : "append");
-    } else if (rc == IS_OK) {
+        is_errf(ob->w_failed_msg, sizeof(ob->w_failed_msg), "%s", failed_msg);
+    } else if (ok) {
         ob->w_failed = 0;
     }
     pthread_mutex_unlock(&ob->wmu);
-    if (rc == IS_OK) {
+    if (ok) {
         pthread_mutex_lock(&ob->nmu);
         ob->appends++;
         pthread_cond_broadcast(&ob->ncv);
         pthread_mutex_unlock(&ob->nmu);
     }
-    return rc;
+
+    pthread_mutex_lock(&ob->qmu);
+    for (r = group; r;) {
+        append_req_t *next = r->next; /* r belongs to its caller once done */
+        r->done = 1;
+        r = next;
+    }
+    ob->q_leading = 0;
+    pthread_cond_broadcast(&ob->qcv);
+}
+
+is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,
+                       size_t errstr_size) {
+    item_prep_t *prep;
+    append_req_t req;
+    is_err_t rc;
+    if (n == 0)
+        return IS_OK;
+    rc = prepare_items(items, n, &prep, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    memset(&req, 0, sizeof(req));
+    req.items = items;
+    req.n = n;
+    req.prep = prep;
+    req.now_ms = now_ms;
+    req.errstr = errstr;
+    req.errstr_size = errstr_size;
+
+    pthread_mutex_lock(&ob->qmu);
+    if (ob->q_tail)
+        ob->q_tail->next = &req;
+    else
+        ob->q_head = &req;
+    ob->q_tail = &req;
+    while (!req.done) {
+        if (!ob->q_leading)
+            lead_group(ob); /* returns with qmu held */
+        else
+            pthread_cond_wait(&ob->qcv, &ob->qmu);
+    }
+    pthread_mutex_unlock(&ob->qmu);
+    free(prep);
+    return req.rc;
 }
 
 void outbox_wait_append(outbox_t *ob, int timeout_ms) {
@@ -503,19 +833,37 @@ is_err_t outbox_fetch_unsent(outbox_t *ob, int64_t after_id, size_t limit, outbo
     return rc;
 }
 
+static int cmp_id(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The ids are sorted and collapsed into runs of consecutive ids, one UPDATE
+ * per run: a round's delivery reports are nearly contiguous. */
 is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms, char *errstr,
                           size_t errstr_size) {
-    size_t i;
-    is_err_t rc;
+    int64_t *sorted;
+    size_t i, j;
+    is_err_t rc = IS_OK;
 
     if (n == 0)
         return IS_OK;
-    if (is_db_begin(ob->f) != IS_OK)
+    sorted = malloc(n * sizeof(*sorted));
+    if (!sorted)
+        return IS_ERR_NOMEM;
+    memcpy(sorted, ids, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), cmp_id);
+    if (is_db_begin(ob->f) != IS_OK) {
+        free(sorted);
         return is_db_error(ob->f, "begin", errstr, errstr_size);
-    for (i = 0; i < n; i++) {
+    }
+    for (i = 0; i < n; i = j) {
         int src;
-        sqlite3_bind_int64(ob->f_mark, 1, ids[i]);
-        sqlite3_bind_int64(ob->f_mark, 2, now_ms);
+        for (j = i + 1; j < n && sorted[j] <= sorted[j - 1] + 1; j++)
+            ;
+        sqlite3_bind_int64(ob->f_mark, 1, sorted[i]);
+        sqlite3_bind_int64(ob->f_mark, 2, sorted[j - 1]);
+        sqlite3_bind_int64(ob->f_mark, 3, now_ms);
         src = sqlite3_step(ob->f_mark);
         stmt_done(ob->f_mark);
         if (src != SQLITE_DONE) {
@@ -527,9 +875,11 @@ is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t no
         rc = is_db_error(ob->f, "commit", errstr, errstr_size);
         goto err;
     }
+    free(sorted);
     return IS_OK;
 err:
     is_db_rollback(ob->f);
+    free(sorted);
     return rc;
 }
 

@@ -10,9 +10,11 @@
  *
  * Each accepted movement gets a sequence that is gap-free per (producer, site)
  * and starts at 1: a consumer owning some sites sees a contiguous stream for
- * each of them. The last sequence per site lives in table site_seq and is
- * bumped inside the same transaction as the insert, so a rollback never
- * leaves a hole. The producer_id is recorded at creation; opening the file
+ * each of them. The last sequence per site lives in table site_seq; the
+ * writer keeps a copy in memory (loaded inside its transaction after open or
+ * after any rollback), assigns sequences from it and writes the touched
+ * sites back to site_seq in the same transaction as the inserts, so a
+ * rollback never leaves a hole. The producer_id is recorded at creation; opening the file
  * with another producer_id is refused, because the new id's sequences would
  * not start at 1.
  *
@@ -26,15 +28,21 @@
  * payload is the packed, stamped invsync.v1.Movement, encoded once here.
  * Sent rows are kept: they are the dedup memory.
  *
- * Load: one append per HTTP request (up to http.max_items rows, one
- * transaction, one fsync with outbox.sync=full); the forwarder reads in
- * batches of forwarder.batch and marks delivered ids in one transaction per
- * poll round.
+ * Load: one append per HTTP request (up to http.max_items rows). The ids
+ * are checked, the fingerprints and Kafka keys computed before any lock, so
+ * the serialized part is one INSERT per row. Appends that arrive while a
+ * commit is running are committed together (group commit): one transaction,
+ * one fsync with outbox.sync=full, each request under its own savepoint so
+ * that it stays all or nothing on its own. The forwarder reads in batches
+ * of forwarder.batch and marks delivered ids in one transaction per poll
+ * round (one UPDATE per run of consecutive ids).
  *
  * Threads — three SQLite connections to the same file, one per role:
  *   writer   outbox_append, outbox_probe_writable: any thread (the HTTP
- *            handlers), serialized by a mutex. One long-lived connection: a
- *            connection per request would be slow.
+ *            handlers); appends queue up and one of the waiting callers at
+ *            a time writes a whole group for all of them, under a mutex.
+ *            One long-lived connection: a connection per request would be
+ *            slow.
  *   forward  outbox_fetch_unsent, outbox_mark_sent, outbox_first_unsent_id:
  *            @locality the forwarder thread only (no lock; one caller).
  *   stats    outbox_backlog, outbox_last_seq, outbox_sites: any thread,
@@ -95,12 +103,19 @@ typedef struct outbox_item {
  * items are stamped (producer_id, accepted_time = now_ms, sequence = next for
  * the site, tier, policy_version), packed and inserted.
  *
+ * The call may be committed in one transaction together with concurrent
+ * calls (group commit); it returns only after that commit. Requests of one
+ * group are stored in arrival order, so a later one sees an earlier one's
+ * movements as stored (DUPLICATE / CONFLICT), exactly as if they had been
+ * committed one after the other.
+ *
  * Returns IS_OK after the commit (every status is ACCEPTED or DUPLICATE and
  * the accepted ones are on disk). IS_ERR_CONFLICT when any item is a
  * CONFLICT: everything is rolled back, the CONFLICT items say which; the
  * statuses of the others are meaningless. Any other error (IS_ERR_DB,
  * IS_ERR_NOMEM, IS_ERR_INVALID for a movement without ids): rolled back,
- * nothing stored, errstr says why.
+ * nothing stored, errstr says why. A database error fails every request of
+ * the group that would otherwise have been stored (IS_ERR_DB).
  * @locality any thread (serialized internally).
  */
 is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "ingest.h"
+#include "json_arena.h"
 #include "log.h"
 
 #define T0      1767261600000LL /* 2026-01-01T10:00:00Z */
@@ -382,6 +383,26 @@ static void test_202_accepted_then_duplicate(void **state) {
     assert_int_equal(stored(f), 2);
 }
 
+/* The 202 body is written by hand: its text is exactly what jansson dumps for
+ * the same content, escapes included. */
+static void test_202_body_escapes_like_jansson(void **state) {
+    fixture_t *f = *state;
+    const char *id = "Q\"uo\\te/\n\t\x01\xc3\xa9";
+    char body[2048], a[1024];
+    char *dumped;
+
+    gi(a, sizeof a, "Q\\\"uo\\\\te/\\n\\t\\u0001\xc3\xa9", "P1", "1.5");
+    snprintf(body, sizeof body, "[%s]", a);
+    assert_int_equal(post_json(f, TOK_P1, body), 202);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(f->body, "items"), 0), "movement_id")),
+                        id);
+    dumped = json_dumps(f->body, JSON_COMPACT);
+    assert_non_null(dumped);
+    assert_string_equal(f->raw, dumped);
+    free(dumped);
+}
+
 static void test_202_protobuf_batch(void **state) {
     fixture_t *f = *state;
     is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
@@ -554,9 +575,14 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_202_protobuf_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_protobuf_strings_must_be_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_202_body_escapes_like_jansson, setup, teardown),
         cmocka_unit_test_setup_teardown(test_503_outbox_failure_acknowledges_nothing, setup,
                                         teardown),
     };
+    int rc;
+    json_arena_install(); /* as mes-producer's main: request trees in the arena */
     is_log_init("test_ingest", IS_LOG_ERROR); /* keep the test output readable */
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    json_arena_thread_release();
+    return rc;
 }

@@ -8,6 +8,7 @@
  * Each test gets a fresh mkdtemp directory with one outbox file
  * (synchronous=OFF: durability is db.c's business, not this suite's).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -259,6 +260,56 @@ static void test_movement_without_ids_is_refused(void **state) {
     assert_int_equal(backlog(f), 0);
 }
 
+/* A duplicate (stored earlier or in the same request) uses no sequence. */
+static void test_duplicate_uses_no_sequence(void **state) {
+    fixture_t *f = *state;
+    mv_t a, a_again, b, c;
+    outbox_item_t it[3];
+    uint64_t seq;
+    char err[256];
+
+    mv_init(&a, "MV-1", "P1", 1000);
+    mv_init(&a_again, "MV-1", "P1", 1000);
+    mv_init(&b, "MV-2", "P1", 1000);
+    item_init(&it[0], &a, "nearline");
+    item_init(&it[1], &a_again, "nearline");
+    item_init(&it[2], &b, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 3, T0, err, sizeof err), IS_OK);
+    assert_int_equal(it[0].sequence, 1);
+    assert_int_equal(it[1].status, OUTBOX_DUPLICATE);
+    assert_int_equal(it[1].sequence, 1);
+    assert_int_equal(it[2].status, OUTBOX_ACCEPTED);
+    assert_int_equal(it[2].sequence, 2);
+    assert_int_equal(append1(f, &b, &seq, T0 + 1), OUTBOX_DUPLICATE);
+    assert_int_equal(seq, 2);
+    mv_init(&c, "MV-3", "P1", 1000);
+    assert_int_equal(append1(f, &c, &seq, T0 + 2), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 3);
+    assert_int_equal(last_seq(f, "P1"), 3);
+}
+
+/* Many sites (the in-memory counter table grows) keep their own sequences. */
+static void test_many_sites_keep_their_sequences(void **state) {
+    fixture_t *f = *state;
+    uint64_t seq;
+    size_t round, s;
+
+    for (round = 1; round <= 2; round++) {
+        for (s = 0; s < 100; s++) {
+            char id[32], site[16];
+            mv_t v;
+            snprintf(id, sizeof id, "MV-%zu-%zu", round, s);
+            snprintf(site, sizeof site, "S%zu", s);
+            mv_init(&v, id, site, 100);
+            assert_int_equal(append1(f, &v, &seq, T0), OUTBOX_ACCEPTED);
+            assert_int_equal(seq, round);
+        }
+        reopen(f);
+    }
+    assert_int_equal(last_seq(f, "S0"), 2);
+    assert_int_equal(last_seq(f, "S99"), 2);
+}
+
 /* ---- sequences --------------------------------------------------------- */
 
 static void test_sequences_gap_free_per_site_across_reopen(void **state) {
@@ -483,6 +534,162 @@ static void test_mark_sent_and_backlog(void **state) {
     }
 }
 
+/* Marks given out of order, repeated and with holes touch exactly those ids. */
+static void test_mark_sent_runs_with_holes(void **state) {
+    fixture_t *f = *state;
+    int64_t ids[5], first = 0, oldest = 0;
+    uint64_t count = 0;
+    fetched_t fe;
+    size_t n = 0;
+    char err[256];
+
+    append_n(f, 7);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 7);
+    /* rows 6, 2, 1, 2, 4 (1-based): unsent remain 3, 5, 7 */
+    ids[0] = fe.ids[5];
+    ids[1] = fe.ids[1];
+    ids[2] = fe.ids[0];
+    ids[3] = fe.ids[1];
+    ids[4] = fe.ids[3];
+    assert_int_equal(outbox_mark_sent(f->ob, ids, 5, T0 + 100000, err, sizeof err), IS_OK);
+    assert_int_equal(outbox_backlog(f->ob, &count, &oldest), IS_OK);
+    assert_int_equal(count, 3);
+    assert_int_equal(oldest, T0 + 2000);
+    assert_int_equal(outbox_first_unsent_id(f->ob, &first), IS_OK);
+    assert_int_equal(first, fe.ids[2]);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(fe.seqs[0], 3);
+    assert_int_equal(fe.seqs[1], 5);
+    assert_int_equal(fe.seqs[2], 7);
+}
+
+/* ---- concurrent appends (group commit) ---------------------------------- */
+
+#define GC_THREADS  6
+#define GC_REQUESTS 40
+#define GC_ITEMS    15
+
+typedef struct gc_arg {
+    fixture_t *f;
+    int t;
+    size_t accepted, conflicts, errors;
+} gc_arg_t;
+
+/* Each thread: requests of GC_ITEMS new movements over three sites; every
+ * fifth request also resends, with changed content, a movement its thread
+ * stored earlier (a CONFLICT: nothing of that request may be stored); every
+ * seventh resends an earlier one unchanged (a DUPLICATE). */
+static void *gc_thread(void *p) {
+    gc_arg_t *a = p;
+    static const char *sites[] = {"P1", "P2", "P3"};
+    mv_t *v = calloc(GC_ITEMS + 1, sizeof(*v));
+    outbox_item_t *it = calloc(GC_ITEMS + 1, sizeof(*it));
+    int r;
+    size_t i;
+
+    for (r = 0; r < GC_REQUESTS; r++) {
+        size_t n = GC_ITEMS;
+        char err[256];
+        is_err_t rc;
+        for (i = 0; i < GC_ITEMS; i++) {
+            char id[48];
+            snprintf(id, sizeof id, "T%d-R%d-I%zu", a->t, r, i);
+            mv_init(&v[i], id, sites[(i + (size_t)r) % 3], 100 + (int64_t)i);
+            item_init(&it[i], &v[i], "nearline");
+        }
+        if (r > 0 && r % 5 == 0) {
+            char id[48];
+            snprintf(id, sizeof id, "T%d-R%d-I0", a->t, r - 1);
+            mv_init(&v[n], id, sites[(size_t)(r - 1) % 3], 99999); /* changed content */
+            item_init(&it[n], &v[n], "nearline");
+            n++;
+        } else if (r > 0 && r % 7 == 0) {
+            int q = (r - 1) % 5 == 0 ? r - 2 : r - 1; /* a request that was stored */
+            char id[48];
+            snprintf(id, sizeof id, "T%d-R%d-I1", a->t, q);
+            mv_init(&v[n], id, sites[(1 + (size_t)q) % 3], 101); /* same content */
+            item_init(&it[n], &v[n], "nearline");
+            n++;
+        }
+        rc = outbox_append(a->f->ob, it, n, T0 + r, err, sizeof err);
+        if (rc == IS_OK) {
+            for (i = 0; i < n; i++)
+                a->accepted += it[i].status == OUTBOX_ACCEPTED;
+            if (n > GC_ITEMS && it[GC_ITEMS].status != OUTBOX_DUPLICATE)
+                a->errors++;
+        } else if (rc == IS_ERR_CONFLICT) {
+            a->conflicts++;
+            if (it[n - 1].status != OUTBOX_CONFLICT)
+                a->errors++;
+        } else {
+            a->errors++;
+        }
+    }
+    free(v);
+    free(it);
+    return NULL;
+}
+
+typedef struct gc_rows {
+    uint64_t last[3];
+    size_t n, bad;
+} gc_rows_t;
+
+static int gc_row(void *opaque, const outbox_row_t *row) {
+    gc_rows_t *g = opaque;
+    int s = row->site[1] - '1';
+    g->n++;
+    if (s < 0 || s > 2 || row->sequence != g->last[s] + 1)
+        g->bad++; /* per site, ascending ids carry 1, 2, 3, ... */
+    else
+        g->last[s] = row->sequence;
+    return 0;
+}
+
+static void test_concurrent_appends_stay_gap_free(void **state) {
+    fixture_t *f = *state;
+    pthread_t th[GC_THREADS];
+    gc_arg_t arg[GC_THREADS];
+    gc_rows_t rows;
+    size_t accepted = 0, conflicts = 0, n = 0;
+    char err[256];
+    int t;
+
+    /* With fsyncs, requests arrive while a commit runs and share the next one. */
+    outbox_destroy(f->ob);
+    f->ob = NULL;
+    assert_int_equal(outbox_open(f->path, IS_DB_SYNC_FULL, PRODUCER, &f->ob, err, sizeof err),
+                     IS_OK);
+    for (t = 0; t < GC_THREADS; t++) {
+        memset(&arg[t], 0, sizeof arg[t]);
+        arg[t].f = f;
+        arg[t].t = t;
+        assert_int_equal(pthread_create(&th[t], NULL, gc_thread, &arg[t]), 0);
+    }
+    for (t = 0; t < GC_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(arg[t].errors, 0);
+        accepted += arg[t].accepted;
+        conflicts += arg[t].conflicts;
+    }
+    /* Requests 5, 10, ..., 35 of each thread conflict; the others are stored whole. */
+    assert_int_equal(conflicts, (size_t)GC_THREADS * 7);
+    assert_int_equal(accepted, (size_t)GC_THREADS * (GC_REQUESTS - 7) * GC_ITEMS);
+    memset(&rows, 0, sizeof rows);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 1000000, gc_row, &rows, &n, err, sizeof err),
+                     IS_OK);
+    assert_int_equal(n, accepted);
+    assert_int_equal(rows.bad, 0);
+    assert_int_equal(rows.last[0] + rows.last[1] + rows.last[2], accepted);
+    assert_int_equal(last_seq(f, "P1"), rows.last[0]);
+    assert_int_equal(last_seq(f, "P2"), rows.last[1]);
+    assert_int_equal(last_seq(f, "P3"), rows.last[2]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_new_then_duplicate_keeps_sequence, setup, teardown),
@@ -498,6 +705,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_probe_writable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_in_order_with_stamped_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark_sent_and_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_uses_no_sequence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_sites_keep_their_sequences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mark_sent_runs_with_holes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_appends_stay_gap_free, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
