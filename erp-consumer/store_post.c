@@ -18,6 +18,10 @@
 
 #define TRIGGER_PAGE  1024 /* trigger rows read per query */
 #define TRIGGER_PAGES 16   /* pages per fetch at most (held lots are skipped) */
+/* Movements loaded (decoded) per fetch at most: bounds the poster's memory when
+ * a backlog of millions is due at once. A lot is taken whole up to this many;
+ * the lots after the budget wait for the next cycle. */
+#define FETCH_MEMBERS 20000
 
 const char *const store_post_sql[SQ__COUNT] = {
     /* A retry goes only when no earlier movement of its lot is still unfinished in
@@ -41,7 +45,10 @@ const char *const store_post_sql[SQ__COUNT] = {
                     " ORDER BY m.due_at LIMIT ?2 OFFSET ?3",
     [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq, period"
                        " FROM movements WHERE lot_key = ?1 AND state = 'queued'"
-                       " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq",
+                       " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    [SQ_LOT_DUE_AFTER] = "SELECT movement_id, tier FROM movements WHERE lot_key = ?1"
+                         " AND state = 'queued' AND producer_id = ?2 AND seq > ?3 AND seq <= ?4"
+                         " AND due_at <= ?5 ORDER BY seq DESC LIMIT 1",
     [SQ_LOT_HELD] = "SELECT 1 FROM movements WHERE lot_key = ?1"
                     " AND state IN ('posting', 'retry', 'failed') LIMIT 1",
     [SQ_PAUSES] = "SELECT site, tier FROM pauses",
@@ -414,6 +421,8 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     bind_text(st, 1, lot_key);
     bind_text(st, 2, producer);
     sqlite3_bind_int64(st, 3, watermark);
+    sqlite3_bind_int64(st, 4, FETCH_MEMBERS);
+    int64_t last_seq = 0;
     while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -438,11 +447,29 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
         copy_col(x->topic, sizeof(x->topic), st, 4);
         x->part = sqlite3_column_int(st, 5);
         x->off = sqlite3_column_int64(st, 6);
+        last_seq = sqlite3_column_int64(st, 8);
         x->period = sqlite3_column_int64(st, 9); /* NULL reads as 0: no period */
         if (x->due_at <= now_ms)
             last_due = n - 1;
     }
     sqlite3_reset(st);
+    char trigger_id[IS_MOVEMENT_MAX_STR + 1] = "", trigger_tier[32] = "";
+    if (rc == IS_OK && n == FETCH_MEMBERS) {
+        /* More members than one fetch loads: if a due one lies beyond, it
+         * promotes every loaded member (the rest follow next cycle). */
+        st = stmt(s, SQ_LOT_DUE_AFTER);
+        bind_text(st, 1, lot_key);
+        bind_text(st, 2, producer);
+        sqlite3_bind_int64(st, 3, last_seq);
+        sqlite3_bind_int64(st, 4, watermark);
+        sqlite3_bind_int64(st, 5, now_ms);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            last_due = n - 1;
+            copy_col(trigger_id, sizeof(trigger_id), st, 0);
+            copy_col(trigger_tier, sizeof(trigger_tier), st, 1);
+        }
+        sqlite3_reset(st);
+    }
     if (rc != IS_OK || last_due == SIZE_MAX)
         goto out;
     /* Members after the last due one stay queued (they are not due and nothing later
@@ -451,14 +478,23 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
         if (paused_in(ps, site, mb[i].tier))
             goto out; /* an earlier movement of the lot sits in a paused tier: hold */
     *held = 0;
-    char trigger_id[IS_MOVEMENT_MAX_STR + 1], trigger_tier[32];
-    snprintf(trigger_id, sizeof(trigger_id), "%s", mb[last_due].m->movement_id);
-    snprintf(trigger_tier, sizeof(trigger_tier), "%s", mb[last_due].tier);
+    if (!trigger_id[0]) {
+        snprintf(trigger_id, sizeof(trigger_id), "%s", mb[last_due].m->movement_id);
+        snprintf(trigger_tier, sizeof(trigger_tier), "%s", mb[last_due].tier);
+    }
     rc = cut_postings(s, mb, last_due + 1, lot_key, site, policy, now_ms, trigger_id, trigger_tier,
                       out);
 out:
     members_free(mb, n);
     return rc;
+}
+
+/* Movements in a fetch's postings so far. */
+static size_t loaded(const store_posting_list_t *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < out->n; i++)
+        n += out->items[i].n;
+    return n;
 }
 
 is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, size_t max,
@@ -480,7 +516,8 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     if (rc != IS_OK)
         goto err;
 
-    for (int page = 0; page < TRIGGER_PAGES && out->n < max; page++) {
+    for (int page = 0; page < TRIGGER_PAGES && out->n < max && loaded(out) < FETCH_MEMBERS;
+         page++) {
         /* Collect the page's distinct lots first: take_lot reuses statements. */
         typedef struct trig {
             char *lot_key, *producer, *site, *tier;
@@ -528,7 +565,8 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
             n_tr++;
         }
         sqlite3_reset(st);
-        for (size_t i = 0; rc == IS_OK && i < n_tr && out->n < max; i++) {
+        for (size_t i = 0; rc == IS_OK && i < n_tr && out->n < max && loaded(out) < FETCH_MEMBERS;
+             i++) {
             int held;
             if (!tr[i].lot_key || !tr[i].producer || !tr[i].site || !tr[i].tier) {
                 rc = IS_ERR_NOMEM;

@@ -294,8 +294,8 @@ static void assert_state(fixture_t *f, const char *id, const char *state) {
 
 static void post_all(fixture_t *f, store_posting_list_t *l, int64_t now) {
     char errstr[256];
-    store_result_t res[64];
-    memset(res, 0, sizeof(res));
+    store_result_t *res = calloc(l->n ? l->n : 1, sizeof(*res));
+    assert_non_null(res);
     assert_int_equal(store_mark_posting(f->s, l, now, errstr, sizeof(errstr)), IS_OK);
     for (size_t i = 0; i < l->n; i++) {
         res[i].outcome = l->items[i].cancel ? STORE_CANCELLED : STORE_POSTED;
@@ -303,6 +303,7 @@ static void post_all(fixture_t *f, store_posting_list_t *l, int64_t now) {
         res[i].lines = (int)l->items[i].n;
     }
     assert_int_equal(store_record_results(f->s, l, res, now, errstr, sizeof(errstr)), IS_OK);
+    free(res);
 }
 
 static void test_window_then_realtime_promotes_earlier(void **state) {
@@ -444,6 +445,63 @@ static void test_shared_group_posts_a_pair_read_without_a_period(void **state) {
     fixture_t *f = *state;
     store_set_shared(f->s, 1); /* f->period 0: the assignment could not be recorded */
     assert_int_equal(pair_outcome(f), 2);
+}
+
+/*
+ * A backlog larger than one fetch loads (20,000 movements): 20,000 periodic
+ * movements of one lot not yet due, then a due real-time one. The first fetch
+ * takes the first 20,000, promoted by the trigger beyond them; the trigger
+ * follows in the next cycle.
+ */
+static void test_fetch_loads_a_bounded_number_of_movements(void **state) {
+    fixture_t *f = *state;
+    enum { N = 20001 };
+    is_movement_t *ms = calloc(N, sizeof(*ms));
+    store_msg_t *sm = calloc(N, sizeof(*sm));
+    char(*ids)[16] = calloc(N, sizeof(*ids));
+    uint8_t **bufs = calloc(N, sizeof(*bufs));
+    store_posting_list_t l = {0};
+    store_batch_result_t res;
+    char errstr[256];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "M%d", i + 1);
+        make(&ms[i], &f->qty, ids[i], "S1", "L1", (uint64_t)i + 1);
+        ms[i].tier = i + 1 < N ? "periodic" : "realtime";
+        size_t len = invsync__v1__movement__get_packed_size(&ms[i]);
+        bufs[i] = malloc(len);
+        invsync__v1__movement__pack(&ms[i], bufs[i]);
+        sm[i] = (store_msg_t){.kind = STORE_MSG_MOVEMENT,
+                              .topic = "invsync.S1.realtime",
+                              .offset = i,
+                              .m = &ms[i],
+                              .payload = bufs[i],
+                              .payload_len = len,
+                              .due_at = i + 1 < N ? 1800000 : 0};
+    }
+    assert_int_equal(store_apply_batch(f->s, sm, N, 1000, &res, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(res.received, N);
+
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 500, &l, errstr, sizeof(errstr)), IS_OK);
+    size_t taken = 0;
+    for (size_t i = 0; i < l.n; i++)
+        taken += l.items[i].n;
+    assert_int_equal(taken, 20000);
+    assert_string_equal(l.items[0].m[0]->movement_id, "M1");
+    assert_string_equal(l.items[0].note, "promoted by M20001 (realtime)");
+    post_all(f, &l, 2000);
+    store_posting_list_release(&l);
+
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 500, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.items[0].n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "M20001");
+    store_posting_list_release(&l);
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(ids);
+    free(sm);
+    free(ms);
 }
 
 /* seq 1 missing; seq 2 received at 1000 (apply_m's receive time). */
@@ -700,6 +758,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_gap_skipped_only_after_timeout_under_the_current_assignment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_loads_a_bounded_number_of_movements, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_reversal_not_cancelled_when_a_movement_between_used_its_stock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume_and_flush, setup, teardown),
