@@ -8,56 +8,38 @@
 #include <string.h>
 
 #include "consumer_config.h"
-#include "db.h"
 #include "duration.h"
 #include "erp.h"
-#include "log.h"
+#include "investigation.h"
 #include "reconcile.h"
-#include "store.h"
 
 static int erp_row_cb(void *opaque, const erp_on_hand_row_t *row) {
     return reconcile_add_row(opaque, RECONCILE_ERP, row->site, row->material, row->lot,
                              row->location, row->status, row->uom, row->quantity) != IS_OK;
 }
 
+/* A movement the ERP does not have yet: its stock effects become pending (ctx: r, n). */
+static is_err_t pending_cb(void *opaque, const is_movement_t *m, sqlite3_stmt *st) {
+    void **ctx = opaque;
+    is_err_t rc = reconcile_add_pending(ctx[0], m, (const char *)sqlite3_column_text(st, 1));
+    if (rc == IS_ERR_INVALID) /* no stock effect: nothing it could explain */
+        return IS_OK;
+    if (rc == IS_OK)
+        (*(size_t *)ctx[1])++;
+    return rc;
+}
+
 /* What the consumer has not posted yet becomes pending. */
 static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const char *site,
                              size_t *n, char *errstr, size_t errstr_size) {
-    store_t *s = NULL;
-    sqlite3_stmt *st = NULL;
-    is_err_t rc =
-        store_open(cfg->store_path,
-                   strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL, &s,
-                   errstr, errstr_size);
+    void *ctx[2] = {r, n};
     *n = 0;
-    if (rc != IS_OK)
-        return rc;
-    rc = is_db_prepare(store_db(s),
-                       "SELECT payload, state, movement_id FROM movements WHERE state IN"
-                       " ('queued', 'posting', 'retry', 'failed') AND (?1 IS NULL OR site = ?1)"
-                       " ORDER BY producer_id, seq",
-                       &st, errstr, errstr_size);
-    if (rc == IS_OK && site)
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
-    while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
-        is_movement_t *m = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
-                                                         sqlite3_column_blob(st, 0));
-        if (!m) {
-            is_errf(errstr, errstr_size, "store: movement '%s' cannot be decoded",
-                    (const char *)sqlite3_column_text(st, 2));
-            rc = IS_ERR_INVALID;
-            break;
-        }
-        rc = reconcile_add_pending(r, m, (const char *)sqlite3_column_text(st, 1));
-        if (rc == IS_ERR_INVALID) /* no stock effect: nothing it could explain */
-            rc = IS_OK;
-        else if (rc == IS_OK)
-            (*n)++;
-        invsync__v1__movement__free_unpacked(m, NULL);
-    }
-    sqlite3_finalize(st);
-    store_close(s);
-    return rc;
+    return investigation_store_movements(
+        cfg,
+        "SELECT payload, state, movement_id FROM movements WHERE state IN"
+        " ('queued', 'posting', 'retry', 'failed') AND (?1 IS NULL OR site = ?1)"
+        " ORDER BY producer_id, seq",
+        NULL, 0, site, 2, pending_cb, ctx, errstr, errstr_size);
 }
 
 static void usage(FILE *f) {
@@ -86,7 +68,6 @@ int reconcile_cli(int argc, char **argv) {
     consumer_config_t cfg;
     reconcile_t *r = NULL;
     erp_t *erp = NULL;
-    is_log_level_t level = IS_LOG_INFO;
     size_t n_pending = 0, unexplained = 0;
     is_decimal_t unexplained_qty;
     int c, status = 2;
@@ -131,13 +112,8 @@ int reconcile_cli(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (consumer_config_load(&cfg, config, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "erp-consumer reconcile: %s\n", errstr);
-        consumer_config_release(&cfg);
+    if (investigation_load_config("reconcile", config, &cfg) != 0)
         return 2;
-    }
-    if (is_log_level_parse(cfg.log_level, &level) == IS_OK)
-        is_log_init("erp-consumer", level);
     if (reconcile_new(&r) != IS_OK) {
         fprintf(stderr, "erp-consumer reconcile: out of memory\n");
         status = 1;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "investigation.h"
 #include "reconcile.h"
 
 static void fmt(is_decimal_t d, char buf[IS_DECIMAL_STRLEN]) {
@@ -68,21 +69,6 @@ int reconcile_write_json(const reconcile_t *r, FILE *f) {
     return rc;
 }
 
-static void csv_field(FILE *f, const char *s, int last) {
-    if (strpbrk(s, ",\"\r\n")) {
-        fputc('"', f);
-        for (; *s; s++) {
-            if (*s == '"')
-                fputc('"', f);
-            fputc(*s, f);
-        }
-        fputc('"', f);
-    } else {
-        fputs(s, f);
-    }
-    fputc(last ? '\n' : ',', f);
-}
-
 int reconcile_write_csv(const reconcile_t *r, FILE *f) {
     fputs("class,site,material,lot,location,stock_status,uom,mes_quantity,erp_uom,erp_quantity,"
           "pending_quantity,difference,explanation\n",
@@ -107,8 +93,10 @@ int reconcile_write_csv(const reconcile_t *r, FILE *f) {
                            p,
                            q,
                            d->explanation};
-        for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++)
-            csv_field(f, v[k], k + 1 == sizeof(v) / sizeof(v[0]));
+        for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
+            investigation_csv_field(f, v[k]);
+            fputc(k + 1 == sizeof(v) / sizeof(v[0]) ? '\n' : ',', f);
+        }
     }
     return ferror(f) ? -1 : 0;
 }

@@ -11,7 +11,7 @@
 
 #include "db.h"
 #include "duration.h"
-#include "log.h"
+#include "investigation.h"
 #include "policy.h"
 #include "replay_int.h"
 #include "store.h"
@@ -278,7 +278,6 @@ int replay_cli(int argc, char **argv) {
     replay_timeline_t t = {0};
     replay_info_t info = {0};
     replay_apply_counts_t counts = {0};
-    is_log_level_t level = IS_LOG_INFO;
     json_t *summary = NULL;
     is_err_t rc;
     int status = parse_args(argc, argv, &a);
@@ -287,21 +286,15 @@ int replay_cli(int argc, char **argv) {
         return status < 0 ? 0 : status;
     status = 2;
     t.filter = &a.filter;
-    if (consumer_config_load(&cfg, a.config, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "erp-consumer replay: %s\n", errstr);
-        consumer_config_release(&cfg);
+    if (investigation_load_config("replay", a.config, &cfg) != 0)
         return 2;
-    }
-    if (is_log_level_parse(cfg.log_level, &level) == IS_OK)
-        is_log_init("erp-consumer", level);
     if (is_policy_load(cfg.policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer replay: %s\n", errstr);
         goto out;
     }
     status = 1;
-    if (store_open(cfg.store_path,
-                   strcmp(cfg.store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL,
-                   &store, errstr, sizeof(errstr)) != IS_OK ||
+    if (store_open(cfg.store_path, consumer_config_store_sync(&cfg), &store, errstr,
+                   sizeof(errstr)) != IS_OK ||
         is_db_prepare(store_db(store), lookup_sql, &t.lookup, errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer replay: cannot read the store '%s': %s\n", cfg.store_path,
                 errstr);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "duration.h"
+#include "investigation.h"
 #include "replay_int.h"
 
 static char *col_dup(sqlite3_stmt *st, int col) {
@@ -221,20 +222,6 @@ static json_t *row_json(const replay_row_t *r) {
     return o;
 }
 
-static void csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 void replay_write_row(FILE *f, const replay_row_t *r, int csv) {
     json_t *o = row_json(r);
     if (!o)
@@ -250,9 +237,9 @@ void replay_write_row(FILE *f, const replay_row_t *r, int csv) {
             char num[32];
             if (json_is_integer(v))
                 snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-            csv_field(f, json_is_integer(v)     ? num
-                         : json_string_value(v) ? json_string_value(v)
-                                                : "");
+            investigation_csv_field(f, json_is_integer(v)     ? num
+                                       : json_string_value(v) ? json_string_value(v)
+                                                              : "");
             fputc(k + 1 < N_COLUMNS ? ',' : '\n', f);
         }
     }
