@@ -28,9 +28,8 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
     store_t *store = NULL;
     json_t *res = NULL;
     int status = 1;
-    if (store_open(cfg->store_path,
-                   strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL,
-                   &store, errstr, sizeof(errstr)) != IS_OK) {
+    if (store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
+                   sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         return 1;
     }

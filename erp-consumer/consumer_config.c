@@ -106,3 +106,7 @@ void consumer_config_release(consumer_config_t *cfg) {
     is_cfg_release(consumer_config_table, cfg);
     is_strmap_release(&cfg->kafka);
 }
+
+is_db_sync_t consumer_config_store_sync(const consumer_config_t *cfg) {
+    return strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL;
+}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "db.h"
 #include "erp.h"
 
 #define CONSUMER_ENV_PREFIX "INVSYNC_"
@@ -42,5 +43,8 @@ extern const is_cfg_entry_t consumer_config_table[];
 is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) IS_MUST_CHECK;
 void consumer_config_release(consumer_config_t *cfg);
+
+/* store.sync as the store opens it: "normal" is IS_DB_SYNC_NORMAL, anything else FULL. */
+is_db_sync_t consumer_config_store_sync(const consumer_config_t *cfg);
 
 #endif

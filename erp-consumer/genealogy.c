@@ -13,13 +13,11 @@
 #include <string.h>
 
 #include "consumer_config.h"
-#include "db.h"
 #include "duration.h"
 #include "genealogy.h"
-#include "log.h"
+#include "investigation.h"
 #include "policy.h"
 #include "replay.h"
-#include "store.h"
 
 #define SEP "\x1f"
 
@@ -539,47 +537,30 @@ int genealogy_write_dot(const json_t *walk, FILE *f) {
 
 /* ---- the command --------------------------------------------------------------- */
 
+/* A stored movement into the graph (ctx: g, n = genealogy movements). */
+static is_err_t from_store(void *opaque, const is_movement_t *m, sqlite3_stmt *st) {
+    void **ctx = opaque;
+    int used = 0;
+    is_err_t rc = genealogy_add(ctx[0], m, &used);
+    (void)st;
+    *(size_t *)ctx[1] += (size_t)used;
+    return rc;
+}
+
 static is_err_t load_store(genealogy_t *g, const consumer_config_t *cfg, const char *site,
                            size_t *n, char *errstr, size_t errstr_size) {
-    store_t *s = NULL;
-    sqlite3_stmt *st = NULL;
-    is_err_t rc =
-        store_open(cfg->store_path,
-                   strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL, &s,
-                   errstr, errstr_size);
-    if (rc != IS_OK)
-        return rc;
+    static const int types[] = {INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE,
+                                INVSYNC__V1__MOVEMENT_TYPE__COMPLETION,
+                                INVSYNC__V1__MOVEMENT_TYPE__REVERSAL};
+    void *ctx[2] = {g, n};
     /* Dead and ignored movements never happened as far as the ERP knows; everything else
      * (posted, pending, cancelled pairs, failed) is plant history. */
-    rc = is_db_prepare(store_db(s),
-                       "SELECT payload, movement_id FROM movements WHERE type IN (?1, ?2, ?3)"
-                       " AND state NOT IN ('dead', 'ignored') AND (?4 IS NULL OR site = ?4)"
-                       " ORDER BY producer_id, seq",
-                       &st, errstr, errstr_size);
-    if (rc == IS_OK) {
-        sqlite3_bind_int(st, 1, INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE);
-        sqlite3_bind_int(st, 2, INVSYNC__V1__MOVEMENT_TYPE__COMPLETION);
-        sqlite3_bind_int(st, 3, INVSYNC__V1__MOVEMENT_TYPE__REVERSAL);
-        if (site)
-            sqlite3_bind_text(st, 4, site, -1, SQLITE_TRANSIENT);
-    }
-    while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
-        int used = 0;
-        is_movement_t *m = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
-                                                         sqlite3_column_blob(st, 0));
-        if (!m) {
-            is_errf(errstr, errstr_size, "store: movement '%s' cannot be decoded",
-                    (const char *)sqlite3_column_text(st, 1));
-            rc = IS_ERR_INVALID;
-            break;
-        }
-        rc = genealogy_add(g, m, &used);
-        *n += (size_t)used;
-        invsync__v1__movement__free_unpacked(m, NULL);
-    }
-    sqlite3_finalize(st);
-    store_close(s);
-    return rc;
+    return investigation_store_movements(
+        cfg,
+        "SELECT payload, movement_id FROM movements WHERE type IN (?1, ?2, ?3)"
+        " AND state NOT IN ('dead', 'ignored') AND (?4 IS NULL OR site = ?4)"
+        " ORDER BY producer_id, seq",
+        types, 3, site, 1, from_store, ctx, errstr, errstr_size);
 }
 
 static int from_kafka(void *opaque, const replay_msg_t *msg) {
@@ -622,7 +603,6 @@ int genealogy_cli(int argc, char **argv) {
     genealogy_t *g = NULL;
     json_t *doc = NULL;
     replay_info_t info;
-    is_log_level_t level = IS_LOG_INFO;
     size_t n = 0;
     is_err_t rc;
     int c, status = 2;
@@ -688,13 +668,8 @@ int genealogy_cli(int argc, char **argv) {
                         "2026-11-29T06:00:00Z or 2026-11-29T07:00:00+01:00\n");
         return 2;
     }
-    if (consumer_config_load(&cfg, config, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "erp-consumer genealogy: %s\n", errstr);
-        consumer_config_release(&cfg);
+    if (investigation_load_config("genealogy", config, &cfg) != 0)
         return 2;
-    }
-    if (is_log_level_parse(cfg.log_level, &level) == IS_OK)
-        is_log_init("erp-consumer", level);
     status = 1;
     if (genealogy_new(&g) != IS_OK)
         goto out;

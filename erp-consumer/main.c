@@ -66,10 +66,6 @@ static void usage(FILE *f) {
                "      environment: INVSYNC_KAFKA_BOOTSTRAP_SERVERS and so on\n");
 }
 
-static is_db_sync_t sync_of(const consumer_config_t *cfg) {
-    return strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL;
-}
-
 static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
     char errstr[1024];
     consumer_stats_t stats;
@@ -82,7 +78,8 @@ static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
 
     memset(&stats, 0, sizeof(stats));
     pthread_mutex_init(&stats.lag_mu, NULL);
-    if (store_open(cfg->store_path, sync_of(cfg), &store, errstr, sizeof(errstr)) != IS_OK ||
+    if (store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
+                   sizeof(errstr)) != IS_OK ||
         dlq_new(&cfg->kafka, is_policy_topic_prefix(policy), &dlq, errstr, sizeof(errstr)) !=
             IS_OK ||
         poster_new(cfg, policy, dlq, &stats, &poster, errstr, sizeof(errstr)) != IS_OK ||
@@ -282,7 +279,8 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
     char errstr[1024];
     store_t *store = NULL;
     json_t *doc = NULL;
-    if (store_open(cfg->store_path, sync_of(cfg), &store, errstr, sizeof(errstr)) != IS_OK ||
+    if (store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
+                   sizeof(errstr)) != IS_OK ||
         !(doc = api_status_json(store, policy, NULL, is_clock_now_ms(NULL), errstr,
                                 sizeof(errstr)))) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);

@@ -64,9 +64,8 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
         is_log(IS_LOG_WARN, "fault injection armed: crash after ERP posts",
                "INVSYNC_TEST_CRASH_AFTER_POSTS", crash, NULL);
     }
-    rc = store_open(cfg->store_path,
-                    strcmp(cfg->store_sync, "normal") == 0 ? IS_DB_SYNC_NORMAL : IS_DB_SYNC_FULL,
-                    &p->store, errstr, errstr_size);
+    rc = store_open(cfg->store_path, consumer_config_store_sync(cfg), &p->store, errstr,
+                    errstr_size);
     if (rc != IS_OK)
         goto err;
     store_set_shared(p->store, cfg->consume_mode && strcmp(cfg->consume_mode, "group") == 0);

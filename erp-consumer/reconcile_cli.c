@@ -1,0 +1,175 @@
+/*
+ * reconcile_cli.c — the `erp-consumer reconcile` command (reconcile.h):
+ * arguments, the input files, the ERP's on-hand (without --erp), what is
+ * still pending in the consumer's store, the run and its output.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "consumer_config.h"
+#include "duration.h"
+#include "erp.h"
+#include "investigation.h"
+#include "reconcile.h"
+
+static int erp_row_cb(void *opaque, const erp_on_hand_row_t *row) {
+    return reconcile_add_row(opaque, RECONCILE_ERP, row->site, row->material, row->lot,
+                             row->location, row->status, row->uom, row->quantity) != IS_OK;
+}
+
+/* A movement the ERP does not have yet: its stock effects become pending (ctx: r, n). */
+static is_err_t pending_cb(void *opaque, const is_movement_t *m, sqlite3_stmt *st) {
+    void **ctx = opaque;
+    is_err_t rc = reconcile_add_pending(ctx[0], m, (const char *)sqlite3_column_text(st, 1));
+    if (rc == IS_ERR_INVALID) /* no stock effect: nothing it could explain */
+        return IS_OK;
+    if (rc == IS_OK)
+        (*(size_t *)ctx[1])++;
+    return rc;
+}
+
+/* What the consumer has not posted yet becomes pending. */
+static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const char *site,
+                             size_t *n, char *errstr, size_t errstr_size) {
+    void *ctx[2] = {r, n};
+    *n = 0;
+    return investigation_store_movements(
+        cfg,
+        "SELECT payload, state, movement_id FROM movements WHERE state IN"
+        " ('queued', 'posting', 'retry', 'failed') AND (?1 IS NULL OR site = ?1)"
+        " ORDER BY producer_id, seq",
+        NULL, 0, site, 2, pending_cb, ctx, errstr, errstr_size);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: erp-consumer reconcile --config FILE --mes MES.csv [--erp ERP.csv]\n"
+               "           [--site SITE] [--format json|csv] [--uom-factors UOM.csv]\n"
+               "           [--metrics-file FILE.prom]\n"
+               "  CSV columns: site,material,lot,location,stock_status,uom,quantity\n"
+               "  (a JSON array of such objects is accepted too); without --erp the ERP\n"
+               "  adapter's on-hand query is used. Exit: 0 no unexplained drift, 3\n"
+               "  unexplained drift, 2 bad input, 1 store or ERP unavailable.\n");
+}
+
+int reconcile_cli(int argc, char **argv) {
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"mes", required_argument, NULL, 'M'},
+                                         {"erp", required_argument, NULL, 'E'},
+                                         {"site", required_argument, NULL, 's'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"uom-factors", required_argument, NULL, 'u'},
+                                         {"metrics-file", required_argument, NULL, 'm'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *mes = NULL, *erp_file = NULL, *site = NULL, *format = "json",
+               *factors = NULL, *metrics = NULL;
+    char errstr[1024];
+    consumer_config_t cfg;
+    reconcile_t *r = NULL;
+    erp_t *erp = NULL;
+    size_t n_pending = 0, unexplained = 0;
+    is_decimal_t unexplained_qty;
+    int c, status = 2;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'M':
+            mes = optarg;
+            break;
+        case 'E':
+            erp_file = optarg;
+            break;
+        case 's':
+            site = optarg;
+            break;
+        case 'f':
+            format = optarg;
+            break;
+        case 'u':
+            factors = optarg;
+            break;
+        case 'm':
+            metrics = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!mes || optind < argc || (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)) {
+        fprintf(stderr, "erp-consumer reconcile: %s\n",
+                !mes            ? "--mes FILE (the MES on-hand snapshot) is required"
+                : optind < argc ? "unexpected argument"
+                                : "--format must be json or csv");
+        usage(stderr);
+        return 2;
+    }
+    if (investigation_load_config("reconcile", config, &cfg) != 0)
+        return 2;
+    if (reconcile_new(&r) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: out of memory\n");
+        status = 1;
+        goto out;
+    }
+    reconcile_set_site(r, site);
+    if (cfg.uom_path && *cfg.uom_path) {
+        if (reconcile_load_file(r, RECONCILE_FILE_CONVERSIONS, cfg.uom_path, errstr,
+                                sizeof(errstr)) != IS_OK) {
+            fprintf(stderr, "erp-consumer reconcile: uom.conversions: %s\n", errstr);
+            goto out;
+        }
+        fprintf(stderr, "reconcile: MES quantities converted to ERP units with '%s' (as posted)\n",
+                cfg.uom_path);
+    }
+    if ((factors && reconcile_load_file(r, RECONCILE_FILE_FACTORS, factors, errstr,
+                                        sizeof(errstr)) != IS_OK) ||
+        reconcile_load_file(r, RECONCILE_MES, mes, errstr, sizeof(errstr)) != IS_OK ||
+        (erp_file &&
+         reconcile_load_file(r, RECONCILE_ERP, erp_file, errstr, sizeof(errstr)) != IS_OK)) {
+        fprintf(stderr, "erp-consumer reconcile: %s\n", errstr);
+        goto out;
+    }
+    status = 1;
+    if (!erp_file &&
+        (erp_open(&cfg.erp, &erp, errstr, sizeof(errstr)) != IS_OK ||
+         erp_query_on_hand(erp, site, erp_row_cb, r, errstr, sizeof(errstr)) != IS_OK)) {
+        fprintf(stderr, "erp-consumer reconcile: cannot read the ERP on-hand: %s\n", errstr);
+        goto out;
+    }
+    if (load_pending(r, &cfg, site, &n_pending, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: cannot read pending movements from '%s': %s\n",
+                cfg.store_path, errstr);
+        goto out;
+    }
+    if (reconcile_run(r, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: %s\n", errstr);
+        goto out;
+    }
+    if (strcmp(format, "csv") == 0)
+        reconcile_write_csv(r, stdout);
+    else
+        reconcile_write_json(r, stdout);
+    fflush(stdout);
+    fprintf(stderr, "reconcile: %zu movement(s) pending in the consumer store\n", n_pending);
+    reconcile_write_summary(r, stderr);
+    if (metrics && reconcile_write_metrics(r, metrics, is_clock_now_ms(NULL), errstr,
+                                           sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: %s\n", errstr);
+        goto out;
+    }
+    reconcile_summary(r, RECONCILE_UNEXPLAINED, &unexplained, &unexplained_qty);
+    status = unexplained > 0 ? 3 : 0;
+out:
+    erp_close(erp);
+    reconcile_free(r);
+    consumer_config_release(&cfg);
+    return status;
+}
