@@ -298,12 +298,13 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
         /* A broker answers a fetch as soon as data arrives; the cap only bounds
          * an idle long poll (and the embedded cluster waits it out). */
         {"fetch.wait.max.ms", "50"},
-        /* Memory: librdkafka prefetches up to 64 MiB per consumer queue by
-         * default; the store, not the prefetch, is the bottleneck, and 16 MiB
-         * keeps the consumer's peak RSS within budget with a backlog of
-         * millions of messages (docs/PERFORMANCE.md §6.5). */
-        {"queued.max.messages.kbytes", "16384"},
-        {"fetch.max.bytes", "8388608"},
+        /* Memory: librdkafka prefetches up to 64 MiB (and 100,000 messages per
+         * partition) by default; the store, not the prefetch, is the
+         * bottleneck. These keep the consumer's peak RSS within budget with a
+         * backlog of millions of messages (docs/PERFORMANCE.md, memory). */
+        {"queued.max.messages.kbytes", "4096"},
+        {"queued.min.messages", "20000"},
+        {"fetch.max.bytes", "4194304"},
     };
     /* What the exactly-once design depends on: not overridable. */
     static const char *const fixed[][2] = {
