@@ -302,6 +302,9 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
          * partition) by default; the store, not the prefetch, is the
          * bottleneck. These keep the consumer's peak RSS within budget with a
          * backlog of millions of messages (docs/PERFORMANCE.md, memory). */
+        /* Commits confirmed sooner let a REVERSAL cancel its original in short
+         * windows (store_begin_period); one small request a second. */
+        {"auto.commit.interval.ms", "1000"},
         {"queued.max.messages.kbytes", "4096"},
         {"queued.min.messages", "20000"},
         {"fetch.max.bytes", "4194304"},
