@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kafka.h"
 #include "consume.h"
 #include "hash.h"
 #include "duration.h"
@@ -275,16 +276,6 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
     return 0; /* librdkafka frees json */
 }
 
-static is_err_t set_conf(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
-                         size_t errstr_size) {
-    char kerr[512];
-    if (rd_kafka_conf_set(conf, k, v, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-        is_errf(errstr, errstr_size, "kafka.%s: %s", k, kerr);
-        return IS_ERR_CONFIG;
-    }
-    return IS_OK;
-}
-
 is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, store_t *store,
                      dlq_t *dlq, consumer_stats_t *stats, consume_notify_fn notify,
                      void *notify_opaque, consume_t **out, char *errstr, size_t errstr_size) {
@@ -344,13 +335,14 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
 
     conf = rd_kafka_conf_new();
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-        if (set_conf(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != IS_OK)
+        if (is_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size) != IS_OK)
             goto err;
     for (size_t i = 0; i < cfg->kafka.n; i++)
-        if (set_conf(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr, errstr_size) != IS_OK)
+        if (is_kafka_conf_set(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr, errstr_size) !=
+            IS_OK)
             goto err;
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (set_conf(conf, fixed[i][0], fixed[i][1], errstr, errstr_size) != IS_OK)
+        if (is_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, errstr_size) != IS_OK)
             goto err;
     rd_kafka_conf_set_log_cb(conf, is_log_rdkafka_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);

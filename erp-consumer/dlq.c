@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka.h"
 #include "dlq.h"
 #include "log.h"
 #include "topic.h"
@@ -50,11 +51,8 @@ is_err_t dlq_new(const is_strmap_t *kafka, const char *topic_prefix, dlq_t **out
             strncmp(kafka->keys[i], "fetch.", 6) == 0 ||
             strcmp(kafka->keys[i], "group.instance.id") == 0)
             continue;
-        if (rd_kafka_conf_set(conf, kafka->keys[i], kafka->vals[i], kerr, sizeof(kerr)) !=
-            RD_KAFKA_CONF_OK) {
-            is_errf(errstr, errstr_size, "kafka.%s: %s", kafka->keys[i], kerr);
+        if (is_kafka_conf_set(conf, kafka->keys[i], kafka->vals[i], errstr, errstr_size) != IS_OK)
             goto err;
-        }
     }
     if (rd_kafka_conf_set(conf, "enable.idempotence", "true", kerr, sizeof(kerr)) !=
             RD_KAFKA_CONF_OK ||

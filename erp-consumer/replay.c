@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kafka.h"
 #include "duration.h"
 #include "log.h"
 #include "policy.h"
@@ -70,16 +71,6 @@ typedef struct part {
     int seen;      /* a message was read */
 } part_t;
 
-static is_err_t conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
-                         size_t errstr_size) {
-    char kerr[512];
-    if (rd_kafka_conf_set(conf, k, v, kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-        is_errf(errstr, errstr_size, "kafka.%s: %s", k, kerr);
-        return IS_ERR_CONFIG;
-    }
-    return IS_OK;
-}
-
 static rd_kafka_t *reader_new(const consumer_config_t *cfg, char *errstr, size_t errstr_size) {
     static const char *const never[] = {"group.id",
                                         "group.instance.id",
@@ -96,15 +87,16 @@ static rd_kafka_t *reader_new(const consumer_config_t *cfg, char *errstr, size_t
         int skip = 0;
         for (size_t k = 0; k < sizeof(never) / sizeof(never[0]); k++)
             skip |= strcmp(cfg->kafka.keys[i], never[k]) == 0;
-        if (!skip &&
-            conf_set(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr, errstr_size) != IS_OK)
+        if (!skip && is_kafka_conf_set(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr,
+                                       errstr_size) != IS_OK)
             goto err;
     }
-    if (conf_set(conf, "group.id", group, errstr, errstr_size) != IS_OK ||
-        conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != IS_OK ||
-        conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != IS_OK ||
-        conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) != IS_OK ||
-        conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != IS_OK)
+    if (is_kafka_conf_set(conf, "group.id", group, errstr, errstr_size) != IS_OK ||
+        is_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != IS_OK ||
+        is_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) !=
+            IS_OK ||
+        is_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) != IS_OK ||
+        is_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != IS_OK)
         goto err;
     rd_kafka_conf_set_log_cb(conf, is_log_rdkafka_cb);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));

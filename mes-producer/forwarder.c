@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kafka.h"
 #include "forwarder.h"
 #include "log.h"
 #include "movement.h"
@@ -183,16 +184,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 
 /* ---- producer life cycle ------------------------------------------------ */
 
-static is_err_t conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *errstr,
-                         size_t errstr_size) {
-    char err[256];
-    if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        is_errf(errstr, errstr_size, "kafka.%s: %s", key, err);
-        return IS_ERR_CONFIG;
-    }
-    return IS_OK;
-}
-
 /* Our defaults, then the passthrough (so a deployment may override them). */
 static is_err_t build_conf(const is_strmap_t *kafka, const char *client_id, rd_kafka_conf_t **out,
                            char *errstr, size_t errstr_size) {
@@ -206,11 +197,11 @@ static is_err_t build_conf(const is_strmap_t *kafka, const char *client_id, rd_k
     is_err_t rc = IS_OK;
 
     for (i = 0; rc == IS_OK && i < sizeof(defaults) / sizeof(defaults[0]); i++)
-        rc = conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size);
+        rc = is_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size);
     if (rc == IS_OK && client_id)
-        rc = conf_set(conf, "client.id", client_id, errstr, errstr_size);
+        rc = is_kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size);
     for (i = 0; rc == IS_OK && kafka && i < kafka->n; i++)
-        rc = conf_set(conf, kafka->keys[i], kafka->vals[i], errstr, errstr_size);
+        rc = is_kafka_conf_set(conf, kafka->keys[i], kafka->vals[i], errstr, errstr_size);
     if (rc != IS_OK) {
         rd_kafka_conf_destroy(conf);
         return rc;
