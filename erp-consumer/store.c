@@ -158,7 +158,7 @@ static int step_done(sqlite3_stmt *st) {
 
 void store_bind_text(sqlite3_stmt *st, int i, const char *v) {
     if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC); /* see store_int.h */
     else
         sqlite3_bind_null(st, i);
 }

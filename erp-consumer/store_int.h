@@ -87,7 +87,10 @@ is_err_t store_begin(store_t *s) IS_MUST_CHECK;
 is_err_t store_commit(store_t *s) IS_MUST_CHECK;
 void store_rollback(store_t *s);
 
-/* Bind text or NULL. */
+/* Bind text or NULL, without a copy (SQLITE_STATIC): v must stay valid and
+ * unchanged until the statement's last step; store_stmt clears the binding
+ * before the statement is used again. Every caller binds and steps in the
+ * same scope. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *v);
 
 #endif

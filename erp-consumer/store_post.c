@@ -701,6 +701,40 @@ static int note_tier_once(store_t *s, const store_posting_list_t *l, size_t i, i
     return note_tier(s, p, NULL, now_ms);
 }
 
+/* Printable ASCII without '"' and '\\': written into JSON as is. */
+static int json_plain(const char *v) {
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || (unsigned char)*v > 0x7e || *v == '"' || *v == '\\')
+            return 0;
+    return 1;
+}
+
+/*
+ * The audit detail of a posted posting, compact JSON. The usual case (every
+ * string plain) is formatted into buf directly — json_pack + json_dumps cost
+ * more than the rest of the audit row; anything else goes through jansson
+ * (same output). Returns buf, a string to free, or NULL.
+ */
+static char *posted_detail(const store_posting_t *p, const store_result_t *r, char *buf,
+                           size_t size) {
+    const char *doc = r->document ? r->document : "";
+    const char *pv = p->n ? p->m[0]->policy_version : "";
+    if (json_plain(doc) && json_plain(p->site) && json_plain(p->tier) && json_plain(pv)) {
+        int n = snprintf(buf, size,
+                         "{\"document\":\"%s\",\"site\":\"%s\",\"tier\":\"%s\",\"movements\":%zu,"
+                         "\"lines\":%d,\"policy_version\":\"%s\"}",
+                         doc, p->site, p->tier, p->n, r->lines, pv);
+        if (n >= 0 && (size_t)n < size)
+            return buf;
+    }
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:I,s:i,s:s}", "document", doc, "site", p->site, "tier", p->tier,
+                  "movements", (json_int_t)p->n, "lines", r->lines, "policy_version", pv);
+    char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    return txt;
+}
+
 static int set_movements_state(store_t *s, const char *posting_id, const char *state) {
     sqlite3_stmt *st = stmt(s, SQ_MOVEMENTS_STATE);
     bind_text(st, 1, posting_id);
@@ -732,15 +766,12 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
             ok = sqlite3_step(st) == SQLITE_DONE &&
                  set_movements_state(s, p->posting_id, "posted") && note_tier_once(s, l, i, now_ms);
             {
-                json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s}", "document",
-                                      r->document ? r->document : "", "site", p->site, "tier",
-                                      p->tier, "movements", (json_int_t)p->n, "lines", r->lines,
-                                      "policy_version", p->n ? p->m[0]->policy_version : "");
-                char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
-                json_decref(d);
+                char buf[512];
+                char *txt = posted_detail(p, r, buf, sizeof(buf));
                 ok = ok && store_audit(s, now_ms, "poster", "posted", p->posting_id, txt, errstr,
                                        errstr_size) == IS_OK;
-                free(txt);
+                if (txt != buf)
+                    free(txt);
             }
             break;
         case STORE_RETRY:

@@ -23,6 +23,8 @@ Environment (all optional):
   BENCH_WORKDIR      scratch directory (default: a new one under /tmp, removed at the end)
   BENCH_KEEP         1 = keep the scratch directory
   BENCH_LATENCY_S    seconds of offered load per latency rate (default 10)
+  BENCH_LATENCY_WARM_S  paced warm-up at the same rate before measuring (default 5;
+                     30 with BENCH_KAFKA=real, whose JVM needs it)
   BENCH_RATES        offered rates for scenario 3 (default "1000,10000")
   BENCH_RT_TIMEBOX_S longest real-time apply measurement (default 60)
   BENCH_APPLY_TIMEOUT_S longest netted apply measurement (default 420)
@@ -212,6 +214,11 @@ class Bench:
         self.sites = ["P%d" % (i + 1) for i in range(self.n_sites)]
         self.kafka_kind = os.environ.get("BENCH_KAFKA", "mock") or "mock"
         self.latency_s = env_int("BENCH_LATENCY_S", 10)
+        # Paced warm-up at the offered rate before each latency measurement:
+        # a broker JVM needs tens of seconds of traffic before its JIT settles
+        # (the first seconds on a cold Apache Kafka are 10x slower).
+        self.latency_warm_s = env_int("BENCH_LATENCY_WARM_S",
+                                      30 if self.kafka_kind == "real" else 5)
         self.rates = [int(x) for x in os.environ.get("BENCH_RATES", "1000,10000").split(",") if x]
         self.rt_timebox = env_int("BENCH_RT_TIMEBOX_S", 60)
         self.apply_timeout = env_int("BENCH_APPLY_TIMEOUT_S", 420)
@@ -349,6 +356,10 @@ class Bench:
         for rate in self.rates:
             n = rate * self.latency_s
             specs.append(("lat-%d.jsonl" % rate, n, 10 + rate, max(20, n // len(self.sites) // 2500)))
+            nw = rate * self.latency_warm_s
+            if nw:
+                specs.append(("lat-%d-paced-warm.jsonl" % rate, nw, 20 + rate,
+                              max(20, nw // len(self.sites) // 2500)))
         self.results["inputs"] = {}
         for name, n, seed, lots in specs:
             out = self.path(name)
@@ -810,18 +821,29 @@ class Bench:
                 except sqlite3.OperationalError:
                     return False
             wait_for(warm_done, 60, "warm-up movements posted", interval=0.1)
+            warm_n = 0
+            if self.latency_warm_s:
+                # Steady state first: the same rate, not measured.
+                log("latency: %ds paced warm-up at %d/s (not measured)" % (self.latency_warm_s, rate))
+                warm_n = rate * self.latency_warm_s
+                self.run_tool([self.tool("bench-load"), "--url", p.url + "/v1/movements",
+                               "--token", TOKEN, "--in", self.path(name + "-paced-warm.jsonl"),
+                               "--batch", str(batch), "--clients", "2", "--rate", str(rate)],
+                              what="bench-load paced warm-up")
+                self.wait_applied(c, warm_n + len(self.sites), timeout=max(60, 3 * self.latency_warm_s))
             r, _ = self.run_tool([self.tool("bench-load"), "--url", p.url + "/v1/movements",
                                   "--token", TOKEN, "--in", self.path(name + ".jsonl"),
                                   "--batch", str(batch), "--clients", "2", "--rate", str(rate)],
                                  what="bench-load paced")
             drain = max(60, 3 * self.latency_s)
-            ok, peak = self.wait_applied(c, n + len(self.sites), timeout=drain)
+            ok, peak = self.wait_applied(c, n + warm_n + len(self.sites), timeout=drain)
             t_end = time.time() * 1000.0
             ob = ro(p.cfg["outbox"]["path"])
+            measured = "s%d-%%" % (10 + rate)  # the measured file's id prefix (generate)
             acc = dict(ob.execute("SELECT movement_id, accepted_at FROM outbox"
-                                  " WHERE movement_id NOT LIKE 'WARM-%'"))
+                                  " WHERE movement_id LIKE ?", (measured,)))
             sent = dict(ob.execute("SELECT movement_id, sent_at FROM outbox"
-                                   " WHERE movement_id NOT LIKE 'WARM-%'"))
+                                   " WHERE movement_id LIKE ?", (measured,)))
             ob.close()
             erp = ro(c.erp)
             posted = dict(erp.execute("SELECT m.movement_id, min(d.posted_at) FROM doc_movements m"
@@ -855,8 +877,8 @@ class Bench:
             res[str(rate)] = fig
             self.stop(p)
             self.stop(c)
-            conf = "%d/s offered %ds, batch %d /10ms, 2 clients%s" % (
-                rate, self.latency_s, batch,
+            conf = "%d/s offered %ds after %ds warm-up, batch %d /10ms, 2 clients%s" % (
+                rate, self.latency_s, self.latency_warm_s, batch,
                 "" if ok else "; %d not posted after %ds drain (lower bounds)" % (unposted, drain))
             self.row("3 latency", "accepted -> ERP posted p50/p95/p99/max @%d/s" % rate,
                      "%s / %s / %s / %s" % tuple("%.0f" % v for v in
