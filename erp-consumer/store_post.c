@@ -38,11 +38,13 @@ const char *const store_post_sql[SQ__COUNT] = {
                     " WHERE state = 'posting' ORDER BY updated_at",
     [SQ_POSTING_MOVEMENTS] = "SELECT id, payload, topic, part, off FROM movements"
                              " WHERE posting_id = ?1 ORDER BY producer_id, seq",
-    [SQ_TRIGGERS] = "SELECT m.lot_key, m.producer_id, w.contiguous, m.site, m.tier"
+    /* Keyset paging: each page starts after the last (due_at, id) of the one before,
+     * an index range on movements_trigger (OFFSET re-read every earlier page). */
+    [SQ_TRIGGERS] = "SELECT m.lot_key, m.producer_id, w.contiguous, m.site, m.tier, m.due_at, m.id"
                     " FROM movements m JOIN watermarks w"
                     " ON w.producer_id = m.producer_id AND w.site = m.site"
                     " WHERE m.state = 'queued' AND m.due_at <= ?1 AND m.seq <= w.contiguous"
-                    " ORDER BY m.due_at LIMIT ?2 OFFSET ?3",
+                    " AND (m.due_at, m.id) > (?3, ?4) ORDER BY m.due_at, m.id LIMIT ?2",
     [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq, period"
                        " FROM movements WHERE lot_key = ?1 AND state = 'queued'"
                        " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
@@ -489,6 +491,77 @@ out:
     return rc;
 }
 
+/*
+ * The lots a fetch has handled, keyed by lot_key \x1f producer_id: an
+ * open-addressing hash set (a fetch sees up to TRIGGER_PAGES * TRIGGER_PAGE
+ * trigger rows; a linear list made that quadratic).
+ */
+typedef struct seen_set {
+    char **slot;    /* "lot_key\x1fproducer_id", NULL = empty */
+    uint64_t *hash; /* of each slot's key */
+    size_t cap, n;
+} seen_set_t;
+
+static uint64_t seen_hash(const char *a, const char *b) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over a \x1f b */
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 1099511628211ull;
+    h = (h ^ 0x1f) * 1099511628211ull;
+    for (; *b; b++)
+        h = (h ^ (unsigned char)*b) * 1099511628211ull;
+    return h;
+}
+
+/* 1 if (lot, producer) was added, 0 if it was there, -1 out of memory. */
+static int seen_add(seen_set_t *s, const char *lot, const char *producer) {
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        char **slot = calloc(cap, sizeof(*slot));
+        uint64_t *hash = calloc(cap, sizeof(*hash));
+        if (!slot || !hash) {
+            free(slot);
+            free(hash);
+            return -1;
+        }
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->slot[i])
+                continue;
+            size_t j = s->hash[i] & (cap - 1);
+            while (slot[j])
+                j = (j + 1) & (cap - 1);
+            slot[j] = s->slot[i];
+            hash[j] = s->hash[i];
+        }
+        free(s->slot);
+        free(s->hash);
+        s->slot = slot;
+        s->hash = hash;
+        s->cap = cap;
+    }
+    size_t lot_len = strlen(lot);
+    uint64_t h = seen_hash(lot, producer);
+    size_t j = h & (s->cap - 1);
+    for (; s->slot[j]; j = (j + 1) & (s->cap - 1))
+        if (s->hash[j] == h && strncmp(s->slot[j], lot, lot_len) == 0 &&
+            s->slot[j][lot_len] == '\x1f' && strcmp(s->slot[j] + lot_len + 1, producer) == 0)
+            return 0;
+    char *key = NULL;
+    if (asprintf(&key, "%s\x1f%s", lot, producer) < 0)
+        return -1;
+    s->slot[j] = key;
+    s->hash[j] = h;
+    s->n++;
+    return 1;
+}
+
+static void seen_free(seen_set_t *s) {
+    for (size_t i = 0; i < s->cap; i++)
+        free(s->slot[i]);
+    free(s->slot);
+    free(s->hash);
+    memset(s, 0, sizeof(*s));
+}
+
 /* Movements in a fetch's postings so far. */
 static size_t loaded(const store_posting_list_t *out) {
     size_t n = 0;
@@ -503,8 +576,8 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     sqlite3_stmt *st;
     is_err_t rc;
     /* Lots already handled in this fetch (by lot_key + producer). */
-    char **seen = NULL;
-    size_t n_seen = 0;
+    seen_set_t seen = {0};
+    int64_t after_due = INT64_MIN, after_id = 0; /* keyset cursor over trigger rows */
 
     rc = load_pauses(s, &ps);
     if (rc != IS_OK)
@@ -532,31 +605,21 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
         st = stmt(s, SQ_TRIGGERS);
         sqlite3_bind_int64(st, 1, now_ms);
         sqlite3_bind_int64(st, 2, TRIGGER_PAGE);
-        sqlite3_bind_int64(st, 3, (int64_t)page * TRIGGER_PAGE);
+        sqlite3_bind_int64(st, 3, after_due);
+        sqlite3_bind_int64(st, 4, after_id);
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *lot = (const char *)sqlite3_column_text(st, 0);
             const char *prod = (const char *)sqlite3_column_text(st, 1);
-            char *key = NULL;
-            int dup = 0;
             rows++;
-            if (asprintf(&key, "%s\x1f%s", lot, prod) < 0) {
+            after_due = sqlite3_column_int64(st, 5);
+            after_id = sqlite3_column_int64(st, 6);
+            int added = seen_add(&seen, lot, prod);
+            if (added < 0) {
                 rc = IS_ERR_NOMEM;
                 break;
             }
-            for (size_t k = 0; k < n_seen && !dup; k++)
-                dup = strcmp(seen[k], key) == 0;
-            if (dup) {
-                free(key);
-                continue;
-            }
-            char **grown = realloc(seen, (n_seen + 1) * sizeof(*seen));
-            if (!grown) {
-                free(key);
-                rc = IS_ERR_NOMEM;
-                break;
-            }
-            seen = grown;
-            seen[n_seen++] = key;
+            if (!added)
+                continue; /* this lot is handled already in this fetch */
             tr[n_tr].lot_key = strdup(lot);
             tr[n_tr].producer = strdup(prod);
             tr[n_tr].watermark = sqlite3_column_int64(st, 2);
@@ -594,16 +657,12 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
             rc = posting_id_of(&out->items[i]);
     if (rc != IS_OK)
         goto err;
-    for (size_t k = 0; k < n_seen; k++)
-        free(seen[k]);
-    free(seen);
+    seen_free(&seen);
     free(ps.site);
     free(ps.tier);
     return IS_OK;
 err:
-    for (size_t k = 0; k < n_seen; k++)
-        free(seen[k]);
-    free(seen);
+    seen_free(&seen);
     free(ps.site);
     free(ps.tier);
     is_errf(errstr, errstr_size, "cannot load due postings: %s (%s)", is_err_str(rc),

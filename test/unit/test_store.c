@@ -739,6 +739,57 @@ static void test_retries_of_one_lot_go_in_acceptance_order(void **state) {
     store_posting_list_release(&l);
 }
 
+/*
+ * More due lots than one trigger page (1,024 rows), all due at the same
+ * millisecond: one fetch pages through all of them (keyset paging must not
+ * skip rows that share a due time), and a lot met on two pages is taken once.
+ */
+static void test_fetch_pages_through_lots_due_at_once(void **state) {
+    fixture_t *f = *state;
+    char errstr[256], id[32], lot[32];
+    store_posting_list_t l = {0};
+    const int n = 1100;
+    for (int i = 1; i <= n; i++) {
+        snprintf(id, sizeof(id), "K%d", i);
+        /* Movement 1 and movement 1,050 share lot L-SHARED; the rest have their own. */
+        if (i == 1 || i == 1050)
+            snprintf(lot, sizeof(lot), "L-SHARED");
+        else
+            snprintf(lot, sizeof(lot), "L%d", i);
+        is_movement_t m;
+        make(&m, &f->qty, id, "S1", lot, (uint64_t)i);
+        char *idc = strdup(id), *lotc = strdup(lot); /* kept until teardown via bufs */
+        m.movement_id = idc;
+        m.lot = lotc;
+        apply_m(f, &m, i - 1, 500);
+        f->bufs[f->n_bufs++] = (uint8_t *)idc;
+        f->bufs[f->n_bufs++] = (uint8_t *)lotc;
+        if (f->n_bufs > 60) { /* the fixture keeps 64: free what is stored already */
+            for (size_t k = 0; k < f->n_bufs; k++)
+                free(f->bufs[k]);
+            f->n_bufs = 0;
+        }
+    }
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 5000, &l, errstr, sizeof(errstr)), IS_OK);
+    size_t movements = 0, shared = 0;
+    char *seen = calloc((size_t)n + 1, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < l.n; i++)
+        for (size_t k = 0; k < l.items[i].n; k++) {
+            int num = atoi(l.items[i].m[k]->movement_id + 1);
+            assert_true(num >= 1 && num <= n);
+            assert_int_equal(seen[num], 0); /* no movement twice */
+            seen[num] = 1;
+            movements++;
+            if (strcmp(l.items[i].lot_key, "S1/RM-1/L-SHARED") == 0)
+                shared++;
+        }
+    free(seen);
+    assert_int_equal(movements, (size_t)n);
+    assert_int_equal(shared, 2);
+    store_posting_list_release(&l);
+}
+
 /* The audit detail of each posted posting is JSON with the ERP's document as
  * given, also when the document needs escaping (the fast path must not be the
  * only one). */
@@ -870,6 +921,7 @@ int main(void) {
             test_audit_rows_from_a_callers_own_transaction_keep_the_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_of_one_lot_go_in_acceptance_order, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_pages_through_lots_due_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_posted_audit_detail_is_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_hash_is_the_documented_digest, setup, teardown),
     };
