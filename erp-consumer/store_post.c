@@ -45,7 +45,8 @@ const char *const store_post_sql[SQ__COUNT] = {
                     " ON w.producer_id = m.producer_id AND w.site = m.site"
                     " WHERE m.state = 'queued' AND m.due_at <= ?1 AND m.seq <= w.contiguous"
                     " AND (m.due_at, m.id) > (?3, ?4) ORDER BY m.due_at, m.id LIMIT ?2",
-    [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq, period"
+    [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq, period,"
+                       " note LIKE 're-queued by replay-apply%'"
                        " FROM movements WHERE lot_key = ?1 AND state = 'queued'"
                        " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
     [SQ_LOT_DUE_AFTER] = "SELECT movement_id, tier FROM movements WHERE lot_key = ?1"
@@ -296,6 +297,7 @@ typedef struct member {
     int32_t part;
     int64_t off;
     int64_t period;
+    int requeued; /* posted once, re-queued by replay --apply: never cancelled */
     int cancelled;
 } member_t;
 
@@ -355,7 +357,9 @@ static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot
 
     /* A REVERSAL whose original is also here: neither reaches the ERP — unless
      * another instance of a shared group may have read, or may still read, one
-     * of the two (it could post that one alone). */
+     * of the two (it could post that one alone), or one of them was posted
+     * before and re-queued by replay --apply (the trail says it was posted;
+     * it goes to the ERP again as it went the first time). */
     for (size_t i = 0; i < n; i++) {
         if (mb[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
             continue;
@@ -364,7 +368,8 @@ static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot
                 strcmp(mb[j].m->movement_id, mb[i].m->reverses_movement_id) == 0 &&
                 strcmp(mb[j].m->source_system, mb[i].m->source_system) == 0) {
                 /* Otherwise both are posted: the ERP sees the mistake and its correction. */
-                if (pair_isolated(mb, j, i) && read_alone(s, &mb[i]) && read_alone(s, &mb[j]))
+                if (!mb[i].requeued && !mb[j].requeued && pair_isolated(mb, j, i) &&
+                    read_alone(s, &mb[i]) && read_alone(s, &mb[j]))
                     mb[i].cancelled = mb[j].cancelled = 1;
                 break;
             }
@@ -451,6 +456,7 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
         x->off = sqlite3_column_int64(st, 6);
         last_seq = sqlite3_column_int64(st, 8);
         x->period = sqlite3_column_int64(st, 9); /* NULL reads as 0: no period */
+        x->requeued = sqlite3_column_int(st, 10);
         if (x->due_at <= now_ms)
             last_due = n - 1;
     }

@@ -374,6 +374,54 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     assert_int_equal(c.cancelled, 2);
 }
 
+/*
+ * A pair posted one by one and later re-queued by replay --apply (the ERP
+ * lost both documents) is posted again, not cancelled: the trail says both
+ * were posted, and the ERP must hold both again.
+ */
+static void test_requeued_pair_is_posted_again_not_cancelled(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    apply_m(f, &a, 0, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    make(&r, &rq, "REV-1", "S1", "L1", 2);
+    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    r.reverses_movement_id = "GI-1";
+    apply_m(f, &r, 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    post_all(f, &l, 2000);
+    store_posting_list_release(&l);
+    assert_state(f, "GI-1", "posted");
+    assert_state(f, "REV-1", "posted");
+    /* What replay-apply's requeue does for a posting the ERP no longer has. */
+    assert_int_equal(sqlite3_exec(store_db(f->s),
+                                  "UPDATE movements SET state = 'queued', due_at = 3000,"
+                                  " note = 're-queued by replay-apply: the ERP does not have"
+                                  " posting ' || posting_id, posting_id = NULL;"
+                                  "DELETE FROM postings;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 3000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_false(l.items[0].cancel);
+    assert_false(l.items[1].cancel);
+    assert_string_equal(l.items[0].m[0]->movement_id, "GI-1");
+    assert_string_equal(l.items[1].m[0]->movement_id, "REV-1");
+    post_all(f, &l, 3000);
+    store_posting_list_release(&l);
+    assert_state(f, "GI-1", "posted");
+    assert_state(f, "REV-1", "posted");
+}
+
 /* A REVERSAL GI-1/REV-1 pair at offsets 0 and 1 of invsync.S1.realtime, both due at 5000. */
 static void apply_pair(fixture_t *f, Invsync__V1__Decimal *aq, Invsync__V1__Decimal *rq) {
     is_movement_t a, r;
@@ -899,6 +947,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_window_then_realtime_promotes_earlier, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requeued_pair_is_posted_again_not_cancelled, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_shared_group_cancels_a_pair_read_alone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shared_group_posts_a_pair_not_yet_committed, setup,
