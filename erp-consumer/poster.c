@@ -2,8 +2,8 @@
  * poster.c — the posting loop (see poster.h).
  *
  * Load: up to poster.batch postings per cycle; two store transactions per
- * cycle plus one ERP call per posting. Real-time tiers post one movement per
- * posting.
+ * cycle plus one ERP batch call; two cycles in hand at most (the pipeline). Real-time tiers post
+ * one movement per posting.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,7 +33,14 @@ struct poster {
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int woken;    /* guarded by mu */
+    int woken; /* guarded by mu */
+    /* The pipeline (poster_main / erp_main), guarded by pmu. */
+    pthread_t erp_thread;
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;
+    struct cycle *inflight; /* handed to the ERP thread */
+    int inflight_done;      /* ... and posted: to be recorded */
+    int erp_stop;
     uint64_t rng; /* xorshift state for jitter */
     /* Fault injection for the reliability suite (INVSYNC_TEST_CRASH_AFTER_POSTS=N):
      * after N accepted ERP posts, die before recording them — the crash window
@@ -56,6 +63,8 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
     p->stats = stats;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->pmu, NULL);
+    pthread_cond_init(&p->pcv, NULL);
     p->rng = (uint64_t)is_monotonic_ms() * 0x9E3779B97F4A7C15ull | 1;
     const char *crash = getenv("INVSYNC_TEST_CRASH_AFTER_POSTS");
     int64_t n = 0;
@@ -94,6 +103,8 @@ void poster_destroy(poster_t *p) {
     store_close(p->store);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->pmu);
+    pthread_cond_destroy(&p->pcv);
     free(p);
 }
 
@@ -432,14 +443,36 @@ out:
     return handled;
 }
 
-int poster_run_once(poster_t *p, int64_t now_ms) {
-    store_posting_list_t l = {0};
-    store_result_t *res = NULL;
-    erp_result_t *er = NULL;
+/*
+ * A cycle: the postings store_fetch_due returned, marked `posting`, and what
+ * the ERP answered. Taken and recorded on the store thread; posted on the
+ * ERP thread (or all on one thread: poster_run_once).
+ */
+typedef struct cycle {
+    store_posting_list_t l;
+    store_result_t *res;
+    erp_result_t *er;
+    int64_t now_ms;
+    int handled; /* post_all: postings decided, or a negative is_err_t */
+} cycle_t;
+
+static void cycle_free(cycle_t *c) {
+    if (!c)
+        return;
+    free(c->res);
+    free(c->er);
+    store_posting_list_release(&c->l);
+    free(c);
+}
+
+/* Recovery (once), gap skips, fetch and mark. *out: the cycle, or NULL when
+ * nothing is due. Returns postings taken, 0, or a negative is_err_t. */
+static int cycle_take(poster_t *p, int64_t now_ms, cycle_t **out) {
     char errstr[512];
     is_err_t rc;
-    int handled = 0;
+    cycle_t *c = NULL;
 
+    *out = NULL;
     if (!p->recovered) {
         if (recover_inflight(p, now_ms) != IS_OK)
             return IS_ERR_RETRYABLE;
@@ -461,59 +494,141 @@ int poster_run_once(poster_t *p, int64_t now_ms) {
                     "(see the audit trail)",
                     skipped);
     }
-    rc = store_fetch_due(p->store, p->policy, now_ms, (size_t)p->cfg->poster_batch, &l, errstr,
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        rc = IS_ERR_NOMEM;
+        snprintf(errstr, sizeof(errstr), "out of memory");
+        goto fail;
+    }
+    c->now_ms = now_ms;
+    rc = store_fetch_due(p->store, p->policy, now_ms, (size_t)p->cfg->poster_batch, &c->l, errstr,
                          sizeof(errstr));
     if (rc != IS_OK)
         goto fail;
-    if (l.n == 0)
-        goto out;
-    res = calloc(l.n, sizeof(*res));
-    er = calloc(l.n, sizeof(*er));
-    if (!res || !er) {
+    if (c->l.n == 0) {
+        cycle_free(c);
+        return 0;
+    }
+    c->res = calloc(c->l.n, sizeof(*c->res));
+    c->er = calloc(c->l.n, sizeof(*c->er));
+    if (!c->res || !c->er) {
         rc = IS_ERR_NOMEM;
+        snprintf(errstr, sizeof(errstr), "out of memory");
         goto fail;
     }
-    rc = store_mark_posting(p->store, &l, now_ms, errstr, sizeof(errstr));
+    rc = store_mark_posting(p->store, &c->l, now_ms, errstr, sizeof(errstr));
     if (rc != IS_OK)
         goto fail;
-    handled = post_all(p, &l, res, er, now_ms);
-    if (handled < 0) {
-        rc = (is_err_t)handled;
-        snprintf(errstr, sizeof(errstr), "out of memory");
-        goto fail; /* postings stay `posting`: resolved by lookup */
-    }
+    *out = c;
+    return (int)c->l.n;
+fail:
+    is_log(IS_LOG_ERROR, "poster cycle failed", "error", errstr, NULL);
+    cycle_free(c);
+    return rc;
+}
+
+/* Post the cycle; dead letters are in Kafka before this returns. */
+static void cycle_post(poster_t *p, cycle_t *c) {
+    c->handled = post_all(p, &c->l, c->res, c->er, c->now_ms);
+    if (c->handled < 0)
+        return;
     /* Dead letters must be in Kafka before the failure is recorded as handled. */
-    for (size_t i = 0; i < l.n; i++) {
-        if (res[i].outcome == STORE_FAILED) {
+    for (size_t i = 0; i < c->l.n; i++) {
+        if (c->res[i].outcome == STORE_FAILED) {
             if (dlq_flush(p->dlq, 10000) != IS_OK)
                 atomic_fetch_add(&p->stats->dlq_errors, 1);
             break;
         }
     }
-    rc = store_record_results(p->store, &l, res, now_ms, errstr, sizeof(errstr));
-    if (rc != IS_OK)
-        goto fail; /* postings stay `posting`: resolved by lookup on the next start */
-out:
-    free(res);
-    free(er);
-    store_posting_list_release(&l);
-    return handled;
-fail:
-    is_log(IS_LOG_ERROR, "poster cycle failed", "error", errstr, NULL);
-    free(res);
-    free(er);
-    store_posting_list_release(&l);
-    return rc;
+}
+
+/* Record the outcomes. Returns postings handled or a negative is_err_t. */
+static int cycle_record(poster_t *p, cycle_t *c) {
+    char errstr[512];
+    if (c->handled < 0) {
+        /* postings stay `posting`: resolved by lookup on the next start */
+        is_log(IS_LOG_ERROR, "poster cycle failed", "error", "out of memory", NULL);
+        return c->handled;
+    }
+    is_err_t rc = store_record_results(p->store, &c->l, c->res, c->now_ms, errstr, sizeof(errstr));
+    if (rc != IS_OK) {
+        /* postings stay `posting`: resolved by lookup on the next start */
+        is_log(IS_LOG_ERROR, "poster cycle failed", "error", errstr, NULL);
+        return rc;
+    }
+    return c->handled;
+}
+
+int poster_run_once(poster_t *p, int64_t now_ms) {
+    cycle_t *c = NULL;
+    int n = cycle_take(p, now_ms, &c);
+    if (n <= 0)
+        return n;
+    cycle_post(p, c);
+    n = cycle_record(p, c);
+    cycle_free(c);
+    return n;
+}
+
+/*
+ * The pipeline. The store thread (poster_main) takes cycle k+1 — fetch and
+ * mark — while the ERP thread (erp_main) posts cycle k, then records k while
+ * k+1 is being posted: the store's work and the ERP's run on two cores
+ * instead of one after the other. Nothing about a lot changes: cycle k's
+ * postings are `posting` in the store before k+1 is fetched, so their lots
+ * are held until k is recorded (the next posting of a lot always sees the
+ * outcome of the one before), and a crash leaves at most two cycles in
+ * `posting`, resolved by ERP lookup at start as before.
+ *
+ * Hand over `next` (NULL: none) once the ERP thread has finished the cycle
+ * it has; returns that finished cycle (NULL if there was none).
+ */
+static cycle_t *pipeline_swap(poster_t *p, cycle_t *next) {
+    pthread_mutex_lock(&p->pmu);
+    while (p->inflight && !p->inflight_done)
+        pthread_cond_wait(&p->pcv, &p->pmu);
+    cycle_t *finished = p->inflight;
+    p->inflight = next;
+    p->inflight_done = 0;
+    if (next)
+        pthread_cond_broadcast(&p->pcv);
+    pthread_mutex_unlock(&p->pmu);
+    return finished;
+}
+
+static void *erp_main(void *arg) {
+    poster_t *p = arg;
+    pthread_mutex_lock(&p->pmu);
+    for (;;) {
+        while (!(p->inflight && !p->inflight_done) && !p->erp_stop)
+            pthread_cond_wait(&p->pcv, &p->pmu);
+        if (!(p->inflight && !p->inflight_done))
+            break; /* stopping, nothing in hand */
+        cycle_t *c = p->inflight;
+        pthread_mutex_unlock(&p->pmu);
+        cycle_post(p, c);
+        pthread_mutex_lock(&p->pmu);
+        p->inflight_done = 1;
+        pthread_cond_broadcast(&p->pcv);
+    }
+    pthread_mutex_unlock(&p->pmu);
+    return NULL;
 }
 
 static void *poster_main(void *arg) {
     poster_t *p = arg;
     while (!atomic_load(&p->stop)) {
-        /* A failed cycle (store or ERP lookup trouble) is retried after the idle wait. */
-        int n = poster_run_once(p, is_clock_now_ms(NULL));
-        if (n > 0)
+        cycle_t *next = NULL;
+        int n = cycle_take(p, is_clock_now_ms(NULL), &next);
+        cycle_t *finished = pipeline_swap(p, next);
+        if (finished) {
+            cycle_record(p, finished);
+            cycle_free(finished);
+        }
+        if (n > 0 || finished)
             continue;
-        /* Nothing due: wait to be woken, at most poster.idle. */
+        /* Nothing due and nothing in flight (a failed cycle is retried after
+         * the idle wait): wait to be woken, at most poster.idle. */
         pthread_mutex_lock(&p->mu);
         if (!p->woken && !atomic_load(&p->stop)) {
             struct timespec ts;
@@ -526,12 +641,27 @@ static void *poster_main(void *arg) {
         p->woken = 0;
         pthread_mutex_unlock(&p->mu);
     }
+    /* Stopping: record what the ERP thread has in hand (its undecided postings
+     * go back to the queue, see post_all). */
+    cycle_t *finished = pipeline_swap(p, NULL);
+    if (finished) {
+        cycle_record(p, finished);
+        cycle_free(finished);
+    }
     return NULL;
 }
 
 is_err_t poster_start(poster_t *p) {
-    if (pthread_create(&p->thread, NULL, poster_main, p) != 0)
+    if (pthread_create(&p->erp_thread, NULL, erp_main, p) != 0)
         return IS_ERR_NOMEM;
+    if (pthread_create(&p->thread, NULL, poster_main, p) != 0) {
+        pthread_mutex_lock(&p->pmu);
+        p->erp_stop = 1;
+        pthread_cond_broadcast(&p->pcv);
+        pthread_mutex_unlock(&p->pmu);
+        pthread_join(p->erp_thread, NULL);
+        return IS_ERR_NOMEM;
+    }
     p->started = 1;
     return IS_OK;
 }
@@ -541,6 +671,11 @@ void poster_stop(poster_t *p) {
         return;
     atomic_store(&p->stop, 1);
     poster_wake(p);
-    pthread_join(p->thread, NULL);
+    pthread_join(p->thread, NULL); /* records the cycle in flight first */
+    pthread_mutex_lock(&p->pmu);
+    p->erp_stop = 1;
+    pthread_cond_broadcast(&p->pcv);
+    pthread_mutex_unlock(&p->pmu);
+    pthread_join(p->erp_thread, NULL);
     p->started = 0;
 }

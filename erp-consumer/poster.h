@@ -1,12 +1,14 @@
 /*
  * poster.h — turns queued movements into ERP postings.
  *
- * Runs on its own thread with its own store connection and ERP adapter, so
- * a slow ERP never stalls consumption. At start it resolves postings a crash
- * left in the `posting` state by asking the ERP for their reference
+ * Runs on its own two threads with its own store connection and ERP adapter,
+ * so a slow ERP never stalls consumption. At start it resolves postings a
+ * crash left in the `posting` state by asking the ERP for their reference
  * (erp_lookup_reference) before anything is re-posted. Then, in a loop: fetch
  * due postings, mark them `posting` (one transaction), post them in order,
- * record the outcomes (one transaction). A retryable failure waits with
+ * record the outcomes (one transaction). The store thread takes the next
+ * cycle and records the last one while the ERP thread posts the current one
+ * (poster.c, "The pipeline"). A retryable failure waits with
  * exponential backoff and jitter; a permanent failure fails the posting,
  * dead-letters its movements and holds later movements of the same lot only.
  *
