@@ -157,6 +157,14 @@ is_err_t store_fetch_inflight(store_t *s, store_posting_list_t *out, char *errst
                               size_t errstr_size) IS_MUST_CHECK;
 
 /*
+ * Movements one fetch loads (decodes) at most: bounds the poster's memory
+ * when a backlog of millions is due at once (the pipeline holds two fetches).
+ * A lot is taken whole up to this many; the lots after the budget wait for
+ * the next cycle.
+ */
+#define STORE_FETCH_MEMBERS 10000
+
+/*
  * Up to about max due postings: first postings waiting to retry whose time
  * has come, then, per triggered lot (see above), its due movements in
  * acceptance order cut into postings: one per movement for `immediate`

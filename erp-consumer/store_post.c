@@ -18,10 +18,7 @@
 
 #define TRIGGER_PAGE  1024 /* trigger rows read per query */
 #define TRIGGER_PAGES 16   /* pages per fetch at most (held lots are skipped) */
-/* Movements loaded (decoded) per fetch at most: bounds the poster's memory when
- * a backlog of millions is due at once. A lot is taken whole up to this many;
- * the lots after the budget wait for the next cycle. */
-#define FETCH_MEMBERS 20000
+#define FETCH_MEMBERS STORE_FETCH_MEMBERS /* store.h */
 
 const char *const store_post_sql[SQ__COUNT] = {
     /* A retry goes only when no earlier movement of its lot is still unfinished in

@@ -499,14 +499,17 @@ static void test_shared_group_posts_a_pair_read_without_a_period(void **state) {
 }
 
 /*
- * A backlog larger than one fetch loads (20,000 movements): 20,000 periodic
- * movements of one lot not yet due, then a due real-time one. The first fetch
- * takes the first 20,000, promoted by the trigger beyond them; the trigger
- * follows in the next cycle.
+ * A backlog larger than one fetch loads (STORE_FETCH_MEMBERS movements): that
+ * many periodic movements of one lot not yet due, then a due real-time one.
+ * The first fetch takes the periodic ones, promoted by the trigger beyond
+ * them; the trigger follows in the next cycle.
  */
 static void test_fetch_loads_a_bounded_number_of_movements(void **state) {
     fixture_t *f = *state;
-    enum { N = 20001 };
+    enum { N = STORE_FETCH_MEMBERS + 1 };
+    char last[32], promoted[64];
+    snprintf(last, sizeof(last), "M%d", N);
+    snprintf(promoted, sizeof(promoted), "promoted by %s (realtime)", last);
     is_movement_t *ms = calloc(N, sizeof(*ms));
     store_msg_t *sm = calloc(N, sizeof(*sm));
     char(*ids)[16] = calloc(N, sizeof(*ids));
@@ -536,16 +539,16 @@ static void test_fetch_loads_a_bounded_number_of_movements(void **state) {
     size_t taken = 0;
     for (size_t i = 0; i < l.n; i++)
         taken += l.items[i].n;
-    assert_int_equal(taken, 20000);
+    assert_int_equal(taken, STORE_FETCH_MEMBERS);
     assert_string_equal(l.items[0].m[0]->movement_id, "M1");
-    assert_string_equal(l.items[0].note, "promoted by M20001 (realtime)");
+    assert_string_equal(l.items[0].note, promoted);
     post_all(f, &l, 2000);
     store_posting_list_release(&l);
 
     assert_int_equal(store_fetch_due(f->s, NULL, 2000, 500, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
     assert_int_equal(l.items[0].n, 1);
-    assert_string_equal(l.items[0].m[0]->movement_id, "M20001");
+    assert_string_equal(l.items[0].m[0]->movement_id, last);
     store_posting_list_release(&l);
     for (int i = 0; i < N; i++)
         free(bufs[i]);
