@@ -73,6 +73,14 @@ static void make(is_movement_t *m, Invsync__V1__Decimal *q, const char *id, cons
     m->sequence = seq;
 }
 
+/* REV-1 (seq 2 of lot L1): the REVERSAL of goods issue GI-1. */
+static void make_rev1(is_movement_t *r, Invsync__V1__Decimal *q) {
+    make(r, q, "REV-1", "S1", "L1", 2);
+    r->type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r->reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    r->reverses_movement_id = "GI-1";
+}
+
 /* Apply a prepared movement message at offset with a due time. */
 static store_batch_result_t apply_m(fixture_t *f, is_movement_t *mp, int64_t offset,
                                     int64_t due_at) {
@@ -354,10 +362,7 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     make(&a, &aq, "GI-1", "S1", "L1", 1);
     a.tier = "periodic";
     apply_m(f, &a, 0, 5000);
-    make(&r, &rq, "REV-1", "S1", "L1", 2);
-    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
-    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
-    r.reverses_movement_id = "GI-1";
+    make_rev1(&r, &rq);
     r.tier = "periodic";
     apply_m(f, &r, 1, 5000);
     assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
@@ -391,10 +396,7 @@ static void test_requeued_pair_is_posted_again_not_cancelled(void **state) {
     assert_int_equal(l.n, 1);
     post_all(f, &l, 1000);
     store_posting_list_release(&l);
-    make(&r, &rq, "REV-1", "S1", "L1", 2);
-    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
-    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
-    r.reverses_movement_id = "GI-1";
+    make_rev1(&r, &rq);
     apply_m(f, &r, 1, 0);
     assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
@@ -427,10 +429,7 @@ static void apply_pair(fixture_t *f, Invsync__V1__Decimal *aq, Invsync__V1__Deci
     is_movement_t a, r;
     make(&a, aq, "GI-1", "S1", "L1", 1);
     apply_m(f, &a, 0, 5000);
-    make(&r, rq, "REV-1", "S1", "L1", 2);
-    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
-    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
-    r.reverses_movement_id = "GI-1";
+    make_rev1(&r, rq);
     apply_m(f, &r, 1, 5000);
 }
 
