@@ -720,46 +720,25 @@ class Bench:
         stop_s = self.stop(c)
         size = file_size(c.store, c.store + "-wal")
         keys = q1(c.store, "SELECT count(*) FROM movements")[0]
-        probe = self.path("probe.jsonl")
-        pid = "PROBE-%d" % int(time.time() * 1000)
-        with open(probe, "w") as f:
-            f.write(json.dumps({"movement_id": pid, "source_system": "MES-SIM", "site": self.sites[0],
-                                "type": "COMPLETION", "material": "FG-399", "lot": "PROBE-LOT",
-                                "location": "FG-STAGE", "quantity": "1", "uom": "EA",
-                                "order_id": "ORD-PROBE", "to_status": "UNRESTRICTED",
-                                "event_time": "2026-01-05T06:00:00.000Z"}) + "\n")
-        self.fill("policy-netted.yaml", "probe.jsonl", extra=["--tier", "realtime"],
-                  seq_state="seq-netted.json")
-        cfg2 = dict(cfg, log={"level": "info"})  # to see when partitions are assigned
-        c2 = self.start_consumer("apply-netted-restart", cfg2)
-        t_start_ms = c2.t_start * 1000.0
-
-        def probe_posted():
-            c2.check()
-            try:
-                return q1(c2.erp, "SELECT d.posted_at FROM doc_movements m JOIN documents d"
-                                  " ON d.doc_no = m.doc_no WHERE m.movement_id = ?", (pid,))
-            except sqlite3.OperationalError:
-                return None
-        row = wait_for(probe_posted, 120 * self.slow, "the probe movement to be posted after restart",
-                       interval=0.02)
-        restart_s = (row[0] - t_start_ms) / 1000.0
-        assigned_ms = self.log_time(c2.log_path, "partition assigned")
-        join_s = (assigned_ms - t_start_ms) / 1000.0 if assigned_ms else None
-        res["restart"] = {"keys_in_store": keys, "store_bytes": size,
-                          "to_partitions_assigned_s": join_s,
-                          "assigned_to_first_posting_s": (row[0] - assigned_ms) / 1000.0
-                          if assigned_ms else None,
-                          "store_bytes_per_million_keys": size * 1e6 / keys,
-                          "stop_s": stop_s, "restart_to_first_posting_s": restart_s,
-                          "consumer_vmhwm_kib_after_restart": c2.vmhwm_kib()}
-        self.stop(c2)
+        restart = {"keys_in_store": keys, "store_bytes": size,
+                   "store_bytes_per_million_keys": size * 1e6 / keys, "stop_s": stop_s}
+        # consume.mode group (the default) and assign (one owner per site;
+        # on the mock it skips the coordinator's fixed first-join delay).
+        for mode in ("group", "assign"):
+            cfg2 = dict(cfg, log={"level": "info"},  # to see when partitions are assigned
+                        consume={"mode": mode})
+            restart[mode] = self.restart_probe("apply-netted-restart-" + mode, cfg2)
+        res["restart"] = restart
         self.row("5 memory", "store bytes per 1M keys (movements incl. payload)",
                  size * 1e6 / keys / 1048576.0, "MiB", "%d keys, file %0.f MiB" %
                  (keys, size / 1048576.0))
-        self.row("5 memory", "consumer restart -> first posting", restart_s, "s",
-                 "%d keys in store; group join %s s of it" %
-                 (keys, "%.2f" % join_s if join_s is not None else "?"))
+        for mode in ("group", "assign"):
+            r = restart[mode]
+            join_s = r["to_partitions_assigned_s"]
+            self.row("5 memory", "consumer restart -> first posting (%s)" % mode,
+                     r["restart_to_first_posting_s"], "s",
+                     "%d keys in store; consume.mode %s; %s s of it to partitions assigned" %
+                     (keys, mode, "%.2f" % join_s if join_s is not None else "?"))
 
         # -- real-time tier -----------------------------------------------
         log("apply: filling %d movements into b2r.<site>.realtime" % self.n_rt)
@@ -788,6 +767,44 @@ class Bench:
         self.row("5 memory", "consumer peak RSS, real-time apply",
                  fig["consumer_vmhwm_kib"] / 1024.0, "MiB", conf)
         self.results["scenarios"]["apply"] = res
+
+    def restart_probe(self, name, cfg):
+        """Put one more stamped real-time movement (the next P1 sequence) into
+        Kafka, start a consumer on the existing store and time spawn -> that
+        movement's ERP posting; the 'partition(s) assigned' log line splits
+        it. Returns the figures; stops the consumer."""
+        probe = self.path(name + "-probe.jsonl")
+        pid = "PROBE-%s-%d" % (name, int(time.time() * 1000))
+        with open(probe, "w") as f:
+            f.write(json.dumps({"movement_id": pid, "source_system": "MES-SIM", "site": self.sites[0],
+                                "type": "COMPLETION", "material": "FG-399", "lot": "PROBE-LOT",
+                                "location": "FG-STAGE", "quantity": "1", "uom": "EA",
+                                "order_id": "ORD-PROBE", "to_status": "UNRESTRICTED",
+                                "event_time": "2026-01-05T06:00:00.000Z"}) + "\n")
+        self.fill("policy-netted.yaml", os.path.basename(probe), extra=["--tier", "realtime"],
+                  seq_state="seq-netted.json")
+        c2 = self.start_consumer(name, cfg)
+        t_start_ms = c2.t_start * 1000.0
+
+        def probe_posted():
+            c2.check()
+            try:
+                return q1(c2.erp, "SELECT d.posted_at FROM doc_movements m JOIN documents d"
+                                  " ON d.doc_no = m.doc_no WHERE m.movement_id = ?", (pid,))
+            except sqlite3.OperationalError:
+                return None
+        row = wait_for(probe_posted, 120 * self.slow, "the probe movement to be posted after restart",
+                       interval=0.02)
+        assigned_ms = self.log_time(c2.log_path, "partition assigned") or \
+            self.log_time(c2.log_path, "partitions assigned")
+        out = {"restart_to_first_posting_s": (row[0] - t_start_ms) / 1000.0,
+               "to_partitions_assigned_s": (assigned_ms - t_start_ms) / 1000.0
+               if assigned_ms else None,
+               "assigned_to_first_posting_s": (row[0] - assigned_ms) / 1000.0
+               if assigned_ms else None,
+               "consumer_vmhwm_kib_after_restart": c2.vmhwm_kib()}
+        self.stop(c2)
+        return out
 
     def scenario_latency(self):
         res = {}
