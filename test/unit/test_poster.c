@@ -104,8 +104,8 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Seed the ledger with stock (an ADJUSTMENT posting outside the consumer). */
-static void seed(fx_t *f, const char *location, int64_t units) {
+/* Seed the ledger with stock of a lot (an ADJUSTMENT posting outside the consumer). */
+static void seed_lot(fx_t *f, const char *lot, const char *location, int64_t units) {
     erp_sqlite_t *l;
     char errstr[256];
     is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
@@ -113,13 +113,15 @@ static void seed(fx_t *f, const char *location, int64_t units) {
     q.units = units;
     m.site = "S1";
     m.material = "RM-1";
-    m.lot = "L1";
+    m.lot = (char *)lot;
     m.location = (char *)location;
     m.uom = "KG";
     m.type = INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT;
     m.quantity = &q;
     erp_line_t line = {.m = &m, .quantity = {units, 0}};
-    erp_posting_t p = {.posting_id = "seed",
+    char ref[64];
+    snprintf(ref, sizeof(ref), "seed-%s-%s", lot, location);
+    erp_posting_t p = {.posting_id = ref,
                        .site = "S1",
                        .tier = "opening",
                        .policy_version = "",
@@ -129,6 +131,10 @@ static void seed(fx_t *f, const char *location, int64_t units) {
     assert_int_equal(erp_sqlite_open_path(f->ledger_path, 0, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(erp_sqlite_post(l, &p, &r, NULL), IS_OK);
     erp_sqlite_close(l);
+}
+
+static void seed(fx_t *f, const char *location, int64_t units) {
+    seed_lot(f, "L1", location, units);
 }
 
 /* Consume one stamped movement accepted at `accepted` (its tier from the policy). */
@@ -218,7 +224,8 @@ static void test_window_nets_ten_thousand_issues_into_one_line(void **state) {
     assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1); /* one posting at the close */
     assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 0); /* and never twice */
     poster_destroy(p);
-    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id <> 'seed'"), 1);
+    assert_int_equal(
+        ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id NOT LIKE 'seed-%'"), 1);
     assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_lines WHERE type <> 'ADJUSTMENT'"
                                    " AND type <> '7'"),
                      1);
@@ -254,7 +261,8 @@ static void test_reversal_after_posting_is_an_erp_reversal(void **state) {
     poster_destroy(p);
     assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
                      50000000);
-    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id <> 'seed'"), 2);
+    assert_int_equal(
+        ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id NOT LIKE 'seed-%'"), 2);
 }
 
 static void test_reversal_inside_window_posts_nothing(void **state) {
@@ -280,7 +288,8 @@ static void test_reversal_inside_window_posts_nothing(void **state) {
     run_until_idle(p, T0 + 3000);
     run_until_idle(p, T0 + 40 * 60000);
     poster_destroy(p);
-    assert_int_equal(ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id <> 'seed'"), 0);
+    assert_int_equal(
+        ledger_int(f, "SELECT count(*) FROM documents WHERE posting_id NOT LIKE 'seed-%'"), 0);
     assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
                      50000000);
     store_counts_t c;
@@ -395,6 +404,79 @@ static void test_failed_posting_holds_its_lot_in_the_same_batch(void **state) {
                      1);
 }
 
+/* Store counts through the test's own connection. */
+static store_counts_t counts(fx_t *f) {
+    char errstr[256];
+    store_counts_t c;
+    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
+    return c;
+}
+
+/*
+ * The poster's own threads (store thread + ERP thread, one cycle posted while
+ * the next is taken), fed while they run. Eight lots of one unit each, every
+ * lot alternating QUARANTINE and RELEASE of that unit: each movement needs
+ * the one before it in the ERP, so a lot posted out of order fails in the
+ * ledger. Cycles of 3 postings make cycles overlap constantly. Then a stop
+ * with work in flight leaves nothing in the `posting` state.
+ */
+static void test_threads_keep_each_lot_in_order(void **state) {
+    fx_t *f = *state;
+    enum { LOTS = 8, N = 400, MORE = 120 };
+    static char lots[LOTS][8], ids[N + MORE][16];
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = 1;
+    for (int k = 0; k < LOTS; k++) {
+        snprintf(lots[k], sizeof(lots[k]), "L%d", k + 1);
+        seed_lot(f, lots[k], "QA", 1);
+    }
+    f->cfg.poster_batch = 3;
+    f->cfg.poster_idle_ms = 20;
+    poster_t *p = new_poster(f);
+    assert_int_equal(poster_start(p), IS_OK);
+    for (int i = 0; i < N + MORE; i++) {
+        is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+        snprintf(ids[i], sizeof(ids[i]), "QR-%d", i);
+        m.movement_id = ids[i];
+        m.lot = lots[i % LOTS];
+        m.location = "QA";
+        m.quantity = &q;
+        /* The lot's (i / LOTS)-th movement: quarantine, release, quarantine, ... */
+        m.type = (i / LOTS) % 2 == 0 ? INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE
+                                     : INVSYNC__V1__MOVEMENT_TYPE__RELEASE;
+        consume(f, &m, T0 + i);
+        poster_wake(p);
+        if (i + 1 == N) {
+            /* Wait (deadline) for the first N: all posted, none failed. */
+            for (int tries = 0; counts(f).posted < N; tries++) {
+                assert_true(tries < 3000); /* 30 s */
+                assert_int_equal(counts(f).failed, 0);
+                usleep(10000);
+            }
+        }
+    }
+    /* Stop with the last MORE movements still arriving at the poster. */
+    poster_stop(p);
+    store_counts_t c = counts(f);
+    assert_int_equal(c.failed, 0);
+    assert_int_equal(c.retry, 0);
+    assert_int_equal(c.posting, 0); /* the cycle in flight was recorded */
+    assert_int_equal(c.posted + c.queued, N + MORE);
+    poster_destroy(p);
+    /* A new poster (as after a restart) finishes the rest, still in order. */
+    p = new_poster(f);
+    run_until_idle(p, is_clock_now_ms(NULL));
+    poster_destroy(p);
+    c = counts(f);
+    assert_int_equal(c.posted, N + MORE);
+    assert_int_equal(c.failed, 0);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements"), N + MORE);
+    /* (N + MORE) / LOTS = 65 movements per lot, odd: each lot ends quarantined. */
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM on_hand WHERE location = 'QA'"
+                                   " AND status = 'BLOCKED' AND qty_units = 1000000"),
+                     LOTS);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_window_nets_ten_thousand_issues_into_one_line, setup,
@@ -407,6 +489,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_in_the_same_batch, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_threads_keep_each_lot_in_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
