@@ -423,7 +423,7 @@ static store_counts_t counts(fx_t *f) {
 static void test_threads_keep_each_lot_in_order(void **state) {
     fx_t *f = *state;
     enum { LOTS = 8, N = 400, MORE = 120 };
-    static char lots[LOTS][8], ids[N + MORE][16];
+    static char lots[LOTS][16], ids[N + MORE][24];
     Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
     q.units = 1;
     for (int k = 0; k < LOTS; k++) {
