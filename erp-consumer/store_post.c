@@ -18,7 +18,6 @@
 
 #define TRIGGER_PAGE  1024 /* trigger rows read per query */
 #define TRIGGER_PAGES 16   /* pages per fetch at most (held lots are skipped) */
-#define FETCH_MEMBERS STORE_FETCH_MEMBERS /* store.h */
 
 const char *const store_post_sql[SQ__COUNT] = {
     /* A retry goes only when no earlier movement of its lot is still unfinished in
@@ -425,7 +424,7 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     bind_text(st, 1, lot_key);
     bind_text(st, 2, producer);
     sqlite3_bind_int64(st, 3, watermark);
-    sqlite3_bind_int64(st, 4, FETCH_MEMBERS);
+    sqlite3_bind_int64(st, 4, STORE_FETCH_MEMBERS);
     int64_t last_seq = 0;
     while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
@@ -459,7 +458,7 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     }
     sqlite3_reset(st);
     char trigger_id[IS_MOVEMENT_MAX_STR + 1] = "", trigger_tier[32] = "";
-    if (rc == IS_OK && n == FETCH_MEMBERS) {
+    if (rc == IS_OK && n == STORE_FETCH_MEMBERS) {
         /* More members than one fetch loads: if a due one lies beyond, it
          * promotes every loaded member (the rest follow next cycle). */
         st = stmt(s, SQ_LOT_DUE_AFTER);
@@ -505,52 +504,54 @@ typedef struct seen_set {
     size_t cap, n;
 } seen_set_t;
 
-static uint64_t seen_hash(const char *a, const char *b) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over a \x1f b */
-    for (; *a; a++)
-        h = (h ^ (unsigned char)*a) * 1099511628211ull;
-    h = (h ^ 0x1f) * 1099511628211ull;
-    for (; *b; b++)
-        h = (h ^ (unsigned char)*b) * 1099511628211ull;
+static uint64_t seen_hash(const char *key) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 1099511628211ull;
     return h;
+}
+
+/* Double the table (cap stays a power of two). 0, or -1 out of memory. */
+static int seen_grow(seen_set_t *s) {
+    size_t cap = s->cap ? s->cap * 2 : 256;
+    char **slot = calloc(cap, sizeof(*slot));
+    uint64_t *hash = calloc(cap, sizeof(*hash));
+    if (!slot || !hash) {
+        free(slot);
+        free(hash);
+        return -1;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->slot[i])
+            continue;
+        size_t j = s->hash[i] & (cap - 1);
+        while (slot[j])
+            j = (j + 1) & (cap - 1);
+        slot[j] = s->slot[i];
+        hash[j] = s->hash[i];
+    }
+    free(s->slot);
+    free(s->hash);
+    s->slot = slot;
+    s->hash = hash;
+    s->cap = cap;
+    return 0;
 }
 
 /* 1 if (lot, producer) was added, 0 if it was there, -1 out of memory. */
 static int seen_add(seen_set_t *s, const char *lot, const char *producer) {
-    if (2 * (s->n + 1) > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        char **slot = calloc(cap, sizeof(*slot));
-        uint64_t *hash = calloc(cap, sizeof(*hash));
-        if (!slot || !hash) {
-            free(slot);
-            free(hash);
-            return -1;
-        }
-        for (size_t i = 0; i < s->cap; i++) {
-            if (!s->slot[i])
-                continue;
-            size_t j = s->hash[i] & (cap - 1);
-            while (slot[j])
-                j = (j + 1) & (cap - 1);
-            slot[j] = s->slot[i];
-            hash[j] = s->hash[i];
-        }
-        free(s->slot);
-        free(s->hash);
-        s->slot = slot;
-        s->hash = hash;
-        s->cap = cap;
-    }
-    size_t lot_len = strlen(lot);
-    uint64_t h = seen_hash(lot, producer);
-    size_t j = h & (s->cap - 1);
-    for (; s->slot[j]; j = (j + 1) & (s->cap - 1))
-        if (s->hash[j] == h && strncmp(s->slot[j], lot, lot_len) == 0 &&
-            s->slot[j][lot_len] == '\x1f' && strcmp(s->slot[j] + lot_len + 1, producer) == 0)
-            return 0;
+    if (2 * (s->n + 1) > s->cap && seen_grow(s) < 0)
+        return -1;
     char *key = NULL;
     if (asprintf(&key, "%s\x1f%s", lot, producer) < 0)
         return -1;
+    uint64_t h = seen_hash(key);
+    size_t j = h & (s->cap - 1);
+    for (; s->slot[j]; j = (j + 1) & (s->cap - 1))
+        if (s->hash[j] == h && strcmp(s->slot[j], key) == 0) {
+            free(key);
+            return 0;
+        }
     s->slot[j] = key;
     s->hash[j] = h;
     s->n++;
@@ -592,7 +593,7 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     if (rc != IS_OK)
         goto err;
 
-    for (int page = 0; page < TRIGGER_PAGES && out->n < max && loaded(out) < FETCH_MEMBERS;
+    for (int page = 0; page < TRIGGER_PAGES && out->n < max && loaded(out) < STORE_FETCH_MEMBERS;
          page++) {
         /* Collect the page's distinct lots first: take_lot reuses statements. */
         typedef struct trig {
@@ -631,8 +632,8 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
             n_tr++;
         }
         sqlite3_reset(st);
-        for (size_t i = 0; rc == IS_OK && i < n_tr && out->n < max && loaded(out) < FETCH_MEMBERS;
-             i++) {
+        for (size_t i = 0;
+             rc == IS_OK && i < n_tr && out->n < max && loaded(out) < STORE_FETCH_MEMBERS; i++) {
             int held;
             if (!tr[i].lot_key || !tr[i].producer || !tr[i].site || !tr[i].tier) {
                 rc = IS_ERR_NOMEM;
