@@ -324,13 +324,20 @@ out:
     return rc;
 }
 
+static const char *const sync_sql[] = {
+    [IS_DB_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [IS_DB_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [IS_DB_SYNC_OFF] = "PRAGMA synchronous=OFF",
+};
+
+is_err_t is_db_set_sync(sqlite3 *db, is_db_sync_t sync) {
+    if (!db || (unsigned)sync > IS_DB_SYNC_OFF)
+        return IS_ERR_INVALID;
+    return sqlite3_exec(db, sync_sql[sync], NULL, NULL, NULL) == SQLITE_OK ? IS_OK : IS_ERR_DB;
+}
+
 is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,
                     is_db_sync_t sync, sqlite3 **out, char *errstr, size_t errstr_size) {
-    static const char *const sync_sql[] = {
-        [IS_DB_SYNC_FULL] = "PRAGMA synchronous=FULL",
-        [IS_DB_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
-        [IS_DB_SYNC_OFF] = "PRAGMA synchronous=OFF",
-    };
     sqlite3 *db = NULL;
     const char *file;
     char mode[32];

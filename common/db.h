@@ -29,6 +29,10 @@ typedef enum is_db_sync {
 is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,
                     is_db_sync_t sync, sqlite3 **out, char *errstr,
                     size_t errstr_size) IS_MUST_CHECK;
+/* Change the connection's synchronous level (outside a transaction): for a
+ * commit whose loss on power failure the caller can afford, see
+ * store_record_results. */
+is_err_t is_db_set_sync(sqlite3 *db, is_db_sync_t sync) IS_MUST_CHECK;
 /* sqlite3_close_v2; NULL is a no-op. */
 void is_db_close(sqlite3 *db);
 

@@ -179,10 +179,14 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
     ok = ok && each_row(store, "SELECT site, last_movement_at, last_heartbeat_at FROM sites",
                         row_site, &sc, errstr, errstr_size);
     ok = ok && each_row(store,
+                        /* the backlog: the two partial indexes, not the history */
                         "SELECT site, tier, count(*), min(received_at),"
                         " coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'retry'), 0)"
-                        " FROM movements WHERE state IN ('queued', 'posting', 'retry', 'failed')"
-                        " GROUP BY site, tier",
+                        " FROM (SELECT site, tier, received_at, state FROM movements"
+                        "  WHERE " STORE_QUEUED " UNION ALL"
+                        "  SELECT site, tier, received_at, state FROM movements"
+                        "  WHERE " STORE_OPEN("") ")"
+                                                  " GROUP BY site, tier",
                         row_backlog, &sc, errstr, errstr_size);
     ok = ok && each_row(store,
                         "SELECT site, tier, last_posted_at, last_error, last_error_at"

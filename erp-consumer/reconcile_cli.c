@@ -12,6 +12,7 @@
 #include "erp.h"
 #include "investigation.h"
 #include "reconcile.h"
+#include "store.h"
 
 static int erp_row_cb(void *opaque, const erp_on_hand_row_t *row) {
     return reconcile_add_row(opaque, RECONCILE_ERP, row->site, row->material, row->lot,
@@ -36,9 +37,13 @@ static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const
     *n = 0;
     return investigation_store_movements(
         cfg,
-        "SELECT payload, state, movement_id FROM movements WHERE state IN"
-        " ('queued', 'posting', 'retry', 'failed') AND (?1 IS NULL OR site = ?1)"
-        " ORDER BY producer_id, seq",
+        /* the backlog: the two partial indexes (store.h), not the history */
+        "SELECT payload, state, movement_id FROM ("
+        " SELECT payload, state, movement_id, producer_id, seq FROM movements"
+        "  WHERE " STORE_QUEUED " AND (?1 IS NULL OR site = ?1) UNION ALL"
+        " SELECT payload, state, movement_id, producer_id, seq FROM movements"
+        "  WHERE " STORE_OPEN("") " AND (?1 IS NULL OR site = ?1))"
+                                  " ORDER BY producer_id, seq",
         NULL, 0, site, 2, pending_cb, ctx, errstr, errstr_size);
 }
 

@@ -81,6 +81,25 @@ static const char *const store_migrations[] = {
     "  fresh_from INTEGER NOT NULL, committed INTEGER NOT NULL DEFAULT -1,"
     "  started_at INTEGER NOT NULL);"
     "ALTER TABLE movements ADD COLUMN period INTEGER;",
+    /* 3: finished movements leave the hot indexes. A movement is indexed for
+     * the poster while it is queued (by due time, by lot) and while its
+     * posting is open (by lot); posted, cancelled, dead and ignored rows stay
+     * only in the table, the dedup key, the sequence index and (once
+     * assigned) the posting index. Each state change now touches the indexes
+     * it leaves and enters instead of rewriting every (state, ...) entry, and
+     * the indexes the poster reads hold the backlog, not the history.
+     * Queries must repeat an index's WHERE term exactly to use it (SQLite's
+     * partial index rule): STORE_QUEUED and STORE_OPEN. */
+    "DROP INDEX movements_trigger;"
+    "DROP INDEX movements_lot;"
+    "DROP INDEX movements_posting;"
+    "CREATE INDEX movements_queued ON movements(due_at, id) WHERE " STORE_QUEUED ";"
+    "CREATE INDEX movements_lot_queued ON movements(lot_key, producer_id, seq)"
+    "  WHERE " STORE_QUEUED ";"
+    "CREATE INDEX movements_lot_open ON movements(lot_key, seq)"
+    "  WHERE " STORE_OPEN(
+        "") ";"
+            "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;",
 };
 
 const char *const store_consume_sql[SQ__COUNT] = {
@@ -170,6 +189,7 @@ is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *er
     *out = NULL;
     if (!s)
         return IS_ERR_NOMEM;
+    s->sync = sync;
     rc = is_db_open(path, store_migrations, sizeof(store_migrations) / sizeof(store_migrations[0]),
                     sync, &s->db, errstr, errstr_size);
     for (int i = 0; rc == IS_OK && i < SQ__COUNT; i++) {
@@ -479,9 +499,10 @@ is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errs
         " (SELECT count(*) FROM postings WHERE state = 'posted'),"
         " (SELECT count(*) FROM postings WHERE state = 'failed'),"
         " (SELECT count(*) FROM postings WHERE state = 'retry'),"
-        " coalesce((SELECT min(received_at) FROM movements WHERE state IN"
-        "   ('queued', 'posting', 'retry', 'failed')), 0)"
-        " FROM movements";
+        " coalesce((SELECT min(r) FROM (SELECT min(received_at) r FROM movements "
+        "WHERE " STORE_QUEUED
+        " UNION ALL SELECT min(received_at) FROM movements WHERE " STORE_OPEN("") ")), 0)"
+                                                                                  " FROM movements";
     sqlite3_stmt *st = NULL;
     is_err_t rc = is_db_prepare(s->db, sql, &st, errstr, errstr_size);
     if (rc != IS_OK)

@@ -44,6 +44,17 @@
 
 typedef struct store store_t;
 
+/* The store's partial indexes (store.c, migration 3) cover queued movements
+ * (STORE_QUEUED) and movements whose posting is open (STORE_OPEN(alias),
+ * alias "" or e.g. "m."). SQLite uses a partial index only for a query that
+ * repeats its WHERE term as written, so every query meant to use one spells
+ * the term with these. Not `state IN (...)`: SQLite builds a temporary b-tree
+ * for an IN list of three, and a partial index's condition is evaluated on
+ * every insert and update of a movement. */
+#define STORE_QUEUED "state = 'queued'"
+#define STORE_OPEN(alias)                                                                          \
+    "(" alias "state = 'posting' OR " alias "state = 'retry' OR " alias "state = 'failed')"
+
 is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *errstr,
                     size_t errstr_size) IS_MUST_CHECK;
 void store_close(store_t *s); /* NULL is a no-op */

@@ -23,13 +23,13 @@ const char *const store_post_sql[SQ__COUNT] = {
     /* A retry goes only when no earlier movement of its lot is still unfinished in
      * another posting: after a crash several postings of one lot may wait to retry,
      * and they must reach the ERP in acceptance order. */
-    [SQ_DUE_RETRY] =
-        "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts FROM postings p"
-        " WHERE p.state = 'retry' AND p.next_at <= ?1 AND NOT EXISTS ("
-        "  SELECT 1 FROM movements e WHERE e.lot_key = p.lot_key"
-        "   AND e.state IN ('retry', 'failed', 'posting') AND e.posting_id <> p.posting_id"
-        "   AND e.seq < (SELECT min(m.seq) FROM movements m WHERE m.posting_id = p.posting_id))"
-        " ORDER BY p.next_at LIMIT ?2",
+    [SQ_DUE_RETRY] = "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts FROM postings p"
+                     " WHERE p.state = 'retry' AND p.next_at <= ?1 AND NOT EXISTS ("
+                     "  SELECT 1 FROM movements e WHERE e.lot_key = p.lot_key"
+                     "   AND " STORE_OPEN("e.") " AND e.posting_id <> p.posting_id"
+                                                "   AND e.seq < (SELECT min(m.seq) FROM movements "
+                                                "m WHERE m.posting_id = p.posting_id))"
+                                                " ORDER BY p.next_at LIMIT ?2",
     [SQ_INFLIGHT] = "SELECT posting_id, site, tier, lot_key, attempts FROM postings"
                     " WHERE state = 'posting' ORDER BY updated_at",
     [SQ_POSTING_MOVEMENTS] = "SELECT id, payload, topic, part, off FROM movements"
@@ -39,17 +39,17 @@ const char *const store_post_sql[SQ__COUNT] = {
     [SQ_TRIGGERS] = "SELECT m.lot_key, m.producer_id, w.contiguous, m.site, m.tier, m.due_at, m.id"
                     " FROM movements m JOIN watermarks w"
                     " ON w.producer_id = m.producer_id AND w.site = m.site"
-                    " WHERE m.state = 'queued' AND m.due_at <= ?1 AND m.seq <= w.contiguous"
+                    " WHERE m." STORE_QUEUED " AND m.due_at <= ?1 AND m.seq <= w.contiguous"
                     " AND (m.due_at, m.id) > (?3, ?4) ORDER BY m.due_at, m.id LIMIT ?2",
     [SQ_LOT_MEMBERS] = "SELECT id, payload, tier, due_at, topic, part, off, site, seq, period,"
                        " note LIKE 're-queued by replay-apply%'"
-                       " FROM movements WHERE lot_key = ?1 AND state = 'queued'"
+                       " FROM movements WHERE lot_key = ?1 AND " STORE_QUEUED
                        " AND producer_id = ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
     [SQ_LOT_DUE_AFTER] = "SELECT movement_id, tier FROM movements WHERE lot_key = ?1"
-                         " AND state = 'queued' AND producer_id = ?2 AND seq > ?3 AND seq <= ?4"
+                         " AND " STORE_QUEUED " AND producer_id = ?2 AND seq > ?3 AND seq <= ?4"
                          " AND due_at <= ?5 ORDER BY seq DESC LIMIT 1",
     [SQ_LOT_HELD] = "SELECT 1 FROM movements WHERE lot_key = ?1"
-                    " AND state IN ('posting', 'retry', 'failed') LIMIT 1",
+                    " AND " STORE_OPEN("") " LIMIT 1",
     [SQ_PAUSES] = "SELECT site, tier FROM pauses",
     [SQ_MARK_POSTING] =
         "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, created_at,"
@@ -696,6 +696,14 @@ is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms,
                             size_t errstr_size) {
     if (l->n == 0)
         return IS_OK;
+    /* A mark is what start-up recovery relies on: it must reach the disk
+     * before the ERP sees the posting. */
+    if (s->sync_relaxed) {
+        if (is_db_set_sync(s->db, IS_DB_SYNC_FULL) != IS_OK)
+            return is_db_error(s->db, "cannot restore synchronous=FULL before marking postings",
+                               errstr, errstr_size);
+        s->sync_relaxed = 0;
+    }
     if (store_begin(s) != IS_OK)
         goto db_err;
     for (size_t i = 0; i < l->n; i++) {
@@ -805,11 +813,32 @@ static int set_movements_state(store_t *s, const char *posting_id, const char *s
     return sqlite3_step(st) == SQLITE_DONE;
 }
 
+static is_err_t record_results(store_t *s, const store_posting_list_t *l,
+                               const store_result_t *results, int64_t now_ms, char *errstr,
+                               size_t errstr_size);
+
 is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
                               const store_result_t *results, int64_t now_ms, char *errstr,
                               size_t errstr_size) {
     if (l->n == 0)
         return IS_OK;
+    /* Without an fsync of its own (synchronous=NORMAL): losing this commit to a
+     * power failure leaves the postings `posting`, the state a crash just
+     * before it leaves, which start-up resolves by ERP lookup (poster.c,
+     * recover_inflight) and records again. The next full commit on the store
+     * (a mark, a consumed batch) makes it durable anyway. Saves an fsync per
+     * poster cycle on the real-time path. */
+    if (s->sync == IS_DB_SYNC_FULL && is_db_set_sync(s->db, IS_DB_SYNC_NORMAL) == IS_OK)
+        s->sync_relaxed = 1;
+    is_err_t rc = record_results(s, l, results, now_ms, errstr, errstr_size);
+    if (s->sync_relaxed && is_db_set_sync(s->db, IS_DB_SYNC_FULL) == IS_OK)
+        s->sync_relaxed = 0; /* else store_mark_posting tries again before it commits */
+    return rc;
+}
+
+static is_err_t record_results(store_t *s, const store_posting_list_t *l,
+                               const store_result_t *results, int64_t now_ms, char *errstr,
+                               size_t errstr_size) {
     if (store_begin(s) != IS_OK)
         goto db_err;
     for (size_t i = 0; i < l->n; i++) {

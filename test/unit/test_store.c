@@ -17,6 +17,7 @@
 
 #include "hash.h"
 #include "store.h"
+#include "store_int.h" /* store_post_sql, sync_relaxed */
 
 typedef struct fixture {
     char dir[64];
@@ -937,6 +938,132 @@ static void test_audit_hash_is_the_documented_digest(void **state) {
     free(longd);
 }
 
+/* The statements about durability a connection ran, in order (sqlite3_trace_v2). */
+typedef struct sync_trace {
+    char sql[32][48];
+    int n;
+} sync_trace_t;
+
+static int sync_trace_cb(unsigned type, void *ctx, void *p, void *x) {
+    sync_trace_t *t = ctx;
+    const char *sql = sqlite3_sql(p);
+    (void)type;
+    (void)x;
+    if (sql && t->n < 32 &&
+        (strncmp(sql, "PRAGMA synchronous", 18) == 0 || strncmp(sql, "BEGIN", 5) == 0 ||
+         strcmp(sql, "COMMIT") == 0))
+        snprintf(t->sql[t->n++], sizeof(t->sql[0]), "%s", sql);
+    return 0;
+}
+
+static int sync_level(store_t *s) {
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(s), "PRAGMA synchronous", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int level = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return level;
+}
+
+static void assert_trace(const sync_trace_t *t, const char *const *want, int n) {
+    for (int i = 0; i < n && i < t->n; i++)
+        assert_string_equal(t->sql[i], want[i]);
+    assert_int_equal(t->n, n);
+}
+
+/* On a synchronous=FULL store, a mark commits with its fsync (start-up
+ * recovery relies on it) and the record of outcomes without (losing it is
+ * the state a crash leaves); the connection is FULL again afterwards, and a
+ * mark restores FULL itself if a record could not. */
+static void test_record_commits_without_fsync_marks_with_it(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    store_posting_list_t l = {0};
+    sync_trace_t t = {0};
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_FULL, &f->s, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(sync_level(f->s), 2);
+    apply(f, "M1", "S1", "L1", 1, 1);
+    apply(f, "M2", "S1", "L2", 2, 2);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 1, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+
+    sqlite3_trace_v2(store_db(f->s), SQLITE_TRACE_STMT, sync_trace_cb, &t);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    static const char *const mark[] = {"BEGIN IMMEDIATE", "COMMIT"};
+    assert_trace(&t, mark, 2);
+    t.n = 0;
+    store_result_t res = {.outcome = STORE_POSTED, .document = "4900000001", .lines = 1};
+    assert_int_equal(store_record_results(f->s, &l, &res, 1000, errstr, sizeof(errstr)), IS_OK);
+    static const char *const record[] = {"PRAGMA synchronous=NORMAL", "BEGIN IMMEDIATE", "COMMIT",
+                                         "PRAGMA synchronous=FULL"};
+    assert_trace(&t, record, 4);
+    sqlite3_trace_v2(store_db(f->s), 0, NULL, NULL);
+    assert_int_equal(sync_level(f->s), 2);
+    assert_state(f, "M1", "posted");
+    store_posting_list_release(&l);
+
+    /* A record that could not restore FULL: the next mark does it first. */
+    assert_int_equal(sqlite3_exec(store_db(f->s), "PRAGMA synchronous=NORMAL", NULL, NULL, NULL),
+                     SQLITE_OK);
+    f->s->sync_relaxed = 1;
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 1, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    t.n = 0;
+    sqlite3_trace_v2(store_db(f->s), SQLITE_TRACE_STMT, sync_trace_cb, &t);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    sqlite3_trace_v2(store_db(f->s), 0, NULL, NULL);
+    static const char *const restored[] = {"PRAGMA synchronous=FULL", "BEGIN IMMEDIATE", "COMMIT"};
+    assert_trace(&t, restored, 3);
+    assert_int_equal(sync_level(f->s), 2);
+    store_posting_list_release(&l);
+}
+
+/* A store opened without fsyncs (NORMAL, OFF) is left at its level. */
+static void test_record_keeps_a_relaxed_store_as_it_is(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    store_posting_list_t l = {0};
+    apply(f, "M1", "S1", "L1", 1, 1);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    assert_int_equal(sync_level(f->s), 0); /* the fixture's IS_DB_SYNC_OFF */
+}
+
+/* Each poster query reads the partial index meant for it, never the whole
+ * table: a query that spells an index's WHERE term differently would
+ * silently scan every movement ever received (store.h, STORE_QUEUED). */
+static void test_poster_queries_read_the_backlog_indexes(void **state) {
+    fixture_t *f = *state;
+    static const struct {
+        int id;
+        const char *index;
+    } want[] = {
+        {SQ_TRIGGERS, "USING INDEX movements_queued"},
+        {SQ_LOT_MEMBERS, "USING INDEX movements_lot_queued"},
+        {SQ_LOT_DUE_AFTER, "USING INDEX movements_lot_queued"},
+        {SQ_LOT_HELD, "USING INDEX movements_lot_open"},
+        {SQ_DUE_RETRY, "USING INDEX movements_lot_open"},
+        {SQ_MOVEMENTS_STATE, "USING INDEX movements_posting"},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char sql[2048], plan[2048] = "";
+        sqlite3_stmt *st;
+        snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_post_sql[want[i].id]);
+        assert_int_equal(sqlite3_prepare_v2(store_db(f->s), sql, -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            strncat(plan, (const char *)sqlite3_column_text(st, 3),
+                    sizeof(plan) - strlen(plan) - 2);
+            strcat(plan, ";");
+        }
+        sqlite3_finalize(st);
+        if (!strstr(plan, want[i].index) || strstr(plan, "SCAN m"))
+            fail_msg("statement %d: plan '%s' does not use %s", want[i].id, plan, want[i].index);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
@@ -976,6 +1103,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fetch_pages_through_lots_due_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_posted_audit_detail_is_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_hash_is_the_documented_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_commits_without_fsync_marks_with_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_record_keeps_a_relaxed_store_as_it_is, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_poster_queries_read_the_backlog_indexes, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
