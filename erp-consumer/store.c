@@ -99,7 +99,12 @@ static const char *const store_migrations[] = {
     "CREATE INDEX movements_lot_open ON movements(lot_key, seq)"
     "  WHERE " STORE_OPEN(
         "") ";"
-            "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;",
+            "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;"
+            /* Postings likewise: the index by state holds the open ones (a query for
+             * one of these states implies the OR term); posted and skipped postings are
+             * found by id or document only. */
+            "DROP INDEX postings_state;"
+            "CREATE INDEX postings_open ON postings(state, next_at) WHERE " STORE_OPEN("") ";",
 };
 
 const char *const store_consume_sql[SQ__COUNT] = {
