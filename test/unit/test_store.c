@@ -1066,6 +1066,66 @@ static void test_poster_queries_read_the_backlog_indexes(void **state) {
     }
 }
 
+/* A store written before migration 3 (the version-2 indexes) is upgraded in
+ * place on open: every movement and posting is kept, the backlog is found
+ * through the new indexes, and a lot with open postings stays held. */
+static void test_version_2_store_upgrades_in_place(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    store_posting_list_t l = {0};
+    store_counts_t before, after;
+    apply(f, "M1", "S1", "L1", 1, 1);
+    apply(f, "M2", "S1", "L2", 2, 2);
+    apply(f, "M3", "S1", "L2", 3, 3);
+    apply(f, "M4", "S1", "L3", 4, 4);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 1, &l, errstr, sizeof(errstr)), IS_OK);
+    post_all(f, &l, 1000); /* M1 posted */
+    store_posting_list_release(&l);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 1, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);       /* lot L2: M2 and M3, one posting each (real-time) */
+    store_posting_list_release(&l); /* left `posting`, as after a crash */
+    assert_int_equal(store_counts(f->s, &before, errstr, sizeof(errstr)), IS_OK);
+    /* Back to version 2: its indexes, its schema_version. */
+    assert_int_equal(
+        sqlite3_exec(store_db(f->s),
+                     "DROP INDEX movements_queued; DROP INDEX movements_lot_queued;"
+                     "DROP INDEX movements_lot_open; DROP INDEX movements_posting;"
+                     "DROP INDEX postings_open;"
+                     "CREATE INDEX movements_trigger ON movements(state, due_at);"
+                     "CREATE INDEX movements_lot ON movements(lot_key, state, producer_id, seq);"
+                     "CREATE INDEX movements_posting ON movements(posting_id);"
+                     "CREATE INDEX postings_state ON postings(state, next_at);"
+                     "DELETE FROM schema_version WHERE version > 2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 3);
+    assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
+    assert_memory_equal(&before, &after, sizeof(before));
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+                                        "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                        " ('movements_trigger', 'movements_lot', 'postings_state')",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    /* M4 is due; lot L2 is held by its open postings. */
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "M4");
+    store_posting_list_release(&l);
+    assert_int_equal(store_fetch_inflight(f->s, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].m[0]->movement_id, "M2");
+    assert_string_equal(l.items[1].m[0]->movement_id, "M3");
+    store_posting_list_release(&l);
+    assert_state(f, "M1", "posted");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
@@ -1111,6 +1171,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_poster_queries_read_the_backlog_indexes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_version_2_store_upgrades_in_place, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
