@@ -292,12 +292,11 @@ static void h_status(void *ctx, const is_http_request_t *req, is_http_response_t
 
 static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     api_t *a = ctx;
-    store_counts_t c;
     char errstr[256];
     int store_ok, all_paused = 0, kafka_ok = atomic_load(&a->stats->kafka_up);
     (void)req;
     pthread_mutex_lock(&a->mu);
-    store_ok = store_counts(a->store, &c, errstr, sizeof(errstr)) == IS_OK;
+    store_ok = store_ping(a->store, errstr, sizeof(errstr)) == IS_OK;
     /* A name no site or tier can have matches only the "*" / "*" pause. */
     if (store_ok)
         all_paused = store_is_paused(a->store, "\x01", "\x01");

@@ -34,12 +34,12 @@ const is_cfg_entry_t consumer_config_table[] = {
      "http-json adapter: bearer token (never logged)"},
     {"erp.http.timeout", IS_CFG_DURATION, OFF(erp.http_timeout_ms), 100, 600000, "10s",
      "http-json adapter: timeout of one ERP call"},
-    /* 2,000: a cycle's fsyncs and the index pages its postings share are
-     * paid once per cycle (real-time 4.4-4.8k -> 5.9-6.4k postings/s against
-     * 500, docs/PERFORMANCE.md §5.7); a fetch still loads at most
-     * STORE_FETCH_MEMBERS movements. Lower it for an ERP whose reference
-     * lookups are slow: a crash leaves up to two cycles to look up at start. */
-    {"poster.batch", IS_CFG_INT, OFF(poster_batch), 1, 100000, "2000",
+    /* Larger cycles pay a cycle's fsyncs and shared index pages once for more
+     * postings (2,000: real-time 4.4-4.8k -> 5.9-6.4k postings/s in the
+     * bench, docs/PERFORMANCE.md §5.7), but a crash then leaves up to two
+     * cycles to look up in the ERP one by one at start, and one ERP
+     * transaction holds them all: 500 keeps both small. */
+    {"poster.batch", IS_CFG_INT, OFF(poster_batch), 1, 100000, "500",
      "postings handled per poster transaction"},
     {"poster.idle", IS_CFG_DURATION, OFF(poster_idle_ms), 1, 60000, "200ms",
      "longest poster wait when nothing is due (new movements wake it at once)"},

@@ -46,12 +46,16 @@ typedef struct store store_t;
 
 /* The store's partial indexes (store.c, migration 3) cover queued movements
  * (STORE_QUEUED) and movements whose posting is open (STORE_OPEN(alias),
- * alias "" or e.g. "m."). SQLite uses a partial index only for a query that
- * repeats its WHERE term as written, so every query meant to use one spells
- * the term with these. Not `state IN (...)`: SQLite builds a temporary b-tree
- * for an IN list of three, and a partial index's condition is evaluated on
- * every insert and update of a movement. */
+ * alias "" or e.g. "m."). SQLite uses a partial index only when it can prove
+ * the query's WHERE implies the index's condition, which in practice means
+ * repeating that term (or one branch of its OR) as written: queries meant to
+ * use one spell it with these. Not `state IN (...)`: SQLite builds a
+ * temporary b-tree for an IN list of three, and a partial index's condition
+ * is evaluated on every insert and update of a movement. */
 #define STORE_QUEUED "state = 'queued'"
+/* dead, ignored, cancelled, skipped: few rows, indexed for the counts (migration 4) */
+#define STORE_RARE                                                                                 \
+    "(state = 'dead' OR state = 'ignored' OR state = 'cancelled' OR state = 'skipped')"
 #define STORE_OPEN(alias)                                                                          \
     "(" alias "state = 'posting' OR " alias "state = 'retry' OR " alias "state = 'failed')"
 
@@ -220,6 +224,8 @@ typedef struct store_counts {
     int64_t oldest_unposted_ms; /* received_at of the oldest queued/retry/failed; 0 if none */
 } store_counts_t;
 
+/* One cheap read (readiness probes): IS_OK when the store answers. */
+is_err_t store_ping(store_t *s, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr,
                       size_t errstr_size) IS_MUST_CHECK;
 

@@ -70,6 +70,9 @@ struct store {
     char audit_hash[65];
 };
 
+/* store_counts' statement (test_store checks its plan). */
+extern const char store_counts_sql[];
+
 /* Each file's SQL, indexed by statement id (NULL where another file owns it). */
 extern const char *const store_consume_sql[SQ__COUNT];
 extern const char *const store_post_sql[SQ__COUNT];

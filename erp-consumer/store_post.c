@@ -35,7 +35,7 @@ const char *const store_post_sql[SQ__COUNT] = {
     [SQ_POSTING_MOVEMENTS] = "SELECT id, payload, topic, part, off FROM movements"
                              " WHERE posting_id = ?1 ORDER BY producer_id, seq",
     /* Keyset paging: each page starts after the last (due_at, id) of the one before,
-     * an index range on movements_trigger (OFFSET re-read every earlier page). */
+     * an index range on movements_queued (OFFSET re-read every earlier page). */
     [SQ_TRIGGERS] = "SELECT m.lot_key, m.producer_id, w.contiguous, m.site, m.tier, m.due_at, m.id"
                     " FROM movements m JOIN watermarks w"
                     " ON w.producer_id = m.producer_id AND w.site = m.site"

@@ -572,7 +572,8 @@ out:
 
 /*
  * The two row shapes, copied from mes-producer/outbox.c (migration 1) and
- * erp-consumer/store.c (the movements table of migration 1). If those change,
+ * erp-consumer/store.c (the movements table of migration 1, its indexes of
+ * migration 3, its counter trigger of migration 4). If those change,
  * change these: the ceiling must insert what the services insert.
  */
 static const char *const bk_outbox_ddl =
@@ -596,10 +597,19 @@ static const char *const bk_store_ddl =
     "  state TEXT NOT NULL, posting_id TEXT, reason TEXT, note TEXT,"
     "  policy_version TEXT NOT NULL DEFAULT '', payload BLOB NOT NULL,"
     "  UNIQUE(source_system, movement_id));"
-    "CREATE INDEX movements_trigger ON movements(state, due_at);"
-    "CREATE INDEX movements_lot ON movements(lot_key, state, producer_id, seq);"
+    /* the store's indexes and state counter as of its migration 4 */
+    "CREATE INDEX movements_queued ON movements(due_at, id) WHERE state = 'queued';"
+    "CREATE INDEX movements_lot_queued ON movements(lot_key, producer_id, seq)"
+    "  WHERE state = 'queued';"
+    "CREATE INDEX movements_lot_open ON movements(lot_key, seq)"
+    "  WHERE (state = 'posting' OR state = 'retry' OR state = 'failed');"
     "CREATE INDEX movements_seq ON movements(producer_id, site, seq);"
-    "CREATE INDEX movements_posting ON movements(posting_id);";
+    "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;"
+    "CREATE TABLE state_counts(tbl TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,"
+    "  PRIMARY KEY(tbl, state)) WITHOUT ROWID;"
+    "CREATE TRIGGER movements_counted AFTER INSERT ON movements BEGIN"
+    "  INSERT INTO state_counts VALUES('movements', NEW.state, 1)"
+    "  ON CONFLICT(tbl, state) DO UPDATE SET n = n + 1; END;";
 static const char *const bk_store_insert =
     "INSERT OR IGNORE INTO movements(source_system, movement_id, producer_id, site, seq,"
     " lot_key, tier, type, topic, part, off, received_at, accepted_at, due_at, state,"

@@ -41,16 +41,59 @@ static int setup(void **state) {
     return 0;
 }
 
+/* store_counts (index ranges, posted derived) equals a plain count of the
+ * tables, whatever the test did to them: checked after every test. */
+static int counts_exact(fixture_t *f) {
+    static const char *const sql = "SELECT (SELECT count(*) FROM movements),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'queued'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'posting'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'retry'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'posted'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'failed'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'dead'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'cancelled'),"
+                                   " (SELECT count(*) FROM movements WHERE +state = 'skipped'),"
+                                   " (SELECT count(*) FROM postings),"
+                                   " (SELECT count(*) FROM postings WHERE +state = 'posted'),"
+                                   " (SELECT count(*) FROM postings WHERE +state = 'failed'),"
+                                   " (SELECT count(*) FROM postings WHERE +state = 'retry')";
+    store_counts_t c;
+    char errstr[256];
+    sqlite3_stmt *st;
+    int differ = -1;
+    if (store_counts(f->s, &c, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "store_counts: %s\n", errstr);
+        return -1;
+    }
+    const int64_t got[] = {
+        c.movements,     c.queued,    c.posting, c.retry,    c.posted,          c.failed,
+        c.dead,          c.cancelled, c.skipped, c.postings, c.postings_posted, c.postings_failed,
+        c.postings_retry};
+    if (sqlite3_prepare_v2(store_db(f->s), sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        differ = 0;
+        for (int i = 0; i < (int)(sizeof(got) / sizeof(got[0])); i++)
+            if (sqlite3_column_int64(st, i) != got[i]) {
+                fprintf(stderr, "store_counts field %d: %lld, the table says %lld\n", i,
+                        (long long)got[i], (long long)sqlite3_column_int64(st, i));
+                differ++;
+            }
+    }
+    sqlite3_finalize(st);
+    return differ == 0 ? 0 : -1;
+}
+
 static int teardown(void **state) {
     fixture_t *f = *state;
     char cmd[160];
+    int rc = counts_exact(f);
     store_close(f->s);
     for (size_t i = 0; i < f->n_bufs; i++)
         free(f->bufs[i]);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
     free(f);
-    return 0;
+    return rc;
 }
 
 /* A stamped GOODS_ISSUE movement of lot "site/RM-1/<lot>". */
@@ -1047,7 +1090,7 @@ static void test_poster_queries_read_the_backlog_indexes(void **state) {
         {SQ_LOT_HELD, "USING INDEX movements_lot_open"},
         {SQ_DUE_RETRY, "SEARCH p USING INDEX postings_open"},
         {SQ_DUE_RETRY, "USING INDEX movements_lot_open"},
-        {SQ_MOVEMENTS_STATE, "USING INDEX movements_posting"},
+        {SQ_MOVEMENTS_STATE, "INDEX movements_posting"},
         {SQ_INFLIGHT, "USING INDEX postings_open"},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -1091,7 +1134,8 @@ static void test_version_2_store_upgrades_in_place(void **state) {
         sqlite3_exec(store_db(f->s),
                      "DROP INDEX movements_queued; DROP INDEX movements_lot_queued;"
                      "DROP INDEX movements_lot_open; DROP INDEX movements_posting;"
-                     "DROP INDEX postings_open;"
+                     "DROP INDEX postings_open; DROP INDEX movements_rare;"
+                     "DROP INDEX postings_skipped;"
                      "CREATE INDEX movements_trigger ON movements(state, due_at);"
                      "CREATE INDEX movements_lot ON movements(lot_key, state, producer_id, seq);"
                      "CREATE INDEX movements_posting ON movements(posting_id);"
@@ -1101,7 +1145,7 @@ static void test_version_2_store_upgrades_in_place(void **state) {
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 3);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 4);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
@@ -1124,6 +1168,27 @@ static void test_version_2_store_upgrades_in_place(void **state) {
     assert_string_equal(l.items[1].m[0]->movement_id, "M3");
     store_posting_list_release(&l);
     assert_state(f, "M1", "posted");
+}
+
+/* The status counts (polled by the status page every few seconds) read
+ * indexes, never a table's rows: with a million movements a table scan reads
+ * every payload. */
+static void test_status_counts_read_indexes_only(void **state) {
+    fixture_t *f = *state;
+    char sql[4096];
+    sqlite3_stmt *st;
+    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", store_counts_sql);
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s), sql, -1, &st, NULL), SQLITE_OK);
+    int lines = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 3);
+        lines++;
+        if ((strncmp(d, "SCAN movements", 14) == 0 || strncmp(d, "SCAN postings", 13) == 0) &&
+            !strstr(d, "INDEX"))
+            fail_msg("store_counts reads a whole table: '%s'", d);
+    }
+    sqlite3_finalize(st);
+    assert_true(lines > 10);
 }
 
 int main(void) {
@@ -1172,6 +1237,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_poster_queries_read_the_backlog_indexes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_version_2_store_upgrades_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_counts_read_indexes_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
