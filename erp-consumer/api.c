@@ -178,6 +178,7 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
 
     ok = ok && each_row(store, "SELECT site, last_movement_at, last_heartbeat_at FROM sites",
                         row_site, &sc, errstr, errstr_size);
+    // clang-format off
     ok = ok && each_row(store,
                         /* the backlog: the two partial indexes, not the history */
                         "SELECT site, tier, count(*), min(received_at),"
@@ -186,8 +187,9 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
                         "  WHERE " STORE_QUEUED " UNION ALL"
                         "  SELECT site, tier, received_at, state FROM movements"
                         "  WHERE " STORE_OPEN("") ")"
-                                                  " GROUP BY site, tier",
+                        " GROUP BY site, tier",
                         row_backlog, &sc, errstr, errstr_size);
+    // clang-format on
     ok = ok && each_row(store,
                         "SELECT site, tier, last_posted_at, last_error, last_error_at"
                         " FROM tier_activity",

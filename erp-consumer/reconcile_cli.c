@@ -35,6 +35,7 @@ static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const
                              size_t *n, char *errstr, size_t errstr_size) {
     void *ctx[2] = {r, n};
     *n = 0;
+    // clang-format off
     return investigation_store_movements(
         cfg,
         /* the backlog: the two partial indexes (store.h), not the history */
@@ -43,8 +44,9 @@ static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const
         "  WHERE " STORE_QUEUED " AND (?1 IS NULL OR site = ?1) UNION ALL"
         " SELECT payload, state, movement_id, producer_id, seq FROM movements"
         "  WHERE " STORE_OPEN("") " AND (?1 IS NULL OR site = ?1))"
-                                  " ORDER BY producer_id, seq",
+        " ORDER BY producer_id, seq",
         NULL, 0, site, 2, pending_cb, ctx, errstr, errstr_size);
+    // clang-format on
 }
 
 static void usage(FILE *f) {

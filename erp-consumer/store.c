@@ -81,35 +81,35 @@ static const char *const store_migrations[] = {
     "  fresh_from INTEGER NOT NULL, committed INTEGER NOT NULL DEFAULT -1,"
     "  started_at INTEGER NOT NULL);"
     "ALTER TABLE movements ADD COLUMN period INTEGER;",
+    // clang-format off
     /* 3: finished movements leave the hot indexes. A movement is indexed for
      * the poster while it is queued (by due time, by lot) and while its
      * posting is open (by lot); posted, cancelled, dead and ignored rows stay
      * only in the table, the dedup key, the sequence index and (once
      * assigned) the posting index. Each state change now touches the indexes
      * it leaves and enters instead of rewriting every (state, ...) entry, and
-     * the indexes the poster reads hold the backlog, not the history.
-     * Queries must repeat an index's WHERE term exactly to use it (SQLite's
-     * partial index rule): STORE_QUEUED and STORE_OPEN. */
+     * the indexes the poster reads hold the backlog, not the history. A query
+     * uses a partial index only when its WHERE implies the index's condition:
+     * spell it with STORE_QUEUED / STORE_OPEN (store.h). */
     "DROP INDEX movements_trigger;"
     "DROP INDEX movements_lot;"
     "DROP INDEX movements_posting;"
     "CREATE INDEX movements_queued ON movements(due_at, id) WHERE " STORE_QUEUED ";"
     "CREATE INDEX movements_lot_queued ON movements(lot_key, producer_id, seq)"
     "  WHERE " STORE_QUEUED ";"
-    "CREATE INDEX movements_lot_open ON movements(lot_key, seq)"
-    "  WHERE " STORE_OPEN(
-        "") ";"
-            "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;"
-            /* Postings likewise: the index by state holds the open ones (a query for
-             * one of these states implies the OR term); posted and skipped postings are
-             * found by id or document only. */
-            "DROP INDEX postings_state;"
-            "CREATE INDEX postings_open ON postings(state, next_at) WHERE " STORE_OPEN("") ";",
+    "CREATE INDEX movements_lot_open ON movements(lot_key, seq) WHERE " STORE_OPEN("") ";"
+    "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;"
+    /* Postings likewise: the index by state holds the open ones (a query for
+     * one of these states implies the OR term); posted and skipped postings
+     * are found by id or document only. */
+    "DROP INDEX postings_state;"
+    "CREATE INDEX postings_open ON postings(state, next_at) WHERE " STORE_OPEN("") ";",
     /* 4: the rare finished states get a small index of their own, so that
      * the status counts (store_counts, polled by the status page) come from
      * index ranges: posted = all - queued - open - rare. */
     "CREATE INDEX movements_rare ON movements(state) WHERE " STORE_RARE ";"
     "CREATE INDEX postings_skipped ON postings(state) WHERE state = 'skipped';",
+    // clang-format on
 };
 
 const char *const store_consume_sql[SQ__COUNT] = {
@@ -512,32 +512,26 @@ is_err_t store_ping(store_t *s, char *errstr, size_t errstr_size) {
 /* Index ranges only (EXPLAIN in test_store): count(*) over the smallest full
  * index, the backlog through the partial indexes, the rare states through
  * movements_rare / postings_skipped; posted is what is left. */
+// clang-format off
 const char store_counts_sql[] =
     "SELECT (SELECT count(*) FROM movements),"
     " (SELECT count(*) FROM movements WHERE " STORE_QUEUED "),"
-    " (SELECT count(*) FROM movements WHERE " STORE_OPEN(
-        "") " AND state = 'posting'),"
-            " (SELECT count(*) FROM movements WHERE " STORE_OPEN(
-                "") " AND state = 'retry'),"
-                    " (SELECT count(*) FROM movements WHERE " STORE_OPEN(
-                        "") " AND state = 'failed'),"
-                            " (SELECT count(*) FROM movements WHERE " STORE_RARE
-                            " AND state = 'dead'),"
-                            " (SELECT count(*) FROM movements WHERE " STORE_RARE
-                            " AND state = 'cancelled'),"
-                            " (SELECT count(*) FROM movements WHERE " STORE_RARE
-                            " AND state = 'skipped'),"
-                            " (SELECT count(*) FROM movements WHERE " STORE_RARE
-                            " AND state = 'ignored'),"
-                            " (SELECT count(*) FROM postings),"
-                            " (SELECT count(*) FROM postings WHERE state = 'posting'),"
-                            " (SELECT count(*) FROM postings WHERE state = 'retry'),"
-                            " (SELECT count(*) FROM postings WHERE state = 'failed'),"
-                            " (SELECT count(*) FROM postings WHERE state = 'skipped'),"
-                            " coalesce((SELECT min(r) FROM (SELECT min(received_at) r FROM "
-                            "movements WHERE " STORE_QUEUED
-                            " UNION ALL SELECT min(received_at) FROM movements WHERE " STORE_OPEN(
-                                "") ")), 0)";
+    " (SELECT count(*) FROM movements WHERE " STORE_OPEN("") " AND state = 'posting'),"
+    " (SELECT count(*) FROM movements WHERE " STORE_OPEN("") " AND state = 'retry'),"
+    " (SELECT count(*) FROM movements WHERE " STORE_OPEN("") " AND state = 'failed'),"
+    " (SELECT count(*) FROM movements WHERE " STORE_RARE " AND state = 'dead'),"
+    " (SELECT count(*) FROM movements WHERE " STORE_RARE " AND state = 'cancelled'),"
+    " (SELECT count(*) FROM movements WHERE " STORE_RARE " AND state = 'skipped'),"
+    " (SELECT count(*) FROM movements WHERE " STORE_RARE " AND state = 'ignored'),"
+    " (SELECT count(*) FROM postings),"
+    " (SELECT count(*) FROM postings WHERE state = 'posting'),"
+    " (SELECT count(*) FROM postings WHERE state = 'retry'),"
+    " (SELECT count(*) FROM postings WHERE state = 'failed'),"
+    " (SELECT count(*) FROM postings WHERE state = 'skipped'),"
+    " coalesce((SELECT min(r) FROM ("
+    "  SELECT min(received_at) r FROM movements WHERE " STORE_QUEUED
+    "  UNION ALL SELECT min(received_at) FROM movements WHERE " STORE_OPEN("") ")), 0)";
+// clang-format on
 
 is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errstr_size) {
     sqlite3_stmt *st = NULL;
@@ -550,24 +544,44 @@ is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errs
         sqlite3_finalize(st);
         return rc;
     }
-    int64_t v[15];
-    for (int i = 0; i < 15; i++)
+    /* The columns of store_counts_sql, in order. */
+    enum {
+        ALL,
+        QUEUED,
+        POSTING,
+        RETRY,
+        FAILED,
+        DEAD,
+        CANCELLED,
+        SKIPPED,
+        IGNORED,
+        P_ALL,
+        P_POSTING,
+        P_RETRY,
+        P_FAILED,
+        P_SKIPPED,
+        OLDEST,
+        N_COLS
+    };
+    int64_t v[N_COLS];
+    for (int i = 0; i < N_COLS; i++)
         v[i] = sqlite3_column_int64(st, i);
     sqlite3_finalize(st);
-    out->movements = v[0];
-    out->queued = v[1];
-    out->posting = v[2];
-    out->retry = v[3];
-    out->failed = v[4];
-    out->dead = v[5];
-    out->cancelled = v[6];
-    out->skipped = v[7];
-    out->posted = v[0] - v[1] - v[2] - v[3] - v[4] - v[5] - v[6] - v[7] - v[8]; /* v[8]: ignored */
-    out->postings = v[9];
-    out->postings_retry = v[11];
-    out->postings_failed = v[12];
-    out->postings_posted = v[9] - v[10] - v[11] - v[12] - v[13];
-    out->oldest_unposted_ms = v[14];
+    out->movements = v[ALL];
+    out->queued = v[QUEUED];
+    out->posting = v[POSTING];
+    out->retry = v[RETRY];
+    out->failed = v[FAILED];
+    out->dead = v[DEAD];
+    out->cancelled = v[CANCELLED];
+    out->skipped = v[SKIPPED];
+    out->posted = v[ALL] - v[QUEUED] - v[POSTING] - v[RETRY] - v[FAILED] - v[DEAD] - v[CANCELLED] -
+                  v[SKIPPED] - v[IGNORED];
+    out->postings = v[P_ALL];
+    out->postings_retry = v[P_RETRY];
+    out->postings_failed = v[P_FAILED];
+    out->postings_posted = v[P_ALL] - v[P_POSTING] - v[P_RETRY] - v[P_FAILED] - v[P_SKIPPED];
+    out->oldest_unposted_ms = v[OLDEST];
     return IS_OK;
 }
 

@@ -23,13 +23,15 @@ const char *const store_post_sql[SQ__COUNT] = {
     /* A retry goes only when no earlier movement of its lot is still unfinished in
      * another posting: after a crash several postings of one lot may wait to retry,
      * and they must reach the ERP in acceptance order. */
-    [SQ_DUE_RETRY] = "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts FROM postings p"
-                     " WHERE p.state = 'retry' AND p.next_at <= ?1 AND NOT EXISTS ("
-                     "  SELECT 1 FROM movements e WHERE e.lot_key = p.lot_key"
-                     "   AND " STORE_OPEN("e.") " AND e.posting_id <> p.posting_id"
-                                                "   AND e.seq < (SELECT min(m.seq) FROM movements "
-                                                "m WHERE m.posting_id = p.posting_id))"
-                                                " ORDER BY p.next_at LIMIT ?2",
+    // clang-format off
+    [SQ_DUE_RETRY] =
+        "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts FROM postings p"
+        " WHERE p.state = 'retry' AND p.next_at <= ?1 AND NOT EXISTS ("
+        "  SELECT 1 FROM movements e WHERE e.lot_key = p.lot_key"
+        "   AND " STORE_OPEN("e.") " AND e.posting_id <> p.posting_id"
+        "   AND e.seq < (SELECT min(m.seq) FROM movements m WHERE m.posting_id = p.posting_id))"
+        " ORDER BY p.next_at LIMIT ?2",
+    // clang-format on
     [SQ_INFLIGHT] = "SELECT posting_id, site, tier, lot_key, attempts FROM postings"
                     " WHERE state = 'posting' ORDER BY updated_at",
     [SQ_POSTING_MOVEMENTS] = "SELECT id, payload, topic, part, off FROM movements"
