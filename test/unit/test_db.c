@@ -446,6 +446,166 @@ static void test_concurrent_open_migrates_once(void **state) {
     is_db_close(db);
 }
 
+/* ---- background checkpoints --------------------------------------------- */
+
+static const char *const BLOBS[] = {"CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);"};
+
+static sqlite3 *open_blobs(const char *path, is_db_sync_t sync) {
+    sqlite3 *db = NULL;
+    char err[512] = "";
+    if (is_db_open(path, BLOBS, 1, sync, &db, err, sizeof err) != IS_OK)
+        fail_msg("is_db_open(%s): %s", path, err);
+    return db;
+}
+
+/* Commit n transactions of about `pages` 4 KiB pages each. */
+static void write_pages(sqlite3 *db, int n, int pages) {
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO blobs(b) VALUES (zeroblob(?1))", -1, &st, NULL),
+        SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(is_db_begin(db), IS_OK);
+        sqlite3_bind_int(st, 1, pages * 4000);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+        assert_int_equal(is_db_commit(db), IS_OK);
+    }
+    sqlite3_finalize(st);
+}
+
+static is_db_checkpoint_stats_t ckpt_stats(sqlite3 *db) {
+    is_db_checkpoint_stats_t s;
+    assert_true(is_db_checkpoint_stats(db, &s));
+    return s;
+}
+
+/* Wait (deadline 10 s) until the file's checkpointer has completed `want` checkpoints. */
+static long wait_checkpoints(sqlite3 *db, long want) {
+    long runs = 0;
+    for (int i = 0; i < 1000 && (runs = ckpt_stats(db).runs) < want; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return runs;
+}
+
+/* A commit that takes the WAL past 1,000 pages wakes the checkpointer thread
+ * (the hook replaced SQLite's inline autocheckpoint), which copies the WAL
+ * into the database; the next writer then starts the WAL over. */
+static void test_checkpoints_run_in_the_background(void **state) {
+    fixture_t *f = *state;
+    sqlite3 *db = open_blobs(f->path, IS_DB_SYNC_NORMAL);
+
+    assert_int_equal(ckpt_stats(db).runs, 0);
+    write_pages(db, 10, 10); /* ~110 pages: below the threshold */
+    assert_int_equal(ckpt_stats(db).runs, 0);
+    int before = ckpt_stats(db).wal_frames;
+    assert_true(before > 100);
+    write_pages(db, 1, 1100); /* one commit past 1,000 pages, then nothing */
+    assert_true(ckpt_stats(db).wal_frames > 1100);
+    assert_int_equal(wait_checkpoints(db, 1), 1);
+    write_pages(db, 1, 1);
+    int after = ckpt_stats(db).wal_frames;
+    if (after > 10)
+        fail_msg("the WAL holds %d pages after a checkpoint of all of it: not started over", after);
+    assert_int_equal(ckpt_stats(db).restarts, 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM blobs"), 12);
+    is_db_close(db);
+}
+
+static long wal_bytes(const char *db_path) {
+    char wal[400];
+    struct stat sb;
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    return stat(wal, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* Connections of one process share their file's checkpointer; the last one
+ * to close stops it, and SQLite's last close checkpoints and removes the WAL. */
+static void test_last_close_removes_the_wal(void **state) {
+    fixture_t *f = *state;
+    sqlite3 *a = open_blobs(f->path, IS_DB_SYNC_FULL);
+    sqlite3 *b = open_blobs(f->path, IS_DB_SYNC_FULL);
+
+    write_pages(a, 3, 2);
+    assert_true(wal_bytes(f->path) > 0);
+    is_db_close(a);
+    is_db_checkpoint_stats_t s;
+    assert_true(is_db_checkpoint_stats(b, &s)); /* still there for b */
+    write_pages(b, 2, 2);
+    assert_int_equal(query_int(b, "SELECT count(*) FROM blobs"), 5);
+    is_db_close(b);
+    assert_int_equal(wal_bytes(f->path), -1);
+    b = open_blobs(f->path, IS_DB_SYNC_FULL); /* everything is in the database file */
+    assert_int_equal(query_int(b, "SELECT count(*) FROM blobs"), 5);
+    is_db_close(b);
+}
+
+/* No checkpointer for a memory database, nor for NULL. */
+static void test_memory_database_has_no_checkpointer(void **state) {
+    (void)state;
+    sqlite3 *db = open_ok(":memory:", 1, IS_DB_SYNC_FULL);
+    is_db_checkpoint_stats_t s = {.runs = -1};
+    assert_false(is_db_checkpoint_stats(db, &s));
+    assert_int_equal(s.runs, 0);
+    assert_false(is_db_checkpoint_stats(NULL, &s));
+    is_db_close(db);
+}
+
+typedef struct writer {
+    const char *path;
+    int commits;
+    is_err_t rc;
+} writer_t;
+
+static void *writer_thread(void *arg) {
+    writer_t *w = arg;
+    sqlite3 *db = NULL;
+    char err[256];
+    w->rc = is_db_open(w->path, BLOBS, 1, IS_DB_SYNC_OFF, &db, err, sizeof err);
+    for (int i = 0; i < w->commits && w->rc == IS_OK; i++) {
+        if (is_db_exec(db, "BEGIN IMMEDIATE; INSERT INTO blobs(b) VALUES (zeroblob(16000)); COMMIT",
+                       err, sizeof err) != IS_OK)
+            w->rc = IS_ERR_DB;
+    }
+    is_db_close(db);
+    return NULL;
+}
+
+/* Two threads committing back to back, ~40,000 pages between them: the WAL
+ * stays bounded (a passive checkpoint that caught up, or past 16,000 pages a
+ * RESTART checkpoint, lets a writer start it over) instead of growing with
+ * every commit. */
+static void test_wal_stays_bounded_under_continuous_writers(void **state) {
+    fixture_t *f = *state;
+    sqlite3 *db = open_blobs(f->path, IS_DB_SYNC_OFF);
+    writer_t w[2] = {{f->path, 4000, IS_ERR_INVALID}, {f->path, 4000, IS_ERR_INVALID}};
+    pthread_t t[2];
+    int max_frames = 0;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, writer_thread, &w[i]), 0);
+    for (int i = 0; i < 6000; i++) { /* deadline 30 s */
+        int frames = ckpt_stats(db).wal_frames;
+        if (frames > max_frames)
+            max_frames = frames;
+        if (query_int(db, "SELECT count(*) FROM blobs") >= 8000)
+            break;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(w[0].rc, IS_OK);
+    assert_int_equal(w[1].rc, IS_OK);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM blobs"), 8000);
+    assert_true(ckpt_stats(db).runs > 0);
+    /* 16,000 plus what the writers add while a RESTART waits for its turn. */
+    if (max_frames > 24000)
+        fail_msg("the WAL reached %d pages of the ~40,000 written", max_frames);
+    is_db_close(db);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_new_database_is_version_zero, setup, teardown),
@@ -463,6 +623,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_and_error_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_open_migrates_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints_run_in_the_background, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_close_removes_the_wal, setup, teardown),
+        cmocka_unit_test(test_memory_database_has_no_checkpointer),
+        cmocka_unit_test_setup_teardown(test_wal_stays_bounded_under_continuous_writers, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
