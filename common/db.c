@@ -552,6 +552,25 @@ int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out) {
     return found;
 }
 
+void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f) {
+    is_db_checkpoint_stats_t st;
+    if (!is_db_checkpoint_stats(db, &st))
+        return;
+    fprintf(f,
+            "# HELP invsync_db_checkpoints_total WAL checkpoints run by the background "
+            "checkpointer.\n"
+            "# TYPE invsync_db_checkpoints_total counter\n"
+            "invsync_db_checkpoints_total{db=\"%s\"} %ld\n"
+            "# HELP invsync_db_checkpoint_restarts_total Checkpoints that had to hold writers "
+            "back because the WAL outgrew its bound.\n"
+            "# TYPE invsync_db_checkpoint_restarts_total counter\n"
+            "invsync_db_checkpoint_restarts_total{db=\"%s\"} %ld\n"
+            "# HELP invsync_db_wal_pages Pages in the write-ahead log after the latest commit.\n"
+            "# TYPE invsync_db_wal_pages gauge\n"
+            "invsync_db_wal_pages{db=\"%s\"} %d\n",
+            label, st.runs, label, st.restarts, label, st.wal_frames);
+}
+
 is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,
                     is_db_sync_t sync, sqlite3 **out, char *errstr, size_t errstr_size) {
     sqlite3 *db = NULL;

@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "error.h"
 
@@ -50,6 +51,10 @@ typedef struct is_db_checkpoint_stats {
 /* Fill *out for db's file; returns 0 (and zeros) when db has no checkpointer
  * (":memory:", NULL). */
 int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out);
+/* Append the Prometheus families invsync_db_checkpoints_total,
+ * invsync_db_checkpoint_restarts_total and invsync_db_wal_pages for db,
+ * labelled db="<label>", to f. Nothing when db has no checkpointer. */
+void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f);
 
 /* Execute SQL with no results (may be several statements). */
 is_err_t is_db_exec(sqlite3 *db, const char *sql, char *errstr, size_t errstr_size) IS_MUST_CHECK;

@@ -747,7 +747,7 @@ void ingest_handle_metrics(void *ctx, const is_http_request_t *req, is_http_resp
 
     (void)req;
     (void)backlog_now(ig, &backlog, &age);
-    text = producer_metrics_render(ig->metrics, backlog, age, &len);
+    text = producer_metrics_render(ig->metrics, backlog, age, ig->outbox, &len);
     if (!text) {
         is_http_respond_error(resp, 500, "out of memory");
         return;

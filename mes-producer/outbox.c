@@ -895,6 +895,10 @@ is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) {
     return rc;
 }
 
+void outbox_checkpoint_metrics(outbox_t *ob, FILE *f) {
+    is_db_checkpoint_metrics(ob->s, "outbox", f);
+}
+
 is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_at) {
     is_err_t rc = IS_OK;
     int src;

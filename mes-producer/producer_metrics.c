@@ -154,7 +154,7 @@ const char *producer_kafka_state_name(producer_kafka_state_t st) {
 }
 
 char *producer_metrics_render(const producer_metrics_t *cpm, uint64_t backlog,
-                              double oldest_unsent_age_s, size_t *len) {
+                              double oldest_unsent_age_s, outbox_t *outbox, size_t *len) {
     static const char *const outcome_names[PRODUCER_OUTCOME__COUNT] = {"accepted", "duplicate",
                                                                        "rejected"};
     producer_metrics_t *pm = (producer_metrics_t *)cpm; /* atomics loads need non-const */
@@ -217,6 +217,8 @@ gauges:
             producer_metrics_kafka(pm) == PRODUCER_KAFKA_CONNECTED ? 1 : 0,
             (unsigned long long)(pm ? atomic_load(&pm->heartbeats_sent) : 0),
             pm ? (double)atomic_load(&pm->heartbeat_interval_ms) / 1000.0 : 0.0);
+    if (outbox)
+        outbox_checkpoint_metrics(outbox, f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

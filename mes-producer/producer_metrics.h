@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "outbox.h"
+
 #define PRODUCER_METRICS_MAX_SITES 64
 
 typedef struct producer_metrics producer_metrics_t;
@@ -66,6 +68,6 @@ const char *producer_kafka_state_name(producer_kafka_state_t st);
  * its length in *len, or NULL on ENOMEM.
  */
 char *producer_metrics_render(const producer_metrics_t *pm, uint64_t backlog,
-                              double oldest_unsent_age_s, size_t *len);
+                              double oldest_unsent_age_s, outbox_t *outbox, size_t *len);
 
 #endif
