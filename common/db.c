@@ -25,7 +25,6 @@
 #include <time.h>
 
 #include "db.h"
-#include "log.h"
 
 #define DB_BUSY_TIMEOUT_MS 5000
 /* A WAL that grew past this (a long reader held checkpoints back) is cut back
@@ -164,11 +163,11 @@ void is_db_rollback(sqlite3 *db) {
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static void checkpointer_release(sqlite3 *db);
+static void wal_stats_release(sqlite3 *db);
 
 void is_db_close(sqlite3 *db) {
     if (db)
-        checkpointer_release(db);
+        wal_stats_release(db);
 }
 
 /* Run one pragma and read its single text result (if any) into buf. */
@@ -223,13 +222,12 @@ static void configure_sqlite(void) {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* MISUSE if already initialized: harmless */
 }
 
-/* opaque: NULL for DB_BUSY_TIMEOUT_MS, else an int limit in milliseconds. */
 static int busy_wait(void *opaque, int tries) {
-    int64_t limit_ms = opaque ? *(const int *)opaque : DB_BUSY_TIMEOUT_MS;
+    (void)opaque;
     int64_t now = now_us();
     if (tries == 0)
         busy_since_us = now;
-    if (now - busy_since_us >= limit_ms * 1000)
+    if (now - busy_since_us >= (int64_t)DB_BUSY_TIMEOUT_MS * 1000)
         return 0; /* give up: the caller gets SQLITE_BUSY */
     struct timespec ts = {0, (tries < 20 ? 50 : tries < 200 ? 250 : 1000) * 1000L};
     nanosleep(&ts, NULL);
@@ -346,162 +344,75 @@ is_err_t is_db_set_sync(sqlite3 *db, is_db_sync_t sync) {
 }
 
 /*
- * Background checkpoints.
+ * Checkpoints, counted.
  *
- * By default SQLite checkpoints the WAL inside the commit that takes it past
- * 1,000 pages: that commit then also fsyncs the WAL, copies its pages into
- * the database file and fsyncs that too — tens of milliseconds on a slow
- * disk, charged to whichever thread happened to commit (the consume loop,
- * the poster, the HTTP writer). Measured at 1,000 real-time movements/s:
- * end-to-end p99 62 ms with inline checkpoints, 38 ms without any
- * (docs/PERFORMANCE.md §5.8).
+ * SQLite checkpoints the WAL inside the commit that leaves it at 1,000 pages
+ * or more (a PASSIVE checkpoint: copy the WAL into the database, sync both),
+ * and the next writer after a checkpoint that caught up starts the WAL over.
+ * Each connection is_db_open makes gets a WAL hook that does exactly that
+ * (what sqlite3_wal_autocheckpoint installs) and also counts, per database
+ * file and process, the checkpoints and the WAL's length after the latest
+ * commit, for /metrics.
  *
- * Instead, the connections a process opens on one database file share a
- * checkpointer: one thread with its own connection. A WAL hook on every
- * connection (which also switches SQLite's inline autocheckpoint off)
- * wakes it once CKPT_FRAMES frames were written since its last checkpoint,
- * and it runs a PASSIVE checkpoint, which never blocks a reader or a
- * writer. The next writer to begin after a checkpoint that caught up with
- * the whole WAL starts the WAL over. Should writers never leave such a gap
- * and the WAL pass CKPT_RESTART_FRAMES, the thread runs a RESTART
- * checkpoint instead: it waits at most CKPT_BUSY_MS for the writer in hand
- * and holds new writers while it copies, so the WAL stays bounded at the
- * price of a short stall (tried again at the next wake-up if it could not
- * get its turn). The last connection to close stops the thread and closes
- * its connection, which checkpoints and removes the WAL as before.
- *
- * Durability is unchanged: a commit is durable when its WAL frames are
- * synced (synchronous=FULL), whoever copies them into the database later.
+ * Moving the checkpoints to a background thread was measured and rejected
+ * (docs/PERFORMANCE.md §5.8): under steady small commits a checkpoint that
+ * runs beside the writers never quite catches up, so the WAL is never
+ * started over; at 1,000 real-time movements/s the consumer's store WAL grew
+ * to the bound within seconds and end-to-end p99 went from 30 to ~100 ms.
+ * Inline, the committing thread checkpoints while its own writes are done,
+ * and the WAL starts over many times a second.
  */
 #define CKPT_FRAMES         1000  /* SQLite's own autocheckpoint threshold */
 #define CKPT_RESTART_FRAMES 16000 /* ~64 MiB of 4 KiB pages */
-static const int CKPT_BUSY_MS = 200;
 
-typedef struct checkpointer {
-    struct checkpointer *next; /* registry, guarded by ckpt_mu */
-    char *path;                /* sqlite3_db_filename of the main database */
-    int refs;                  /* connections sharing it, guarded by ckpt_mu */
-    sqlite3 *db;               /* the thread's own connection */
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int pending, stop;     /* guarded by mu */
-    atomic_int backfilled; /* WAL frames copied by the last checkpoint */
-    atomic_int wal_frames; /* the WAL's length after the latest commit */
-    atomic_long runs;      /* checkpoints that completed (SQLITE_OK) */
-    atomic_long restarts;  /* ... of them RESTART */
-    int warned;            /* an error was logged (once per checkpointer) */
-} checkpointer_t;
+typedef struct ckpt_file {
+    struct ckpt_file *next; /* registry, guarded by ckpt_mu */
+    char *path;             /* sqlite3_db_filename of the main database */
+    int refs;               /* connections sharing it, guarded by ckpt_mu */
+    atomic_int wal_frames;  /* the WAL's length after the latest commit */
+    atomic_long runs;       /* checkpoints that completed (SQLITE_OK) */
+    atomic_long restarts;   /* ... of them RESTART checkpoints */
+} ckpt_file_t;
 
 static pthread_mutex_t ckpt_mu = PTHREAD_MUTEX_INITIALIZER;
-static checkpointer_t *ckpt_list;
+static ckpt_file_t *ckpt_list;
 
 /* SQLite calls this after each commit of a connection, with the WAL's length. */
 static int ckpt_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
-    checkpointer_t *c = arg;
-    (void)db;
-    (void)schema;
+    ckpt_file_t *c = arg;
     atomic_store(&c->wal_frames, frames);
-    int done = atomic_load(&c->backfilled);
-    if (frames < done) /* the WAL was started over since */
-        done = 0;
-    if (frames - done >= CKPT_FRAMES) {
-        pthread_mutex_lock(&c->mu);
-        if (!c->pending) {
-            c->pending = 1;
-            pthread_cond_signal(&c->cv);
-        }
-        pthread_mutex_unlock(&c->mu);
+    if (frames < CKPT_FRAMES)
+        return SQLITE_OK;
+    /* Past the bound, writers never left a gap for a passive checkpoint to
+     * catch up in: RESTART waits for the writer in hand (busy handler) and
+     * holds new ones while it copies the rest, so the next writer starts the
+     * WAL over. */
+    int mode =
+        frames >= CKPT_RESTART_FRAMES ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
+    if (sqlite3_wal_checkpoint_v2(db, schema, mode, NULL, NULL) == SQLITE_OK) {
+        atomic_fetch_add(&c->runs, 1);
+        if (mode == SQLITE_CHECKPOINT_RESTART)
+            atomic_fetch_add(&c->restarts, 1);
     }
-    return SQLITE_OK;
+    return SQLITE_OK; /* a checkpoint that could not run is retried at the next commit */
 }
 
-static void *ckpt_main(void *arg) {
-    checkpointer_t *c = arg;
-    pthread_mutex_lock(&c->mu);
-    for (;;) {
-        while (!c->pending && !c->stop)
-            pthread_cond_wait(&c->cv, &c->mu);
-        if (c->stop)
-            break;
-        c->pending = 0;
-        pthread_mutex_unlock(&c->mu);
-        int log = 0, copied = 0, restart = 0;
-        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-        if (rc == SQLITE_OK && log >= CKPT_RESTART_FRAMES) {
-            restart = 1;
-            rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &copied);
-        }
-        if (rc == SQLITE_OK) {
-            atomic_store(&c->backfilled, copied);
-            atomic_fetch_add(&c->runs, 1);
-            if (restart)
-                atomic_fetch_add(&c->restarts, 1);
-        } else if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED && !c->warned) {
-            c->warned = 1; /* the inline fallback does not exist: say it once */
-            is_log(IS_LOG_WARN, "background WAL checkpoint failed", "database", c->path, "error",
-                   sqlite3_errmsg(c->db), NULL);
-        }
-        pthread_mutex_lock(&c->mu);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
-}
-
-static void ckpt_free(checkpointer_t *c) {
-    sqlite3_close_v2(c->db);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
-    free(c->path);
-    free(c);
-}
-
-static checkpointer_t *ckpt_new(const char *file, is_db_sync_t sync, char *errstr,
-                                size_t errstr_size) {
-    checkpointer_t *c = calloc(1, sizeof(*c));
-    if (!c || !(c->path = strdup(file))) {
-        free(c);
-        is_errf(errstr, errstr_size, "database '%s': out of memory", file);
-        return NULL;
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    if (sqlite3_open_v2(file, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_busy_handler(c->db, busy_wait, (void *)&CKPT_BUSY_MS) != SQLITE_OK ||
-        pragma(c->db, sync_sql[sync], NULL, 0) != SQLITE_OK) {
-        is_errf(errstr, errstr_size, "database '%s': checkpointer connection: %s", file,
-                c->db ? sqlite3_errmsg(c->db) : "out of memory");
-        ckpt_free(c);
-        return NULL;
-    }
-    if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
-        is_errf(errstr, errstr_size, "database '%s': cannot start the checkpointer thread", file);
-        ckpt_free(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Share (or start) the checkpointer of file and hook db to it. */
-static is_err_t checkpointer_attach(sqlite3 *db, const char *file, is_db_sync_t sync, char *errstr,
-                                    size_t errstr_size) {
-    checkpointer_t *c;
+/* Share (or create) the counters of file and hook db to them. */
+static is_err_t wal_stats_attach(sqlite3 *db, const char *file, char *errstr, size_t errstr_size) {
+    ckpt_file_t *c;
     pthread_mutex_lock(&ckpt_mu);
     for (c = ckpt_list; c && strcmp(c->path, file) != 0; c = c->next)
         ;
     if (!c) {
-        c = ckpt_new(file, sync, errstr, errstr_size);
-        if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (!c || !(c->path = strdup(file))) {
+            free(c);
             pthread_mutex_unlock(&ckpt_mu);
-            return IS_ERR_DB;
+            is_errf(errstr, errstr_size, "database '%s': out of memory", file);
+            return IS_ERR_NOMEM;
         }
         c->next = ckpt_list;
         ckpt_list = c;
-    } else if (sync < IS_DB_SYNC_OFF) {
-        /* A connection that syncs makes the checkpoints sync too (FULL and
-         * NORMAL checkpoint alike). */
-        (void)pragma(c->db, sync_sql[IS_DB_SYNC_FULL], NULL, 0);
     }
     c->refs++;
     sqlite3_wal_hook(db, ckpt_wal_hook, c);
@@ -509,31 +420,24 @@ static is_err_t checkpointer_attach(sqlite3 *db, const char *file, is_db_sync_t 
     return IS_OK;
 }
 
-/* Close db; the last connection of a file stops its checkpointer. */
-static void checkpointer_release(sqlite3 *db) {
+/* Close db; the last connection of a file frees its counters. */
+static void wal_stats_release(sqlite3 *db) {
     pthread_mutex_lock(&ckpt_mu);
     /* sqlite3_wal_hook returns the previous argument: ours if it is registered. */
     void *arg = sqlite3_wal_hook(db, NULL, NULL);
-    checkpointer_t **pp = &ckpt_list, *c = NULL;
+    ckpt_file_t **pp = &ckpt_list, *c = NULL;
     for (; *pp; pp = &(*pp)->next)
         if (*pp == arg) {
             c = *pp;
             break;
         }
     sqlite3_close_v2(db);
-    if (c && --c->refs == 0)
+    if (c && --c->refs == 0) {
         *pp = c->next;
-    else
-        c = NULL;
+        free(c->path);
+        free(c);
+    }
     pthread_mutex_unlock(&ckpt_mu);
-    if (!c)
-        return;
-    pthread_mutex_lock(&c->mu);
-    c->stop = 1;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    pthread_join(c->thread, NULL);
-    ckpt_free(c); /* the last close: SQLite checkpoints and removes the WAL */
 }
 
 int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out) {
@@ -541,7 +445,7 @@ int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out) {
     int found = 0;
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ckpt_mu);
-    for (checkpointer_t *c = ckpt_list; c && file && *file && !found; c = c->next)
+    for (ckpt_file_t *c = ckpt_list; c && file && *file && !found; c = c->next)
         if (strcmp(c->path, file) == 0) {
             out->runs = atomic_load(&c->runs);
             out->restarts = atomic_load(&c->restarts);
@@ -557,12 +461,11 @@ void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f) {
     if (!is_db_checkpoint_stats(db, &st))
         return;
     fprintf(f,
-            "# HELP invsync_db_checkpoints_total WAL checkpoints run by the background "
-            "checkpointer.\n"
+            "# HELP invsync_db_checkpoints_total WAL checkpoints run by this process's commits.\n"
             "# TYPE invsync_db_checkpoints_total counter\n"
             "invsync_db_checkpoints_total{db=\"%s\"} %ld\n"
-            "# HELP invsync_db_checkpoint_restarts_total Checkpoints that had to hold writers "
-            "back because the WAL outgrew its bound.\n"
+            "# HELP invsync_db_checkpoint_restarts_total Checkpoints that held writers back "
+            "because the WAL had reached 16,000 pages.\n"
             "# TYPE invsync_db_checkpoint_restarts_total counter\n"
             "invsync_db_checkpoint_restarts_total{db=\"%s\"} %ld\n"
             "# HELP invsync_db_wal_pages Pages in the write-ahead log after the latest commit.\n"
@@ -626,7 +529,7 @@ is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_mi
     }
     rc = migrate(db, path, migrations, n_migrations, errstr, errstr_size);
     if (rc == IS_OK && file && *file)
-        rc = checkpointer_attach(db, file, sync, errstr, errstr_size);
+        rc = wal_stats_attach(db, file, errstr, errstr_size);
 done:
     if (rc != IS_OK) {
         is_db_close(db);

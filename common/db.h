@@ -34,26 +34,24 @@ is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_mi
  * commit whose loss on power failure the caller can afford, see
  * store_record_results. */
 is_err_t is_db_set_sync(sqlite3 *db, is_db_sync_t sync) IS_MUST_CHECK;
-/* sqlite3_close_v2; NULL is a no-op. The last connection a process has on a
- * file also stops that file's checkpointer (below). */
+/* sqlite3_close_v2; NULL is a no-op. */
 void is_db_close(sqlite3 *db);
 
 /*
- * WAL checkpoints run in the background: every connection is_db_open opens
- * on a file shares that file's checkpointer thread, so no commit pays for
- * copying the WAL into the database (see db.c).
+ * WAL checkpoints: SQLite's own (PASSIVE, in the commit that leaves the WAL
+ * at 1,000 pages or more), counted per database file for /metrics.
  */
 typedef struct is_db_checkpoint_stats {
-    long runs;      /* checkpoints completed so far */
-    long restarts;  /* ... of them RESTART checkpoints (the WAL had grown past its bound) */
+    long runs;      /* checkpoints this process's connections ran */
+    long restarts;  /* ... of them RESTART checkpoints (the WAL had reached 16,000 pages) */
     int wal_frames; /* the WAL's length in pages after the latest commit */
 } is_db_checkpoint_stats_t;
-/* Fill *out for db's file; returns 0 (and zeros) when db has no checkpointer
- * (":memory:", NULL). */
+/* Fill *out for db's file; returns 0 (and zeros) for ":memory:" or NULL. */
 int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out);
 /* Append the Prometheus families invsync_db_checkpoints_total,
- * invsync_db_checkpoint_restarts_total and invsync_db_wal_pages for db,
- * labelled db="<label>", to f. Nothing when db has no checkpointer. */
+ * invsync_db_checkpoint_restarts_total and invsync_db_wal_pages for db, labelled db="<label>", to
+ * f. Nothing for
+ * ":memory:". */
 void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f);
 
 /* Execute SQL with no results (may be several statements). */
