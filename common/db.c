@@ -361,9 +361,18 @@ is_err_t is_db_set_sync(sqlite3 *db, is_db_sync_t sync) {
  * to the bound within seconds and end-to-end p99 went from 30 to ~100 ms.
  * Inline, the committing thread checkpoints while its own writes are done,
  * and the WAL starts over many times a second.
+ *
+ * Left as SQLite has it: passive checkpoints never wait for anyone, so a
+ * long reader, or writers that never leave a gap, let the WAL grow until
+ * they stop (invsync_db_wal_pages, alert InvsyncWalOutgrown). Forcing it
+ * back with RESTART checkpoints was tried: with a short wait they rarely got
+ * their turn beside two busy writers, with a long one a reader would stall
+ * every commit.
  */
-#define CKPT_FRAMES         1000  /* SQLite's own autocheckpoint threshold */
-#define CKPT_RESTART_FRAMES 16000 /* ~64 MiB of 4 KiB pages */
+#define CKPT_FRAMES               1000  /* SQLite's own autocheckpoint threshold */
+#define CKPT_RESTART_FRAMES       16000 /* ~64 MiB of 4 KiB pages */
+#define CKPT_RESTART_BUSY_MS      20
+#define CKPT_RESTART_RETRY_FRAMES 4000 /* after a RESTART that gave up */
 
 typedef struct ckpt_file {
     struct ckpt_file *next; /* registry, guarded by ckpt_mu */
@@ -371,7 +380,6 @@ typedef struct ckpt_file {
     int refs;               /* connections sharing it, guarded by ckpt_mu */
     atomic_int wal_frames;  /* the WAL's length after the latest commit */
     atomic_long runs;       /* checkpoints that completed (SQLITE_OK) */
-    atomic_long restarts;   /* ... of them RESTART checkpoints */
 } ckpt_file_t;
 
 static pthread_mutex_t ckpt_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -381,19 +389,9 @@ static ckpt_file_t *ckpt_list;
 static int ckpt_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
     ckpt_file_t *c = arg;
     atomic_store(&c->wal_frames, frames);
-    if (frames < CKPT_FRAMES)
-        return SQLITE_OK;
-    /* Past the bound, writers never left a gap for a passive checkpoint to
-     * catch up in: RESTART waits for the writer in hand (busy handler) and
-     * holds new ones while it copies the rest, so the next writer starts the
-     * WAL over. */
-    int mode =
-        frames >= CKPT_RESTART_FRAMES ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
-    if (sqlite3_wal_checkpoint_v2(db, schema, mode, NULL, NULL) == SQLITE_OK) {
+    if (frames >= CKPT_FRAMES &&
+        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
         atomic_fetch_add(&c->runs, 1);
-        if (mode == SQLITE_CHECKPOINT_RESTART)
-            atomic_fetch_add(&c->restarts, 1);
-    }
     return SQLITE_OK; /* a checkpoint that could not run is retried at the next commit */
 }
 
@@ -448,7 +446,6 @@ int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out) {
     for (ckpt_file_t *c = ckpt_list; c && file && *file && !found; c = c->next)
         if (strcmp(c->path, file) == 0) {
             out->runs = atomic_load(&c->runs);
-            out->restarts = atomic_load(&c->restarts);
             out->wal_frames = atomic_load(&c->wal_frames);
             found = 1;
         }
@@ -464,14 +461,10 @@ void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f) {
             "# HELP invsync_db_checkpoints_total WAL checkpoints run by this process's commits.\n"
             "# TYPE invsync_db_checkpoints_total counter\n"
             "invsync_db_checkpoints_total{db=\"%s\"} %ld\n"
-            "# HELP invsync_db_checkpoint_restarts_total Checkpoints that held writers back "
-            "because the WAL had reached 16,000 pages.\n"
-            "# TYPE invsync_db_checkpoint_restarts_total counter\n"
-            "invsync_db_checkpoint_restarts_total{db=\"%s\"} %ld\n"
             "# HELP invsync_db_wal_pages Pages in the write-ahead log after the latest commit.\n"
             "# TYPE invsync_db_wal_pages gauge\n"
             "invsync_db_wal_pages{db=\"%s\"} %d\n",
-            label, st.runs, label, st.restarts, label, st.wal_frames);
+            label, st.runs, label, st.wal_frames);
 }
 
 is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,

@@ -43,13 +43,12 @@ void is_db_close(sqlite3 *db);
  */
 typedef struct is_db_checkpoint_stats {
     long runs;      /* checkpoints this process's connections ran */
-    long restarts;  /* ... of them RESTART checkpoints (the WAL had reached 16,000 pages) */
     int wal_frames; /* the WAL's length in pages after the latest commit */
 } is_db_checkpoint_stats_t;
 /* Fill *out for db's file; returns 0 (and zeros) for ":memory:" or NULL. */
 int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out);
-/* Append the Prometheus families invsync_db_checkpoints_total,
- * invsync_db_checkpoint_restarts_total and invsync_db_wal_pages for db, labelled db="<label>", to
+/* Append the Prometheus families invsync_db_checkpoints_total and
+ * invsync_db_wal_pages for db, labelled db="<label>", to
  * f. Nothing for
  * ":memory:". */
 void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f);

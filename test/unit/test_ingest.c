@@ -539,7 +539,6 @@ static void test_health_ready_metrics(void **state) {
     assert_non_null(strstr(f->raw, "invsync_http_requests_total{code=\"422\"} 1\n"));
     /* No checkpoint needed yet: the WAL is short. */
     assert_non_null(strstr(f->raw, "invsync_db_checkpoints_total{db=\"outbox\"} 0\n"));
-    assert_non_null(strstr(f->raw, "invsync_db_checkpoint_restarts_total{db=\"outbox\"} 0\n"));
     const char *wal = strstr(f->raw, "invsync_db_wal_pages{db=\"outbox\"} ");
     assert_non_null(wal);
     assert_true(atoi(wal + strlen("invsync_db_wal_pages{db=\"outbox\"} ")) > 0);
