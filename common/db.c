@@ -369,10 +369,7 @@ is_err_t is_db_set_sync(sqlite3 *db, is_db_sync_t sync) {
  * their turn beside two busy writers, with a long one a reader would stall
  * every commit.
  */
-#define CKPT_FRAMES               1000  /* SQLite's own autocheckpoint threshold */
-#define CKPT_RESTART_FRAMES       16000 /* ~64 MiB of 4 KiB pages */
-#define CKPT_RESTART_BUSY_MS      20
-#define CKPT_RESTART_RETRY_FRAMES 4000 /* after a RESTART that gave up */
+#define CKPT_FRAMES 1000 /* SQLite's own autocheckpoint threshold */
 
 typedef struct ckpt_file {
     struct ckpt_file *next; /* registry, guarded by ckpt_mu */
