@@ -450,18 +450,20 @@ int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out) {
     return found;
 }
 
-void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f) {
+size_t is_db_checkpoint_metrics(sqlite3 *db, const char *label, char *buf, size_t size) {
     is_db_checkpoint_stats_t st;
     if (!is_db_checkpoint_stats(db, &st))
-        return;
-    fprintf(f,
-            "# HELP invsync_db_checkpoints_total WAL checkpoints run by this process's commits.\n"
-            "# TYPE invsync_db_checkpoints_total counter\n"
-            "invsync_db_checkpoints_total{db=\"%s\"} %ld\n"
-            "# HELP invsync_db_wal_pages Pages in the write-ahead log after the latest commit.\n"
-            "# TYPE invsync_db_wal_pages gauge\n"
-            "invsync_db_wal_pages{db=\"%s\"} %d\n",
-            label, st.runs, label, st.wal_frames);
+        return 0;
+    int n = snprintf(
+        buf, size,
+        "# HELP invsync_db_checkpoints_total WAL checkpoints run by this process's commits.\n"
+        "# TYPE invsync_db_checkpoints_total counter\n"
+        "invsync_db_checkpoints_total{db=\"%s\"} %ld\n"
+        "# HELP invsync_db_wal_pages Pages in the write-ahead log after the latest commit.\n"
+        "# TYPE invsync_db_wal_pages gauge\n"
+        "invsync_db_wal_pages{db=\"%s\"} %d\n",
+        label, st.runs, label, st.wal_frames);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
 is_err_t is_db_open(const char *path, const char *const *migrations, size_t n_migrations,

@@ -12,7 +12,6 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
-#include <stdio.h>
 
 #include "error.h"
 
@@ -47,11 +46,10 @@ typedef struct is_db_checkpoint_stats {
 } is_db_checkpoint_stats_t;
 /* Fill *out for db's file; returns 0 (and zeros) for ":memory:" or NULL. */
 int is_db_checkpoint_stats(sqlite3 *db, is_db_checkpoint_stats_t *out);
-/* Append the Prometheus families invsync_db_checkpoints_total and
- * invsync_db_wal_pages for db, labelled db="<label>", to
- * f. Nothing for
- * ":memory:". */
-void is_db_checkpoint_metrics(sqlite3 *db, const char *label, FILE *f);
+/* Format the Prometheus families invsync_db_checkpoints_total and
+ * invsync_db_wal_pages for db, labelled db="<label>", into buf. Returns the
+ * length written, 0 for ":memory:" or when buf is too small. */
+size_t is_db_checkpoint_metrics(sqlite3 *db, const char *label, char *buf, size_t size);
 
 /* Execute SQL with no results (may be several statements). */
 is_err_t is_db_exec(sqlite3 *db, const char *sql, char *errstr, size_t errstr_size) IS_MUST_CHECK;

@@ -395,15 +395,9 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
     bprintf(&b, "invsync_heartbeats_received_total %lld\n", (long long)atomic_load(&s->heartbeats));
     metric_head(&b, "invsync_kafka_up", "gauge", "1 when the consumer reaches Kafka");
     bprintf(&b, "invsync_kafka_up %d\n", atomic_load(&s->kafka_up));
-    char *ck = NULL;
-    size_t ck_len = 0;
-    FILE *ckf = open_memstream(&ck, &ck_len);
-    if (ckf) {
-        is_db_checkpoint_metrics(store_db(a->store), "store", ckf);
-        if (fclose(ckf) == 0 && ck)
-            bprintf(&b, "%s", ck);
-        free(ck);
-    }
+    char ckpt[512];
+    if (is_db_checkpoint_metrics(store_db(a->store), "store", ckpt, sizeof(ckpt)))
+        bprintf(&b, "%s", ckpt);
 
     const char *adapter = a->cfg->erp.adapter;
     metric_head(&b, "invsync_erp_postings_total", "counter", "ERP post calls by outcome");

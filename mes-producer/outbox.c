@@ -895,8 +895,8 @@ is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) {
     return rc;
 }
 
-void outbox_checkpoint_metrics(outbox_t *ob, FILE *f) {
-    is_db_checkpoint_metrics(ob->s, "outbox", f);
+size_t outbox_checkpoint_metrics(outbox_t *ob, char *buf, size_t size) {
+    return is_db_checkpoint_metrics(ob->s, "outbox", buf, size);
 }
 
 is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_at) {

@@ -174,7 +174,7 @@ is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) IS_MUST_CHECK;
 is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_at) IS_MUST_CHECK;
 
 /* The outbox file's checkpoint metrics (is_db_checkpoint_metrics). @locality any thread. */
-void outbox_checkpoint_metrics(outbox_t *ob, FILE *f);
+size_t outbox_checkpoint_metrics(outbox_t *ob, char *buf, size_t size);
 
 /* Last sequence given for site (0 if the site never accepted). @locality any thread. */
 is_err_t outbox_last_seq(outbox_t *ob, const char *site, uint64_t *out) IS_MUST_CHECK;

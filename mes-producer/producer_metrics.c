@@ -217,8 +217,9 @@ gauges:
             producer_metrics_kafka(pm) == PRODUCER_KAFKA_CONNECTED ? 1 : 0,
             (unsigned long long)(pm ? atomic_load(&pm->heartbeats_sent) : 0),
             pm ? (double)atomic_load(&pm->heartbeat_interval_ms) / 1000.0 : 0.0);
-    if (outbox)
-        outbox_checkpoint_metrics(outbox, f);
+    char ckpt[512];
+    if (outbox && outbox_checkpoint_metrics(outbox, ckpt, sizeof(ckpt)))
+        fputs(ckpt, f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
