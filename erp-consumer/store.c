@@ -109,6 +109,26 @@ static const char *const store_migrations[] = {
      * index ranges: posted = all - queued - open - rare. */
     "CREATE INDEX movements_rare ON movements(state) WHERE " STORE_RARE ";"
     "CREATE INDEX postings_skipped ON postings(state) WHERE state = 'skipped';",
+    /* 5: postings in a rowid table, in the order they were made, with the
+     * posting id (a hash: random order) in a unique index. Keyed by the hash,
+     * each new posting landed on a random page of the table and its outcome
+     * rewrote that page again in the next transaction: two random pages per
+     * posting on disk, now one (the index entry, written once). The real-time
+     * tier is bound by what it writes (docs/PERFORMANCE.md §5.9). */
+    "CREATE TABLE postings_v5(pid INTEGER PRIMARY KEY, posting_id TEXT NOT NULL UNIQUE,"
+    "  site TEXT NOT NULL, tier TEXT NOT NULL, lot_key TEXT NOT NULL, state TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER, erp_doc TEXT,"
+    "  last_error TEXT, lines INTEGER, created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "INSERT INTO postings_v5(posting_id, site, tier, lot_key, state, attempts, next_at,"
+    "  erp_doc, last_error, lines, created_at, updated_at)"
+    "  SELECT posting_id, site, tier, lot_key, state, attempts, next_at, erp_doc, last_error,"
+    "  lines, created_at, updated_at FROM postings ORDER BY created_at, posting_id;"
+    "DROP TABLE postings;"
+    "ALTER TABLE postings_v5 RENAME TO postings;"
+    "CREATE INDEX postings_doc ON postings(erp_doc);"
+    "CREATE INDEX postings_open ON postings(state, next_at) WHERE " STORE_OPEN("") ";"
+    "CREATE INDEX postings_skipped ON postings(state) WHERE state = 'skipped';",
     // clang-format on
 };
 

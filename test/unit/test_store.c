@@ -1109,9 +1109,11 @@ static void test_poster_queries_read_the_backlog_indexes(void **state) {
     }
 }
 
-/* A store written before migration 3 (the version-2 indexes) is upgraded in
- * place on open: every movement and posting is kept, the backlog is found
- * through the new indexes, and a lot with open postings stays held. */
+/* A store written before migration 3 (the version-2 indexes, postings keyed
+ * by their id) is upgraded in place on open: every movement and posting is
+ * kept, postings move to a rowid table with a unique id (migration 5), the
+ * backlog is found through the new indexes, and a lot with open postings
+ * stays held. */
 static void test_version_2_store_upgrades_in_place(void **state) {
     fixture_t *f = *state;
     char errstr[256];
@@ -1135,7 +1137,18 @@ static void test_version_2_store_upgrades_in_place(void **state) {
                      "DROP INDEX movements_queued; DROP INDEX movements_lot_queued;"
                      "DROP INDEX movements_lot_open; DROP INDEX movements_posting;"
                      "DROP INDEX postings_open; DROP INDEX movements_rare;"
-                     "DROP INDEX postings_skipped;"
+                     "DROP INDEX postings_skipped; DROP INDEX postings_doc;"
+                     /* version 1's postings: keyed by the posting id */
+                     "CREATE TABLE postings_v1(posting_id TEXT PRIMARY KEY, site TEXT NOT NULL,"
+                     "  tier TEXT NOT NULL, lot_key TEXT NOT NULL, state TEXT NOT NULL,"
+                     "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER, erp_doc TEXT,"
+                     "  last_error TEXT, lines INTEGER, created_at INTEGER NOT NULL,"
+                     "  updated_at INTEGER NOT NULL) WITHOUT ROWID;"
+                     "INSERT INTO postings_v1 SELECT posting_id, site, tier, lot_key, state,"
+                     "  attempts, next_at, erp_doc, last_error, lines, created_at, updated_at"
+                     "  FROM postings;"
+                     "DROP TABLE postings; ALTER TABLE postings_v1 RENAME TO postings;"
+                     "CREATE INDEX postings_doc ON postings(erp_doc);"
                      "CREATE INDEX movements_trigger ON movements(state, due_at);"
                      "CREATE INDEX movements_lot ON movements(lot_key, state, producer_id, seq);"
                      "CREATE INDEX movements_posting ON movements(posting_id);"
@@ -1145,7 +1158,7 @@ static void test_version_2_store_upgrades_in_place(void **state) {
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 4);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 5);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
@@ -1157,6 +1170,23 @@ static void test_version_2_store_upgrades_in_place(void **state) {
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 0);
     sqlite3_finalize(st);
+    /* Version 5: postings in a rowid table, in the order they were made, the
+     * posting id unique; every posting kept with its state and document. */
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+                                        "SELECT group_concat(state || ':' || (erp_doc IS NOT NULL),"
+                                        " ',') FROM (SELECT state, erp_doc FROM postings"
+                                        " ORDER BY created_at, state)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "posted:1,posting:0,posting:0");
+    sqlite3_finalize(st);
+    assert_int_not_equal(sqlite3_exec(store_db(f->s),
+                                      "INSERT INTO postings(posting_id, site, tier, lot_key,"
+                                      " state, created_at, updated_at) SELECT posting_id, site,"
+                                      " tier, lot_key, state, 0, 0 FROM postings LIMIT 1",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
     /* M4 is due; lot L2 is held by its open postings. */
     assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
