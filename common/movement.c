@@ -108,6 +108,18 @@ static void check_site(verrs_t *v, const char *site) {
     }
 }
 
+/* |units / 10^scale| < 10^IS_MOVEMENT_MAX_QTY_DIGITS (scale ≤ 18). */
+static int qty_in_range(int64_t units, uint32_t scale) {
+    int64_t pow10 = 1;
+    for (uint32_t i = 0; i < scale && i < 18; i++)
+        pow10 *= 10;
+    int64_t whole = units / pow10; /* truncates toward zero */
+    int64_t limit = 1;
+    for (int i = 0; i < IS_MOVEMENT_MAX_QTY_DIGITS; i++)
+        limit *= 10;
+    return whole > -limit && whole < limit;
+}
+
 /* The type whose rules apply: a REVERSAL carries its original's fields. */
 static int rule_type(const is_movement_t *m) {
     if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&
@@ -180,6 +192,9 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
         add_err(&v, "quantity", "is required");
     } else if (m->quantity->scale > max_scale) {
         add_err(&v, "quantity", "has more than %u decimal places", (unsigned)max_scale);
+    } else if (!qty_in_range(m->quantity->units, m->quantity->scale)) {
+        add_err(&v, "quantity", "is out of range: at most %d digits before the decimal point",
+                IS_MOVEMENT_MAX_QTY_DIGITS);
     } else if (rt == INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT) {
         if (m->quantity->units == 0)
             add_err(&v, "quantity", "must not be zero");
@@ -219,6 +234,19 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
     }
     if (m->n_attributes > IS_MOVEMENT_MAX_ATTRS)
         add_err(&v, "attributes", "has more than %d entries", IS_MOVEMENT_MAX_ATTRS);
+    for (size_t i = 0; i < m->n_attributes && i < IS_MOVEMENT_MAX_ATTRS; i++) {
+        const char *k = m->attributes[i] ? str(m->attributes[i]->key) : "";
+        const char *val = m->attributes[i] ? str(m->attributes[i]->value) : "";
+        size_t klen = strlen(k), vlen = strlen(val);
+        if (klen == 0)
+            add_err(&v, "attributes", "has an empty key");
+        else if (klen > IS_MOVEMENT_MAX_STR)
+            add_err(&v, "attributes", "key '%.32s...' is longer than %d bytes", k,
+                    IS_MOVEMENT_MAX_STR);
+        else if (vlen > IS_MOVEMENT_MAX_ATTR_VALUE)
+            add_err(&v, "attributes", "value of '%.64s' is longer than %d bytes (%zu)", k,
+                    IS_MOVEMENT_MAX_ATTR_VALUE, vlen);
+    }
     return v.n;
 }
 
@@ -299,12 +327,30 @@ int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size) {
     int n;
     if (!buf || buf_size == 0)
         return -1;
-    n = snprintf(buf, buf_size, "%s/%s/%s", str(m->site), str(m->material), str(m->lot));
-    if (n < 0 || (size_t)n >= buf_size) {
-        buf[0] = '\0';
-        return -1;
+    n = snprintf(buf, buf_size, "%s/", str(m->site));
+    if (n < 0 || (size_t)n >= buf_size)
+        goto too_long;
+    const char *parts[2] = {str(m->material), str(m->lot)};
+    for (int p = 0; p < 2; p++) {
+        for (const char *c = parts[p]; *c; c++) {
+            const char *esc = *c == '/' ? "%2F" : *c == '%' ? "%25" : NULL;
+            size_t len = esc ? 3 : 1;
+            if ((size_t)n + len >= buf_size)
+                goto too_long;
+            memcpy(buf + n, esc ? esc : c, len);
+            n += (int)len;
+        }
+        if (p == 0) {
+            if ((size_t)n + 1 >= buf_size)
+                goto too_long;
+            buf[n++] = '/';
+        }
     }
+    buf[n] = '\0';
     return n;
+too_long:
+    buf[0] = '\0';
+    return -1;
 }
 
 is_decimal_t is_movement_qty(const is_movement_t *m) {

@@ -30,9 +30,15 @@
 typedef Invsync__V1__Movement is_movement_t;
 typedef Invsync__V1__Heartbeat is_heartbeat_t;
 
-#define IS_MOVEMENT_MAX_STR   128 /* longest id / code field accepted */
-#define IS_MOVEMENT_MAX_ATTRS 32
-#define IS_LOT_KEY_MAX        (3 * IS_MOVEMENT_MAX_STR + 3)
+#define IS_MOVEMENT_MAX_STR        128 /* longest id / code field accepted */
+#define IS_MOVEMENT_MAX_ATTRS      32
+#define IS_MOVEMENT_MAX_ATTR_VALUE 4096 /* longest attribute value (keys: IS_MOVEMENT_MAX_STR) */
+/* Largest |quantity| accepted: 12 integer digits. The ERP books quantities as
+ * 64-bit integers at 6 decimal places (±9.2e12), and on-hand sums and netting
+ * need room above a single movement. */
+#define IS_MOVEMENT_MAX_QTY_DIGITS 12
+/* Site (≤ 64) + material and lot with '/' and '%' escaped (×3) + separators. */
+#define IS_LOT_KEY_MAX (64 + 2 * 3 * IS_MOVEMENT_MAX_STR + 3)
 
 /* "GOODS_ISSUE" …; "MOVEMENT_TYPE_UNSPECIFIED" for 0; "?" out of range. */
 const char *is_movement_type_name(int type);
@@ -63,7 +69,10 @@ typedef struct is_validate_opts {
  * ≠ 0); TRANSFER needs to_location ≠ location; GOODS_ISSUE and COMPLETION
  * need order_id; SCRAP needs reason_code; QUARANTINE/RELEASE statuses must
  * differ; REVERSAL needs reverses_movement_id and reversed_type (not
- * REVERSAL); attributes ≤ IS_MOVEMENT_MAX_ATTRS; source_system not refused.
+ * REVERSAL); |quantity| < 10^IS_MOVEMENT_MAX_QTY_DIGITS; attributes ≤
+ * IS_MOVEMENT_MAX_ATTRS, each key non-empty and ≤ IS_MOVEMENT_MAX_STR, each
+ * value ≤ IS_MOVEMENT_MAX_ATTR_VALUE (a movement always fits a Kafka
+ * message); source_system not refused.
  */
 size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,
                             is_field_error_t *errs, size_t max_errs);
@@ -80,8 +89,10 @@ typedef struct is_stock_effect {
  */
 size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]);
 
-/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. Returns length or -1 if it does
- * not fit. */
+/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. '/' and '%'
+ * inside material and lot are written %2F and %25, so two lots never share a
+ * key (material "RM/1" lot "X" and material "RM" lot "1/X"); names without
+ * them are written as they are. Returns length or -1 if it does not fit. */
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size);
 
 /* Decimal <-> proto Decimal. */

@@ -187,6 +187,16 @@ static const vcase_t vcases[] = {
      "has more than 6 decimal places"},
     {T(ADJUSTMENT), NULL, NULL, NULL, NULL, "0", 0, "quantity", "must not be zero"},
     {T(REVERSAL), NULL, NULL, NULL, NULL, "-3", 0, "quantity", "must be greater than zero"},
+    /* quantity range: 12 integer digits (the ERP's int64 at 6 decimals is ±9.2e12) */
+    {T(GOODS_ISSUE), NULL, NULL, NULL, NULL, "999999999999.999999", 0, NULL, NULL},
+    {T(ADJUSTMENT), NULL, NULL, NULL, NULL, "-999999999999", 0, NULL, NULL},
+    {T(COMPLETION), NULL, NULL, NULL, NULL, "1000000000000", 0, "quantity",
+     "is out of range: at most 12 digits before the decimal point"},
+    {T(COMPLETION), NULL, NULL, NULL, NULL, "9223372036854775807", 0, "quantity",
+     "is out of range"},
+    {T(ADJUSTMENT), NULL, NULL, NULL, NULL, "-9223372036854775808", 0, "quantity",
+     "is out of range"},
+    {T(ADJUSTMENT), NULL, NULL, NULL, NULL, "-1000000000000.5", 0, "quantity", "is out of range"},
     /* type-specific */
     {T(TRANSFER), "to_location", "", NULL, NULL, NULL, 0, "to_location", "is required"},
     {T(TRANSFER), "to_location", "A-01", NULL, NULL, NULL, 0, "to_location",
@@ -414,6 +424,51 @@ static void test_effects_no_quantity(void **state) {
     assert_int_equal(is_movement_qty(&m).scale, 3);
 }
 
+/* Attribute keys and values are bounded, so that every accepted movement
+ * fits a Kafka message (an unbounded value was accepted, then could never be
+ * produced: "Message size too large", and the movement never arrived). */
+static void test_validate_attributes(void **state) {
+    static char big[IS_MOVEMENT_MAX_ATTR_VALUE + 2];
+    static char longkey[IS_MOVEMENT_MAX_STR + 2];
+    static const struct {
+        const char *key;
+        size_t value_len;
+        const char *want; /* NULL: valid */
+    } cases[] = {
+        {"shift", IS_MOVEMENT_MAX_ATTR_VALUE, NULL},
+        {"shift", IS_MOVEMENT_MAX_ATTR_VALUE + 1,
+         "value of 'shift' is longer than 4096 bytes (4097)"},
+        {"", 1, "has an empty key"},
+        {longkey, 1, "is longer than 128 bytes"},
+    };
+    (void)state;
+    memset(longkey, 'k', IS_MOVEMENT_MAX_STR + 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        is_movement_t m;
+        Invsync__V1__Decimal q;
+        Invsync__V1__Movement__AttributesEntry e, *pe = &e;
+        is_field_error_t errs[2];
+        fill_valid(&m, &q, T(GOODS_ISSUE));
+        invsync__v1__movement__attributes_entry__init(&e);
+        memset(big, 'v', sizeof big - 1);
+        big[cases[i].value_len] = '\0';
+        e.key = (char *)cases[i].key;
+        e.value = big;
+        m.n_attributes = 1;
+        m.attributes = &pe;
+        memset(errs, 0, sizeof errs);
+        size_t n = is_movement_validate(&m, NULL, errs, 2);
+        if (!cases[i].want) {
+            assert_int_equal(n, 0);
+            continue;
+        }
+        assert_int_equal(n, 1);
+        assert_string_equal(errs[0].field, "attributes");
+        if (!strstr(errs[0].error, cases[i].want))
+            fail_msg("case %zu: want '%s', got '%s'", i, cases[i].want, errs[0].error);
+    }
+}
+
 /* ---- lot key ------------------------------------------------------------ */
 
 static void test_lot_key(void **state) {
@@ -436,6 +491,37 @@ static void test_lot_key(void **state) {
     m.material = long129 + 1;
     m.lot = long129 + 1;
     assert_int_equal(is_movement_lot_key(&m, buf, sizeof buf), 64 + 1 + 128 + 1 + 128);
+}
+
+/* '/' and '%' inside material and lot are escaped: two different lots never
+ * share a key (they would hold each other's postings and read alike in the
+ * failed list), and the longest escaped names still fit. */
+static void test_lot_key_escapes_separators(void **state) {
+    is_movement_t a, b;
+    Invsync__V1__Decimal qa, qb;
+    char ka[IS_LOT_KEY_MAX], kb[IS_LOT_KEY_MAX];
+    static char slashes[IS_MOVEMENT_MAX_STR + 1];
+    (void)state;
+    fill_valid(&a, &qa, T(GOODS_ISSUE));
+    fill_valid(&b, &qb, T(GOODS_ISSUE));
+    a.material = "RM/1";
+    a.lot = "X";
+    b.material = "RM";
+    b.lot = "1/X";
+    assert_int_equal(is_movement_lot_key(&a, ka, sizeof ka), (int)strlen("PLANT_1-a/RM%2F1/X"));
+    assert_string_equal(ka, "PLANT_1-a/RM%2F1/X");
+    assert_true(is_movement_lot_key(&b, kb, sizeof kb) > 0);
+    assert_string_equal(kb, "PLANT_1-a/RM/1%2FX");
+    a.material = "RM%2F1"; /* the escape itself is escaped */
+    assert_true(is_movement_lot_key(&a, ka, sizeof ka) > 0);
+    assert_string_equal(ka, "PLANT_1-a/RM%252F1/X");
+    /* Worst case: every character escaped. */
+    memset(slashes, '/', IS_MOVEMENT_MAX_STR);
+    a.site = long65 + 1;
+    a.material = slashes;
+    a.lot = slashes;
+    assert_int_equal(is_movement_lot_key(&a, ka, sizeof ka), 64 + 1 + 3 * 128 + 1 + 3 * 128);
+    assert_int_equal(is_movement_lot_key(&a, ka, 64 + 1 + 3 * 128 + 1 + 3 * 128), -1);
 }
 
 /* ---- fingerprint -------------------------------------------------------- */
@@ -547,7 +633,9 @@ int main(void) {
         cmocka_unit_test(test_validate_opts_null),
         cmocka_unit_test(test_effects),
         cmocka_unit_test(test_effects_no_quantity),
+        cmocka_unit_test(test_validate_attributes),
         cmocka_unit_test(test_lot_key),
+        cmocka_unit_test(test_lot_key_escapes_separators),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_fingerprint_is_packed_hash),
     };
