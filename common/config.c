@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "duration.h"
+#include "log.h"
 #include "yamltree.h"
 
 extern char **environ;
@@ -713,6 +714,66 @@ static is_err_t env_name(char *buf, size_t size, const char *prefix, const char 
     return IS_OK;
 }
 
+/*
+ * Every PREFIX_* variable must mean something: a map key (auth.tokens) cannot
+ * come from the environment, so setting it is an error rather than a silent
+ * no-op (every request would get 401); any other unknown name (a typo such as
+ * INVSYNC_HTPP_LISTEN) is logged, with the closest known name, and ignored.
+ * PREFIX_TEST_* are the test suites' fault-injection switches.
+ */
+static is_err_t check_env_names(cfg_load_t *ld, const char *prefix) {
+    char name[CFG_NAME_MAX], kafka[CFG_NAME_MAX];
+    size_t plen = strlen(prefix);
+    if (env_name(kafka, sizeof(kafka), prefix, CFG_KAFKA "_") != IS_OK)
+        kafka[0] = '\0';
+    for (char **ep = environ; ep && *ep; ep++) {
+        const char *eq = strchr(*ep, '=');
+        size_t nlen = eq ? (size_t)(eq - *ep) : 0, i, best_d = CFG_SUGGEST_DIST + 1;
+        const char *best = NULL;
+        int known = 0;
+        if (!eq || strncmp(*ep, prefix, plen) != 0 || nlen >= sizeof(name))
+            continue;
+        if (ld->kafka && *kafka && strncmp(*ep, kafka, strlen(kafka)) == 0)
+            continue;
+        if (strncmp(*ep + plen, "TEST_", 5) == 0)
+            continue; /* fault injection of the test suites (INVSYNC_TEST_…) */
+        for (i = 0; i < ld->n_entries && !known; i++) {
+            const is_cfg_entry_t *e = &ld->table[i];
+            if (env_name(name, sizeof(name), prefix, e->key) != IS_OK)
+                continue;
+            if (strlen(name) == nlen && strncmp(name, *ep, nlen) == 0) {
+                if (e->type == IS_CFG_STRMAP) {
+                    is_errf(ld->errstr, ld->errstr_size,
+                            "environment %.*s: '%s' is a map and can only be set in the "
+                            "configuration file",
+                            (int)nlen, *ep, e->key);
+                    return IS_ERR_CONFIG;
+                }
+                known = 1;
+                break;
+            }
+            size_t d = edit_distance(*ep, nlen, name, strlen(name));
+            if (d < best_d) {
+                best_d = d;
+                best = e->key;
+            }
+        }
+        if (known)
+            continue;
+        snprintf(name, sizeof(name), "%.*s", (int)nlen, *ep);
+        if (best) {
+            char want[CFG_NAME_MAX];
+            if (env_name(want, sizeof(want), prefix, best) == IS_OK)
+                is_log(IS_LOG_WARN, "environment variable is not a configuration key; ignored",
+                       "variable", name, "did_you_mean", want, NULL);
+        } else {
+            is_log(IS_LOG_WARN, "environment variable is not a configuration key; ignored",
+                   "variable", name, NULL);
+        }
+    }
+    return IS_OK;
+}
+
 static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
     char name[CFG_NAME_MAX], kkey[CFG_NAME_MAX];
     size_t i, klen;
@@ -738,6 +799,10 @@ static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
             return rc;
         }
     }
+
+    rc = check_env_names(ld, prefix);
+    if (rc != IS_OK)
+        return rc;
 
     /* PREFIX_KAFKA_BOOTSTRAP_SERVERS=… → "bootstrap.servers". */
     if (env_name(name, sizeof(name), prefix, CFG_KAFKA "_") != IS_OK)

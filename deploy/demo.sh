@@ -206,8 +206,7 @@ outbox: {path: "$work/producer-outbox.db", sync: normal}
 policy: {path: "$policy"}
 auth:
   tokens:
-$token_yaml  admin_token: demo-admin-token
-heartbeat: {interval: 1s}
+${token_yaml}heartbeat: {interval: 1s}
 kafka:
   bootstrap.servers: "$bootstrap"
 EOF

@@ -153,6 +153,11 @@ int main(int argc, char **argv) {
     }
     if (cfg.auth_tokens.n == 0)
         is_log(IS_LOG_WARN, "auth.tokens is empty: every POST /v1/movements gets 401", NULL);
+    if (cfg.auth_admin_token && *cfg.auth_admin_token)
+        is_log(IS_LOG_WARN,
+               "auth.admin_token is ignored: mes-producer has no admin endpoints (the admin "
+               "API is erp-consumer's admin.token)",
+               NULL);
     routes = ingest_routes(&n_routes);
     if (is_httpd_start(cfg.http_listen, routes, n_routes, ig, (size_t)cfg.http_max_body,
                        (unsigned)cfg.http_threads, &httpd, errstr, sizeof(errstr)) != IS_OK) {

@@ -31,7 +31,7 @@ const is_cfg_entry_t producer_config_table[] = {
     {"auth.tokens", IS_CFG_STRMAP, OFF(auth_tokens), 0, 0, NULL,
      "site -> bearer token allowed to submit that site's movements; site \"*\" = all sites"},
     {"auth.admin_token", IS_CFG_STR, OFF(auth_admin_token), 0, 0, NULL,
-     "bearer token for admin endpoints (unset = admin disabled)"},
+     "ignored (mes-producer has no admin endpoints; accepted so that older files load)"},
     {"quantity.max_scale", IS_CFG_INT, OFF(quantity_max_scale), 0, 18, "6",
      "most decimal places accepted in a quantity"},
     {"loop_guard.refused_sources", IS_CFG_STRLIST, OFF(refused_sources), 0, 0, NULL,

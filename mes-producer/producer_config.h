@@ -35,7 +35,7 @@ typedef struct producer_config {
     char *outbox_sync;             /* "full" (power-loss safe) | "normal" */
     char *policy_path;             /* tier policy YAML (required) */
     is_strmap_t auth_tokens;       /* site → bearer token; site "*" = every site */
-    char *auth_admin_token;        /* admin endpoints; NULL = admin disabled */
+    char *auth_admin_token;        /* ignored (no admin endpoints); warned about at start */
     int64_t quantity_max_scale;    /* most decimal places accepted in a quantity */
     is_strlist_t refused_sources;  /* loop guard: source systems that are refused */
     int64_t heartbeat_interval_ms; /* heartbeat period per site */

@@ -327,7 +327,7 @@ static void test_env_overrides(void **state) {
     setenv("INVSYNC_SITES", " A, B ,,C ", 1);
     setenv("INVSYNC_KAFKA_BOOTSTRAP_SERVERS", "env:9092", 1);
     setenv("INVSYNC_KAFKA_SASL_PASSWORD", "pw", 1);
-    setenv("INVSYNC_AUTH_TOKENS", "ignored", 1); /* maps are not set from the environment */
+    setenv("INVSYNC_HTPP_LISTEN", "typo:1", 1); /* not a key: logged and ignored */
     setenv("OTHER_KAFKA_X", "ignored", 1);
     if (load("http:\n  listen: file:1\n  threads: 2\nkafka:\n  bootstrap:\n    servers: f:1\n"
              "  acks: all\n",
@@ -339,7 +339,7 @@ static void test_env_overrides(void **state) {
     unsetenv("INVSYNC_SITES");
     unsetenv("INVSYNC_KAFKA_BOOTSTRAP_SERVERS");
     unsetenv("INVSYNC_KAFKA_SASL_PASSWORD");
-    unsetenv("INVSYNC_AUTH_TOKENS");
+    unsetenv("INVSYNC_HTPP_LISTEN");
     unsetenv("OTHER_KAFKA_X");
     assert_string_equal(c.listen, "0.0.0.0:80");
     assert_int_equal(c.threads, 8);
@@ -353,6 +353,23 @@ static void test_env_overrides(void **state) {
     assert_string_equal(is_strmap_get(&k, "bootstrap.servers"), "env:9092");
     assert_string_equal(is_strmap_get(&k, "sasl.password"), "pw");
     assert_string_equal(is_strmap_get(&k, "acks"), "all");
+    is_cfg_release(table, &c);
+    is_strmap_release(&k);
+}
+
+/* A map (auth.tokens) cannot come from one variable: setting it anyway is an
+ * error naming the variable, not a silent no-op (every request would get 401). */
+static void test_env_map_is_refused(void **state) {
+    tcfg_t c;
+    is_strmap_t k = {0};
+    char err[256] = "";
+    (void)state;
+    setenv("INVSYNC_AUTH_TOKENS", "PLANT1=secret", 1);
+    is_err_t rc = load("http:\n  listen: file:1\n", &c, &k, err, sizeof(err));
+    unsetenv("INVSYNC_AUTH_TOKENS");
+    assert_int_equal(rc, IS_ERR_CONFIG);
+    assert_string_equal(err, "environment INVSYNC_AUTH_TOKENS: 'auth.tokens' is a map and can "
+                             "only be set in the configuration file");
     is_cfg_release(table, &c);
     is_strmap_release(&k);
 }
@@ -459,17 +476,12 @@ static void test_strmap(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_good_file),
-        cmocka_unit_test(test_each_type),
-        cmocka_unit_test(test_strings_lists_and_nulls),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_bad_default),
-        cmocka_unit_test(test_env_overrides),
-        cmocka_unit_test(test_kafka_styles),
-        cmocka_unit_test(test_kafka_list_and_preseed),
-        cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_good_file),
+        cmocka_unit_test(test_each_type),     cmocka_unit_test(test_strings_lists_and_nulls),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_bad_default),
+        cmocka_unit_test(test_env_overrides), cmocka_unit_test(test_env_map_is_refused),
+        cmocka_unit_test(test_kafka_styles),  cmocka_unit_test(test_kafka_list_and_preseed),
+        cmocka_unit_test(test_missing_file),  cmocka_unit_test(test_help),
         cmocka_unit_test(test_strmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
