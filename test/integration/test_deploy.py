@@ -461,7 +461,7 @@ def test_container_configs_load_with_environment_overrides(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")}
     env.update(INVSYNC_POLICY_PATH=POLICY, INVSYNC_OUTBOX_PATH=str(tmp_path / "outbox.db"),
                INVSYNC_STORE_PATH=str(tmp_path / "store.db"), INVSYNC_ADMIN_TOKEN="x",
-               INVSYNC_AUTH_ADMIN_TOKEN="x", INVSYNC_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+               INVSYNC_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
     r = run([binary("mes-producer"), "--config", os.path.join(DEPLOY, "config", "producer.yaml"),
              "--check-config"], env=env, cwd=str(tmp_path))
     assert r.returncode == 0, "producer.yaml: %s%s" % (r.stdout, r.stderr)
