@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hash.h"
 #include "movement.h"
@@ -79,13 +80,24 @@ static const char *str(const char *s) {
     return s ? s : "";
 }
 
-/* Length limit for every MES-sent string; "is required" when required and empty. */
+/* Length limit for every MES-sent string; "is required" when required and
+ * empty; no control characters (a tab or line break inside a lot or an id is
+ * a data error that would otherwise reach the ERP and the reports). */
 static void check_str(verrs_t *v, const char *field, const char *s, int required) {
     size_t len = strlen(str(s));
-    if (required && len == 0)
+    if (required && len == 0) {
         add_err(v, field, "is required");
-    else if (len > IS_MOVEMENT_MAX_STR)
+    } else if (len > IS_MOVEMENT_MAX_STR) {
         add_err(v, field, "is longer than %d bytes", IS_MOVEMENT_MAX_STR);
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c < 0x20 || c == 0x7f) {
+                add_err(v, field, "must not contain control characters (0x%02x at byte %zu)", c, i);
+                break;
+            }
+        }
+    }
 }
 
 static void check_site(verrs_t *v, const char *site) {
@@ -165,7 +177,7 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
     check_str(&v, "source_system", m->source_system, 1);
     if (opts && opts->refused_sources) {
         for (const char *const *r = opts->refused_sources; *r; r++) {
-            if (strcmp(*r, str(m->source_system)) == 0) {
+            if (strcasecmp(*r, str(m->source_system)) == 0) {
                 add_err(&v, "source_system",
                         "source system '%.64s' is an ERP-origin system (loop guard)", *r);
                 break;

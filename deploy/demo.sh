@@ -221,7 +221,7 @@ set +e
 "$bin/mes-sim" run --url "http://127.0.0.1:$pport/v1/movements" --sites "$sites" --seed "$seed" \
   --duration "$duration" --rate "$rate" --batch 20 --resend 0.10 "${tokens[@]}" \
   --expected "$work/expected.json" --summary "$work/summary.json" 2>&1 | tee -a "$work/mes-sim.log" |
-  sed 's/^/    mes-sim: /'
+  sed 's/^/    /'
 sim_rc=${PIPESTATUS[0]}
 set -e
 [ "$sim_rc" -eq 0 ] || die "mes-sim run exited $sim_rc (see $work/mes-sim.log)"

@@ -35,7 +35,8 @@ const is_cfg_entry_t producer_config_table[] = {
     {"quantity.max_scale", IS_CFG_INT, OFF(quantity_max_scale), 0, 18, "6",
      "most decimal places accepted in a quantity"},
     {"loop_guard.refused_sources", IS_CFG_STRLIST, OFF(refused_sources), 0, 0, NULL,
-     "source systems refused with 422 (e.g. the ERP's own), so ERP echoes never loop back"},
+     "source systems refused with 422 (e.g. the ERP's own; compared ignoring case), so ERP "
+     "echoes never loop back"},
     {"heartbeat.interval", IS_CFG_DURATION, OFF(heartbeat_interval_ms), 100, 3600000, "10s",
      "heartbeat period per site, on each of the site's tier topics"},
     {"forwarder.batch", IS_CFG_INT, OFF(forwarder_batch), 1, 100000, "1000",

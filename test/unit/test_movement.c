@@ -231,6 +231,15 @@ static const vcase_t vcases[] = {
      "source system 'ERP' is an ERP-origin system (loop guard)"},
     {T(GOODS_ISSUE), "source_system", "SAP-PRD", NULL, NULL, NULL, 0, "source_system",
      "source system 'SAP-PRD' is an ERP-origin system (loop guard)"},
+    {T(GOODS_ISSUE), "source_system", "sap-prd", NULL, NULL, NULL, 0, "source_system",
+     "source system 'SAP-PRD' is an ERP-origin system (loop guard)"},
+    /* control characters */
+    {T(GOODS_ISSUE), "lot", "L1\tX", NULL, NULL, NULL, 0, "lot",
+     "must not contain control characters (0x09 at byte 2)"},
+    {T(GOODS_ISSUE), "movement_id", "M-1\n", NULL, NULL, NULL, 0, "movement_id",
+     "must not contain control characters (0x0a at byte 3)"},
+    {T(SCRAP), "reason_code", "\x1b[31m", NULL, NULL, NULL, 0, "reason_code",
+     "must not contain control characters"},
 };
 
 static void test_validate_rules(void **state) {
