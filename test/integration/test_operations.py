@@ -148,10 +148,22 @@ def test_policy_check_previews_a_change(stack):
         f.write(text.replace("type: [ADJUSTMENT]", "type: [ADJUSTMENT, SCRAP]"))
     # materials.csv is relative to the policy file
     os.symlink(os.path.join(REPO, "deploy", "materials.csv"), stack.path("materials.csv"))
+    # Two lines that are not valid movements: named on stderr, counted, skipped.
+    with open(sample) as f:
+        n_lines = sum(1 for _ in f)
+    with open(sample, "a") as f:
+        f.write('{"movement_id":"X-1","source_system":"MES","site":"PLANT1","type":"SCRAP"}\n')
+        f.write('{"movement_id":"X-2","source_system":"MES","site":"PLANT1","type":"BOGUS"}\n')
     r = stack.run([binary("erp-consumer"), "policy-check", "--policy", new, "--against", DEPLOY_POLICY,
                    "--sample", sample, "--json"])
     doc = json.loads(r.out)
-    assert doc["valid"] is True and doc["sample"]["movements"] >= 3000
+    # The simulator resends ~10 %: each movement counts once, as in the producer.
+    assert doc["valid"] is True and doc["sample"]["movements"] == 3000, doc["sample"]
+    assert doc["sample"]["resends"] == n_lines - 3000 > 0, doc["sample"]
+    assert doc["sample"]["invalid"] == 2, doc["sample"]
+    assert "day.jsonl: line %d: not a valid movement, skipped: material: is required" % (n_lines + 1) \
+        in r.err, r.err
+    assert "line %d: not a valid movement, skipped: type" % (n_lines + 2) in r.err, r.err
     moves = {(m["from"], m["to"]): m["movements"] for m in doc["moves"]}
     assert list(moves) == [("periodic", "daily")] and moves[("periodic", "daily")] > 0, moves
     # A broken policy names the file, line and key.
