@@ -1,6 +1,8 @@
 /*
  * admin.c — operator actions and traceability (admin.h). Load: human scale.
  */
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "admin.h"
@@ -14,8 +16,122 @@ int admin_action_parse(const char *name) {
     return -1;
 }
 
+/* Absent, empty or only white space. */
 static int missing(const char *s) {
-    return !s || !*s;
+    if (!s)
+        return 1;
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+/* Append name to the ", "-separated list in buf, keeping room for a final ", ..." when the
+ * names do not all fit. */
+static void list_add(char *buf, size_t size, const char *name) {
+    size_t len = strlen(buf), need = (len ? 2 : 0) + strlen(name);
+    if (len >= 3 && strcmp(buf + len - 3, "...") == 0)
+        return;
+    if (len + need + 5 < size)
+        snprintf(buf + len, size - len, "%s%s", len ? ", " : "", name);
+    else
+        snprintf(buf + len, size - len, "%s...", len ? ", " : "");
+}
+
+/*
+ * Is name one of the values the query returns (one text column)? *known gets
+ * the list of them for the error message. -1 when the query fails (errstr set).
+ */
+static int name_in(store_t *s, const char *sql, const char *name, char *known, size_t known_size,
+                   char *errstr, size_t errstr_size) {
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    known[0] = '\0';
+    if (is_db_prepare(store_db(s), sql, &st, errstr, errstr_size) != IS_OK)
+        return -1;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (!v)
+            continue;
+        found |= strcmp(v, name) == 0;
+        list_add(known, known_size, v);
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* 1 when exactly this (site, tier) row is in pauses (no "*" matching). */
+static int pause_row_exists(store_t *s, const char *site, const char *tier) {
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    char errstr[256];
+    if (is_db_prepare(store_db(s), "SELECT 1 FROM pauses WHERE site = ?1 AND tier = ?2", &st,
+                      errstr, sizeof(errstr)) != IS_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, tier, -1, SQLITE_TRANSIENT);
+    found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/*
+ * Check that site and tier name what exists (or "*"). On failure *status is
+ * 400 (an unknown name, errstr lists the valid ones) or 500 and 0 is returned.
+ */
+static int names_valid(store_t *s, const is_policy_t *policy, const char *site, const char *tier,
+                       int *status, char *errstr, size_t errstr_size) {
+    char known[384];
+    int in;
+    if (strcmp(site, "*") != 0) {
+        in = name_in(s, "SELECT site FROM sites ORDER BY site", site, known, sizeof(known), errstr,
+                     errstr_size);
+        if (in < 0) {
+            *status = 500;
+            return 0;
+        }
+        if (!in) {
+            if (known[0])
+                is_errf(errstr, errstr_size,
+                        "unknown site '%s': the sites are %s (or \"*\" for all sites)", site,
+                        known);
+            else
+                is_errf(errstr, errstr_size,
+                        "unknown site '%s': no site has sent a heartbeat or movement yet (use "
+                        "\"*\" for all sites)",
+                        site);
+            return 0;
+        }
+    }
+    if (strcmp(tier, "*") == 0)
+        return 1;
+    if (policy) {
+        known[0] = '\0';
+        in = 0;
+        for (size_t i = 0; i < is_policy_tier_count(policy); i++) {
+            in |= strcmp(is_policy_tier(policy, i)->name, tier) == 0;
+            list_add(known, sizeof(known), is_policy_tier(policy, i)->name);
+        }
+    } else {
+        /* No policy at hand (the CLI): the tiers this store has posted to, or holds
+         * movements for: a small table and two partial indexes, never the history. */
+        in = name_in(s,
+                     "SELECT tier FROM tier_activity UNION"
+                     " SELECT tier FROM movements WHERE " STORE_QUEUED " UNION"
+                     " SELECT tier FROM movements WHERE " STORE_OPEN("") " ORDER BY 1",
+                     tier, known, sizeof(known), errstr, errstr_size);
+        if (in < 0) {
+            *status = 500;
+            return 0;
+        }
+    }
+    if (!in) {
+        is_errf(errstr, errstr_size, "unknown tier '%s': the %s are %s (or \"*\" for all tiers)",
+                tier, policy ? "policy's tiers" : "tiers this store has seen",
+                known[0] ? known : "none yet");
+        return 0;
+    }
+    return 1;
 }
 
 json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, int *status,
@@ -25,7 +141,8 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
     *status = 400;
     if (missing(req->by) || missing(req->reason)) {
         is_errf(errstr, errstr_size,
-                "'by' (who) and 'reason' (why) are required for every admin action");
+                "'by' (who) and 'reason' (why) are required for every admin action"
+                " and must not be blank");
         return NULL;
     }
     switch (req->action) {
@@ -33,11 +150,16 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
     case ADMIN_RESUME:
     case ADMIN_FLUSH: {
         const char *site = missing(req->site) ? NULL : req->site;
-        const char *tier = missing(req->tier) ? "*" : req->tier;
+        /* No tier means all tiers (documented in --help); a blank one is an unknown tier. */
+        const char *tier = !req->tier || !*req->tier ? "*" : req->tier;
         if (!site) {
             is_errf(errstr, errstr_size, "'site' is required (use \"*\" for all sites)");
             return NULL;
         }
+        /* Lifting an existing pause is always possible, whatever its names. */
+        if (!(req->action == ADMIN_RESUME && pause_row_exists(s, site, tier)) &&
+            !names_valid(s, req->policy, site, tier, status, errstr, errstr_size))
+            return NULL;
         if (req->action == ADMIN_PAUSE)
             rc = store_pause(s, site, tier, req->by, req->reason, now_ms, errstr, errstr_size);
         else if (req->action == ADMIN_RESUME)

@@ -292,23 +292,50 @@ static void h_status(void *ctx, const is_http_request_t *req, is_http_response_t
     is_http_respond_json(resp, 200, doc);
 }
 
+typedef struct ready_pauses {
+    json_t *list; /* [{"site","tier"}] */
+    int all;      /* a "*" / "*" pause */
+    char text[256];
+} ready_pauses_t;
+
+static void row_ready_pause(sqlite3_stmt *st, void *arg) {
+    ready_pauses_t *rp = arg;
+    const char *site = col(st, 0), *tier = col(st, 1);
+    size_t len = strlen(rp->text);
+    json_array_append_new(rp->list, json_pack("{s:s,s:s}", "site", site, "tier", tier));
+    rp->all |= strcmp(site, "*") == 0 && strcmp(tier, "*") == 0;
+    if (len + 1 < sizeof(rp->text))
+        snprintf(rp->text + len, sizeof(rp->text) - len, "%s%s/%s", len ? ", " : "", site, tier);
+}
+
+/*
+ * 200 when the store answers and Kafka is reachable, unless posting is paused
+ * for all sites and tiers. A partial pause keeps the pod in service (the other
+ * sites and tiers post) but shows in "posting" and in "paused".
+ */
 static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     api_t *a = ctx;
-    char errstr[256];
-    int store_ok, all_paused = 0, kafka_ok = atomic_load(&a->stats->kafka_up);
+    char errstr[256], posting[300];
+    ready_pauses_t rp = {json_array(), 0, ""};
+    int store_ok, kafka_ok = atomic_load(&a->stats->kafka_up);
     (void)req;
     pthread_mutex_lock(&a->mu);
-    store_ok = store_ping(a->store, errstr, sizeof(errstr)) == IS_OK;
-    /* A name no site or tier can have matches only the "*" / "*" pause. */
-    if (store_ok)
-        all_paused = store_is_paused(a->store, "\x01", "\x01");
+    store_ok = store_ping(a->store, errstr, sizeof(errstr)) == IS_OK &&
+               each_row(a->store, "SELECT site, tier FROM pauses ORDER BY site, tier",
+                        row_ready_pause, &rp, errstr, sizeof(errstr));
     pthread_mutex_unlock(&a->mu);
-    int ready = store_ok && kafka_ok && !all_paused;
+    if (rp.all)
+        snprintf(posting, sizeof(posting), "paused for all sites and tiers");
+    else if (json_array_size(rp.list) > 0)
+        snprintf(posting, sizeof(posting), "paused for %s", rp.text);
+    else
+        snprintf(posting, sizeof(posting), "running");
+    int ready = store_ok && kafka_ok && !rp.all;
     is_http_respond_json(
         resp, ready ? 200 : 503,
-        json_pack("{s:b,s:s,s:s,s:s}", "ready", ready, "store", store_ok ? "ok" : errstr, "kafka",
-                  kafka_ok ? "connected" : "no message received yet or unreachable", "posting",
-                  all_paused ? "paused for all sites and tiers" : "running"));
+        json_pack("{s:b,s:s,s:s,s:s,s:o}", "ready", ready, "store", store_ok ? "ok" : errstr,
+                  "kafka", kafka_ok ? "connected" : "no message received yet or unreachable",
+                  "posting", posting, "paused", rp.list));
 }
 
 /* Append printf-style text to a growing buffer; returns 0 on ENOMEM. */
@@ -517,14 +544,42 @@ static int admin_denied(api_t *a, const is_http_request_t *req, is_http_response
     return 0;
 }
 
-static json_t *body_json(const is_http_request_t *req, is_http_response_t *resp) {
+/*
+ * The request body as a JSON object whose keys are all in fields (NULL-ended)
+ * and whose values are strings; otherwise NULL with a 400 response naming the
+ * field, as the producer does for movements.
+ */
+static json_t *body_json(const is_http_request_t *req, is_http_response_t *resp,
+                         const char *const *fields) {
     json_error_t jerr;
-    json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *key;
+    json_t *v;
+    char names[128] = "";
     if (!body || !json_is_object(body)) {
         is_http_respond_error(resp, 400, "body must be a JSON object: %s",
                               body ? "got another JSON value" : jerr.text);
         json_decref(body);
         return NULL;
+    }
+    for (size_t i = 0; fields[i]; i++) {
+        size_t len = strlen(names);
+        snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", fields[i]);
+    }
+    json_object_foreach(body, key, v) {
+        size_t i = 0;
+        while (fields[i] && strcmp(fields[i], key) != 0)
+            i++;
+        if (!fields[i]) {
+            is_http_respond_error(resp, 400, "unknown field '%s' (fields: %s)", key, names);
+            json_decref(body);
+            return NULL;
+        }
+        if (!json_is_string(v)) {
+            is_http_respond_error(resp, 400, "'%s' must be a string", key);
+            json_decref(body);
+            return NULL;
+        }
     }
     return body;
 }
@@ -547,7 +602,8 @@ static void h_admin_control(void *ctx, const is_http_request_t *req, is_http_res
     api_t *a = ctx;
     if (admin_denied(a, req, resp))
         return;
-    json_t *body = body_json(req, resp);
+    static const char *const fields[] = {"site", "tier", "by", "reason", NULL};
+    json_t *body = body_json(req, resp, fields);
     if (!body)
         return;
     admin_request_t ar = {
@@ -556,6 +612,7 @@ static void h_admin_control(void *ctx, const is_http_request_t *req, is_http_res
         .tier = json_string_value(json_object_get(body, "tier")),
         .by = json_string_value(json_object_get(body, "by")),
         .reason = json_string_value(json_object_get(body, "reason")),
+        .policy = a->policy,
     };
     respond_admin(a, &ar, resp);
     json_decref(body);
@@ -592,7 +649,8 @@ static void h_admin_failed_action(void *ctx, const is_http_request_t *req,
         return;
     }
     snprintf(id, sizeof(id), "%.*s", (int)(slash - rest), rest);
-    json_t *body = body_json(req, resp);
+    static const char *const fields[] = {"by", "reason", NULL};
+    json_t *body = body_json(req, resp, fields);
     if (!body)
         return;
     admin_request_t ar = {

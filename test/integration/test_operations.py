@@ -53,11 +53,33 @@ def test_pause_flush_resume_over_http(stack):
     r = admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic"})
     assert r.status == 400 and "by" in r.json()["error"], r
 
+    # Only names that exist: a tier of the policy, a site the store knows, or "*";
+    # blank who/why and unknown fields are refused, naming the culprit.
+    for body, culprit in [
+            ({"site": "PLANT1", "tier": "hourly", "by": "a", "reason": "r"}, "tier 'hourly'"),
+            ({"site": "PLANT9", "tier": "periodic", "by": "a", "reason": "r"}, "site 'PLANT9'"),
+            ({"site": "plant1", "tier": "periodic", "by": "a", "reason": "r"}, "site 'plant1'"),
+            ({"site": "PLANT1", "tier": "periodic", "by": " ", "reason": "r"}, "'by'"),
+            ({"site": "PLANT1", "tier": "periodic", "by": "a", "reason": "r", "until": "x"},
+             "unknown field 'until'")]:
+        r = admin(consumer, "/admin/pause", body)
+        assert r.status == 400 and culprit in r.json()["error"], (body, r)
+    assert "PLANT1" in admin(consumer, "/admin/pause", {"site": "PLANT9", "tier": "*", "by": "a",
+                                                        "reason": "r"}).json()["error"]
+    r = stack.consumer_cli(consumer, "pause", "--site", "PLANT1", "--tier", "hourly", "--by", "a",
+                           "--reason", "r", check=False)
+    assert r.returncode == 2 and "unknown tier 'hourly'" in r.err, (r.returncode, r.err)
+    assert consumer.status()["paused"] == [], "a refused pause was stored"
+
     r = admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic", "by": "alice",
                                          "reason": "ERP upgrade"})
     assert r.status == 200, r
     stack.wait_for(lambda: grid_cell(consumer, "PLANT1", "periodic")["paused"], 10,
                    "the status grid to show PLANT1/periodic paused")
+    # A partial pause keeps the consumer ready, and /readyz says what is paused.
+    r = http("GET", consumer.base + "/readyz")
+    assert r.status == 200 and r.json()["posting"] == "paused for PLANT1/periodic", r
+    assert r.json()["paused"] == [{"site": "PLANT1", "tier": "periodic"}], r
     # Flush closes the window, but the tier is paused: still nothing posted.
     r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "bob",
                                          "reason": "manual shift end"})

@@ -1,0 +1,241 @@
+/*
+ * test_api.c — erp-consumer's HTTP API (api.c) on a real store and server,
+ * talked to with libcurl: /readyz names partial pauses but stays 200 (only a
+ * pause of everything takes the pod out of service); the admin endpoints
+ * refuse unknown or non-string fields naming them, and check the tier
+ * against the policy.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "store.h"
+
+#define TOKEN "test-admin-token"
+
+typedef struct fx {
+    char dir[64], store_path[128], policy_path[128], base[64];
+    consumer_config_t cfg;
+    is_policy_t *policy;
+    consumer_stats_t stats;
+    store_t *store; /* the test's own connection */
+    api_t *api;
+} fx_t;
+
+static const char POLICY[] = "topic_prefix: invsync\n"
+                             "tiers:\n"
+                             "  realtime: {cadence: immediate, stale_after: 2m}\n"
+                             "  periodic: {cadence: every 30m, stale_after: 90m}\n"
+                             "rules:\n"
+                             "  - {when: {type: [QUARANTINE, RELEASE]}, tier: realtime}\n"
+                             "default_tier: periodic\n";
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof(*f));
+    char errstr[512];
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_api.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->store_path, sizeof(f->store_path), "%s/store.db", f->dir);
+    snprintf(f->policy_path, sizeof(f->policy_path), "%s/policy.yaml", f->dir);
+    FILE *pf = fopen(f->policy_path, "w");
+    assert_non_null(pf);
+    fputs(POLICY, pf);
+    fclose(pf);
+    assert_int_equal(is_policy_load(f->policy_path, &f->policy, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_open(f->store_path, IS_DB_SYNC_OFF, &f->store, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(sqlite3_exec(store_db(f->store),
+                                  "INSERT INTO sites(site, last_heartbeat_at)"
+                                  " VALUES('PLANT1', 1), ('PLANT2', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    f->cfg.http_listen = "127.0.0.1:0";
+    f->cfg.http_threads = 2;
+    f->cfg.store_path = f->store_path;
+    f->cfg.admin_token = TOKEN;
+    f->cfg.erp.adapter = "sqlite";
+    pthread_mutex_init(&f->stats.lag_mu, NULL);
+    atomic_store(&f->stats.kafka_up, 1);
+    assert_int_equal(api_start(&f->cfg, f->policy, &f->stats, &f->api, errstr, sizeof(errstr)),
+                     IS_OK);
+    snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%u", (unsigned)api_port(f->api));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    char cmd[128];
+    api_stop(f->api);
+    store_close(f->store);
+    is_policy_destroy(f->policy);
+    pthread_mutex_destroy(&f->stats.lag_mu);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+typedef struct reply {
+    long status;
+    char *body;
+    size_t len;
+} reply_t;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg) {
+    reply_t *r = arg;
+    char *b = realloc(r->body, r->len + size * n + 1);
+    assert_non_null(b);
+    memcpy(b + r->len, p, size * n);
+    r->len += size * n;
+    b[r->len] = '\0';
+    r->body = b;
+    return size * n;
+}
+
+/* GET path (body NULL) or POST body with the admin token; the reply's JSON, status in *status. */
+static json_t *call(fx_t *f, const char *path, const char *body, long *status) {
+    char url[256];
+    reply_t r = {0};
+    struct curl_slist *hdrs = NULL;
+    json_error_t jerr;
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    snprintf(url, sizeof(url), "%s%s", f->base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    hdrs = curl_slist_append(hdrs, "Authorization: Bearer " TOKEN);
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    json_t *doc = json_loads(r.body ? r.body : "", 0, &jerr);
+    if (!doc)
+        fail_msg("%s: not JSON (%s): %s", path, jerr.text, r.body ? r.body : "");
+    free(r.body);
+    *status = r.status;
+    return doc;
+}
+
+static const char *str(json_t *doc, const char *key) {
+    const char *v = json_string_value(json_object_get(doc, key));
+    return v ? v : "(none)";
+}
+
+static void test_readyz_names_a_partial_pause_and_stays_ready(void **state) {
+    fx_t *f = *state;
+    long status;
+    json_t *doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(str(doc, "posting"), "running");
+    assert_int_equal(json_array_size(json_object_get(doc, "paused")), 0);
+    json_decref(doc);
+
+    doc = call(f, "/admin/pause",
+               "{\"site\":\"PLANT1\",\"tier\":\"periodic\",\"by\":\"alice\",\"reason\":\"ERP\"}",
+               &status);
+    assert_int_equal(status, 200);
+    json_decref(doc);
+    doc = call(f, "/admin/pause",
+               "{\"site\":\"PLANT2\",\"tier\":\"*\",\"by\":\"alice\",\"reason\":\"ERP\"}", &status);
+    assert_int_equal(status, 200);
+    json_decref(doc);
+
+    doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 200); /* the other sites and tiers still post */
+    assert_true(json_is_true(json_object_get(doc, "ready")));
+    assert_string_equal(str(doc, "posting"), "paused for PLANT1/periodic, PLANT2/*");
+    json_t *paused = json_object_get(doc, "paused");
+    assert_int_equal(json_array_size(paused), 2);
+    assert_string_equal(str(json_array_get(paused, 0), "site"), "PLANT1");
+    assert_string_equal(str(json_array_get(paused, 0), "tier"), "periodic");
+    json_decref(doc);
+
+    /* Everything paused: out of service, as before. */
+    doc = call(f, "/admin/pause",
+               "{\"site\":\"*\",\"tier\":\"*\",\"by\":\"alice\",\"reason\":\"ERP\"}", &status);
+    assert_int_equal(status, 200);
+    json_decref(doc);
+    doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 503);
+    assert_string_equal(str(doc, "posting"), "paused for all sites and tiers");
+    assert_int_equal(json_array_size(json_object_get(doc, "paused")), 3);
+    json_decref(doc);
+}
+
+static void test_admin_refuses_unknown_and_non_string_fields(void **state) {
+    fx_t *f = *state;
+    long status;
+    static const struct {
+        const char *path, *body, *expect;
+    } bad[] = {
+        {"/admin/pause",
+         "{\"site\":\"PLANT1\",\"tier\":\"periodic\",\"by\":\"a\",\"reason\":\"r\",\"until\":"
+         "\"x\"}",
+         "unknown field 'until'"},
+        {"/admin/pause",
+         "{\"site\":\"PLANT1\",\"teir\":\"periodic\",\"by\":\"a\",\"reason\":\"r\"}",
+         "unknown field 'teir'"},
+        {"/admin/flush", "{\"site\":\"PLANT1\",\"tier\":\"periodic\",\"by\":\"a\",\"why\":\"r\"}",
+         "unknown field 'why'"},
+        {"/admin/pause", "{\"site\":\"PLANT1\",\"tier\":5,\"by\":\"a\",\"reason\":\"r\"}",
+         "'tier' must be a string"},
+        {"/admin/resume", "{\"site\":\"PLANT1\",\"site\":\"PLANT2\",\"by\":\"a\",\"reason\":\"r\"}",
+         "duplicate"},
+        {"/admin/failed/p1/retry", "{\"by\":\"a\",\"reason\":\"r\",\"site\":\"PLANT1\"}",
+         "unknown field 'site'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *doc = call(f, bad[i].path, bad[i].body, &status);
+        const char *err = str(doc, "error");
+        if (status != 400 || !strstr(err, bad[i].expect))
+            fail_msg("case %zu %s %s: status %ld, error \"%s\"", i, bad[i].path, bad[i].body,
+                     status, err);
+        json_decref(doc);
+    }
+    assert_false(store_is_paused(f->store, "PLANT1", "periodic"));
+}
+
+static void test_admin_checks_the_tier_against_the_policy(void **state) {
+    fx_t *f = *state;
+    long status;
+    json_t *doc =
+        call(f, "/admin/pause",
+             "{\"site\":\"PLANT1\",\"tier\":\"hourly\",\"by\":\"a\",\"reason\":\"r\"}", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(str(doc, "error"), "unknown tier 'hourly': the policy's tiers are "
+                                           "realtime, periodic (or \"*\" for all tiers)");
+    json_decref(doc);
+    assert_false(store_is_paused(f->store, "PLANT1", "hourly"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_readyz_names_a_partial_pause_and_stays_ready, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_admin_refuses_unknown_and_non_string_fields, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_admin_checks_the_tier_against_the_policy, setup,
+                                        teardown),
+    };
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
