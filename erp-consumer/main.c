@@ -3,6 +3,7 @@
  * wire the modules, run.
  *
  *   erp-consumer [run] --config FILE        consume, post, serve the API
+ *   erp-consumer --config FILE --check-config   validate configuration and policy, exit
  *   erp-consumer seed-erp --config FILE F   post opening stock rows (JSON) to the ERP
  *   erp-consumer on-hand --config FILE [--site S]   ERP on-hand as JSON
  *   erp-consumer status --config FILE       queue and posting state as JSON
@@ -10,6 +11,7 @@
  */
 #include <getopt.h>
 #include <jansson.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include "duration.h"
 #include "genealogy.h"
 #include "hash.h"
+#include "kafka.h"
 #include "log.h"
 #include "policy_check.h"
 #include "poster.h"
@@ -38,7 +41,7 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: erp-consumer [run] --config FILE\n"
+    fprintf(f, "usage: erp-consumer [run] --config FILE [--check-config]\n"
                "       erp-consumer seed-erp --config FILE OPENING.json\n"
                "       erp-consumer on-hand --config FILE [--site SITE]\n"
                "       erp-consumer status --config FILE\n"
@@ -52,7 +55,7 @@ static void usage(FILE *f) {
                "       erp-consumer replay --config FILE --from T1 --to T2 [--site S] [--lot L] "
                "... [--apply --by WHO --reason WHY]\n"
                "       erp-consumer genealogy --config FILE --lot LOT [--direction "
-               "backward|forward|both] [--format json|dot]\n"
+               "backward|forward|both] [--depth N] [--format json|dot]\n"
                "       erp-consumer reconcile --config FILE --mes MES.csv [--erp ERP.csv] "
                "[--metrics-file F]\n"
                "       (replay, genealogy, reconcile: --help for every option; "
@@ -61,9 +64,7 @@ static void usage(FILE *f) {
                "[--sample movements.jsonl] [--json]\n"
                "       erp-consumer --help\n\n"
                "configuration keys (YAML; environment overrides shown):\n");
-    is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f);
-    fprintf(f, "  kafka.* (any librdkafka property, e.g. kafka.bootstrap.servers)\n"
-               "      environment: INVSYNC_KAFKA_BOOTSTRAP_SERVERS and so on\n");
+    is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f); /* ends with kafka.* */
 }
 
 static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
@@ -111,16 +112,113 @@ out:
     return status;
 }
 
-/* Opening stock rows → one ADJUSTMENT posting, referenced by the file's hash (idempotent). */
+/*
+ * An opening row's stock_status: absent, null or "" is UNRESTRICTED, anything
+ * else a StockStatus name in any case (as `reconcile` reads its CSV column).
+ * 0 for a value that names no status, STOCK_STATUS_UNSPECIFIED included.
+ */
+static int seed_status_parse(const char *s) {
+    char up[48];
+    size_t i;
+    if (!*s)
+        return INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+    for (i = 0; s[i] && i < sizeof(up) - 1; i++)
+        up[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
+    if (s[i])
+        return 0; /* longer than any name */
+    up[i] = '\0';
+    return is_stock_status_parse(up);
+}
+
+/* "UNRESTRICTED, QUALITY, BLOCKED": every status a row may name, from the .proto. */
+static void seed_status_names(char *buf, size_t size) {
+    const ProtobufCEnumDescriptor *d = &invsync__v1__stock_status__descriptor;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < d->n_values && used < size; i++) {
+        if (d->values[i].value == 0)
+            continue;
+        int w = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", d->values[i].name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/*
+ * A row's canonical form: material, lot, location, uom, status name and the
+ * quantity without trailing fractional zeros, each length-prefixed so no
+ * value can run into the next. The site is not in it: references are per site.
+ * Returns a malloc'd string or NULL when out of memory.
+ */
+static char *seed_canonical_row(const char *const v[6], int status, is_decimal_t q) {
+    char qs[IS_DECIMAL_STRLEN];
+    const char *f[6];
+    size_t size = 1;
+    is_decimal_format(is_decimal_normalize(q), qs, sizeof(qs));
+    f[0] = v[1];
+    f[1] = v[2];
+    f[2] = v[3];
+    f[3] = v[4];
+    f[4] = is_stock_status_name(status);
+    f[5] = qs;
+    for (int k = 0; k < 6; k++)
+        size += strlen(f[k]) + 24;
+    char *out = malloc(size), *p = out;
+    if (!out)
+        return NULL;
+    for (int k = 0; k < 6; k++)
+        p += snprintf(p, size - (size_t)(p - out), "%zu:%s", strlen(f[k]), f[k]);
+    return out;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The posting reference of one site's opening rows: a hash of the site and of
+ * its rows' canonical forms, sorted. The same rows give the same reference
+ * whatever the file's formatting, key order or row order; different rows
+ * give a different one. Sorts canon in place. 0, or -1 when out of memory.
+ */
+static int seed_reference(const char *site, char **canon, size_t n, char *out, size_t out_size) {
+    static const char tag[] = "invsync seed-erp v2\n";
+    size_t size = sizeof(tag) + strlen(site) + 24, used;
+    uint8_t digest[IS_SHA256_LEN];
+    char hex[IS_SHA256_HEX_LEN + 1];
+    qsort(canon, n, sizeof(*canon), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        size += strlen(canon[i]) + 1;
+    char *text = malloc(size);
+    if (!text)
+        return -1;
+    used = (size_t)snprintf(text, size, "%s%zu:%s\n", tag, strlen(site), site);
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(text + used, size - used, "%s\n", canon[i]);
+    is_sha256(text, used, digest);
+    free(text);
+    is_hex(digest, IS_SHA256_LEN, hex);
+    snprintf(out, out_size, "seed-%.27s", hex);
+    return 0;
+}
+
+/*
+ * Opening stock rows → one ADJUSTMENT posting per site, referenced by the
+ * canonical content of the site's rows (seed_reference), so seeding the same
+ * rows again books nothing. Every row is checked before anything is posted:
+ * one bad row refuses the whole file (exit 2).
+ */
 static int cmd_seed(consumer_config_t *cfg, const char *file) {
-    char errstr[1024], hex[IS_SHA256_HEX_LEN + 1], posting_id[40];
+    char errstr[1024], hex[IS_SHA256_HEX_LEN + 1], posting_id[40], legacy_id[40];
     json_error_t jerr;
     json_t *rows = json_load_file(file, 0, &jerr), *row;
-    size_t n, i;
+    size_t n = 0, i;
     erp_t *erp = NULL;
     is_movement_t *ms = NULL;
     Invsync__V1__Decimal *qs = NULL;
-    erp_line_t *lines = NULL;
+    erp_line_t *lines = NULL, *site_lines = NULL;
+    char **canon = NULL, **site_canon = NULL;
     int status = 2;
 
     if (!rows || !json_is_array(rows)) {
@@ -136,7 +234,10 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     ms = calloc(n ? n : 1, sizeof(*ms));
     qs = calloc(n ? n : 1, sizeof(*qs));
     lines = calloc(n ? n : 1, sizeof(*lines));
-    if (!ms || !qs || !lines) {
+    canon = calloc(n ? n : 1, sizeof(*canon));
+    site_lines = calloc(n ? n : 1, sizeof(*site_lines));
+    site_canon = calloc(n ? n : 1, sizeof(*site_canon));
+    if (!ms || !qs || !lines || !canon || !site_lines || !site_canon) {
         fprintf(stderr, "erp-consumer: out of memory\n");
         goto out;
     }
@@ -158,7 +259,30 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
                     errstr);
             goto out;
         }
-        const char *st = json_string_value(json_object_get(row, "stock_status"));
+        json_t *stj = json_object_get(row, "stock_status");
+        int st = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+        if (stj && !json_is_null(stj)) {
+            if (!json_is_string(stj)) {
+                fprintf(stderr, "erp-consumer: %s: row %zu: 'stock_status' is not a string\n", file,
+                        i);
+                goto out;
+            }
+            st = seed_status_parse(json_string_value(stj));
+            if (st == 0) {
+                char names[128];
+                seed_status_names(names, sizeof(names));
+                fprintf(stderr,
+                        "erp-consumer: %s: row %zu: stock_status '%s' is not one of %s "
+                        "(any case); nothing was booked\n",
+                        file, i, json_string_value(stj), names);
+                goto out;
+            }
+        }
+        canon[i] = seed_canonical_row(v, st, q);
+        if (!canon[i]) {
+            fprintf(stderr, "erp-consumer: out of memory\n");
+            goto out;
+        }
         invsync__v1__movement__init(&ms[i]);
         invsync__v1__decimal__init(&qs[i]);
         qs[i].units = q.units;
@@ -170,9 +294,7 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         ms[i].location = (char *)v[3];
         ms[i].uom = (char *)v[4];
         ms[i].type = INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT;
-        ms[i].to_status = st ? is_stock_status_parse(st) : INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
-        if (ms[i].to_status == 0)
-            ms[i].to_status = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+        ms[i].to_status = st;
         ms[i].reason_code = "OPENING";
         ms[i].quantity = &qs[i];
         /* Opening stock is the ERP's own, not an MES movement: no movement ids, so
@@ -188,42 +310,48 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         goto out;
     }
     /* One posting per site (a posting books under one site; an http-json line
-     * carries none): rows in file order within each site. Each posting's
-     * reference hashes the file and the site, so seeding again is a no-op. */
+     * carries none): rows in file order within each site. */
     status = 0;
     for (i = 0; i < n && status == 0; i++) {
         size_t k = 0;
         if (!lines[i].m)
             continue; /* booked with an earlier row's site */
-        erp_line_t *site_lines = calloc(n, sizeof(*site_lines));
-        if (!site_lines) {
-            fprintf(stderr, "erp-consumer: out of memory\n");
-            status = 2;
-            break;
-        }
         for (size_t j = i; j < n; j++)
             if (lines[j].m && strcmp(ms[j].site, ms[i].site) == 0) {
+                site_canon[k] = canon[j];
                 site_lines[k++] = lines[j];
                 if (j != i)
                     lines[j].m = NULL;
             }
+        if (seed_reference(ms[i].site, site_canon, k, posting_id, sizeof(posting_id)) != 0) {
+            fprintf(stderr, "erp-consumer: out of memory\n");
+            status = 2;
+            break;
+        }
+        erp_result_t res;
+        is_err_t rc;
+        /* Before v2 references, a seed was referenced by the hash of the file's
+         * bytes and the site: the same file seeded by an older version must
+         * not book again now that its reference is computed differently. */
         uint8_t digest[IS_SHA256_LEN];
-        char site_hex[IS_SHA256_HEX_LEN + 1], key[IS_SHA256_HEX_LEN + 200];
+        char legacy_hex[IS_SHA256_HEX_LEN + 1], key[IS_SHA256_HEX_LEN + 200];
         snprintf(key, sizeof(key), "%s\x1f%s", hex, ms[i].site);
         is_sha256(key, strlen(key), digest);
-        is_hex(digest, IS_SHA256_LEN, site_hex);
-        snprintf(posting_id, sizeof(posting_id), "seed-%.27s", site_hex);
-        erp_posting_t p = {.posting_id = posting_id,
-                           .site = ms[i].site,
-                           .tier = "opening",
-                           .policy_version = "",
-                           .posting_time = is_clock_now_ms(NULL),
-                           .lines = site_lines,
-                           .n_lines = k};
-        erp_result_t res;
+        is_hex(digest, IS_SHA256_LEN, legacy_hex);
+        snprintf(legacy_id, sizeof(legacy_id), "seed-%.27s", legacy_hex);
         memset(&res, 0, sizeof(res));
-        is_err_t rc = erp_post(erp, &p, &res);
-        free(site_lines);
+        rc = erp_lookup_reference(erp, legacy_id, &res);
+        if (rc == IS_ERR_NOT_FOUND) {
+            erp_posting_t p = {.posting_id = posting_id,
+                               .site = ms[i].site,
+                               .tier = "opening",
+                               .policy_version = "",
+                               .posting_time = is_clock_now_ms(NULL),
+                               .lines = site_lines,
+                               .n_lines = k};
+            memset(&res, 0, sizeof(res));
+            rc = erp_post(erp, &p, &res);
+        }
         if (rc != IS_OK) {
             fprintf(stderr, "erp-consumer: seeding the ERP for site %s failed (%s): %s\n",
                     ms[i].site, is_err_name(rc), res.message);
@@ -233,11 +361,13 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         printf("{\"site\":\"%s\",\"document\":\"%s\",\"lines\":%zu}\n", ms[i].site, res.document,
                k);
     }
-    if (status != 0)
-        goto out;
-    status = 0;
 out:
     erp_close(erp);
+    for (i = 0; canon && i < n; i++)
+        free(canon[i]);
+    free(canon);
+    free(site_canon);
+    free(site_lines);
     free(ms);
     free(qs);
     free(lines);
@@ -294,23 +424,59 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
     return 0;
 }
 
+/*
+ * --check-config: what the service would refuse at start-up, checked without
+ * connecting to Kafka or the ERP (the configuration itself was loaded by the
+ * caller): the policy file, every kafka.* property as librdkafka reads it,
+ * and the ERP adapter's name. Exit 0 and "configuration ok", or 2.
+ */
+static int cmd_check_config(const consumer_config_t *cfg, const char *config_path) {
+    char errstr[1024];
+    const char *where = config_path ? config_path : "environment";
+    is_policy_t *policy = NULL;
+    rd_kafka_conf_t *conf = NULL;
+    int status = 2;
+
+    if (is_policy_load(cfg->policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        goto out;
+    }
+    conf = rd_kafka_conf_new();
+    for (size_t i = 0; i < cfg->kafka.n; i++)
+        if (is_kafka_conf_set(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr,
+                              sizeof(errstr)) != IS_OK) {
+            fprintf(stderr, "erp-consumer: %s: %s\n", where, errstr);
+            goto out;
+        }
+    /* The adapters erp_open knows (erp.c); opening one would create or reach the ERP. */
+    if (strcmp(cfg->erp.adapter, "sqlite") != 0 && strcmp(cfg->erp.adapter, "http-json") != 0) {
+        fprintf(stderr, "erp-consumer: %s: key 'erp.adapter': '%s' is not sqlite or http-json\n",
+                where, cfg->erp.adapter);
+        goto out;
+    }
+    printf("configuration ok (policy %s)\n", is_policy_version(policy));
+    status = 0;
+out:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    is_policy_destroy(policy);
+    return status;
+}
+
 int main(int argc, char **argv) {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"site", required_argument, NULL, 's'},
-                                         {"tier", required_argument, NULL, 't'},
-                                         {"by", required_argument, NULL, 'b'},
-                                         {"reason", required_argument, NULL, 'r'},
-                                         {"movement", required_argument, NULL, 'm'},
-                                         {"document", required_argument, NULL, 'd'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"site", required_argument, NULL, 's'},
+        {"tier", required_argument, NULL, 't'},     {"by", required_argument, NULL, 'b'},
+        {"reason", required_argument, NULL, 'r'},   {"movement", required_argument, NULL, 'm'},
+        {"document", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {"check-config", no_argument, NULL, 'K'},   {NULL, 0, NULL, 0}};
     cli_args_t cli;
     const char *cmd = "run", *config = NULL, *site = NULL;
     char errstr[1024];
     consumer_config_t cfg;
     is_policy_t *policy = NULL;
     is_log_level_t level = IS_LOG_INFO;
-    int c, status;
+    int c, status, check_only = 0;
 
     /* Needs no service configuration: a policy file and a sample. */
     if (argc > 1 && strcmp(argv[1], "policy-check") == 0)
@@ -354,6 +520,9 @@ int main(int argc, char **argv) {
         case 'h':
             usage(stdout);
             return 0;
+        case 'K':
+            check_only = 1;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -365,6 +534,13 @@ int main(int argc, char **argv) {
         strcmp(cmd, "status") != 0 && !cli_is_admin_command(cmd)) {
         fprintf(stderr, "erp-consumer: unknown command '%s'\n", cmd);
         usage(stderr);
+        return 2;
+    }
+    if (check_only && strcmp(cmd, "run") != 0) {
+        fprintf(stderr,
+                "erp-consumer: --check-config checks the service's configuration: "
+                "use it without a command (or with run), not with '%s'\n",
+                cmd);
         return 2;
     }
     if (strcmp(cmd, "seed-erp") == 0 && optind >= argc) {
@@ -384,6 +560,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     is_log_init("erp-consumer", level);
+    if (check_only) {
+        status = cmd_check_config(&cfg, config);
+        goto out;
+    }
     if (strcmp(cmd, "seed-erp") == 0) {
         status = cmd_seed(&cfg, argv[optind]);
         goto out;

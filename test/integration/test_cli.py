@@ -82,3 +82,30 @@ def test_env_overrides_listen_address_and_sigterm_exits_cleanly(stack, name):
     assert not http_ok("http://%s/healthz" % cfg["http"]["listen"]), "the file's address is used too"
     rc = svc.stop(timeout=15)
     assert rc == 0, "%s exited %s on SIGTERM (expected a clean 0)" % (name, rc)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_check_config_validates_and_exits(stack, name):
+    """--check-config loads and validates the configuration and the policy,
+    prints "configuration ok" and exits 0, or names the error and exits non-zero."""
+    cfg = SERVICES[name](stack)
+    good = stack.write_config(name + "-good", cfg)
+    r = stack.run([binary(name), "--config", good, "--check-config"], timeout=15)
+    assert "configuration ok" in r.out, r.out + r.err
+    cfg["http"]["threads"] = "lots"
+    bad = stack.write_config(name + "-bad", cfg)
+    out = run_expecting_failure(stack, [binary(name), "--config", bad, "--check-config"])
+    assert "http.threads" in out and "lots" in out, out
+    assert "configuration ok" not in out
+    cfg = SERVICES[name](stack)
+    cfg["kafka"]["no.such.property"] = "1"
+    bad = stack.write_config(name + "-badkafka", cfg)
+    out = run_expecting_failure(stack, [binary(name), "--config", bad, "--check-config"])
+    assert "no.such.property" in out, out
+
+
+def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):
+    r = stack.run([binary("erp-consumer"), "--help"], timeout=15)
+    assert r.out.count("kafka.*") == 1, r.out
+    genealogy = [l for l in r.out.splitlines() if "erp-consumer genealogy" in l]
+    assert genealogy and "--depth N" in genealogy[0], r.out

@@ -3,7 +3,9 @@ through both adapters. Rows of several sites each land under their own site
 (one opening posting per site), seeding the same file again books nothing,
 and a bad file is refused with the row and field named, booking nothing."""
 
+import hashlib
 import json
+import sqlite3
 import types
 from decimal import Decimal
 
@@ -88,3 +90,106 @@ def test_seed_refuses_a_bad_row_and_books_nothing(stack):
     assert "row 0" in r.err and "'site'" in r.err, r.err
     actual, _ = stack.on_hand(consumer)
     assert actual == []
+
+
+def documents(ledger):
+    return query(ledger, "SELECT posting_id, doc_no FROM documents ORDER BY doc_no")
+
+
+def write_rows(path, rows, **dump_args):
+    with open(path, "w") as f:
+        json.dump(rows, f, **dump_args)
+    return path
+
+
+@pytest.mark.parametrize("adapter", ["sqlite", "http-json"])
+def test_seed_same_rows_reformatted_or_reordered_books_nothing_twice(stack, adapter):
+    """The reference is the rows' content, not the file's bytes: the same rows
+    re-indented, in another order, with keys in another order, quantities with
+    trailing zeros and the status in another case (or absent for UNRESTRICTED)
+    are the same opening stock. Different rows are a new posting."""
+    consumer, ledger = consumer_for(stack, adapter)
+    rows = [{"site": "PLANT1", "material": "RM-101", "lot": "L1", "location": "WH-01",
+             "uom": "KG", "quantity": "3"},
+            {"site": "PLANT1", "material": "RM-102", "lot": "L2", "location": "WH-01",
+             "uom": "KG", "quantity": "1.5", "stock_status": "QUALITY"},
+            {"site": "PLANT2", "material": "RM-101", "lot": "L3", "location": "WH-02",
+             "uom": "EA", "quantity": "7", "stock_status": "BLOCKED"}]
+    first = write_rows(stack.path("opening.json"), rows)
+    stack.seed_erp(consumer, first)
+    booked = documents(ledger)
+    assert len(booked) == 2
+    expected = rows_key(rows)
+    assert rows_key(stack.on_hand(consumer)[0]) == expected
+
+    same = [dict(reversed(list(r.items()))) for r in reversed(rows)]
+    same[0]["stock_status"] = "blocked"
+    same[1]["quantity"] = "1.500"
+    same[2]["stock_status"] = "Unrestricted"
+    same[2]["quantity"] = "3.0"
+    second = write_rows(stack.path("opening-reformatted.json"), same, indent=4, sort_keys=True)
+    out = [json.loads(l) for l in stack.seed_erp(consumer, second).out.splitlines() if l.strip()]
+    assert sorted(d["document"] for d in out) == sorted(doc for _, doc in booked)
+    assert documents(ledger) == booked, "the same rows were booked again"
+    assert rows_key(stack.on_hand(consumer, out_name="actual-again.json")[0]) == expected
+
+    # Different rows for a site are different content: a new posting for that
+    # site only (the other site's rows are unchanged and not booked again).
+    more = rows + [{"site": "PLANT2", "material": "RM-103", "lot": "L4", "location": "WH-02",
+                    "uom": "EA", "quantity": "2"}]
+    third = write_rows(stack.path("opening-more.json"), more)
+    stack.seed_erp(consumer, third)
+    after = documents(ledger)
+    assert len(after) == 3
+    new_sites = query(ledger, "SELECT site FROM documents WHERE doc_no NOT IN (%s)"
+                      % ",".join("'%s'" % doc for _, doc in booked))
+    assert new_sites == [("PLANT2",)]
+
+
+def test_seed_file_booked_by_an_earlier_version_is_not_booked_again(stack):
+    """Before content references, a seed's reference hashed the file's bytes
+    and the site. A file seeded by that version must not book again."""
+    consumer, ledger = consumer_for(stack, "sqlite")
+    rows = [{"site": "PLANT1", "material": "RM-101", "lot": "L1", "location": "WH-01",
+             "uom": "KG", "quantity": "3"}]
+    path = write_rows(stack.path("opening.json"), rows)
+    stack.seed_erp(consumer, path)
+    with open(path, "rb") as f:
+        file_hex = hashlib.sha256(f.read()).hexdigest()
+    legacy = "seed-" + hashlib.sha256(("%s\x1fPLANT1" % file_hex).encode()).hexdigest()[:27]
+    conn = sqlite3.connect(ledger)
+    with conn:
+        conn.execute("UPDATE documents SET posting_id = ?", (legacy,))
+    conn.close()
+    assert documents(ledger)[0][0] == legacy
+
+    stack.seed_erp(consumer, path)
+    assert len(documents(ledger)) == 1, "a file seeded by the earlier version was booked again"
+    assert rows_key(stack.on_hand(consumer)[0]) == rows_key(rows)
+
+
+def test_seed_stock_status_any_case_and_unknown_refused(stack):
+    consumer, ledger = consumer_for(stack, "sqlite")
+    good = write_rows(stack.path("blocked.json"), [
+        {"site": "PLANT1", "material": "RM-101", "lot": "L1", "location": "WH-01", "uom": "KG",
+         "quantity": "3", "stock_status": "blocked"},
+        {"site": "PLANT1", "material": "RM-101", "lot": "L2", "location": "WH-01", "uom": "KG",
+         "quantity": "4", "stock_status": "Quality"}])
+    stack.seed_erp(consumer, good)
+    statuses = sorted((r["lot"], r["stock_status"]) for r in stack.on_hand(consumer)[0])
+    assert statuses == [("L1", "BLOCKED"), ("L2", "QUALITY")]
+
+    for value in ("FROZEN", "STOCK_STATUS_UNSPECIFIED"):
+        bad = write_rows(stack.path("frozen.json"), [
+            {"site": "PLANT2", "material": "RM-101", "lot": "L3", "location": "WH-01",
+             "uom": "KG", "quantity": "5"},
+            {"site": "PLANT2", "material": "RM-101", "lot": "L4", "location": "WH-01",
+             "uom": "KG", "quantity": "6", "stock_status": value}])
+        r = stack.consumer_cli(consumer, "seed-erp", bad, check=False)
+        assert r.returncode == 2, r.err
+        assert "row 1" in r.err and "'%s'" % value in r.err, r.err
+        for name in ("UNRESTRICTED", "QUALITY", "BLOCKED"):
+            assert name in r.err, "the error does not list the valid values: %s" % r.err
+    assert [r for r in stack.on_hand(consumer, out_name="after.json")[0]
+            if r["site"] == "PLANT2"] == [], "a refused file booked some rows"
+    assert len(documents(ledger)) == 1
