@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "duration.h"
+#include "policy.h"
 
 int cli_is_admin_command(const char *cmd) {
     static const char *const cmds[] = {"pause", "resume", "flush", "failed", "trace", "audit"};
@@ -27,6 +28,7 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
     char errstr[1024];
     store_t *store = NULL;
     json_t *res = NULL;
+    is_policy_t *policy = NULL;
     int status = 1;
     if (store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
                    sizeof(errstr)) != IS_OK) {
@@ -69,6 +71,14 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
             req.posting_id = a->argv[1];
         } else {
             req.action = (admin_action_t)admin_action_parse(cmd);
+            /* The policy names the tiers a pause or flush may target, as for
+             * the HTTP API (a tier that has had no movement yet included). */
+            if (cfg->policy_path &&
+                is_policy_load(cfg->policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
+                fprintf(stderr, "erp-consumer: %s\n", errstr);
+                goto out;
+            }
+            req.policy = policy;
         }
         res =
             admin_perform(store, &req, is_clock_now_ms(NULL), &http_status, errstr, sizeof(errstr));
@@ -81,6 +91,7 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
     }
     status = print_json(res, 0);
 out:
+    is_policy_destroy(policy);
     store_close(store);
     return status;
 }

@@ -95,6 +95,11 @@ static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
         is_log(IS_LOG_ERROR, "cannot start the poster thread", NULL);
         goto out;
     }
+    if (cfg->erp.adapter && strcmp(cfg->erp.adapter, "sqlite") == 0)
+        is_log(IS_LOG_WARN,
+               "erp.adapter is sqlite: postings go to the embedded ledger, a stand-in for an ERP "
+               "(set erp.adapter: http-json to post to a real one)",
+               "ledger", cfg->erp.sqlite_path ? cfg->erp.sqlite_path : "", NULL);
     char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)api_port(api));
     is_log(IS_LOG_INFO, "erp-consumer running", "consumer_id", cfg->consumer_id, "http_port", port,

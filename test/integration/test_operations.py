@@ -70,6 +70,11 @@ def test_pause_flush_resume_over_http(stack):
                            "--reason", "r", check=False)
     assert r.returncode == 2 and "unknown tier 'hourly'" in r.err, (r.returncode, r.err)
     assert consumer.status()["paused"] == [], "a refused pause was stored"
+    # The CLI knows the policy's tiers too, also one no movement has used yet.
+    for cmd in ("pause", "resume"):
+        r = stack.consumer_cli(consumer, cmd, "--site", "PLANT1", "--tier", "daily", "--by", "a",
+                               "--reason", "r", check=False)
+        assert r.returncode == 0, (cmd, r.returncode, r.err)
 
     r = admin(consumer, "/admin/pause", {"site": "PLANT1", "tier": "periodic", "by": "alice",
                                          "reason": "ERP upgrade"})
@@ -103,7 +108,8 @@ def test_pause_flush_resume_over_http(stack):
 
     actions = [r[0] for r in query(consumer.store, "SELECT action FROM audit WHERE action IN"
                                                    " ('pause', 'flush', 'resume') ORDER BY id")]
-    assert actions == ["pause", "flush", "resume"], actions
+    # The CLI's pause and resume of PLANT1/daily come first (above).
+    assert actions == ["pause", "resume", "pause", "flush", "resume"], actions
     r = admin(consumer, "/admin/audit/verify")
     assert r.status == 200 and r.json()["ok"] is True, r
     # Tampering is detected.
