@@ -127,7 +127,9 @@ void is_http_respond_json(is_http_response_t *resp, int status, json_t *body) {
         json_decref(body);
         return;
     }
-    text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* 15 significant digits: 9.268 stays 9.268 (the default %.17g shows the
+     * binary error, 9.2680000000000007); epoch seconds keep their ms. */
+    text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(body);
     if (!text) {
         resp_internal_error(resp);

@@ -18,7 +18,7 @@ int cli_is_admin_command(const char *cmd) {
 }
 
 static int print_json(json_t *doc, int ok_status) {
-    json_dumpf(doc, stdout, JSON_INDENT(2));
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
     fputc('\n', stdout);
     json_decref(doc);
     return ok_status;

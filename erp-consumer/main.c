@@ -401,7 +401,7 @@ static int cmd_on_hand(consumer_config_t *cfg, const char *site) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         goto out;
     }
-    json_dumpf(rows, stdout, JSON_INDENT(1));
+    json_dumpf(rows, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(15));
     fputc('\n', stdout);
     status = 0;
 out:
@@ -422,7 +422,7 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
         store_close(store);
         return 1;
     }
-    json_dumpf(doc, stdout, JSON_INDENT(2));
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
     fputc('\n', stdout);
     json_decref(doc);
     store_close(store);

@@ -47,7 +47,9 @@ typedef struct suite {
 static void h_healthz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     (void)ctx;
     (void)req;
-    is_http_respond_json(resp, 200, json_pack("{s:b}", "ok", 1));
+    /* 9.268 has no exact binary form: printed with %.17g it would read
+     * 9.2680000000000007 in /v1/status and the CLI. */
+    is_http_respond_json(resp, 200, json_pack("{s:b,s:f}", "ok", 1, "age_s", 9.268));
 }
 
 /* Echo the body back, its length in a header. */
@@ -355,7 +357,7 @@ static void test_exact_route(void **state) {
 
     get(s, "/healthz", NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"ok\":true}");
+    assert_string_equal(r.body, "{\"ok\":true,\"age_s\":9.268}");
     assert_string_equal(r.content_type, "application/json");
     reply_free(&r);
 
