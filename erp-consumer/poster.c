@@ -176,10 +176,16 @@ out:
     return rc;
 }
 
-/* Dead-letter every movement of a permanently failed posting. */
+/* Dead-letter every movement of a permanently failed posting: refused by the
+ * ERP (answer), or never sent because it is invalid (sp->invalid says why). */
 static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answer) {
-    char errstr[256], error[320];
-    snprintf(error, sizeof(error), "ERP refused posting %s", sp->posting_id);
+    char errstr[256], error[704]; /* "not posted: " + an invalid reason (640) */
+    if (sp->invalid) {
+        snprintf(error, sizeof(error), "not posted: %s", sp->invalid);
+        answer = NULL; /* the ERP was not asked */
+    } else {
+        snprintf(error, sizeof(error), "ERP refused posting %s", sp->posting_id);
+    }
     for (size_t i = 0; i < sp->n; i++) {
         size_t len = invsync__v1__movement__get_packed_size(sp->m[i]);
         uint8_t *buf = malloc(len ? len : 1);
@@ -220,6 +226,11 @@ typedef struct prepared {
 /* Apply ERP units and netting. IS_OK, or the error for the posting (message in er). */
 static is_err_t prepare(poster_t *p, store_posting_t *sp, prepared_t *pr, erp_result_t *er) {
     is_err_t rc;
+    if (sp->invalid) {
+        /* Never sent: a permanent failure like an ERP refusal (dead letter, lot held). */
+        snprintf(er->message, sizeof(er->message), "%s", sp->invalid);
+        return IS_ERR_PERMANENT;
+    }
     for (size_t i = 0; p->uom && i < sp->n; i++) {
         rc = uom_convert(p->uom, sp->m[i], er->message, sizeof(er->message));
         if (rc != IS_OK)
@@ -249,20 +260,30 @@ static erp_posting_t erp_posting_of(const store_posting_t *sp, const erp_line_t 
     return ep;
 }
 
-/* Time and count ERP calls. */
-static void observe(poster_t *p, const struct timespec *t0, size_t calls, const is_err_t *rcs) {
+/*
+ * Time and count the postings of one ERP call (n of them, outcomes rcs).
+ * res (NULL: all were sent): a posting with not_attempted set was held behind
+ * a failure of its lot and never reached the ERP; it is not counted, and the
+ * call's time is shared among the postings sent.
+ */
+static void observe(poster_t *p, const struct timespec *t0, size_t n, const is_err_t *rcs,
+                    const erp_result_t *res) {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long long us =
         (long long)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
-    atomic_fetch_add(&p->stats->erp_calls, (long long)calls);
+    size_t sent = 0;
+    for (size_t i = 0; i < n; i++)
+        sent += !(res && res[i].not_attempted);
+    atomic_fetch_add(&p->stats->erp_calls, (long long)sent);
     atomic_fetch_add(&p->stats->erp_call_us, us);
-    for (size_t i = 0; i < calls; i++)
-        stats_observe_erp(p->stats,
-                          rcs[i] == IS_OK              ? STATS_POSTED
-                          : rcs[i] == IS_ERR_PERMANENT ? STATS_FAILED
-                                                       : STATS_RETRY,
-                          calls ? us / (long long)calls : us);
+    for (size_t i = 0; i < n; i++)
+        if (!(res && res[i].not_attempted))
+            stats_observe_erp(p->stats,
+                              rcs[i] == IS_OK              ? STATS_POSTED
+                              : rcs[i] == IS_ERR_PERMANENT ? STATS_FAILED
+                                                           : STATS_RETRY,
+                              us / (long long)sent);
 }
 
 /*
@@ -284,7 +305,7 @@ static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepa
         erp_posting_t ep = erp_posting_of(sp, &pr->nt.lines[from], count, ref, now_ms);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = erp_post(p->erp, &ep, er);
-        observe(p, &t0, 1, &rc);
+        observe(p, &t0, 1, &rc, NULL);
         if (rc != IS_OK)
             break;
         if (k == 0)
@@ -317,9 +338,14 @@ static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc
         res->outcome = STORE_FAILED;
         res->error = er->message;
         atomic_fetch_add(&p->stats->failed, 1);
-        is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
-               "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer", er->message,
-               NULL);
+        if (sp->invalid)
+            is_log(IS_LOG_ERROR, "posting invalid, not sent to the ERP; lot held", "posting_id",
+                   sp->posting_id, "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key,
+                   "reason", sp->invalid, NULL);
+        else
+            is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
+                   "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer",
+                   er->message, NULL);
         dead_letter(p, sp, er->message);
     } else {
         res->outcome = STORE_RETRY;
@@ -419,7 +445,7 @@ static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, e
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         erp_post_batch(p->erp, batch, nb, bres, brc);
-        observe(p, &t0, nb, brc);
+        observe(p, &t0, nb, brc, bres);
         for (size_t b = 0; b < nb; b++) {
             size_t i = bidx[b];
             if (bres[b].not_attempted) {

@@ -15,6 +15,13 @@
  *                                   ↘ (admin) retry | skipped
  *                   queued → cancelled (a REVERSAL and its original, both
  *                            inside the window: neither reaches the ERP)
+ * A REVERSAL whose original (same source_system, movement_id =
+ * reverses_movement_id) is in the store must match it: site, material, lot,
+ * serial, location, to_location, uom, quantity (exact value), reversed_type =
+ * the original's type, stock statuses. One that does not is never sent to the
+ * ERP and cancels nothing: its posting fails permanently (failed, dead-
+ * lettered, its lot held) with the first field that differs as the reason.
+ * A REVERSAL whose original is not in the store is posted as it stands.
  *                   dead (invalid, dead-lettered; never posted)
  *                   ignored (loop guard: the ERP's own movement; never posted)
  * Each movement gets a due time when it is stored (schedule.h: the close of
@@ -146,6 +153,8 @@ typedef struct store_posting {
     int cancel;         /* not a posting: REVERSAL/original pairs cancelled in the window */
     uint32_t max_lines; /* tier's max_lines (0 = no limit) */
     char note[192];     /* promotion note, e.g. "promoted by M7 (realtime)" */
+    char *invalid;      /* non-NULL: must not reach the ERP, fails permanently with this
+                           reason (a REVERSAL that does not match its original); owned */
     size_t n;
     int64_t *row_ids;  /* movements.id */
     is_movement_t **m; /* decoded payloads (owned) */
@@ -185,7 +194,9 @@ is_err_t store_fetch_inflight(store_t *s, store_posting_list_t *out, char *errst
  * acceptance order cut into postings: one per movement for `immediate`
  * tiers, one per run of consecutive movements of the same windowed tier
  * (net = 1). REVERSAL/original pairs that are both due come back as a
- * `cancel` entry. Held lots are skipped, not returned.
+ * `cancel` entry. A REVERSAL not matching its original (see above) comes
+ * back alone in a posting with `invalid` set, also when it is retried.
+ * Held lots are skipped, not returned.
  */
 is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, size_t max,
                          store_posting_list_t *out, char *errstr, size_t errstr_size) IS_MUST_CHECK;

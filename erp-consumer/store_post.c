@@ -52,6 +52,8 @@ const char *const store_post_sql[SQ__COUNT] = {
                          " AND due_at <= ?5 ORDER BY seq DESC LIMIT 1",
     [SQ_LOT_HELD] = "SELECT 1 FROM movements WHERE lot_key = ?1"
                     " AND " STORE_OPEN("") " LIMIT 1",
+    /* The UNIQUE(source_system, movement_id) index: one row at most, whatever its state. */
+    [SQ_ORIGINAL] = "SELECT payload FROM movements WHERE source_system = ?1 AND movement_id = ?2",
     [SQ_PAUSES] = "SELECT site, tier FROM pauses",
     [SQ_MARK_POSTING] =
         "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, created_at,"
@@ -104,6 +106,7 @@ static void posting_release(store_posting_t *p) {
     free(p->m);
     free(p->row_ids);
     free(p->origin);
+    free(p->invalid);
     memset(p, 0, sizeof(*p));
 }
 
@@ -199,14 +202,117 @@ out:
     return rc;
 }
 
+/* ---- a REVERSAL against its original ------------------------------------- */
+
+static const char *or_none(const char *v) {
+    return v && *v ? v : "(none)";
+}
+
+/* Field `name` of REVERSAL r is rv, its original's ov: 0 if equal, else 1 and why in buf. */
+static int str_differs(const is_movement_t *r, const char *name, const char *rv, const char *ov,
+                       char *buf, size_t size) {
+    if (strcmp(rv ? rv : "", ov ? ov : "") == 0)
+        return 0;
+    snprintf(buf, size, "reversal does not match %s: %s is %s, the original's is %s",
+             r->reverses_movement_id, name, or_none(rv), or_none(ov));
+    return 1;
+}
+
+/*
+ * Does REVERSAL r undo exactly the stored movement o it names? 1 if so;
+ * otherwise 0 and, in buf, the first field that differs: site, material,
+ * lot, serial, location, to_location, uom, quantity (exact decimal value:
+ * 5 equals 5.000), reversed_type against o's type, and last the stock
+ * status of each effect (statuses compared as the effects apply them, so an
+ * unset status and its explicit default are the same).
+ */
+static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char *buf,
+                            size_t size) {
+    if (str_differs(r, "site", r->site, o->site, buf, size) ||
+        str_differs(r, "material", r->material, o->material, buf, size) ||
+        str_differs(r, "lot", r->lot, o->lot, buf, size) ||
+        str_differs(r, "serial", r->serial, o->serial, buf, size) ||
+        str_differs(r, "location", r->location, o->location, buf, size) ||
+        str_differs(r, "to_location", r->to_location, o->to_location, buf, size) ||
+        str_differs(r, "uom", r->uom, o->uom, buf, size))
+        return 0;
+    is_decimal_t rq = is_movement_qty(r), oq = is_movement_qty(o);
+    if (!r->quantity != !o->quantity || is_decimal_cmp(rq, oq) != 0) {
+        char a[IS_DECIMAL_STRLEN] = "(none)", b[IS_DECIMAL_STRLEN] = "(none)";
+        if (r->quantity)
+            is_decimal_format(rq, a, sizeof(a));
+        if (o->quantity)
+            is_decimal_format(oq, b, sizeof(b));
+        snprintf(buf, size, "reversal does not match %s: quantity is %s, the original's is %s",
+                 r->reverses_movement_id, a, b);
+        return 0;
+    }
+    if (r->reversed_type != o->type) {
+        snprintf(buf, size,
+                 "reversal does not match %s: reversed_type is %s, the original's type is %s",
+                 r->reverses_movement_id, is_movement_type_name((int)r->reversed_type),
+                 is_movement_type_name((int)o->type));
+        return 0;
+    }
+    /* Same type, locations and quantity: the effects can differ only in stock
+     * status. A REVERSAL's effects are its original's, negated, in reverse order. */
+    is_stock_effect_t re[4], oe[4];
+    size_t nr = is_movement_effects(r, re), no = is_movement_effects(o, oe);
+    for (size_t k = 0; nr == no && k < no; k++)
+        if (re[no - 1 - k].status != oe[k].status) {
+            snprintf(buf, size,
+                     "reversal does not match %s: stock status at %s is %s, the original's is %s",
+                     r->reverses_movement_id, oe[k].location,
+                     is_stock_status_name(re[no - 1 - k].status),
+                     is_stock_status_name(oe[k].status));
+            return 0;
+        }
+    return 1;
+}
+
+/*
+ * Check REVERSAL r against its original (same source_system, movement_id =
+ * r's reverses_movement_id) when the store has it. IS_OK with *why = NULL
+ * when it matches or the original is not in the store (it predates this
+ * store: posted as an ERP reversal as it stands); with *why = the reason
+ * (malloc'd) when it must not be posted. IS_ERR_NOMEM.
+ */
+static is_err_t check_reversal(store_t *s, const is_movement_t *r, char **why) {
+    char buf[640];
+    is_err_t rc = IS_OK;
+    *why = NULL;
+    if (r->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+        return IS_OK;
+    sqlite3_stmt *st = stmt(s, SQ_ORIGINAL);
+    bind_text(st, 1, r->source_system);
+    bind_text(st, 2, r->reverses_movement_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        is_movement_t *o = decode(st, 0);
+        if (!o)
+            snprintf(buf, sizeof(buf),
+                     "reversal of %s cannot be checked: the stored original does not decode",
+                     r->reverses_movement_id);
+        if (!o || !reversal_matches(r, o, buf, sizeof(buf))) {
+            *why = strdup(buf);
+            rc = *why ? IS_OK : IS_ERR_NOMEM;
+        }
+        if (o)
+            invsync__v1__movement__free_unpacked(o, NULL);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
 static void set_tier_rules(store_posting_t *p, const is_policy_t *policy) {
     const is_tier_t *t = policy ? is_policy_tier_by_name(policy, p->tier) : NULL;
     p->net = t && t->cadence != IS_CADENCE_IMMEDIATE;
     p->max_lines = t ? t->max_lines : 0;
 }
 
-/* Load the postings selected by st (posting_id, site, tier, lot_key, attempts). */
-static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *policy,
+/* Load the postings selected by st (posting_id, site, tier, lot_key, attempts).
+ * check: postings about to be posted again; a REVERSAL in one that does not
+ * match its original (check_reversal) makes the posting invalid. */
+static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *policy, int check,
                               store_posting_list_t *out) {
     is_err_t rc = IS_OK;
     size_t first = out->n;
@@ -238,13 +344,15 @@ static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *p
                 invsync__v1__movement__free_unpacked(m, NULL);
         }
         sqlite3_reset(ms);
+        for (size_t k = 0; check && rc == IS_OK && !p->invalid && k < p->n; k++)
+            rc = check_reversal(s, p->m[k], &p->invalid);
     }
     return rc;
 }
 
 is_err_t store_fetch_inflight(store_t *s, store_posting_list_t *out, char *errstr,
                               size_t errstr_size) {
-    is_err_t rc = load_postings(s, stmt(s, SQ_INFLIGHT), NULL, out);
+    is_err_t rc = load_postings(s, stmt(s, SQ_INFLIGHT), NULL, 0, out);
     if (rc != IS_OK)
         is_errf(errstr, errstr_size, "cannot load in-flight postings: %s", is_err_str(rc));
     return rc;
@@ -297,12 +405,15 @@ typedef struct member {
     int64_t period;
     int requeued; /* posted once, re-queued by replay --apply: never cancelled */
     int cancelled;
+    char *invalid; /* a REVERSAL not matching its original: why (check_reversal) */
 } member_t;
 
 static void members_free(member_t *mb, size_t n) {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (mb[i].m)
             invsync__v1__movement__free_unpacked(mb[i].m, NULL);
+        free(mb[i].invalid);
+    }
     free(mb);
 }
 
@@ -343,7 +454,9 @@ static int read_alone(store_t *s, const member_t *x) {
 /*
  * Cut a lot's due members (acceptance order) into postings appended to out:
  * cancelled pairs first as one `cancel` entry, then one posting per movement
- * of an immediate tier, one per run of a windowed tier.
+ * of an immediate tier, one per run of a windowed tier. A REVERSAL that does
+ * not match its original gets a posting of its own, `invalid`: it cancels
+ * nothing, and the lot's movements after it do not join the run before it.
  */
 static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot_key,
                              const char *site, const is_policy_t *policy, int64_t now_ms,
@@ -353,13 +466,17 @@ static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot
     size_t cancel = SIZE_MAX, run = SIZE_MAX;
     is_err_t rc = IS_OK;
 
-    /* A REVERSAL whose original is also here: neither reaches the ERP — unless
+    for (size_t i = 0; rc == IS_OK && i < n; i++)
+        rc = check_reversal(s, mb[i].m, &mb[i].invalid);
+    if (rc != IS_OK)
+        return rc;
+    /* A REVERSAL whose original is also here (and matches it): neither reaches the ERP — unless
      * another instance of a shared group may have read, or may still read, one
      * of the two (it could post that one alone), or one of them was posted
      * before and re-queued by replay --apply (the trail says it was posted;
      * it goes to the ERP again as it went the first time). */
     for (size_t i = 0; i < n; i++) {
-        if (mb[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+        if (mb[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || mb[i].invalid)
             continue;
         for (size_t j = 0; j < i; j++) {
             if (!mb[j].cancelled &&
@@ -377,7 +494,7 @@ static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot
         size_t at;
         if (mb[i].cancelled && cancel != SIZE_MAX) {
             at = cancel;
-        } else if (!mb[i].cancelled && run != SIZE_MAX && out->items[run].net &&
+        } else if (!mb[i].cancelled && !mb[i].invalid && run != SIZE_MAX && out->items[run].net &&
                    strcmp(out->items[run].tier, mb[i].tier) == 0) {
             at = run;
         } else {
@@ -393,7 +510,9 @@ static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot
                 cancel = at;
             } else {
                 set_tier_rules(p, policy);
-                run = at;
+                run = mb[i].invalid ? SIZE_MAX : at;
+                p->invalid = mb[i].invalid;
+                mb[i].invalid = NULL;
             }
         }
         store_posting_t *p = &out->items[at];
@@ -591,7 +710,7 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     st = stmt(s, SQ_DUE_RETRY);
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int64(st, 2, (int64_t)max);
-    rc = load_postings(s, st, policy, out);
+    rc = load_postings(s, st, policy, 1, out);
     if (rc != IS_OK)
         goto err;
 

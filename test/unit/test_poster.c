@@ -298,6 +298,187 @@ static void test_reversal_inside_window_posts_nothing(void **state) {
     assert_int_equal(c.cancelled, 2);
 }
 
+/* Store counts through the test's own connection. */
+static store_counts_t counts(fx_t *f) {
+    char errstr[256];
+    store_counts_t c;
+    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
+    return c;
+}
+
+/* One text value from the store (the test's own connection); "" when no row. */
+static void store_text(fx_t *f, const char *sql, char *out, size_t size) {
+    sqlite3_stmt *st;
+    out[0] = '\0';
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->store), sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* ERP posts counted by the poster, whatever their outcome. */
+static long long erp_counted(fx_t *f) {
+    long long n = 0;
+    for (int o = 0; o < STATS_N_OUTCOMES; o++)
+        n += atomic_load(&f->stats.erp_hist_count[o]);
+    return n;
+}
+
+/* T11-A: a COMPLETION of 5 into FG, lot LOT-T11-A (periodic, due 08:30). */
+static void complete_t11a(fx_t *f, Invsync__V1__Decimal *q5) {
+    is_movement_t co = INVSYNC__V1__MOVEMENT__INIT;
+    q5->units = 5;
+    co.movement_id = "T11-A";
+    co.type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    co.lot = "LOT-T11-A";
+    co.location = "FG";
+    co.order_id = "ORD-1";
+    co.quantity = q5;
+    consume(f, &co, T0 + 1000);
+}
+
+/* The REVERSAL T11-RV of T11-A, carrying T11-A's fields. */
+static is_movement_t reversal_of_t11a(Invsync__V1__Decimal *q5) {
+    is_movement_t rv = INVSYNC__V1__MOVEMENT__INIT;
+    rv.movement_id = "T11-RV";
+    rv.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    rv.reverses_movement_id = "T11-A";
+    rv.lot = "LOT-T11-A";
+    rv.location = "FG";
+    rv.order_id = "ORD-1";
+    rv.quantity = q5;
+    return rv;
+}
+
+/*
+ * The audit's T11 case: T11-A completes 5 of lot A, then its REVERSAL names
+ * lot B and 50. It must not take 50 off lot B: the poster fails it without
+ * asking the ERP (failed, dead-lettered, lot B held). `failed retry` fails it
+ * again; `failed skip` releases lot B.
+ */
+static void test_reversal_not_matching_its_original_is_not_posted(void **state) {
+    fx_t *f = *state;
+    char errstr[256], text[512];
+    seed_lot(f, "LOT-T11-B", "FG", 100);
+    Invsync__V1__Decimal q5 = INVSYNC__V1__DECIMAL__INIT, q50 = INVSYNC__V1__DECIMAL__INIT,
+                         q1 = INVSYNC__V1__DECIMAL__INIT;
+    complete_t11a(f, &q5);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1);
+    long long sent = erp_counted(f);
+    is_movement_t rv = reversal_of_t11a(&q5);
+    q50.units = 50;
+    rv.lot = "LOT-T11-B";
+    rv.quantity = &q50;
+    consume(f, &rv, T0 + 31 * 60000);
+    assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 1); /* real-time: decided at once */
+    assert_int_equal(erp_counted(f), sent);                  /* the ERP was not asked */
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-T11-B'"),
+                     100000000);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-T11-A'"),
+                     5000000);
+    store_counts_t c = counts(f);
+    assert_int_equal(c.failed, 1);
+    assert_int_equal(c.postings_failed, 1);
+    assert_int_equal(atomic_load(&f->stats.failed), 1);
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_string_equal(text, "reversal does not match T11-A: lot is LOT-T11-B, the original's"
+                              " is LOT-T11-A");
+    store_text(f, "SELECT detail FROM audit WHERE action = 'failed'", text, sizeof(text));
+    assert_non_null(strstr(text, "lot is LOT-T11-B"));
+
+    /* Lot B is held behind it, like behind any failed posting. */
+    is_movement_t qm = INVSYNC__V1__MOVEMENT__INIT;
+    q1.units = 1;
+    qm.movement_id = "T11-B-Q";
+    qm.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE;
+    qm.lot = "LOT-T11-B";
+    qm.location = "FG";
+    qm.quantity = &q1;
+    consume(f, &qm, T0 + 32 * 60000);
+    assert_int_equal(run_until_idle(p, T0 + 32 * 60000), 0);
+    char posting[40];
+    store_text(f, "SELECT posting_id FROM postings WHERE state = 'failed'", posting,
+               sizeof(posting));
+    /* A retry checks it again: failed again, still not sent. */
+    assert_int_equal(store_failed_retry(f->store, posting, "carol", "try again", T0 + 33 * 60000,
+                                        errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(run_until_idle(p, T0 + 33 * 60000), 1);
+    assert_int_equal(erp_counted(f), sent);
+    assert_int_equal(counts(f).postings_failed, 1);
+    assert_int_equal(counts(f).queued, 1); /* T11-B-Q still waits */
+    /* Skipping it releases the lot. */
+    assert_int_equal(store_failed_skip(f->store, posting, "carol", "wrong lot, MES corrects it",
+                                       T0 + 34 * 60000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(run_until_idle(p, T0 + 34 * 60000), 1);
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-T11-B'"
+                                   " AND status = 'BLOCKED'"),
+                     1000000);
+    assert_int_equal(counts(f).skipped, 1);
+}
+
+/* A REVERSAL claiming to undo a GOODS_ISSUE of what was a COMPLETION would add stock. */
+static void test_reversal_of_another_type_is_not_posted(void **state) {
+    fx_t *f = *state;
+    char text[512];
+    Invsync__V1__Decimal q5 = INVSYNC__V1__DECIMAL__INIT;
+    complete_t11a(f, &q5);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1);
+    is_movement_t rv = reversal_of_t11a(&q5);
+    rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    consume(f, &rv, T0 + 31 * 60000);
+    assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 1);
+    poster_destroy(p);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-T11-A'"),
+                     5000000);
+    assert_int_equal(counts(f).failed, 1);
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_string_equal(text, "reversal does not match T11-A: reversed_type is GOODS_ISSUE, the"
+                              " original's type is COMPLETION");
+}
+
+/* Inside the window a mismatched REVERSAL cancels nothing: its original is posted. */
+static void test_reversal_not_matching_inside_window_cancels_nothing(void **state) {
+    fx_t *f = *state;
+    Invsync__V1__Decimal q5 = INVSYNC__V1__DECIMAL__INIT, q4 = INVSYNC__V1__DECIMAL__INIT;
+    complete_t11a(f, &q5);
+    is_movement_t rv = reversal_of_t11a(&q5);
+    q4.units = 4;
+    rv.quantity = &q4;
+    consume(f, &rv, T0 + 2000); /* real time: promotes T11-A */
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 3000), 2);
+    poster_destroy(p);
+    store_counts_t c = counts(f);
+    assert_int_equal(c.cancelled, 0);
+    assert_int_equal(c.posted, 1);
+    assert_int_equal(c.failed, 1);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-T11-A'"),
+                     5000000);
+}
+
+/* A REVERSAL of a movement the store never saw (before invsync) is posted as it stands. */
+static void test_reversal_of_an_unknown_original_is_posted(void **state) {
+    fx_t *f = *state;
+    seed_lot(f, "LOT-OLD", "FG", 10);
+    Invsync__V1__Decimal q5 = INVSYNC__V1__DECIMAL__INIT;
+    is_movement_t rv = reversal_of_t11a(&q5);
+    q5.units = 5;
+    rv.reverses_movement_id = "PRE-INVSYNC-1";
+    rv.lot = "LOT-OLD";
+    consume(f, &rv, T0 + 1000);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 1000), 1);
+    poster_destroy(p);
+    assert_int_equal(counts(f).posted, 1);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-OLD'"), 5000000);
+}
+
 static void test_pause_holds_resume_catches_up(void **state) {
     fx_t *f = *state;
     char errstr[256];
@@ -402,14 +583,12 @@ static void test_failed_posting_holds_its_lot_in_the_same_batch(void **state) {
     assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements WHERE movement_id ="
                                    " 'OTHER-LOT'"),
                      1);
-}
-
-/* Store counts through the test's own connection. */
-static store_counts_t counts(fx_t *f) {
-    char errstr[256];
-    store_counts_t c;
-    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
-    return c;
+    /* Only postings sent to the ERP are counted: CO-AFTER, held behind GI-TOO-MUCH
+     * in the batch (not attempted), is no ERP retry. */
+    assert_int_equal(atomic_load(&f->stats.erp_hist_count[STATS_POSTED]), 1);
+    assert_int_equal(atomic_load(&f->stats.erp_hist_count[STATS_FAILED]), 1);
+    assert_int_equal(atomic_load(&f->stats.erp_hist_count[STATS_RETRY]), 0);
+    assert_int_equal(atomic_load(&f->stats.erp_calls), 2);
 }
 
 /*
@@ -484,6 +663,14 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reversal_after_posting_is_an_erp_reversal, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_posts_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_not_matching_its_original_is_not_posted,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_of_another_type_is_not_posted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_not_matching_inside_window_cancels_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_of_an_unknown_original_is_posted, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pause_holds_resume_catches_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_realtime_quarantine_promotes_waiting_transfer, setup,
                                         teardown),

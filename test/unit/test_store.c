@@ -423,6 +423,189 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     assert_int_equal(c.cancelled, 2);
 }
 
+/* The posting of movement id in l (NULL if none). */
+static const store_posting_t *posting_of(const store_posting_list_t *l, const char *id) {
+    for (size_t i = 0; i < l->n; i++)
+        for (size_t k = 0; k < l->items[i].n; k++)
+            if (strcmp(l->items[i].m[k]->movement_id, id) == 0)
+                return &l->items[i];
+    return NULL;
+}
+
+/*
+ * A REVERSAL is checked against its original in the store, field by field:
+ * the first that differs is named and the reversal's posting is invalid (it
+ * cancels nothing); a matching one cancels its original inside the window.
+ * Quantities compare as exact decimal values, stock statuses as the effects
+ * apply them. Each row: GI-<k> of lot L<k>, 5 EA from LINE-1 (UNRESTRICTED by
+ * default), then REV-<k> with the row's fields.
+ */
+static void test_reversal_is_checked_against_its_original(void **state) {
+    fixture_t *f = *state;
+    static const struct {
+        const char *site, *material, *lot, *serial, *location, *to_location, *uom;
+        int64_t units;
+        uint32_t scale;
+        int reversed_type, from_status;
+        const char *want; /* NULL: matches */
+    } rows[] = {
+        {.want = NULL},
+        {.units = 5000, .scale = 3, .want = NULL},                              /* 5.000 is 5 */
+        {.from_status = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED, .want = NULL}, /* the default */
+        {.site = "S2", .want = "site is S2, the original's is S1"},
+        {.material = "RM-2", .want = "material is RM-2, the original's is RM-1"},
+        {.lot = "LX", .want = "lot is LX, the original's is L%d"},
+        {.serial = "SN-9", .want = "serial is SN-9, the original's is (none)"},
+        {.location = "LINE-2", .want = "location is LINE-2, the original's is LINE-1"},
+        {.to_location = "QA", .want = "to_location is QA, the original's is (none)"},
+        {.uom = "KG", .want = "uom is KG, the original's is EA"},
+        {.units = 50, .want = "quantity is 50, the original's is 5"},
+        {.units = 5001, .scale = 3, .want = "quantity is 5.001, the original's is 5"},
+        {.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION,
+         .want = "reversed_type is COMPLETION, the original's type is GOODS_ISSUE"},
+        {.from_status = INVSYNC__V1__STOCK_STATUS__BLOCKED,
+         .want = "stock status at LINE-1 is BLOCKED, the original's is UNRESTRICTED"},
+        /* several differ: the first is named */
+        {.lot = "LX", .units = 50, .want = "lot is LX, the original's is L%d"},
+    };
+    enum { N = sizeof(rows) / sizeof(rows[0]) };
+    static char ids[N][2][16], lots[N][8];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq[N], rq[N];
+    store_posting_list_t l = {0};
+    char errstr[256];
+    uint64_t seq = 0;
+    int64_t off = 0;
+    for (size_t k = 0; k < N; k++) {
+        snprintf(ids[k][0], sizeof(ids[k][0]), "GI-%zu", k);
+        snprintf(ids[k][1], sizeof(ids[k][1]), "REV-%zu", k);
+        snprintf(lots[k], sizeof(lots[k]), "L%zu", k);
+        make(&a, &aq[k], ids[k][0], "S1", lots[k], ++seq);
+        apply_m(f, &a, off++, 0);
+        make(&r, &rq[k], ids[k][1], "S1", rows[k].lot ? rows[k].lot : lots[k], 0);
+        r.sequence = rows[k].site ? 1 : ++seq; /* the only movement of S2 */
+        r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+        r.reversed_type = rows[k].reversed_type ? (Invsync__V1__MovementType)rows[k].reversed_type
+                                                : INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+        r.reverses_movement_id = ids[k][0];
+        if (rows[k].site)
+            r.site = (char *)rows[k].site;
+        if (rows[k].material)
+            r.material = (char *)rows[k].material;
+        if (rows[k].serial)
+            r.serial = (char *)rows[k].serial;
+        if (rows[k].location)
+            r.location = (char *)rows[k].location;
+        if (rows[k].to_location)
+            r.to_location = (char *)rows[k].to_location;
+        if (rows[k].uom)
+            r.uom = (char *)rows[k].uom;
+        if (rows[k].units) {
+            rq[k].units = rows[k].units;
+            rq[k].scale = rows[k].scale;
+        }
+        r.from_status = (Invsync__V1__StockStatus)rows[k].from_status;
+        apply_m(f, &r, off++, 0);
+    }
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    for (size_t k = 0; k < N; k++) {
+        const store_posting_t *pa = posting_of(&l, ids[k][0]), *pr = posting_of(&l, ids[k][1]);
+        assert_non_null(pa);
+        assert_non_null(pr);
+        assert_null(pa->invalid);
+        if (!rows[k].want) {
+            if (!pr->cancel || pa != pr)
+                fail_msg("row %zu: a matching reversal cancels its original", k);
+            continue;
+        }
+        char want[256], w[200];
+        snprintf(w, sizeof(w), rows[k].want, (int)k);
+        snprintf(want, sizeof(want), "reversal does not match GI-%zu: %s", k, w);
+        if (!pr->invalid || strcmp(pr->invalid, want) != 0)
+            fail_msg("row %zu: got '%s', want '%s'", k, pr->invalid ? pr->invalid : "(valid)",
+                     want);
+        assert_false(pr->cancel);
+        assert_false(pa->cancel); /* the original is posted */
+        assert_int_equal(pr->n, 1);
+    }
+    store_posting_list_release(&l);
+}
+
+/*
+ * A mismatched REVERSAL in a windowed run gets a posting of its own: the
+ * movements before it are posted, those after it wait behind its failure
+ * (they are not netted into the run before it). A `failed retry` brings it
+ * back invalid: it never reaches the ERP.
+ */
+static void test_mismatched_reversal_is_cut_alone_and_stays_invalid_on_retry(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, r, b;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT,
+                         bq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    a.tier = "periodic";
+    apply_m(f, &a, 0, 5000);
+    make_rev1(&r, &rq);
+    r.tier = "periodic";
+    rq.units = 6; /* set after make_rev1's make */
+    apply_m(f, &r, 1, 5000);
+    make(&b, &bq, "GI-2", "S1", "L1", 3);
+    b.tier = "periodic";
+    apply_m(f, &b, 2, 5000);
+    is_policy_t *policy = NULL;
+    {
+        char path[160];
+        snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
+        FILE *pf = fopen(path, "w");
+        assert_non_null(pf);
+        fputs("topic_prefix: invsync\ntiers:\n  realtime: {cadence: immediate, stale_after: 2m}\n"
+              "  periodic: {cadence: every 30m, stale_after: 90m}\ndefault_tier: periodic\n",
+              pf);
+        fclose(pf);
+        assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
+    }
+    assert_int_equal(store_fetch_due(f->s, policy, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.items[0].m[0]->movement_id, "GI-1");
+    assert_true(l.items[0].net);
+    assert_int_equal(l.items[0].n, 1);
+    assert_null(l.items[0].invalid);
+    assert_string_equal(l.items[1].m[0]->movement_id, "REV-1");
+    assert_int_equal(l.items[1].n, 1);
+    assert_string_equal(l.items[1].invalid,
+                        "reversal does not match GI-1: quantity is 6, the original's is 5");
+    assert_string_equal(l.items[2].m[0]->movement_id, "GI-2");
+    assert_null(l.items[2].invalid);
+    /* What the poster does: GI-1 posted, REV-1 failed, GI-2 back to the queue. */
+    store_result_t res[3] = {{.outcome = STORE_POSTED, .document = "49", .lines = 1},
+                             {.outcome = STORE_FAILED, .error = l.items[1].invalid},
+                             {.outcome = STORE_REQUEUE}};
+    char rev_posting[33];
+    snprintf(rev_posting, sizeof(rev_posting), "%s", l.items[1].posting_id);
+    assert_int_equal(store_mark_posting(f->s, &l, 5000, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_record_results(f->s, &l, res, 5000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_state(f, "GI-1", "posted");
+    assert_state(f, "REV-1", "failed");
+    assert_state(f, "GI-2", "queued");
+    assert_int_equal(store_fetch_due(f->s, policy, 6000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0); /* the lot is held */
+    store_posting_list_release(&l);
+    assert_int_equal(
+        store_failed_retry(f->s, rev_posting, "carol", "again", 7000, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(store_fetch_due(f->s, policy, 7000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].posting_id, rev_posting);
+    assert_non_null(l.items[0].invalid);
+    assert_string_equal(l.items[0].invalid,
+                        "reversal does not match GI-1: quantity is 6, the original's is 5");
+    store_posting_list_release(&l);
+    is_policy_destroy(policy);
+}
+
 /*
  * A pair posted one by one and later re-queued by replay --apply (the ERP
  * lost both documents) is posted again, not cancelled: the trail says both
@@ -1092,6 +1275,7 @@ static void test_poster_queries_read_the_backlog_indexes(void **state) {
         {SQ_DUE_RETRY, "USING INDEX movements_lot_open"},
         {SQ_MOVEMENTS_STATE, "INDEX movements_posting"},
         {SQ_INFLIGHT, "USING INDEX postings_open"},
+        {SQ_ORIGINAL, "USING INDEX sqlite_autoindex_movements_1"},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         char sql[2048], plan[2048] = "";
@@ -1233,6 +1417,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_window_then_realtime_promotes_earlier, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_is_checked_against_its_original, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mismatched_reversal_is_cut_alone_and_stays_invalid_on_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeued_pair_is_posted_again_not_cancelled, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shared_group_cancels_a_pair_read_alone, setup,
