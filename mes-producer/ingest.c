@@ -325,8 +325,157 @@ static const char *bad_utf8_field(const ProtobufCMessage *msg) {
     return NULL;
 }
 
+/*
+ * Embedded NULs. protobuf-c unpacks a string field into a NUL-terminated
+ * char *, so "LOT\0X" arrives as "LOT": the unpacked message cannot tell.
+ * The wire can: the scanner below walks the bytes protobuf-c has just
+ * accepted, finds each string field through the generated descriptors and
+ * looks for a 0 byte in its value. Only the occurrence protobuf-c keeps
+ * counts for a singular string (the last one), so a legitimate
+ * non-canonical encoding (a field repeated, a default value written out)
+ * is never refused; an element of a repeated or message field counts
+ * whatever comes after it. It is not a parser: the bytes were already
+ * parsed, it only needs tags, varints and lengths.
+ */
+#define NUL_SCAN_DEPTH  8  /* Movement → attributes entry is 2 */
+#define NUL_SCAN_FIELDS 64 /* singular strings tracked per message (Movement has 25 fields) */
+
+typedef struct wire {
+    const uint8_t *p, *end;
+} wire_t;
+
+static int wire_varint(wire_t *w, uint64_t *out) {
+    uint64_t v = 0;
+    unsigned shift;
+    for (shift = 0; shift < 64 && w->p < w->end; shift += 7) {
+        uint8_t b = *w->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Read the next field: its number, wire type and (wire type 2) its bytes. 1, 0 at the end, -1. */
+static int wire_field(wire_t *w, uint32_t *id, unsigned *wt, const uint8_t **data, size_t *len) {
+    uint64_t tag, v;
+    if (w->p == w->end)
+        return 0;
+    if (wire_varint(w, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+        return -1;
+    *id = (uint32_t)(tag >> 3);
+    *wt = (unsigned)(tag & 7);
+    *data = NULL;
+    *len = 0;
+    switch (*wt) {
+    case 0:
+        return wire_varint(w, &v) == 0 ? 1 : -1;
+    case 1:
+    case 5: {
+        size_t n = *wt == 1 ? 8 : 4;
+        if ((size_t)(w->end - w->p) < n)
+            return -1;
+        w->p += n;
+        return 1;
+    }
+    case 2:
+        if (wire_varint(w, &v) != 0 || v > (uint64_t)(w->end - w->p))
+            return -1;
+        *data = w->p;
+        *len = (size_t)v;
+        w->p += v;
+        return 1;
+    default: /* groups: protobuf-c refuses them already */
+        return -1;
+    }
+}
+
+/*
+ * The first field of message d (by declaration order) whose kept value holds
+ * a NUL — for a message field, anywhere inside — in *bad (NULL if none).
+ * 0, or -1 when the bytes are malformed.
+ */
+static int nul_field(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, int depth,
+                     const ProtobufCFieldDescriptor **bad) {
+    unsigned char nul[NUL_SCAN_FIELDS] = {0};      /* per field index: the kept value has a NUL */
+    const ProtobufCFieldDescriptor *beyond = NULL; /* a field past the table had one */
+    wire_t w = {p, p + len};
+    const uint8_t *data;
+    size_t n, i;
+    uint32_t id;
+    unsigned wt;
+    int rc;
+
+    *bad = NULL;
+    if (depth > NUL_SCAN_DEPTH)
+        return -1;
+    while ((rc = wire_field(&w, &id, &wt, &data, &n)) == 1) {
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, id);
+        const ProtobufCFieldDescriptor *inner = NULL;
+        int has_nul;
+        size_t fi;
+        if (!f || wt != 2)
+            continue; /* unknown field, or not length-delimited: no string inside */
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            has_nul = memchr(data, 0, n) != NULL;
+        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            if (nul_field(f->descriptor, data, n, depth + 1, &inner) != 0)
+                return -1;
+            has_nul = inner != NULL;
+        } else {
+            continue;
+        }
+        fi = (size_t)(f - d->fields);
+        if (fi >= NUL_SCAN_FIELDS) {
+            if (has_nul && !beyond)
+                beyond = f; /* none in this schema: any occurrence counts */
+        } else if (f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
+            nul[fi] = (unsigned char)has_nul; /* the last occurrence is the value kept */
+        } else {
+            nul[fi] |= (unsigned char)has_nul;
+        }
+    }
+    if (rc != 0)
+        return -1;
+    for (i = 0; i < d->n_fields && i < NUL_SCAN_FIELDS; i++) {
+        if (nul[i]) {
+            *bad = &d->fields[i];
+            return 0;
+        }
+    }
+    *bad = beyond;
+    return 0;
+}
+
+/*
+ * For each movement of the batch body (in order: the i-th field 1 is
+ * movements[i]), the name of its first string field holding a NUL, or NULL.
+ * 0, or -1 when the body cannot be scanned.
+ */
+static int batch_nul_fields(const char *body, size_t len, size_t n, const char **bad) {
+    wire_t w = {(const uint8_t *)body, (const uint8_t *)body + len};
+    const uint8_t *data;
+    size_t dlen, i = 0;
+    uint32_t id;
+    unsigned wt;
+    int rc;
+
+    while ((rc = wire_field(&w, &id, &wt, &data, &dlen)) == 1) {
+        const ProtobufCFieldDescriptor *f;
+        if (id != 1 || wt != 2)
+            continue;
+        if (i >= n || nul_field(&invsync__v1__movement__descriptor, data, dlen, 1, &f) != 0)
+            return -1;
+        bad[i++] = f ? f->name : NULL;
+    }
+    return rc == 0 && i == n ? 0 : -1;
+}
+
 /* Protobuf MovementBatch body → items. */
 static int decode_protobuf(request_t *r, const char *body, size_t len, is_http_response_t *resp) {
+    const char **nul_bad = NULL;
     size_t i;
     r->batch = invsync__v1__movement_batch__unpack(NULL, len, (const uint8_t *)body);
     if (!r->batch) {
@@ -341,14 +490,31 @@ static int decode_protobuf(request_t *r, const char *body, size_t len, is_http_r
         return 1;
     }
     r->n = r->batch->n_movements;
+    nul_bad = calloc(r->n, sizeof(*nul_bad));
+    if (!nul_bad) {
+        is_http_respond_error(resp, 500, "out of memory");
+        return 1;
+    }
+    if (batch_nul_fields(body, len, r->n, nul_bad) != 0) {
+        free(nul_bad); /* protobuf-c took it, the scanner did not: refuse rather than guess */
+        is_http_respond_error(resp, 400, "body is not a valid protobuf MovementBatch");
+        return 1;
+    }
     for (i = 0; i < r->n; i++) {
-        const char *bad = bad_utf8_field(&r->batch->movements[i]->base);
+        const char *bad = nul_bad[i];
+        if (bad) {
+            /* Checked first: the UTF-8 check would stop at the NUL. */
+            add_error(r, i, NULL, bad, "must not contain NUL characters");
+            continue; /* left NULL: reported, never echoed (the value is cut short) */
+        }
+        bad = bad_utf8_field(&r->batch->movements[i]->base);
         if (bad) {
             add_error(r, i, NULL, bad, "is not valid UTF-8");
             continue; /* left NULL: reported, never echoed */
         }
         r->items[i].m = r->batch->movements[i];
     }
+    free(nul_bad);
     return 0;
 }
 
@@ -379,6 +545,13 @@ static int check_sites(request_t *r, const char *bearer, is_http_response_t *res
     return 0;
 }
 
+/* 422 with the errors collected in r. */
+static void respond_invalid(request_t *r, is_http_response_t *resp) {
+    is_http_respond_json(resp, 422,
+                         json_pack("{s:s, s:I, s:O}", "error", "validation failed", "error_count",
+                                   (json_int_t)r->n_errors, "errors", r->errors));
+}
+
 static int check_valid(request_t *r, is_http_response_t *resp) {
     is_validate_opts_t vo;
     size_t i, j;
@@ -398,9 +571,7 @@ static int check_valid(request_t *r, is_http_response_t *resp) {
     }
     if (r->n_errors == 0)
         return 0;
-    is_http_respond_json(resp, 422,
-                         json_pack("{s:s, s:I, s:O}", "error", "validation failed", "error_count",
-                                   (json_int_t)r->n_errors, "errors", r->errors));
+    respond_invalid(r, resp);
     return 1;
 }
 
@@ -428,6 +599,28 @@ static void respond_conflict(request_t *r, const outbox_item_t *oi, is_http_resp
         is_log(IS_LOG_WARN, "movement conflicts with an accepted one", "movement_id",
                first ? first->movement_id : NULL, "source_system",
                first ? first->source_system : NULL, NULL);
+}
+
+/* 422 for the reversals the outbox found not matching their originals; 0 when none is. */
+static int respond_mismatch(request_t *r, const outbox_item_t *oi, is_http_response_t *resp) {
+    size_t i, first = r->n;
+
+    for (i = 0; i < r->n; i++) {
+        if (oi[i].status != OUTBOX_MISMATCH)
+            continue;
+        if (first == r->n)
+            first = i;
+        add_error(r, i, oi[i].m->movement_id, oi[i].mismatch_field,
+                  oi[i].mismatch ? oi[i].mismatch : "does not match the movement it reverses");
+    }
+    if (first == r->n)
+        return 0;
+    respond_invalid(r, resp);
+    if (is_log_enabled(IS_LOG_WARN))
+        is_log(IS_LOG_WARN, "reversal does not match the movement it reverses", "movement_id",
+               oi[first].m->movement_id, "field", oi[first].mismatch_field, "error",
+               oi[first].mismatch, NULL);
+    return 1;
 }
 
 /* A growing text buffer for the 202 body; oom sticks once an allocation failed. */
@@ -610,6 +803,8 @@ static void accept_items(request_t *r, is_http_response_t *resp) {
         respond_accepted(r, oi, resp);
     } else if (rc == IS_ERR_CONFLICT) {
         respond_conflict(r, oi, resp);
+    } else if (rc == IS_ERR_INVALID && respond_mismatch(r, oi, resp)) {
+        /* answered 422 */
     } else {
         is_log(IS_LOG_ERROR, "outbox append failed", "error", errstr, NULL);
         is_http_respond_error(resp, 503, "outbox unavailable, nothing was accepted: %s", errstr);
@@ -618,6 +813,8 @@ static void accept_items(request_t *r, is_http_response_t *resp) {
 out:
     for (i = 0; topics && i < r->n; i++)
         free(topics[i]);
+    for (i = 0; oi && i < r->n; i++)
+        free(oi[i].mismatch);
     free(topics);
     free(oi);
 }

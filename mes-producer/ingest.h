@@ -13,7 +13,11 @@
  *   413  more than max_items movements
  *   403  the token is not allowed for one item's site (named)
  *   422  field errors of every item: {"error":"validation failed","errors":
- *        [{"index","movement_id","field","error"}]}
+ *        [{"index","movement_id","field","error"}]} — protobuf strings must
+ *        be UTF-8 without NUL bytes (protobuf-c would cut them at the NUL)
+ *   422  (same body, found while appending) a REVERSAL whose original is in
+ *        the outbox — stored before, or earlier in this request — but with
+ *        other fields: "lot is 'B' but movement 'X' has 'A'" (outbox.h)
  *   409  an item reuses an accepted (source_system, movement_id) with
  *        different content: {"error", "conflicts":[{"index","movement_id"}]}
  *   503  the outbox could not commit (nothing acknowledged; Retry-After)

@@ -8,6 +8,7 @@
  * strings go out of scope.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +55,8 @@ struct outbox {
     /* writer role: appends, under wmu */
     pthread_mutex_t wmu;
     sqlite3 *w;
-    sqlite3_stmt *w_lookup;   /* (source_system, movement_id) → id, fingerprint, seq, tier */
+    sqlite3_stmt *w_lookup;   /* (source_system, movement_id) → id, fingerprint, seq, tier,
+                                 payload */
     sqlite3_stmt *w_seq_set;  /* write one site's last_seq */
     sqlite3_stmt *w_seq_load; /* every (site, last_seq) */
     sqlite3_stmt *w_insert;   /* ON CONFLICT(source_system, movement_id) DO NOTHING */
@@ -290,7 +292,7 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
         const char *sql;
     } stmts[] = {
         {ob->w, &ob->w_lookup,
-         "SELECT id, fingerprint, site_seq, tier FROM outbox"
+         "SELECT id, fingerprint, site_seq, tier, payload FROM outbox"
          " WHERE source_system = ?1 AND movement_id = ?2"},
         {ob->w, &ob->w_seq_set,
          "INSERT INTO site_seq(site, last_seq) VALUES(?1, ?2)"
@@ -437,6 +439,128 @@ static int lookup_item(outbox_t *ob, outbox_item_t *it, const uint8_t fp[IS_SHA2
     return found;
 }
 
+/* ---- reversal vs. its original (writer, under wmu) ---------------------- */
+
+/* Mark it MISMATCH on field; the message is "<field> is '<have>' but movement '<id>' <what>". */
+static int mismatch(outbox_item_t *it, const char *field, const char *have, const char *orig_id,
+                    const char *what) {
+    const char *fmt = "%s is '%s' but movement '%s' %s";
+    int len = snprintf(NULL, 0, fmt, field, have, orig_id, what);
+
+    it->status = OUTBOX_MISMATCH;
+    it->mismatch_field = field;
+    free(it->mismatch);
+    it->mismatch = len < 0 ? NULL : malloc((size_t)len + 1);
+    if (it->mismatch)
+        snprintf(it->mismatch, (size_t)len + 1, fmt, field, have, orig_id, what);
+    return 1;
+}
+
+/* "has '<want>'" for mismatch(). */
+static int mismatch_has(outbox_item_t *it, const char *field, const char *have, const char *orig_id,
+                        const char *want) {
+    char what[IS_MOVEMENT_MAX_STR + 8];
+    /* Stored values passed validation (≤ IS_MOVEMENT_MAX_STR); longer ones are cut. */
+    is_errf(what, sizeof(what), "has '%s'", want);
+    return mismatch(it, field, have, orig_id, what);
+}
+
+/*
+ * 1 (it marked MISMATCH) when the reversal rv does not carry the fields of
+ * orig, the movement it reverses; 0 when it does. Statuses are compared by
+ * their effect (defaults applied) so that an explicit UNRESTRICTED matches
+ * an omitted one wherever UNRESTRICTED is the default.
+ */
+static int reversal_mismatch(outbox_item_t *it, const is_movement_t *orig) {
+    const is_movement_t *rv = it->m;
+    const char *oid = S(orig->movement_id);
+    const struct {
+        const char *field, *have, *want;
+    } strs[] = {
+        {"site", rv->site, orig->site},
+        {"material", rv->material, orig->material},
+        {"lot", rv->lot, orig->lot},
+        {"serial", rv->serial, orig->serial},
+        {"location", rv->location, orig->location},
+        {"to_location", rv->to_location, orig->to_location},
+        {"uom", rv->uom, orig->uom},
+    };
+    is_decimal_t q_rv = is_movement_qty(rv), q_orig = is_movement_qty(orig);
+    is_stock_effect_t e_rv[4], e_orig[4];
+    is_movement_t as_orig;
+    size_t i, n_rv, n_orig;
+
+    if (rv->reversed_type != orig->type) {
+        char what[64];
+        is_errf(what, sizeof(what), "is a %s", is_movement_type_name((int)orig->type));
+        return mismatch(it, "reversed_type", is_movement_type_name((int)rv->reversed_type), oid,
+                        what);
+    }
+    for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        if (strcmp(S(strs[i].have), S(strs[i].want)) != 0)
+            return mismatch_has(it, strs[i].field, S(strs[i].have), oid, S(strs[i].want));
+    }
+    if (is_decimal_cmp(q_rv, q_orig) != 0) {
+        char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
+        is_decimal_format(q_rv, a, sizeof(a));
+        is_decimal_format(q_orig, b, sizeof(b));
+        return mismatch_has(it, "quantity", a, oid, b);
+    }
+    /* Same type, locations and quantity: the effects differ only by status. */
+    as_orig = *rv; /* shallow: the reversal's fields under the original's type */
+    as_orig.type = orig->type;
+    n_rv = is_movement_effects(&as_orig, e_rv);
+    n_orig = is_movement_effects(orig, e_orig);
+    for (i = 0; n_rv == n_orig && i < n_rv; i++) {
+        if (e_rv[i].status != e_orig[i].status)
+            break;
+    }
+    if (n_rv == n_orig && i == n_rv)
+        return 0;
+    if (rv->from_status != orig->from_status)
+        return mismatch_has(it, "from_status", is_stock_status_name((int)rv->from_status), oid,
+                            is_stock_status_name((int)orig->from_status));
+    return mismatch_has(it, "to_status", is_stock_status_name((int)rv->to_status), oid,
+                        is_stock_status_name((int)orig->to_status));
+}
+
+/*
+ * Check a REVERSAL just inserted against its original when that is stored
+ * (committed, or earlier in this transaction). IS_OK (it may now be
+ * MISMATCH) or an error.
+ */
+static is_err_t check_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, size_t errstr_size) {
+    const is_movement_t *m = it->m;
+    is_movement_t *orig = NULL;
+    is_err_t rc = IS_OK;
+    int src;
+
+    if (m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !m->reverses_movement_id ||
+        !*m->reverses_movement_id)
+        return IS_OK;
+    sqlite3_bind_text(ob->w_lookup, 1, S(m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_lookup, 2, m->reverses_movement_id, -1, SQLITE_STATIC);
+    src = sqlite3_step(ob->w_lookup);
+    if (src == SQLITE_ROW) {
+        const void *payload = sqlite3_column_blob(ob->w_lookup, 4);
+        int len = sqlite3_column_bytes(ob->w_lookup, 4);
+        orig = invsync__v1__movement__unpack(NULL, (size_t)len, payload);
+        if (!orig) {
+            is_errf(errstr, errstr_size, "movement '%s': cannot decode the stored movement '%s'",
+                    S(m->movement_id), m->reverses_movement_id);
+            rc = IS_ERR_DB;
+        }
+    } else if (src != SQLITE_DONE) {
+        rc = is_db_error(ob->w, "look up reversed movement", errstr, errstr_size);
+    }
+    stmt_done(ob->w_lookup);
+    if (orig) {
+        (void)reversal_mismatch(it, orig);
+        invsync__v1__movement__free_unpacked(orig, NULL);
+    }
+    return rc;
+}
+
 /* What outbox_append computes per item before taking the writer lock. */
 typedef struct item_prep {
     uint8_t fp[IS_SHA256_LEN];
@@ -486,7 +610,8 @@ static is_err_t store_item(outbox_t *ob, outbox_item_t *it, const item_prep_t *p
         it->sequence = seq;
         it->id = sqlite3_last_insert_rowid(ob->w);
         is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", S(it->tier));
-        return IS_OK;
+        /* Only a new row: a resent reversal stays a DUPLICATE whatever is stored. */
+        return check_reversal(ob, it, errstr, errstr_size);
     }
     /* Already stored: the rare path pays for the second look-up. */
     found = lookup_item(ob, it, pp->fp);
@@ -507,17 +632,24 @@ static is_err_t store_item(outbox_t *ob, outbox_item_t *it, const item_prep_t *p
  */
 static is_err_t append_items(outbox_t *ob, outbox_item_t *items, size_t n, const item_prep_t *prep,
                              int64_t now_ms, char *errstr, size_t errstr_size) {
-    size_t i, n_conflict = 0;
+    size_t i, n_conflict = 0, n_mismatch = 0;
     is_err_t rc;
 
     if (!ob->ctr_valid && ctr_load(ob) != IS_OK)
         return is_db_error(ob->w, "load site sequences", errstr, errstr_size);
     for (i = 0; i < n; i++) {
-        /* Stored even after a conflict, so later repeats in this request are still seen. */
+        /* Stored even after a conflict or mismatch, so later repeats in this request are still
+         * seen (the request is rolled back anyway). */
         rc = store_item(ob, &items[i], &prep[i], now_ms, errstr, errstr_size);
         if (rc != IS_OK)
             return rc;
         n_conflict += items[i].status == OUTBOX_CONFLICT;
+        n_mismatch += items[i].status == OUTBOX_MISMATCH;
+    }
+    if (n_mismatch > 0) {
+        is_errf(errstr, errstr_size, "%zu reversal(s) do not match the movement they reverse",
+                n_mismatch);
+        return IS_ERR_INVALID;
     }
     if (n_conflict > 0) {
         is_errf(errstr, errstr_size, "%zu movement(s) conflict with accepted ones", n_conflict);
@@ -549,6 +681,8 @@ static is_err_t prepare_items(outbox_item_t *items, size_t n, item_prep_t **out,
         it->sequence = 0;
         it->id = 0;
         it->stored_tier[0] = '\0';
+        it->mismatch_field = NULL;
+        it->mismatch = NULL;
         if (!m || !m->movement_id || !*m->movement_id || !m->source_system || !*m->source_system ||
             !m->site || !*m->site) {
             is_errf(errstr, errstr_size, "item %zu: movement without ids", i);

@@ -80,6 +80,7 @@ typedef enum outbox_status {
     OUTBOX_ACCEPTED = 0,  /* new: stored with a new sequence */
     OUTBOX_DUPLICATE = 1, /* same id, same fingerprint already stored */
     OUTBOX_CONFLICT = 2,  /* same id, different fingerprint already stored */
+    OUTBOX_MISMATCH = 3,  /* a new REVERSAL that does not match its stored original */
 } outbox_status_t;
 
 typedef struct outbox_item {
@@ -93,6 +94,11 @@ typedef struct outbox_item {
     uint64_t sequence;                  /* ACCEPTED: new; DUPLICATE: the stored one; else 0 */
     int64_t id;                         /* outbox row id (ACCEPTED, DUPLICATE); else 0 */
     char stored_tier[IS_TIER_NAME_MAX]; /* DUPLICATE: tier given at first acceptance */
+    /* MISMATCH: the proto name of the first differing field (static storage) and
+     * "lot is 'B' but movement 'X' has 'A'" (malloc'd: the caller frees it after
+     * any outbox_append, whatever it returned; NULL if out of memory). Else NULL. */
+    const char *mismatch_field;
+    char *mismatch;
 } outbox_item_t;
 
 /*
@@ -109,13 +115,30 @@ typedef struct outbox_item {
  * movements as stored (DUPLICATE / CONFLICT), exactly as if they had been
  * committed one after the other.
  *
+ * A new REVERSAL is checked against the movement it reverses when that one
+ * (same source_system, movement_id = reverses_movement_id) is stored — before
+ * this call or earlier in it: reversed_type must be the original's type and
+ * site, material, lot, serial, location, to_location, uom, the quantity
+ * (exact decimal, 5 == 5.000) and the effective stock statuses (defaults
+ * applied, see movement.h) must be the original's. Otherwise the item is a
+ * MISMATCH naming the first differing field. The check runs under the
+ * writer lock inside the append's transaction, so it sees exactly the
+ * movements stored before this request in arrival order: no check-then-act
+ * window against a concurrent append of the original. An original not
+ * stored (yet) is not checked: it may predate invsync, have gone through
+ * another producer's outbox, or arrive after its reversal (a later request,
+ * or later in the same request). A DUPLICATE reversal is not re-checked.
+ *
  * Returns IS_OK after the commit (every status is ACCEPTED or DUPLICATE and
- * the accepted ones are on disk). IS_ERR_CONFLICT when any item is a
- * CONFLICT: everything is rolled back, the CONFLICT items say which; the
- * statuses of the others are meaningless. Any other error (IS_ERR_DB,
- * IS_ERR_NOMEM, IS_ERR_INVALID for a movement without ids): rolled back,
- * nothing stored, errstr says why. A database error fails every request of
- * the group that would otherwise have been stored (IS_ERR_DB).
+ * the accepted ones are on disk). IS_ERR_INVALID with at least one item
+ * marked MISMATCH when any reversal does not match (it wins over a
+ * conflict): everything is rolled back, the MISMATCH items say which and
+ * why. IS_ERR_CONFLICT when any item is a CONFLICT: everything is rolled
+ * back, the CONFLICT items say which; in both cases the statuses of the
+ * others are meaningless. Any other error (IS_ERR_DB, IS_ERR_NOMEM,
+ * IS_ERR_INVALID for a movement without ids — no item is MISMATCH then):
+ * rolled back, nothing stored, errstr says why. A database error fails every
+ * request of the group that would otherwise have been stored (IS_ERR_DB).
  * @locality any thread (serialized internally).
  */
 is_err_t outbox_append(outbox_t *ob, outbox_item_t *items, size_t n, int64_t now_ms, char *errstr,

@@ -3,7 +3,8 @@
  * core ingest_movements() directly (no libmicrohttpd): every refusal (401,
  * 415, 400, 413, 403, 422, 409) with its body, and that nothing reaches the
  * outbox after any of them; 202 with accepted / duplicate items, sequences
- * and tiers; JSON object, JSON array and protobuf bodies; the health,
+ * and tiers; JSON object, JSON array and protobuf bodies (strings must be
+ * UTF-8 without NULs); reversals checked against their originals; the health,
  * readiness and metrics handlers.
  *
  * Each test gets a fresh mkdtemp directory holding a two-tier policy and an
@@ -478,6 +479,253 @@ static void test_422_protobuf_strings_must_be_utf8(void **state) {
     assert_int_equal(stored(f), 0);
 }
 
+/* ---- embedded NULs in protobuf strings ---------------------------------- */
+
+/* A packable scrap movement; strings are literals. */
+static void pb_scrap(is_movement_t *m, Invsync__V1__Decimal *q, const char *id, const char *lot) {
+    is_movement_t init = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal qinit = INVSYNC__V1__DECIMAL__INIT;
+    *m = init;
+    *q = qinit;
+    q->units = 1;
+    m->movement_id = (char *)id;
+    m->source_system = "MES-1";
+    m->site = "P1";
+    m->type = INVSYNC__V1__MOVEMENT_TYPE__SCRAP;
+    m->material = "M";
+    m->lot = (char *)lot;
+    m->location = "A";
+    m->quantity = q;
+    m->uom = "EA";
+    m->reason_code = "R";
+}
+
+/* Pack m into out; then turn every byte '~' of the encoding into a NUL (the
+ * lengths stay right: protobuf-c itself cannot pack a string with a NUL). */
+static size_t pack_tilde_nul(const is_movement_t *m, uint8_t *out, size_t size) {
+    size_t len = invsync__v1__movement__get_packed_size(m), i;
+    assert_true(len <= size);
+    len = invsync__v1__movement__pack(m, out);
+    for (i = 0; i < len; i++) {
+        if (out[i] == '~')
+            out[i] = 0;
+    }
+    return len;
+}
+
+/* Append one length-delimited field (id, bytes) to buf at *off. */
+static void put_ld(uint8_t *buf, size_t size, size_t *off, uint32_t id, const uint8_t *p,
+                   size_t len) {
+    assert_true(*off + 2 + len <= size && len < 128 && id < 16);
+    buf[(*off)++] = (uint8_t)(id << 3 | 2);
+    buf[(*off)++] = (uint8_t)len;
+    memcpy(buf + *off, p, len);
+    *off += len;
+}
+
+/* POST a MovementBatch made of already encoded movements. */
+static int post_movements(fixture_t *f, const uint8_t *const *mv, const size_t *lens, size_t n) {
+    uint8_t body[2048];
+    size_t off = 0, i;
+    for (i = 0; i < n; i++)
+        put_ld(body, sizeof body, &off, 1, mv[i], lens[i]);
+    return post(f, "application/x-protobuf", TOK_P1, (const char *)body, off);
+}
+
+static void assert_nul_error(fixture_t *f, json_int_t index, const char *field) {
+    json_t *e = find_error(f, index, field);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "error")),
+                        "must not contain NUL characters");
+}
+
+/* protobuf-c cuts a string at its first NUL: "LOT\0X" must not become "LOT",
+ * nor "PB-NUL2\0evil" a duplicate of "PB-NUL2". */
+static void test_422_protobuf_strings_must_not_contain_nul(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    Invsync__V1__Movement__AttributesEntry e = INVSYNC__V1__MOVEMENT__ATTRIBUTES_ENTRY__INIT;
+    Invsync__V1__Movement__AttributesEntry *attrs[1] = {&e};
+    uint8_t a[512], b[512], c[512];
+    const uint8_t *mv[3] = {a, b, c};
+    size_t lens[3];
+    json_t *it;
+
+    pb_scrap(&m, &q, "PB-NUL1", "LOT~X");
+    lens[0] = pack_tilde_nul(&m, a, sizeof a);
+    pb_scrap(&m, &q, "PB-OK", "LOT-1");
+    lens[1] = pack_tilde_nul(&m, b, sizeof b);
+    e.key = "note";
+    e.value = "a~b";
+    m.n_attributes = 1;
+    m.attributes = attrs;
+    lens[2] = pack_tilde_nul(&m, c, sizeof c);
+    assert_int_equal(post_movements(f, mv, lens, 3), 422);
+    assert_nul_error(f, 0, "lot");
+    assert_nul_error(f, 2, "attributes");
+    assert_int_equal(json_array_size(json_object_get(f->body, "errors")), 2);
+    assert_null(json_string_value(json_object_get(
+        json_array_get(json_object_get(f->body, "errors"), 0), "movement_id"))); /* never echoed */
+    assert_int_equal(stored(f), 0);
+
+    /* An id with a NUL is not the id before the NUL. */
+    pb_scrap(&m, &q, "PB-NUL2", "LOT-1");
+    lens[0] = pack_tilde_nul(&m, a, sizeof a);
+    assert_int_equal(post_movements(f, mv, lens, 1), 202);
+    pb_scrap(&m, &q, "PB-NUL2~evil", "LOT-1");
+    lens[0] = pack_tilde_nul(&m, a, sizeof a);
+    assert_int_equal(post_movements(f, mv, lens, 1), 422);
+    assert_nul_error(f, 0, "movement_id");
+    assert_int_equal(stored(f), 1);
+
+    /* Not UTF-8 after the NUL: the NUL is what is reported. */
+    pb_scrap(&m, &q, "PB-NUL3", "L~\xff");
+    lens[0] = pack_tilde_nul(&m, a, sizeof a);
+    assert_int_equal(post_movements(f, mv, lens, 1), 422);
+    assert_nul_error(f, 0, "lot");
+    assert_int_equal(stored(f), 1);
+
+    /* A singular field sent twice keeps its last value (protobuf-c does too):
+     * a NUL in an overridden value is no error, in the kept one it is. */
+    pb_scrap(&m, &q, "PB-TWICE", "LOT-1");
+    lens[0] = 0;
+    put_ld(a, sizeof a, &lens[0], 6, (const uint8_t *)"L\0X", 3);
+    lens[0] += pack_tilde_nul(&m, a + lens[0], sizeof a - lens[0]);
+    assert_int_equal(post_movements(f, mv, lens, 1), 202);
+    it = json_array_get(json_object_get(f->body, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(it, "status")), "accepted");
+    assert_int_equal(stored(f), 2);
+    pb_scrap(&m, &q, "PB-TWICE2", "LOT-1");
+    lens[0] = pack_tilde_nul(&m, a, sizeof a);
+    put_ld(a, sizeof a, &lens[0], 6, (const uint8_t *)"L\0X", 3);
+    assert_int_equal(post_movements(f, mv, lens, 1), 422);
+    assert_nul_error(f, 0, "lot");
+    assert_int_equal(stored(f), 2);
+}
+
+/* ---- reversals against their originals --------------------------------- */
+
+/* A movement of MES-1 at site P1; extra is more JSON members (leading comma). */
+static const char *mv_json(char *buf, size_t size, const char *id, const char *type,
+                           const char *lot, const char *qty, const char *extra) {
+    snprintf(buf, size,
+             "{\"movement_id\":\"%s\",\"source_system\":\"MES-1\",\"site\":\"P1\","
+             "\"type\":\"%s\",\"material\":\"MAT-1\",\"lot\":\"%s\",\"location\":\"A-01\","
+             "\"quantity\":\"%s\",\"uom\":\"KG\"%s}",
+             id, type, lot, qty, extra);
+    return buf;
+}
+
+/* The members that make a REVERSAL of completion orig. */
+#define RV_OF_COMPLETION(orig)                                                                     \
+    ",\"order_id\":\"ORD-1\",\"reversed_type\":\"COMPLETION\",\"reverses_movement_id\":\"" orig "\""
+
+static void assert_one_error(fixture_t *f, json_int_t index, const char *id, const char *field,
+                             const char *error) {
+    json_t *e = find_error(f, index, field);
+    assert_string_equal(body_str(f, "error"), "validation failed");
+    assert_int_equal(json_array_size(json_object_get(f->body, "errors")), 1);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "movement_id")), id);
+    assert_string_equal(json_string_value(json_object_get(e, "error")), error);
+}
+
+static void test_422_reversal_must_match_stored_original(void **state) {
+    fixture_t *f = *state;
+    char orig[1024], rv[1024];
+    json_t *it;
+
+    mv_json(orig, sizeof orig, "T11-A", "COMPLETION", "LOT-T11-A", "5", ",\"order_id\":\"ORD-1\"");
+    assert_int_equal(post_json(f, TOK_P1, orig), 202);
+
+    /* Another lot and ten times the quantity: the first difference is named. */
+    mv_json(rv, sizeof rv, "T11-RV", "REVERSAL", "LOT-T11-B", "50", RV_OF_COMPLETION("T11-A"));
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(f, 0, "T11-RV", "lot",
+                     "lot is 'LOT-T11-B' but movement 'T11-A' has 'LOT-T11-A'");
+    assert_int_equal(stored(f), 1);
+
+    /* A partial quantity is no reversal (SAP cancels the whole item). */
+    mv_json(rv, sizeof rv, "T11-RV", "REVERSAL", "LOT-T11-A", "4.999", RV_OF_COMPLETION("T11-A"));
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(f, 0, "T11-RV", "quantity",
+                     "quantity is '4.999' but movement 'T11-A' has '5'");
+
+    /* The wrong reversed_type. */
+    mv_json(rv, sizeof rv, "T11-RV", "REVERSAL", "LOT-T11-A", "5",
+            ",\"order_id\":\"ORD-1\",\"reverses_movement_id\":\"T11-A\","
+            "\"reversed_type\":\"GOODS_ISSUE\"");
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(f, 0, "T11-RV", "reversed_type",
+                     "reversed_type is 'GOODS_ISSUE' but movement 'T11-A' is a COMPLETION");
+    assert_int_equal(stored(f), 1);
+
+    /* The same quantity at another scale matches; a resend is a duplicate. */
+    mv_json(rv, sizeof rv, "T11-RV", "REVERSAL", "LOT-T11-A", "5.000", RV_OF_COMPLETION("T11-A"));
+    assert_int_equal(post_json(f, TOK_P1, rv), 202);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 1);
+    assert_int_equal(post_json(f, TOK_P1, rv), 202);
+    it = json_array_get(json_object_get(f->body, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(it, "status")), "duplicate");
+    assert_int_equal(stored(f), 2);
+
+    /* An original this outbox never saw is not checked. */
+    mv_json(rv, sizeof rv, "T11-RV2", "REVERSAL", "ANY", "7", RV_OF_COMPLETION("BEFORE-INVSYNC"));
+    assert_int_equal(post_json(f, TOK_P1, rv), 202);
+    assert_int_equal(stored(f), 3);
+}
+
+/* The original earlier in the same request counts; the 422 (which wins over
+ * a 409 elsewhere in the request) stores nothing. */
+static void test_422_reversal_must_match_original_in_same_request(void **state) {
+    fixture_t *f = *state;
+    char body[4096], orig[1024], rv[1024], other[1024];
+
+    gi(other, sizeof other, "MV-1", "P1", "1");
+    assert_int_equal(post_json(f, TOK_P1, other), 202);
+    gi(other, sizeof other, "MV-1", "P1", "2"); /* a conflict */
+    mv_json(orig, sizeof orig, "T12-A", "COMPLETION", "LOT-1", "5", ",\"order_id\":\"ORD-1\"");
+    mv_json(rv, sizeof rv, "T12-RV", "REVERSAL", "LOT-1", "5",
+            ",\"order_id\":\"ORD-1\",\"serial\":\"SN-9\",\"reverses_movement_id\":\"T12-A\","
+            "\"reversed_type\":\"COMPLETION\"");
+    snprintf(body, sizeof body, "[%s,%s,%s]", orig, other, rv);
+    assert_int_equal(post_json(f, TOK_P1, body), 422);
+    assert_one_error(f, 2, "T12-RV", "serial", "serial is 'SN-9' but movement 'T12-A' has ''");
+    assert_int_equal(stored(f), 1);
+
+    /* Matching: accepted together. */
+    mv_json(rv, sizeof rv, "T12-RV", "REVERSAL", "LOT-1", "5", RV_OF_COMPLETION("T12-A"));
+    snprintf(body, sizeof body, "[%s,%s]", orig, rv);
+    assert_int_equal(post_json(f, TOK_P1, body), 202);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 2);
+    assert_int_equal(stored(f), 3);
+}
+
+/* Stock statuses are compared by effect: an omitted status matches its
+ * default, a different bucket does not. */
+static void test_422_reversal_must_match_original_statuses(void **state) {
+    fixture_t *f = *state;
+    char orig[1024], rv[1024];
+
+    mv_json(orig, sizeof orig, "T13-Q", "QUARANTINE", "LOT-1", "2",
+            ",\"from_status\":\"QUALITY\",\"to_status\":\"BLOCKED\"");
+    assert_int_equal(post_json(f, TOK_P1, orig), 202);
+    mv_json(rv, sizeof rv, "T13-RV", "REVERSAL", "LOT-1", "2",
+            ",\"to_status\":\"BLOCKED\",\"reverses_movement_id\":\"T13-Q\","
+            "\"reversed_type\":\"QUARANTINE\"");
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(
+        f, 0, "T13-RV", "from_status",
+        "from_status is 'STOCK_STATUS_UNSPECIFIED' but movement 'T13-Q' has 'QUALITY'");
+    /* BLOCKED is QUARANTINE's default to_status: omitting it matches. */
+    mv_json(rv, sizeof rv, "T13-RV", "REVERSAL", "LOT-1", "2",
+            ",\"from_status\":\"QUALITY\",\"reverses_movement_id\":\"T13-Q\","
+            "\"reversed_type\":\"QUARANTINE\"");
+    assert_int_equal(post_json(f, TOK_P1, rv), 202);
+    assert_int_equal(stored(f), 2);
+}
+
 /* ---- health, readiness, metrics ---------------------------------------- */
 
 static void call(fixture_t *f, is_http_handler_fn fn, const char *path) {
@@ -579,6 +827,14 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_202_accepted_then_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_202_protobuf_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_protobuf_strings_must_be_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_422_protobuf_strings_must_not_contain_nul, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_422_reversal_must_match_stored_original, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_422_reversal_must_match_original_in_same_request,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_422_reversal_must_match_original_statuses, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_202_body_escapes_like_jansson, setup, teardown),
         cmocka_unit_test_setup_teardown(test_503_outbox_failure_acknowledges_nothing, setup,

@@ -1,8 +1,10 @@
 /*
  * test_outbox.c — unit tests for mes-producer/outbox.c: new / duplicate /
  * conflict per (source_system, movement_id), all-or-nothing requests
- * (including repeats inside one request), gap-free per-site sequences that
- * survive a reopen, the producer_id guard, the stamped payload, and the
+ * (including repeats inside one request), a reversal checked against its
+ * stored original (mismatch rolls back, a resend stays a duplicate), gap-free
+ * per-site sequences that survive a reopen, the producer_id guard, the
+ * stamped payload, and the
  * forwarder side (fetch in id order, mark sent, backlog, first unsent).
  *
  * Each test gets a fresh mkdtemp directory with one outbox file
@@ -258,6 +260,69 @@ static void test_movement_without_ids_is_refused(void **state) {
     assert_int_equal(outbox_append(f->ob, it, 2, T0, err, sizeof err), IS_ERR_INVALID);
     assert_true(err[0] != '\0');
     assert_int_equal(backlog(f), 0);
+}
+
+/* A reversal of mv's goods issue, with mv's fields. */
+static void mv_reversal(mv_t *r, const char *id, const mv_t *orig) {
+    mv_init(r, id, orig->site, orig->qty.units);
+    r->qty.scale = orig->qty.scale;
+    snprintf(r->lot, sizeof r->lot, "%s", orig->lot);
+    r->m.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r->m.reversed_type = orig->m.type;
+    r->m.reverses_movement_id = (char *)orig->id;
+}
+
+/* A new REVERSAL whose stored original has other fields is a MISMATCH: the
+ * request is rolled back, the first differing field named. */
+static void test_reversal_mismatch_rolls_back_request(void **state) {
+    fixture_t *f = *state;
+    mv_t orig, other, rv;
+    outbox_item_t it[2];
+    char err[256] = "";
+    uint64_t seq;
+
+    mv_init(&orig, "MV-1", "P1", 5000); /* 5.000 */
+    assert_int_equal(append1(f, &orig, &seq, T0), OUTBOX_ACCEPTED);
+    mv_init(&other, "MV-2", "P1", 1000);
+    mv_reversal(&rv, "RV-1", &orig);
+    snprintf(rv.lot, sizeof rv.lot, "LOT-2");
+    item_init(&it[0], &other, "nearline");
+    item_init(&it[1], &rv, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0 + 1, err, sizeof err), IS_ERR_INVALID);
+    assert_int_equal(it[1].status, OUTBOX_MISMATCH);
+    assert_string_equal(it[1].mismatch_field, "lot");
+    assert_string_equal(it[1].mismatch, "lot is 'LOT-2' but movement 'MV-1' has 'LOT-1'");
+    assert_int_not_equal(it[0].status, OUTBOX_MISMATCH);
+    free(it[1].mismatch);
+    assert_int_equal(backlog(f), 1);
+    assert_int_equal(last_seq(f, "P1"), 1);
+
+    /* The same lot and 5 (scale 0) == 5.000: accepted, MV-2 takes the next sequence. */
+    mv_reversal(&rv, "RV-1", &orig);
+    rv.qty.units = 5;
+    rv.qty.scale = 0;
+    item_init(&it[1], &rv, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0 + 2, err, sizeof err), IS_OK);
+    assert_int_equal(it[0].sequence, 2);
+    assert_int_equal(it[1].status, OUTBOX_ACCEPTED);
+    assert_int_equal(it[1].sequence, 3);
+}
+
+/* Only a new reversal is checked: a resend stays a DUPLICATE even when the
+ * original, unknown at first, was stored since with other fields. */
+static void test_reversal_resend_is_duplicate(void **state) {
+    fixture_t *f = *state;
+    mv_t orig, rv;
+    uint64_t seq;
+
+    mv_init(&orig, "MV-LATE", "P1", 1000);
+    mv_reversal(&rv, "RV-1", &orig);
+    assert_int_equal(append1(f, &rv, &seq, T0), OUTBOX_ACCEPTED);
+    snprintf(orig.lot, sizeof orig.lot, "LOT-OTHER");
+    assert_int_equal(append1(f, &orig, &seq, T0 + 1), OUTBOX_ACCEPTED);
+    assert_int_equal(append1(f, &rv, &seq, T0 + 2), OUTBOX_DUPLICATE);
+    assert_int_equal(seq, 1);
+    assert_int_equal(backlog(f), 2);
 }
 
 /* A duplicate (stored earlier or in the same request) uses no sequence. */
@@ -697,6 +762,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_repeat_inside_one_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_id_other_source_is_distinct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movement_without_ids_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_mismatch_rolls_back_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_resend_is_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sequences_gap_free_per_site_across_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sites_lists_every_site_that_accepted, setup, teardown),
