@@ -200,8 +200,10 @@ static int check_count(request_t *r, size_t n, is_http_response_t *resp) {
         return 1;
     }
     if (n > r->ig->max_items) {
-        is_http_respond_error(resp, 413, "too many movements: %zu in one request, at most %zu", n,
-                              r->ig->max_items);
+        is_http_respond_error(resp, 413,
+                              "too many movements: %zu in one request, at most %zu "
+                              "(http.max_items)",
+                              n, r->ig->max_items);
         return 1;
     }
     return 0;
@@ -212,6 +214,10 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
     json_error_t jerr;
     size_t i, n;
 
+    if (len == strspn(body, " \t\r\n")) {
+        is_http_respond_error(resp, 400, "empty body: send one JSON movement or an array of them");
+        return 1;
+    }
     /* The tree lives in this thread's arena until request_release. */
     json_arena_on();
     r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);

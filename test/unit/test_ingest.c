@@ -219,6 +219,10 @@ static void test_400_malformed_json(void **state) {
     assert_int_equal(json_integer_value(json_object_get(f->body, "line")), 2);
     assert_true(json_integer_value(json_object_get(f->body, "column")) > 0);
     assert_int_equal(post_json(f, TOK_P1, ""), 400);
+    assert_string_equal(body_str(f, "error"),
+                        "empty body: send one JSON movement or an array of them");
+    assert_int_equal(post_json(f, TOK_P1, " \r\n"), 400);
+    assert_non_null(strstr(body_str(f, "error"), "empty body"));
     assert_int_equal(post_json(f, TOK_P1, "[1, 2"), 400);
     assert_int_equal(stored(f), 0);
 }
@@ -250,7 +254,7 @@ static void test_413_too_many_items(void **state) {
     }
     snprintf(body, sizeof body, "[%s,%s,%s,%s]", m[0], m[1], m[2], m[3]);
     assert_int_equal(post_json(f, TOK_P1, body), 413);
-    assert_non_null(strstr(body_str(f, "error"), "at most 3"));
+    assert_non_null(strstr(body_str(f, "error"), "at most 3 (http.max_items)"));
     assert_int_equal(stored(f), 0);
     snprintf(body, sizeof body, "[%s,%s,%s]", m[0], m[1], m[2]);
     assert_int_equal(post_json(f, TOK_P1, body), 202);
