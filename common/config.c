@@ -422,8 +422,10 @@ static is_err_t set_scalar(cfg_load_t *ld, const is_cfg_entry_t *e, const char *
     }
     if (has_bounds(e) && v < e->min) {
         format_bound(e, e->min, bound, sizeof(bound));
-        is_errf(ld->errstr, ld->errstr_size, "%s: '%s' is below the minimum %s", src->where, text,
-                bound);
+        /* "5" for a duration is 5 ms: say so, the reader meant seconds. */
+        int bare = e->type == IS_CFG_DURATION && text[0] && text[strspn(text, "0123456789")] == 0;
+        is_errf(ld->errstr, ld->errstr_size, "%s: '%s' is below the minimum %s%s", src->where, text,
+                bound, bare ? " (a number without a unit is milliseconds: write 5s, 2m, …)" : "");
         return IS_ERR_CONFIG;
     }
     if (has_bounds(e) && v > e->max) {

@@ -239,6 +239,9 @@ static void test_errors(void **state) {
          "@:2: key 'http.timeout': '-1s' is not a duration (e.g. 150ms, 30s, 5m, 2h, 1d)"},
         {"http:\n  timeout: 50ms\n", NULL, IS_ERR_CONFIG,
          "@:2: key 'http.timeout': '50ms' is below the minimum 100ms"},
+        {"http:\n  timeout: 5\n", NULL, IS_ERR_CONFIG,
+         "@:2: key 'http.timeout': '5' is below the minimum 100ms (a number without a unit is "
+         "milliseconds: write 5s, 2m, …)"},
         {"http:\n  timeout: 2h\n", NULL, IS_ERR_CONFIG,
          "@:2: key 'http.timeout': '2h' is above the maximum 1h"},
         {"http:\n  max_body_bytes: abc\n", NULL, IS_ERR_CONFIG,
