@@ -331,11 +331,15 @@ static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t
     else
         snprintf(posting, sizeof(posting), "running");
     int ready = store_ok && kafka_ok && !rp.all;
-    is_http_respond_json(
-        resp, ready ? 200 : 503,
-        json_pack("{s:b,s:s,s:s,s:s,s:o}", "ready", ready, "store", store_ok ? "ok" : errstr,
-                  "kafka", kafka_ok ? "connected" : "no message received yet or unreachable",
-                  "posting", posting, "paused", rp.list));
+    is_http_respond_json(resp, ready ? 200 : 503,
+                         json_pack("{s:b,s:s,s:s,s:s,s:o}", "ready", ready, "store",
+                                   store_ok ? "ok" : errstr, "kafka",
+                                   kafka_ok ? "connected"
+                                   : atomic_load(&a->stats->messages) > 0
+                                       ? "unreachable (messages were received "
+                                         "before)"
+                                       : "no message received yet or unreachable",
+                                   "posting", posting, "paused", rp.list));
 }
 
 /* Append printf-style text to a growing buffer; returns 0 on ENOMEM. */

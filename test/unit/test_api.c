@@ -179,6 +179,27 @@ static void test_readyz_names_a_partial_pause_and_stays_ready(void **state) {
     json_decref(doc);
 }
 
+/* /readyz tells a consumer that lost Kafka from one that never reached it. */
+static void test_readyz_says_whether_kafka_was_ever_reached(void **state) {
+    fx_t *f = *state;
+    long status;
+    atomic_store(&f->stats.kafka_up, 0);
+    json_t *doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 503);
+    assert_string_equal(str(doc, "kafka"), "no message received yet or unreachable");
+    json_decref(doc);
+    atomic_store(&f->stats.messages, 12);
+    doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 503);
+    assert_string_equal(str(doc, "kafka"), "unreachable (messages were received before)");
+    json_decref(doc);
+    atomic_store(&f->stats.kafka_up, 1);
+    doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(str(doc, "kafka"), "connected");
+    json_decref(doc);
+}
+
 static void test_admin_refuses_unknown_and_non_string_fields(void **state) {
     fx_t *f = *state;
     long status;
@@ -227,6 +248,8 @@ static void test_admin_checks_the_tier_against_the_policy(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_readyz_says_whether_kafka_was_ever_reached, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_readyz_names_a_partial_pause_and_stays_ready, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_admin_refuses_unknown_and_non_string_fields, setup,
