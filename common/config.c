@@ -362,6 +362,41 @@ static int parse_bool(const char *s, int *out) {
 }
 
 /* Parse text for a scalar-typed entry (not STRMAP) and store it. */
+/* text is one of the '|'-separated choices (exactly, case included). */
+static int is_choice(const char *choices, const char *text) {
+    size_t n = strlen(text);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, text, n) == 0)
+            return 1;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+/* "a|b|c" → "a, b or c". */
+static void choices_text(const char *choices, char *buf, size_t size) {
+    size_t n = 0, bars = 0;
+    for (const char *p = choices; *p; p++)
+        bars += *p == '|';
+    buf[0] = '\0';
+    for (const char *p = choices; *p && n + 1 < size;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        const char *sep = !bar ? "" : --bars == 0 ? " or " : ", ";
+        int w = snprintf(buf + n, size - n, "%.*s%s", (int)len, p, sep);
+        if (w < 0 || (size_t)w >= size - n)
+            break; /* truncated: what fits is there */
+        n += (size_t)w;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+}
+
 static is_err_t set_scalar(cfg_load_t *ld, const is_cfg_entry_t *e, const char *text,
                            const cfg_src_t *src) {
     void *p = field(ld, e);
@@ -372,6 +407,12 @@ static is_err_t set_scalar(cfg_load_t *ld, const is_cfg_entry_t *e, const char *
 
     switch (e->type) {
     case IS_CFG_STR: {
+        if (e->choices && !is_choice(e->choices, text)) {
+            char list[256];
+            choices_text(e->choices, list, sizeof(list));
+            is_errf(ld->errstr, ld->errstr_size, "%s: '%s' is not %s", src->where, text, list);
+            return IS_ERR_CONFIG;
+        }
         char *copy = strdup(text);
         if (!copy)
             return IS_ERR_NOMEM;
@@ -909,6 +950,8 @@ void is_cfg_print_help(const is_cfg_entry_t *table, const char *env_prefix, FILE
             format_bound(e, e->max, hi, sizeof(hi));
             fprintf(f, ", %s..%s", lo, hi);
         }
+        if (e->choices)
+            fprintf(f, ", one of %s", e->choices);
         if (e->def)
             fprintf(f, ", default \"%s\"", e->def);
         if (env_prefix && e->type != IS_CFG_STRMAP &&

@@ -46,6 +46,9 @@ typedef struct is_cfg_entry {
     int64_t min, max; /* for INT/DURATION/SIZE; ignored when min == max == 0 */
     const char *def;  /* default as text (parsed like a file value); NULL = none */
     const char *desc; /* one line for --help and docs */
+    /* STR only, optional: the values allowed, '|'-separated ("group|assign");
+     * anything else is an error naming the file and line (or variable). */
+    const char *choices;
 } is_cfg_entry_t;
 
 typedef struct is_strmap {

@@ -11,61 +11,66 @@
 
 const is_cfg_entry_t consumer_config_table[] = {
     {"consumer_id", IS_CFG_STR, OFF(consumer_id), 0, 0, "erp-consumer-1",
-     "name of this instance in logs and the audit trail"},
-    {"log.level", IS_CFG_STR, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
+     "name of this instance in logs and the audit trail", NULL},
+    {"log.level", IS_CFG_STR, OFF(log_level), 0, 0, "info", "debug, info, warn or error",
+     "debug|info|warn|error"},
     {"http.listen", IS_CFG_STR, OFF(http_listen), 0, 0, "127.0.0.1:8081",
-     "address of the status page, /metrics, /healthz, /readyz and admin API"},
-    {"http.threads", IS_CFG_INT, OFF(http_threads), 1, 64, "2", "HTTP worker threads"},
+     "address of the status page, /metrics, /healthz, /readyz and admin API", NULL},
+    {"http.threads", IS_CFG_INT, OFF(http_threads), 1, 64, "2", "HTTP worker threads", NULL},
     {"store.path", IS_CFG_STR, OFF(store_path), 0, 0, "erp-consumer.db",
-     "SQLite file with dedup keys, posting queue, offsets (keep on a persistent volume)"},
+     "SQLite file with dedup keys, posting queue, offsets (keep on a persistent volume)", NULL},
     {"store.sync", IS_CFG_STR, OFF(store_sync), 0, 0, "full",
-     "full (survives power loss) or normal (survives a process crash)"},
-    {"policy.path", IS_CFG_STR, OFF(policy_path), 0, 0, NULL, "tier policy YAML (required)"},
+     "full (survives power loss) or normal (survives a process crash)", "full|normal"},
+    {"policy.path", IS_CFG_STR, OFF(policy_path), 0, 0, NULL, "tier policy YAML (required)", NULL},
     {"sites_regex", IS_CFG_STR, OFF(sites_regex), 0, 0, "[^.]+",
-     "regular expression of the sites this instance owns (topic <prefix>.<site>.<tier>)"},
-    {"erp.adapter", IS_CFG_STR, OFF(erp.adapter), 0, 0, "sqlite", "sqlite or http-json"},
+     "regular expression of the sites this instance owns (topic <prefix>.<site>.<tier>)", NULL},
+    {"erp.adapter", IS_CFG_STR, OFF(erp.adapter), 0, 0, "sqlite",
+     "sqlite (the embedded ledger, a stand-in) or http-json", "sqlite|http-json"},
     {"erp.sqlite.path", IS_CFG_STR, OFF(erp.sqlite_path), 0, 0, "erp-ledger.db",
-     "sqlite adapter: the embedded ERP ledger file"},
+     "sqlite adapter: the embedded ERP ledger file", NULL},
     {"erp.sqlite.allow_negative", IS_CFG_BOOL, OFF(erp.allow_negative), 0, 0, "false",
-     "sqlite adapter: accept postings that drive on-hand below zero"},
+     "sqlite adapter: accept postings that drive on-hand below zero", NULL},
     {"erp.http.url", IS_CFG_STR, OFF(erp.http_url), 0, 0, NULL,
-     "http-json adapter: base URL of the ERP API"},
+     "http-json adapter: base URL of the ERP API", NULL},
     {"erp.http.token", IS_CFG_STR, OFF(erp.http_token), 0, 0, NULL,
-     "http-json adapter: bearer token (never logged)"},
+     "http-json adapter: bearer token (never logged)", NULL},
     {"erp.http.timeout", IS_CFG_DURATION, OFF(erp.http_timeout_ms), 100, 600000, "10s",
-     "http-json adapter: timeout of one ERP call"},
+     "http-json adapter: timeout of one ERP call", NULL},
     /* Larger cycles pay a cycle's fsyncs and shared index pages once for more
      * postings (2,000: real-time 4.4-4.8k -> 5.9-6.4k postings/s in the
      * bench, docs/PERFORMANCE.md §5.7), but a crash then leaves up to two
      * cycles to look up in the ERP one by one at start, and one ERP
      * transaction holds them all: 500 keeps both small. */
     {"poster.batch", IS_CFG_INT, OFF(poster_batch), 1, 100000, "500",
-     "postings handled per poster transaction"},
+     "postings handled per poster transaction", NULL},
     {"poster.idle", IS_CFG_DURATION, OFF(poster_idle_ms), 1, 60000, "200ms",
-     "longest poster wait when nothing is due (new movements wake it at once)"},
+     "longest poster wait when nothing is due (new movements wake it at once)", NULL},
     {"retry.base", IS_CFG_DURATION, OFF(retry_base_ms), 1, 3600000, "1s",
-     "first retry delay after a retryable ERP failure (doubles, with jitter)"},
-    {"retry.max", IS_CFG_DURATION, OFF(retry_max_ms), 1, 86400000, "5m", "retry delay cap"},
+     "first retry delay after a retryable ERP failure (doubles, with jitter)", NULL},
+    {"retry.max", IS_CFG_DURATION, OFF(retry_max_ms), 1, 86400000, "5m", "retry delay cap", NULL},
     {"consume.batch", IS_CFG_INT, OFF(consume_batch), 1, 100000, "2000",
-     "Kafka messages applied per store transaction"},
+     "Kafka messages applied per store transaction", NULL},
     {"consume.mode", IS_CFG_STR, OFF(consume_mode), 0, 0, "group",
      "group: join kafka.group.id and subscribe by regex (several instances share the work); "
      "assign: list topics every consume.discovery and assign every matching partition "
-     "(one instance owns its sites; no group coordinator needed, e.g. the embedded cluster)"},
+     "(one instance owns its sites; no group coordinator needed, e.g. the embedded cluster)",
+     "group|assign"},
     {"consume.discovery", IS_CFG_DURATION, OFF(discovery_ms), 100, 3600000, "5s",
-     "assign mode: how often new topics (new sites) are looked for"},
+     "assign mode: how often new topics (new sites) are looked for", NULL},
     {"consume.gap_timeout", IS_CFG_DURATION, OFF(gap_timeout_ms), 1000, 86400000, "60s",
      "a movement waits for every earlier sequence of its producer and site; once this "
      "instance has read all its partitions to the end, a gap older than this is skipped "
-     "and recorded in the audit trail (sequences consumed elsewhere or lost to retention)"},
+     "and recorded in the audit trail (sequences consumed elsewhere or lost to retention)",
+     NULL},
     {"uom.conversions", IS_CFG_STR, OFF(uom_path), 0, 0, NULL,
      "CSV mes_uom,erp_uom,factor[,material]: quantities are converted exactly before posting; "
-     "when set, a unit without a row is a permanent error (unset: units pass through)"},
+     "when set, a unit without a row is a permanent error (unset: units pass through)",
+     NULL},
     {"admin.token", IS_CFG_STR, OFF(admin_token), 0, 0, NULL,
-     "bearer token for admin endpoints (unset: admin API disabled)"},
+     "bearer token for admin endpoints (unset: admin API disabled)", NULL},
     {"loop_guard.erp_sources", IS_CFG_STRLIST, OFF(erp_sources), 0, 0, NULL,
-     "source systems that are the ERP itself: their movements are dropped and counted"},
-    {NULL, 0, 0, 0, 0, NULL, NULL},
+     "source systems that are the ERP itself: their movements are dropped and counted", NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
 is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *errstr,
@@ -81,16 +86,7 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
         is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", where);
         return IS_ERR_CONFIG;
     }
-    if (strcmp(cfg->store_sync, "full") != 0 && strcmp(cfg->store_sync, "normal") != 0) {
-        is_errf(errstr, errstr_size, "%s: key 'store.sync': '%s' is not full or normal", where,
-                cfg->store_sync);
-        return IS_ERR_CONFIG;
-    }
-    if (strcmp(cfg->consume_mode, "group") != 0 && strcmp(cfg->consume_mode, "assign") != 0) {
-        is_errf(errstr, errstr_size, "%s: key 'consume.mode': '%s' is not group or assign", where,
-                cfg->consume_mode);
-        return IS_ERR_CONFIG;
-    }
+    /* store.sync, consume.mode, erp.adapter, log.level: checked by the load (choices). */
     if (strcmp(cfg->erp.adapter, "http-json") == 0 && (!cfg->erp.http_url || !*cfg->erp.http_url)) {
         is_errf(errstr, errstr_size, "%s: key 'erp.http.url' is required for erp.adapter http-json",
                 where);

@@ -13,35 +13,37 @@
 
 const is_cfg_entry_t producer_config_table[] = {
     {"producer_id", IS_CFG_STR, OFF(producer_id), 0, 0, "mes-producer-1",
-     "stamped on every movement; sequences are gap-free per (producer_id, site)"},
-    {"log.level", IS_CFG_STR, OFF(log_level), 0, 0, "info", "debug | info | warn | error"},
+     "stamped on every movement; sequences are gap-free per (producer_id, site)", NULL},
+    {"log.level", IS_CFG_STR, OFF(log_level), 0, 0, "info", "debug | info | warn | error",
+     "debug|info|warn|error"},
     {"http.listen", IS_CFG_STR, OFF(http_listen), 0, 0, "127.0.0.1:8080",
-     "HTTP listen address: host:port, :port for all interfaces, port 0 = ephemeral"},
-    {"http.threads", IS_CFG_INT, OFF(http_threads), 1, 256, "4", "HTTP worker threads"},
+     "HTTP listen address: host:port, :port for all interfaces, port 0 = ephemeral", NULL},
+    {"http.threads", IS_CFG_INT, OFF(http_threads), 1, 256, "4", "HTTP worker threads", NULL},
     {"http.max_body", IS_CFG_SIZE, OFF(http_max_body), 1024, INT64_C(1) << 30, "8MiB",
-     "largest request body accepted (413 above)"},
+     "largest request body accepted (413 above)", NULL},
     {"http.max_items", IS_CFG_INT, OFF(http_max_items), 1, 1000000, "10000",
-     "most movements in one request (413 above)"},
+     "most movements in one request (413 above)", NULL},
     {"outbox.path", IS_CFG_STR, OFF(outbox_path), 0, 0, "mes-producer.db",
-     "SQLite outbox file: a movement is acknowledged only once it is committed here"},
+     "SQLite outbox file: a movement is acknowledged only once it is committed here", NULL},
     {"outbox.sync", IS_CFG_STR, OFF(outbox_sync), 0, 0, "full",
-     "full (a commit survives power loss) | normal (survives a process crash only)"},
+     "full (a commit survives power loss) | normal (survives a process crash only)", "full|normal"},
     {"policy.path", IS_CFG_STR, OFF(policy_path), 0, 0, NULL,
-     "tier policy YAML (required); its SHA-256 is the policy_version"},
+     "tier policy YAML (required); its SHA-256 is the policy_version", NULL},
     {"auth.tokens", IS_CFG_STRMAP, OFF(auth_tokens), 0, 0, NULL,
-     "site -> bearer token allowed to submit that site's movements; site \"*\" = all sites"},
+     "site -> bearer token allowed to submit that site's movements; site \"*\" = all sites", NULL},
     {"auth.admin_token", IS_CFG_STR, OFF(auth_admin_token), 0, 0, NULL,
-     "ignored (mes-producer has no admin endpoints; accepted so that older files load)"},
+     "ignored (mes-producer has no admin endpoints; accepted so that older files load)", NULL},
     {"quantity.max_scale", IS_CFG_INT, OFF(quantity_max_scale), 0, 18, "6",
-     "most decimal places accepted in a quantity"},
+     "most decimal places accepted in a quantity", NULL},
     {"loop_guard.refused_sources", IS_CFG_STRLIST, OFF(refused_sources), 0, 0, NULL,
      "source systems refused with 422 (e.g. the ERP's own; compared ignoring case), so ERP "
-     "echoes never loop back"},
+     "echoes never loop back",
+     NULL},
     {"heartbeat.interval", IS_CFG_DURATION, OFF(heartbeat_interval_ms), 100, 3600000, "10s",
-     "heartbeat period per site, on each of the site's tier topics"},
+     "heartbeat period per site, on each of the site's tier topics", NULL},
     {"forwarder.batch", IS_CFG_INT, OFF(forwarder_batch), 1, 100000, "1000",
-     "outbox rows handed to Kafka per forwarder round"},
-    {NULL, IS_CFG_STR, 0, 0, 0, NULL, NULL},
+     "outbox rows handed to Kafka per forwarder round", NULL},
+    {NULL, IS_CFG_STR, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char *errstr,
@@ -68,7 +70,6 @@ static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char
 is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) {
     const char *src = path ? path : "configuration";
-    is_log_level_t lvl;
     is_err_t rc;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -87,16 +88,7 @@ is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *er
             src);
         return IS_ERR_CONFIG;
     }
-    if (strcmp(cfg->outbox_sync, "full") != 0 && strcmp(cfg->outbox_sync, "normal") != 0) {
-        is_errf(errstr, errstr_size, "%s: key 'outbox.sync': '%s' is not full or normal", src,
-                cfg->outbox_sync);
-        return IS_ERR_CONFIG;
-    }
-    if (is_log_level_parse(cfg->log_level, &lvl) != IS_OK) {
-        is_errf(errstr, errstr_size, "%s: key 'log.level': '%s' is not debug, info, warn or error",
-                src, cfg->log_level);
-        return IS_ERR_CONFIG;
-    }
+    /* outbox.sync and log.level: checked by the load (choices). */
     if (!*cfg->producer_id || !is_topic_part_valid(cfg->producer_id)) {
         is_errf(errstr, errstr_size,
                 "%s: key 'producer_id': '%s' must be 1..64 chars of [A-Za-z0-9_-]", src,

@@ -29,22 +29,27 @@ typedef struct tcfg {
     is_strmap_t tokens;
     is_strlist_t sites;
     char *db_path;
+    char *mode;
 } tcfg_t;
 
 static const is_cfg_entry_t table[] = {
     {"http.listen", IS_CFG_STR, offsetof(tcfg_t, listen), 0, 0, "127.0.0.1:8080",
-     "address to listen on"},
-    {"http.threads", IS_CFG_INT, offsetof(tcfg_t, threads), 1, 64, "4", "worker threads"},
-    {"http.max-conns", IS_CFG_INT, offsetof(tcfg_t, max_conns), 0, 0, "100", "connection cap"},
-    {"http.tls", IS_CFG_BOOL, offsetof(tcfg_t, tls), 0, 0, "false", "serve TLS"},
+     "address to listen on", NULL},
+    {"http.threads", IS_CFG_INT, offsetof(tcfg_t, threads), 1, 64, "4", "worker threads", NULL},
+    {"http.max-conns", IS_CFG_INT, offsetof(tcfg_t, max_conns), 0, 0, "100", "connection cap",
+     NULL},
+    {"http.tls", IS_CFG_BOOL, offsetof(tcfg_t, tls), 0, 0, "false", "serve TLS", NULL},
     {"http.timeout", IS_CFG_DURATION, offsetof(tcfg_t, timeout_ms), 100, 3600000, "30s",
-     "request timeout"},
+     "request timeout", NULL},
     {"http.max_body_bytes", IS_CFG_SIZE, offsetof(tcfg_t, max_body), 1024, 64 << 20, "8MiB",
-     "largest request body"},
-    {"auth.tokens", IS_CFG_STRMAP, offsetof(tcfg_t, tokens), 0, 0, NULL, "site → bearer token"},
-    {"sites", IS_CFG_STRLIST, offsetof(tcfg_t, sites), 0, 0, "PLANT1", "sites served"},
-    {"db.path", IS_CFG_STR, offsetof(tcfg_t, db_path), 0, 0, NULL, "SQLite file"},
-    {NULL, 0, 0, 0, 0, NULL, NULL},
+     "largest request body", NULL},
+    {"auth.tokens", IS_CFG_STRMAP, offsetof(tcfg_t, tokens), 0, 0, NULL, "site → bearer token",
+     NULL},
+    {"sites", IS_CFG_STRLIST, offsetof(tcfg_t, sites), 0, 0, "PLANT1", "sites served", NULL},
+    {"db.path", IS_CFG_STR, offsetof(tcfg_t, db_path), 0, 0, NULL, "SQLite file", NULL},
+    {"consume.mode", IS_CFG_STR, offsetof(tcfg_t, mode), 0, 0, "group", "how to consume",
+     "group|assign|replay"},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static char g_path[64];
@@ -239,6 +244,10 @@ static void test_errors(void **state) {
          "@:2: key 'http.timeout': '-1s' is not a duration (e.g. 150ms, 30s, 5m, 2h, 1d)"},
         {"http:\n  timeout: 50ms\n", NULL, IS_ERR_CONFIG,
          "@:2: key 'http.timeout': '50ms' is below the minimum 100ms"},
+        {"consume:\n  mode: asign\n", NULL, IS_ERR_CONFIG,
+         "@:2: key 'consume.mode': 'asign' is not group, assign or replay"},
+        {"consume:\n  mode: assign\n", "INVSYNC_CONSUME_MODE=Group", IS_ERR_CONFIG,
+         "environment INVSYNC_CONSUME_MODE: 'Group' is not group, assign or replay"},
         {"http:\n  timeout: 5\n", NULL, IS_ERR_CONFIG,
          "@:2: key 'http.timeout': '5' is below the minimum 100ms (a number without a unit is "
          "milliseconds: write 5s, 2m, …)"},
@@ -308,8 +317,8 @@ static void test_errors(void **state) {
 
 static void test_bad_default(void **state) {
     static const is_cfg_entry_t bad[] = {
-        {"a.b", IS_CFG_DURATION, 0, 0, 0, "soon", "x"},
-        {NULL, 0, 0, 0, 0, NULL, NULL},
+        {"a.b", IS_CFG_DURATION, 0, 0, 0, "soon", "x", NULL},
+        {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
     };
     int64_t v;
     char err[256];
