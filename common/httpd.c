@@ -510,6 +510,18 @@ static int split_listen(const char *listen, char *host, size_t host_size, uint16
     return parse_port(colon + 1, port);
 }
 
+is_err_t is_httpd_check_listen(const char *listen, char *errstr, size_t errstr_size) {
+    char host[256];
+    uint16_t port;
+    if (!listen || split_listen(listen, host, sizeof host, &port) != 0) {
+        is_errf(errstr, errstr_size,
+                "bad listen address '%s': expected \"host:port\" or \":port\" (port 0-65535)",
+                listen ? listen : "");
+        return IS_ERR_CONFIG;
+    }
+    return IS_OK;
+}
+
 static is_err_t bind_listen(const char *addr, int *fd_out, uint16_t *port_out, char *errstr,
                             size_t errstr_size) {
     struct addrinfo hints = {0}, *res = NULL;

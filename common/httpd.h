@@ -53,6 +53,10 @@ typedef struct is_http_route {
 
 typedef struct is_httpd is_httpd_t;
 
+/* The form of a listen address (no lookup, no bind): IS_OK, or IS_ERR_CONFIG
+ * with errstr "bad listen address '…': expected …". For config checks. */
+is_err_t is_httpd_check_listen(const char *listen, char *errstr, size_t errstr_size);
+
 /*
  * listen: "127.0.0.1:8080", "0.0.0.0:8080", ":8080" (all interfaces) or port
  * 0 for an ephemeral port (see is_httpd_port). routes is copied.

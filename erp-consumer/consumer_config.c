@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "httpd.h"
+
 #include "consumer_config.h"
 
 #define OFF(f) offsetof(consumer_config_t, f)
@@ -75,6 +77,7 @@ const is_cfg_entry_t consumer_config_table[] = {
 
 is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) {
+    char listen_err[300];
     is_err_t rc;
     const char *where = path ? path : "configuration";
     memset(cfg, 0, sizeof(*cfg));
@@ -82,6 +85,10 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
                      errstr_size);
     if (rc != IS_OK)
         return rc;
+    if (is_httpd_check_listen(cfg->http_listen, listen_err, sizeof(listen_err)) != IS_OK) {
+        is_errf(errstr, errstr_size, "%s: key 'http.listen': %s", where, listen_err);
+        return IS_ERR_CONFIG;
+    }
     if (!cfg->policy_path || !*cfg->policy_path) {
         is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", where);
         return IS_ERR_CONFIG;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "httpd.h"
+
 #include "log.h"
 #include "producer_config.h"
 #include "topic.h"
@@ -69,6 +71,7 @@ static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char
 
 is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) {
+    char listen_err[300];
     const char *src = path ? path : "configuration";
     is_err_t rc;
 
@@ -77,6 +80,10 @@ is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *er
                      errstr_size);
     if (rc != IS_OK)
         return rc;
+    if (is_httpd_check_listen(cfg->http_listen, listen_err, sizeof(listen_err)) != IS_OK) {
+        is_errf(errstr, errstr_size, "%s: key 'http.listen': %s", src, listen_err);
+        return IS_ERR_CONFIG;
+    }
     if (!cfg->policy_path || !*cfg->policy_path) {
         is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", src);
         return IS_ERR_CONFIG;

@@ -102,6 +102,12 @@ def test_check_config_validates_and_exits(stack, name):
     bad = stack.write_config(name + "-badkafka", cfg)
     out = run_expecting_failure(stack, [binary(name), "--config", bad, "--check-config"])
     assert "no.such.property" in out, out
+    # The listen address's form is checked too, not only when the service binds it.
+    cfg = SERVICES[name](stack)
+    cfg["http"]["listen"] = "garbage"
+    bad = stack.write_config(name + "-badlisten", cfg)
+    out = run_expecting_failure(stack, [binary(name), "--config", bad, "--check-config"])
+    assert "http.listen" in out and "bad listen address 'garbage'" in out, out
 
 
 def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):
