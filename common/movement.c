@@ -59,6 +59,7 @@ typedef struct verrs {
     is_field_error_t *errs;
     size_t max; /* capacity of errs */
     size_t n;   /* errors found, may exceed max */
+    int ingest; /* is_validate_opts_t.ingest */
 } verrs_t;
 
 static void add_err(verrs_t *v, const char *field, const char *fmt, ...) IS_PRINTF(3, 4);
@@ -89,7 +90,7 @@ static void check_str(verrs_t *v, const char *field, const char *s, int required
         add_err(v, field, "is required");
     } else if (len > IS_MOVEMENT_MAX_STR) {
         add_err(v, field, "is longer than %d bytes", IS_MOVEMENT_MAX_STR);
-    } else {
+    } else if (v->ingest) {
         for (size_t i = 0; i < len; i++) {
             unsigned char c = (unsigned char)s[i];
             if (c < 0x20 || c == 0x7f) {
@@ -164,7 +165,7 @@ static void check_status(verrs_t *v, const char *field, int status) {
  */
 size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,
                             is_field_error_t *errs, size_t max_errs) {
-    verrs_t v = {errs, max_errs, 0};
+    verrs_t v = {errs, max_errs, 0, opts ? opts->ingest : 0};
     uint32_t max_scale = opts ? opts->max_scale : IS_DECIMAL_MAX_SCALE;
     const int type = (int)m->type;
     const int rt = rule_type(m);
@@ -246,7 +247,7 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
     }
     if (m->n_attributes > IS_MOVEMENT_MAX_ATTRS)
         add_err(&v, "attributes", "has more than %d entries", IS_MOVEMENT_MAX_ATTRS);
-    for (size_t i = 0; i < m->n_attributes && i < IS_MOVEMENT_MAX_ATTRS; i++) {
+    for (size_t i = 0; v.ingest && i < m->n_attributes && i < IS_MOVEMENT_MAX_ATTRS; i++) {
         const char *k = m->attributes[i] ? str(m->attributes[i]->key) : "";
         const char *val = m->attributes[i] ? str(m->attributes[i]->value) : "";
         size_t klen = strlen(k), vlen = strlen(val);
@@ -339,30 +340,12 @@ int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size) {
     int n;
     if (!buf || buf_size == 0)
         return -1;
-    n = snprintf(buf, buf_size, "%s/", str(m->site));
-    if (n < 0 || (size_t)n >= buf_size)
-        goto too_long;
-    const char *parts[2] = {str(m->material), str(m->lot)};
-    for (int p = 0; p < 2; p++) {
-        for (const char *c = parts[p]; *c; c++) {
-            const char *esc = *c == '/' ? "%2F" : *c == '%' ? "%25" : NULL;
-            size_t len = esc ? 3 : 1;
-            if ((size_t)n + len >= buf_size)
-                goto too_long;
-            memcpy(buf + n, esc ? esc : c, len);
-            n += (int)len;
-        }
-        if (p == 0) {
-            if ((size_t)n + 1 >= buf_size)
-                goto too_long;
-            buf[n++] = '/';
-        }
+    n = snprintf(buf, buf_size, "%s/%s/%s", str(m->site), str(m->material), str(m->lot));
+    if (n < 0 || (size_t)n >= buf_size) {
+        buf[0] = '\0';
+        return -1;
     }
-    buf[n] = '\0';
     return n;
-too_long:
-    buf[0] = '\0';
-    return -1;
 }
 
 is_decimal_t is_movement_qty(const is_movement_t *m) {

@@ -37,8 +37,7 @@ typedef Invsync__V1__Heartbeat is_heartbeat_t;
  * 64-bit integers at 6 decimal places (±9.2e12), and on-hand sums and netting
  * need room above a single movement. */
 #define IS_MOVEMENT_MAX_QTY_DIGITS 12
-/* Site (≤ 64) + material and lot with '/' and '%' escaped (×3) + separators. */
-#define IS_LOT_KEY_MAX (64 + 2 * 3 * IS_MOVEMENT_MAX_STR + 3)
+#define IS_LOT_KEY_MAX             (3 * IS_MOVEMENT_MAX_STR + 3)
 
 /* "GOODS_ISSUE" …; "MOVEMENT_TYPE_UNSPECIFIED" for 0; "?" out of range. */
 const char *is_movement_type_name(int type);
@@ -57,6 +56,11 @@ typedef struct is_validate_opts {
     uint32_t max_scale; /* most decimal places accepted */
     const char *const
         *refused_sources; /* loop guard: ERP-origin source systems, NULL-terminated, may be NULL */
+    /* 1 at ingest (the producer): also refuse control characters in strings
+     * and attributes with an empty key, a key over IS_MOVEMENT_MAX_STR or a
+     * value over IS_MOVEMENT_MAX_ATTR_VALUE. The consumer leaves it 0: a
+     * movement an older producer accepted with them is still posted. */
+    int ingest;
 } is_validate_opts_t;
 
 /*
@@ -70,9 +74,10 @@ typedef struct is_validate_opts {
  * need order_id; SCRAP needs reason_code; QUARANTINE/RELEASE statuses must
  * differ; REVERSAL needs reverses_movement_id and reversed_type (not
  * REVERSAL); |quantity| < 10^IS_MOVEMENT_MAX_QTY_DIGITS; attributes ≤
- * IS_MOVEMENT_MAX_ATTRS, each key non-empty and ≤ IS_MOVEMENT_MAX_STR, each
- * value ≤ IS_MOVEMENT_MAX_ATTR_VALUE (a movement always fits a Kafka
- * message); source_system not refused.
+ * IS_MOVEMENT_MAX_ATTRS; source_system not refused (compared ignoring case).
+ * With opts->ingest also: no control characters in strings, each attribute
+ * key non-empty and ≤ IS_MOVEMENT_MAX_STR, each value ≤
+ * IS_MOVEMENT_MAX_ATTR_VALUE (a movement always fits a Kafka message).
  */
 size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,
                             is_field_error_t *errs, size_t max_errs);
@@ -89,10 +94,12 @@ typedef struct is_stock_effect {
  */
 size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]);
 
-/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. '/' and '%'
- * inside material and lot are written %2F and %25, so two lots never share a
- * key (material "RM/1" lot "X" and material "RM" lot "1/X"); names without
- * them are written as they are. Returns length or -1 if it does not fit. */
+/* "<site>/<material>/<lot>" — the Kafka key and the ordering key. Returns
+ * length or -1 if it does not fit. Names are joined as they are: two lots
+ * whose names join alike (material "RM/1" lot "X", material "RM" lot "1/X")
+ * share a key and are ordered and held together, which is conservative;
+ * escaping the '/' would change the key of every lot named with one, and a
+ * store's backlog keyed the old way would then be ordered apart from it. */
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size);
 
 /* Decimal <-> proto Decimal. */
