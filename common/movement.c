@@ -311,6 +311,11 @@ static size_t base_effects(const is_movement_t *m, int type, is_decimal_t q,
     }
 }
 
+void is_movement_statuses(const is_movement_t *m, int type, int *from, int *to) {
+    *from = m->from_status ? (int)m->from_status : default_from(type);
+    *to = m->to_status ? (int)m->to_status : default_to(type);
+}
+
 size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]) {
     is_stock_effect_t tmp[4];
     size_t n;

@@ -94,6 +94,11 @@ typedef struct is_stock_effect {
  */
 size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]);
 
+/* The stock statuses a movement of `type` moves from and to, defaults
+ * applied (QUARANTINE: → BLOCKED, RELEASE: BLOCKED →, otherwise
+ * UNRESTRICTED), as is_movement_effects uses them. */
+void is_movement_statuses(const is_movement_t *m, int type, int *from, int *to);
+
 /* "<site>/<material>/<lot>" — the Kafka key and the ordering key. Returns
  * length or -1 if it does not fit. Names are joined as they are: two lots
  * whose names join alike (material "RM/1" lot "X", material "RM" lot "1/X")

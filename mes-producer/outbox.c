@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "log.h"
 #include "outbox.h"
 
 #define S(x) ((x) ? (x) : "")
@@ -517,11 +518,15 @@ static int reversal_mismatch(outbox_item_t *it, const is_movement_t *orig) {
     }
     if (n_rv == n_orig && i == n_rv)
         return 0;
-    if (rv->from_status != orig->from_status)
-        return mismatch_has(it, "from_status", is_stock_status_name((int)rv->from_status), oid,
-                            is_stock_status_name((int)orig->from_status));
-    return mismatch_has(it, "to_status", is_stock_status_name((int)rv->to_status), oid,
-                        is_stock_status_name((int)orig->to_status));
+    /* Name the status whose effective value (defaults applied) differs. */
+    int from_rv, to_rv, from_orig, to_orig;
+    is_movement_statuses(rv, (int)orig->type, &from_rv, &to_rv);
+    is_movement_statuses(orig, (int)orig->type, &from_orig, &to_orig);
+    if (from_rv != from_orig)
+        return mismatch_has(it, "from_status", is_stock_status_name(from_rv), oid,
+                            is_stock_status_name(from_orig));
+    return mismatch_has(it, "to_status", is_stock_status_name(to_rv), oid,
+                        is_stock_status_name(to_orig));
 }
 
 /*
@@ -545,11 +550,12 @@ static is_err_t check_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, si
         const void *payload = sqlite3_column_blob(ob->w_lookup, 4);
         int len = sqlite3_column_bytes(ob->w_lookup, 4);
         orig = invsync__v1__movement__unpack(NULL, (size_t)len, payload);
-        if (!orig) {
-            is_errf(errstr, errstr_size, "movement '%s': cannot decode the stored movement '%s'",
-                    S(m->movement_id), m->reverses_movement_id);
-            rc = IS_ERR_DB;
-        }
+        /* A stored row that does not decode is not this request's fault: the
+         * reversal goes in unchecked (the consumer checks it again) rather
+         * than failing every request of the group, for good. */
+        if (!orig)
+            is_log(IS_LOG_ERROR, "cannot decode a stored movement; reversal not checked",
+                   "movement_id", S(m->movement_id), "reverses", m->reverses_movement_id, NULL);
     } else if (src != SQLITE_DONE) {
         rc = is_db_error(ob->w, "look up reversed movement", errstr, errstr_size);
     }

@@ -719,15 +719,26 @@ static void test_422_reversal_must_match_original_statuses(void **state) {
             ",\"to_status\":\"BLOCKED\",\"reverses_movement_id\":\"T13-Q\","
             "\"reversed_type\":\"QUARANTINE\"");
     assert_int_equal(post_json(f, TOK_P1, rv), 422);
-    assert_one_error(
-        f, 0, "T13-RV", "from_status",
-        "from_status is 'STOCK_STATUS_UNSPECIFIED' but movement 'T13-Q' has 'QUALITY'");
+    /* Effective values are named (an omitted from_status is UNRESTRICTED). */
+    assert_one_error(f, 0, "T13-RV", "from_status",
+                     "from_status is 'UNRESTRICTED' but movement 'T13-Q' has 'QUALITY'");
     /* BLOCKED is QUARANTINE's default to_status: omitting it matches. */
     mv_json(rv, sizeof rv, "T13-RV", "REVERSAL", "LOT-1", "2",
             ",\"from_status\":\"QUALITY\",\"reverses_movement_id\":\"T13-Q\","
             "\"reversed_type\":\"QUARANTINE\"");
     assert_int_equal(post_json(f, TOK_P1, rv), 202);
     assert_int_equal(stored(f), 2);
+
+    /* Raw values differ in from_status (unset vs UNRESTRICTED) but agree in
+     * effect; the difference that counts is to_status, and that is named. */
+    mv_json(orig, sizeof orig, "T14-Q", "QUARANTINE", "LOT-1", "2", ",\"to_status\":\"QUALITY\"");
+    assert_int_equal(post_json(f, TOK_P1, orig), 202);
+    mv_json(rv, sizeof rv, "T14-RV", "REVERSAL", "LOT-1", "2",
+            ",\"from_status\":\"UNRESTRICTED\",\"to_status\":\"BLOCKED\","
+            "\"reverses_movement_id\":\"T14-Q\",\"reversed_type\":\"QUARANTINE\"");
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(f, 0, "T14-RV", "to_status",
+                     "to_status is 'BLOCKED' but movement 'T14-Q' has 'QUALITY'");
 }
 
 /* ---- health, readiness, metrics ---------------------------------------- */
