@@ -133,6 +133,10 @@ static int qty_in_range(int64_t units, uint32_t scale) {
     return whole > -limit && whole < limit;
 }
 
+int is_movement_qty_in_range(is_decimal_t q) {
+    return q.scale <= 18 && qty_in_range(q.units, q.scale);
+}
+
 /* The type whose rules apply: a REVERSAL carries its original's fields. */
 static int rule_type(const is_movement_t *m) {
     if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&

@@ -107,6 +107,10 @@ void is_movement_statuses(const is_movement_t *m, int type, int *from, int *to);
  * store's backlog keyed the old way would then be ordered apart from it. */
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size);
 
+/* |q| < 10^IS_MOVEMENT_MAX_QTY_DIGITS: what the ERP can book (the rule
+ * is_movement_validate applies to a movement's quantity). */
+int is_movement_qty_in_range(is_decimal_t q);
+
 /* Decimal <-> proto Decimal. */
 is_decimal_t is_movement_qty(const is_movement_t *m);
 

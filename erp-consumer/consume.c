@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "kafka.h"
@@ -478,6 +479,14 @@ static int is_heartbeat_msg(const rd_kafka_message_t *msg) {
 }
 
 /* Decide what a message is; fills slot and the store message. */
+/* The loop guard, ignoring case as the producer's does ("erp-sap" is ERP-SAP). */
+static int is_erp_source(const is_strlist_t *sources, const char *source) {
+    for (size_t i = 0; source && i < sources->n; i++)
+        if (strcasecmp(sources->items[i], source) == 0)
+            return 1;
+    return 0;
+}
+
 static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
     const rd_kafka_message_t *msg = slot->msg;
     char site[128], tier[64];
@@ -512,8 +521,7 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
                  "undecodable: value is not an invsync.v1.Movement (%zu bytes)", msg->len);
         goto dead;
     }
-    if (c->cfg->erp_sources.n > 0 &&
-        is_strlist_contains(&c->cfg->erp_sources, slot->m->source_system)) {
+    if (c->cfg->erp_sources.n > 0 && is_erp_source(&c->cfg->erp_sources, slot->m->source_system)) {
         sm->kind = STORE_MSG_IGNORED;
         sm->m = slot->m;
         snprintf(slot->reason, sizeof(slot->reason), "loop guard: source '%s' is the ERP",

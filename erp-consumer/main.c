@@ -264,6 +264,13 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
                     errstr);
             goto out;
         }
+        if (!is_movement_qty_in_range(q)) {
+            fprintf(stderr,
+                    "erp-consumer: %s: row %zu: quantity '%s' is out of range: at most %d digits "
+                    "before the decimal point; nothing was booked\n",
+                    file, i, v[5], IS_MOVEMENT_MAX_QTY_DIGITS);
+            goto out;
+        }
         json_t *stj = json_object_get(row, "stock_status");
         int st = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
         if (stj && !json_is_null(stj)) {

@@ -155,6 +155,7 @@ typedef struct store_posting {
     char note[192];     /* promotion note, e.g. "promoted by M7 (realtime)" */
     char *invalid;      /* non-NULL: must not reach the ERP, fails permanently with this
                            reason (a REVERSAL that does not match its original); owned */
+    int recheck;        /* a retried posting that had failed as invalid: check it again */
     size_t n;
     int64_t *row_ids;  /* movements.id */
     is_movement_t **m; /* decoded payloads (owned) */

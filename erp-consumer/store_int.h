@@ -99,4 +99,8 @@ void store_rollback(store_t *s);
  * same scope. */
 void store_bind_text(sqlite3_stmt *st, int i, const char *v);
 
+/* Every reason check_reversal gives starts so (a posting's last_error tells
+ * an invalid reversal from an ERP failure when an operator retries it). */
+#define STORE_REVERSAL_REASON "reversal "
+
 #endif

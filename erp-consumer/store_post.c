@@ -25,7 +25,7 @@ const char *const store_post_sql[SQ__COUNT] = {
      * and they must reach the ERP in acceptance order. */
     // clang-format off
     [SQ_DUE_RETRY] =
-        "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts FROM postings p"
+        "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts, p.last_error FROM postings p"
         " WHERE p.state = 'retry' AND p.next_at <= ?1 AND NOT EXISTS ("
         "  SELECT 1 FROM movements e WHERE e.lot_key = p.lot_key"
         "   AND " STORE_OPEN("e.") " AND e.posting_id <> p.posting_id"
@@ -258,7 +258,12 @@ static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char
      * status. A REVERSAL's effects are its original's, negated, in reverse order. */
     is_stock_effect_t re[4], oe[4];
     size_t nr = is_movement_effects(r, re), no = is_movement_effects(o, oe);
-    for (size_t k = 0; nr == no && k < no; k++)
+    if (nr != no) {
+        snprintf(buf, size, "reversal does not match %s: its stock effects differ",
+                 r->reverses_movement_id);
+        return 0;
+    }
+    for (size_t k = 0; k < no; k++)
         if (re[no - 1 - k].status != oe[k].status) {
             snprintf(buf, size,
                      "reversal does not match %s: stock status at %s is %s, the original's is %s",
@@ -275,7 +280,8 @@ static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char
  * r's reverses_movement_id) when the store has it. IS_OK with *why = NULL
  * when it matches or the original is not in the store (it predates this
  * store: posted as an ERP reversal as it stands); with *why = the reason
- * (malloc'd) when it must not be posted. IS_ERR_NOMEM.
+ * (malloc'd) when it must not be posted. IS_ERR_NOMEM, or IS_ERR_DB when the
+ * store cannot be read (the cycle fails and is tried again).
  */
 static is_err_t check_reversal(store_t *s, const is_movement_t *r, char **why) {
     char buf[640];
@@ -286,7 +292,12 @@ static is_err_t check_reversal(store_t *s, const is_movement_t *r, char **why) {
     sqlite3_stmt *st = stmt(s, SQ_ORIGINAL);
     bind_text(st, 1, r->source_system);
     bind_text(st, 2, r->reverses_movement_id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return IS_ERR_DB; /* not "no original": the posting waits for the next cycle */
+    }
+    if (step == SQLITE_ROW) {
         is_movement_t *o = decode(st, 0);
         if (!o)
             snprintf(buf, sizeof(buf),
@@ -309,9 +320,12 @@ static void set_tier_rules(store_posting_t *p, const is_policy_t *policy) {
     p->max_lines = t ? t->max_lines : 0;
 }
 
-/* Load the postings selected by st (posting_id, site, tier, lot_key, attempts).
- * check: postings about to be posted again; a REVERSAL in one that does not
- * match its original (check_reversal) makes the posting invalid. */
+/* Load the postings selected by st (posting_id, site, tier, lot_key, attempts
+ * [, last_error]). check: postings about to be posted again. One that failed
+ * as invalid (last_error is a check_reversal reason) and that an operator
+ * retries is checked again; any other retry was valid when it was cut and may
+ * have reached the ERP in part (a timeout, a chunk), so it is not re-judged
+ * by an original that arrived since. */
 static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *policy, int check,
                               store_posting_list_t *out) {
     is_err_t rc = IS_OK;
@@ -327,6 +341,10 @@ static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *p
         copy_col(p->tier, sizeof(p->tier), st, 2);
         copy_col(p->lot_key, sizeof(p->lot_key), st, 3);
         p->attempts = sqlite3_column_int(st, 4);
+        const unsigned char *le = sqlite3_column_count(st) > 5 ? sqlite3_column_text(st, 5) : NULL;
+        const char *last_error = le ? (const char *)le : "";
+        p->recheck =
+            check && strncmp(last_error, STORE_REVERSAL_REASON, strlen(STORE_REVERSAL_REASON)) == 0;
         set_tier_rules(p, policy);
     }
     sqlite3_reset(st);
@@ -344,7 +362,7 @@ static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *p
                 invsync__v1__movement__free_unpacked(m, NULL);
         }
         sqlite3_reset(ms);
-        for (size_t k = 0; check && rc == IS_OK && !p->invalid && k < p->n; k++)
+        for (size_t k = 0; p->recheck && rc == IS_OK && !p->invalid && k < p->n; k++)
             rc = check_reversal(s, p->m[k], &p->invalid);
     }
     return rc;

@@ -190,6 +190,14 @@ def test_seed_stock_status_any_case_and_unknown_refused(stack):
         assert "row 1" in r.err and "'%s'" % value in r.err, r.err
         for name in ("UNRESTRICTED", "QUALITY", "BLOCKED"):
             assert name in r.err, "the error does not list the valid values: %s" % r.err
+    # A quantity the ERP cannot hold (12 digits before the point at most).
+    bad = write_rows(stack.path("huge.json"), [
+        {"site": "PLANT2", "material": "RM-101", "lot": "L5", "location": "WH-01",
+         "uom": "KG", "quantity": "1"},
+        {"site": "PLANT2", "material": "RM-101", "lot": "L6", "location": "WH-01",
+         "uom": "KG", "quantity": "9223372036854"}])
+    r = stack.consumer_cli(consumer, "seed-erp", bad, check=False)
+    assert r.returncode != 0 and "row 1" in r.err and "out of range" in r.err, r.err
     assert [r for r in stack.on_hand(consumer, out_name="after.json")[0]
             if r["site"] == "PLANT2"] == [], "a refused file booked some rows"
     assert len(documents(ledger)) == 1

@@ -607,6 +607,41 @@ static void test_mismatched_reversal_is_cut_alone_and_stays_invalid_on_retry(voi
 }
 
 /*
+ * A reversal cut while its original was unknown, sent, and due again after a
+ * retryable ERP failure (a timeout: it may be in the ERP in part) is not
+ * re-judged by an original that arrived since: only a posting that failed as
+ * invalid is checked again when an operator retries it (above).
+ */
+static void test_retry_after_erp_failure_is_not_rejudged(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t r, o;
+    Invsync__V1__Decimal rq = INVSYNC__V1__DECIMAL__INIT, oq = INVSYNC__V1__DECIMAL__INIT;
+    make(&r, &rq, "REV-1", "S1", "L1", 1);
+    r.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    r.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+    r.reverses_movement_id = "GI-1";
+    rq.units = 6;
+    apply_m(f, &r, 0, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_null(l.items[0].invalid); /* GI-1 unknown: posted as it stands */
+    store_result_t res = {.outcome = STORE_RETRY, .error = "timeout", .next_at_ms = 2000};
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_record_results(f->s, &l, &res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    /* GI-1 arrives, with another quantity than REV-1 carries. */
+    make(&o, &oq, "GI-1", "S1", "L1", 2);
+    apply_m(f, &o, 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 3000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1); /* REV-1's retry; GI-1 waits behind it in the lot */
+    assert_string_equal(l.items[0].m[0]->movement_id, "REV-1");
+    assert_null(l.items[0].invalid);
+    store_posting_list_release(&l);
+}
+
+/*
  * A pair posted one by one and later re-queued by replay --apply (the ERP
  * lost both documents) is posted again, not cancelled: the trail says both
  * were posted, and the ERP must hold both again.
@@ -1421,6 +1456,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_mismatched_reversal_is_cut_alone_and_stays_invalid_on_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_erp_failure_is_not_rejudged, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_requeued_pair_is_posted_again_not_cancelled, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shared_group_cancels_a_pair_read_alone, setup,
