@@ -652,6 +652,18 @@ static is_err_t append_items(outbox_t *ob, outbox_item_t *items, size_t n, const
         n_conflict += items[i].status == OUTBOX_CONFLICT;
         n_mismatch += items[i].status == OUTBOX_MISMATCH;
     }
+    /* A reversal whose original comes later in this request: checked now
+     * that the original is stored too (one more look-up per new REVERSAL;
+     * one already matched matches again). */
+    for (i = 0; i < n; i++) {
+        if (items[i].status != OUTBOX_ACCEPTED ||
+            items[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
+            continue;
+        rc = check_reversal(ob, &items[i], errstr, errstr_size);
+        if (rc != IS_OK)
+            return rc;
+        n_mismatch += items[i].status == OUTBOX_MISMATCH;
+    }
     if (n_mismatch > 0) {
         is_errf(errstr, errstr_size, "%zu reversal(s) do not match the movement they reverse",
                 n_mismatch);

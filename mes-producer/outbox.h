@@ -126,8 +126,9 @@ typedef struct outbox_item {
  * movements stored before this request in arrival order: no check-then-act
  * window against a concurrent append of the original. An original not
  * stored (yet) is not checked: it may predate invsync, have gone through
- * another producer's outbox, or arrive after its reversal (a later request,
- * or later in the same request). A DUPLICATE reversal is not re-checked.
+ * another producer's outbox, or arrive after its reversal in a later
+ * request. An original later in the same request is checked once the whole
+ * request is stored. A DUPLICATE reversal is not re-checked.
  *
  * Returns IS_OK after the commit (every status is ACCEPTED or DUPLICATE and
  * the accepted ones are on disk). IS_ERR_INVALID with at least one item
