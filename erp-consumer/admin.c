@@ -243,6 +243,8 @@ json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size) {
     json_t *rows = rows_json(s,
                              "SELECT p.posting_id, p.site, p.tier, p.lot_key AS lot, p.attempts,"
                              " p.last_error AS error, p.updated_at,"
+                             " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch')"
+                             "   AS updated_time,"
                              " (SELECT group_concat(movement_id, ',') FROM movements m"
                              "  WHERE m.posting_id = p.posting_id) AS movements"
                              " FROM postings p WHERE p.state = 'failed' ORDER BY p.updated_at",
@@ -276,6 +278,8 @@ json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
 json_t *admin_trace_document(store_t *s, const char *document, char *errstr, size_t errstr_size) {
     json_t *rows = rows_json(s,
                              "SELECT p.posting_id, p.site, p.tier, p.lines, p.updated_at,"
+                             " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch')"
+                             "   AS updated_time,"
                              " (SELECT group_concat(movement_id, ',') FROM"
                              "  (SELECT movement_id FROM movements m"
                              "   WHERE m.posting_id = p.posting_id ORDER BY m.seq)) AS movements"

@@ -4,6 +4,7 @@ resume catches up; a permanently refused posting holds its lot only, shows
 in /admin/failed, and posts after an audited retry; the audit chain
 verifies; policy-check previews a policy change on simulator traffic."""
 
+import datetime
 import json
 import os
 
@@ -147,6 +148,10 @@ def test_failed_posting_holds_its_lot_and_retries_over_http(stack):
     failed = r.json()["failed"]
     assert len(failed) == 1 and "insufficient stock" in failed[0]["error"], failed
     assert failed[0]["movements"] == "FAIL-1"
+    # The time in RFC 3339 beside the epoch milliseconds the status page uses.
+    when = datetime.datetime.strptime(failed[0]["updated_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert abs(when.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
+               - failed[0]["updated_at"]) < 1, failed[0]
     posting_id = failed[0]["posting_id"]
     cell = grid_cell(consumer, "PLANT1", [c for c in consumer.status()["grid"] if c["failed"]][0]["tier"])
     assert "insufficient stock" in (cell["last_error"] or "")
