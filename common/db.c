@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "log.h"
 
 #define DB_BUSY_TIMEOUT_MS 5000
 /* A WAL that grew past this (a long reader held checkpoints back) is cut back
@@ -260,7 +261,7 @@ static is_err_t migrate(sqlite3 *db, const char *path, const char *const *migrat
                         size_t n_migrations, char *errstr, size_t errstr_size) {
     sqlite3_stmt *ins = NULL;
     char msg[256];
-    int version = 0;
+    int version = 0, opened_at = -1; /* the file's version when opened: 0 = new */
     is_err_t rc = IS_OK;
 
     for (;;) {
@@ -279,6 +280,8 @@ static is_err_t migrate(sqlite3 *db, const char *path, const char *const *migrat
             rc = is_db_error(db, "read schema_version", msg, sizeof msg);
             goto fail;
         }
+        if (opened_at < 0)
+            opened_at = version;
         if (version < 0 || (size_t)version > n_migrations) {
             is_errf(errstr, errstr_size,
                     "database '%s' has schema version %d, newer than this program knows (%zu); "
@@ -294,6 +297,10 @@ static is_err_t migrate(sqlite3 *db, const char *path, const char *const *migrat
             rc = IS_ERR_INVALID;
             goto fail;
         }
+        /* An existing file being upgraded (not a new one being created): say
+         * so, with the time it takes (a table rebuild can take seconds). */
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         if (sqlite3_exec(db, migrations[version], NULL, NULL, NULL) != SQLITE_OK) {
             char what[48];
             snprintf(what, sizeof what, "migration %d", version + 1);
@@ -314,6 +321,17 @@ static is_err_t migrate(sqlite3 *db, const char *path, const char *const *migrat
         if (is_db_commit(db) != IS_OK) {
             rc = is_db_error(db, "commit migration", msg, sizeof msg);
             goto fail;
+        }
+        if (opened_at > 0) {
+            struct timespec t1;
+            char to[16], ms[32];
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            snprintf(to, sizeof to, "%d", version + 1);
+            snprintf(ms, sizeof ms, "%.0f",
+                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                         (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+            is_log(IS_LOG_INFO, "database upgraded", "database", path, "schema_version", to,
+                   "duration_ms", ms, NULL);
         }
     }
     /* Up to date: end the transaction of the last iteration. */

@@ -209,7 +209,7 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
         add_err(&v, "quantity", "is required");
     } else if (m->quantity->scale > max_scale) {
         add_err(&v, "quantity", "has more than %u decimal places", (unsigned)max_scale);
-    } else if (!qty_in_range(m->quantity->units, m->quantity->scale)) {
+    } else if (v.ingest && !qty_in_range(m->quantity->units, m->quantity->scale)) {
         add_err(&v, "quantity", "is out of range: at most %d digits before the decimal point",
                 IS_MOVEMENT_MAX_QTY_DIGITS);
     } else if (rt == INVSYNC__V1__MOVEMENT_TYPE__ADJUSTMENT) {

@@ -56,10 +56,12 @@ typedef struct is_validate_opts {
     uint32_t max_scale; /* most decimal places accepted */
     const char *const
         *refused_sources; /* loop guard: ERP-origin source systems, NULL-terminated, may be NULL */
-    /* 1 at ingest (the producer): also refuse control characters in strings
-     * and attributes with an empty key, a key over IS_MOVEMENT_MAX_STR or a
-     * value over IS_MOVEMENT_MAX_ATTR_VALUE. The consumer leaves it 0: a
-     * movement an older producer accepted with them is still posted. */
+    /* 1 at ingest (the producer): also refuse quantities of more than
+     * IS_MOVEMENT_MAX_QTY_DIGITS integer digits, control characters in
+     * strings and attributes with an empty key, a key over
+     * IS_MOVEMENT_MAX_STR or a value over IS_MOVEMENT_MAX_ATTR_VALUE. The
+     * consumer leaves it 0: a movement an older producer accepted with them
+     * is still posted (the ERP judges the quantity). */
     int ingest;
 } is_validate_opts_t;
 
@@ -73,9 +75,9 @@ typedef struct is_validate_opts {
  * ≠ 0); TRANSFER needs to_location ≠ location; GOODS_ISSUE and COMPLETION
  * need order_id; SCRAP needs reason_code; QUARANTINE/RELEASE statuses must
  * differ; REVERSAL needs reverses_movement_id and reversed_type (not
- * REVERSAL); |quantity| < 10^IS_MOVEMENT_MAX_QTY_DIGITS; attributes ≤
- * IS_MOVEMENT_MAX_ATTRS; source_system not refused (compared ignoring case).
- * With opts->ingest also: no control characters in strings, each attribute
+ * REVERSAL); attributes ≤ IS_MOVEMENT_MAX_ATTRS; source_system not refused
+ * (compared ignoring case). With opts->ingest also: |quantity| <
+ * 10^IS_MOVEMENT_MAX_QTY_DIGITS, no control characters in strings, each attribute
  * key non-empty and ≤ IS_MOVEMENT_MAX_STR, each value ≤
  * IS_MOVEMENT_MAX_ATTR_VALUE (a movement always fits a Kafka message).
  */

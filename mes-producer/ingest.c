@@ -571,6 +571,16 @@ static int check_valid(request_t *r, is_http_response_t *resp) {
         if (!r->items[i].m)
             continue; /* already reported by the decoder */
         n_err = is_movement_validate(r->items[i].m, &vo, errs, MAX_ERRS_PER_ITEM);
+        /* A resend of a movement accepted before the ingest-only rules
+         * (control characters, attribute sizes, quantity range) existed stays
+         * a duplicate: the MES must not see a refusal for what is stored. */
+        if (n_err > 0) {
+            is_validate_opts_t relaxed = vo;
+            relaxed.ingest = 0;
+            if (is_movement_validate(r->items[i].m, &relaxed, NULL, 0) == 0 &&
+                outbox_is_stored(r->ig->outbox, r->items[i].m))
+                n_err = 0;
+        }
         for (j = 0; j < n_err && j < MAX_ERRS_PER_ITEM; j++)
             add_error(r, i, item_id(&r->items[i]), errs[j].field, errs[j].error);
         if (n_err > MAX_ERRS_PER_ITEM)

@@ -109,6 +109,7 @@ struct outbox {
     sqlite3_stmt *s_count;
     sqlite3_stmt *s_oldest;
     sqlite3_stmt *s_last_seq;
+    sqlite3_stmt *s_fingerprint; /* (source_system, movement_id) → fingerprint */
     sqlite3_stmt *s_sites;
 };
 
@@ -221,7 +222,7 @@ static void finalize_all(outbox_t *ob) {
     sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq_set,  ob->w_seq_load,   ob->w_insert,
                            ob->w_probe,  ob->w_sp,       ob->w_sp_release, ob->w_sp_rollback,
                            ob->f_fetch,  ob->f_mark,     ob->f_first,      ob->s_count,
-                           ob->s_oldest, ob->s_last_seq, ob->s_sites};
+                           ob->s_oldest, ob->s_last_seq, ob->s_sites,      ob->s_fingerprint};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -326,6 +327,8 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
          "SELECT accepted_at FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
          " ORDER BY id LIMIT 1"},
         {ob->s, &ob->s_last_seq, "SELECT last_seq FROM site_seq WHERE site = ?1"},
+        {ob->s, &ob->s_fingerprint,
+         "SELECT fingerprint FROM outbox WHERE source_system = ?1 AND movement_id = ?2"},
         {ob->s, &ob->s_sites, "SELECT site, last_seq FROM site_seq ORDER BY site"},
     };
     size_t i;
@@ -1074,6 +1077,22 @@ is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_
     }
     pthread_mutex_unlock(&ob->smu);
     return rc;
+}
+
+int outbox_is_stored(outbox_t *ob, const is_movement_t *m) {
+    uint8_t fp[IS_SHA256_LEN];
+    int found = 0;
+    if (is_movement_fingerprint(m, fp) != IS_OK)
+        return 0;
+    pthread_mutex_lock(&ob->smu);
+    sqlite3_bind_text(ob->s_fingerprint, 1, S(m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->s_fingerprint, 2, S(m->movement_id), -1, SQLITE_STATIC);
+    if (sqlite3_step(ob->s_fingerprint) == SQLITE_ROW &&
+        sqlite3_column_bytes(ob->s_fingerprint, 0) == IS_SHA256_LEN)
+        found = memcmp(sqlite3_column_blob(ob->s_fingerprint, 0), fp, IS_SHA256_LEN) == 0;
+    stmt_done(ob->s_fingerprint);
+    pthread_mutex_unlock(&ob->smu);
+    return found;
 }
 
 is_err_t outbox_last_seq(outbox_t *ob, const char *site, uint64_t *out) {

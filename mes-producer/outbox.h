@@ -201,6 +201,11 @@ is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_
 size_t outbox_checkpoint_metrics(outbox_t *ob, char *buf, size_t size);
 
 /* Last sequence given for site (0 if the site never accepted). @locality any thread. */
+/* 1 when exactly this movement (same source_system, movement_id and
+ * fingerprint) is stored: a resend of something accepted earlier, perhaps
+ * under rules that have since become stricter. 0 otherwise (or on error). */
+int outbox_is_stored(outbox_t *ob, const is_movement_t *m);
+
 is_err_t outbox_last_seq(outbox_t *ob, const char *site, uint64_t *out) IS_MUST_CHECK;
 
 /* Callback per site that ever accepted a movement, with its last sequence. */

@@ -24,6 +24,7 @@
 #include "ingest.h"
 #include "json_arena.h"
 #include "log.h"
+#include "movement_json.h"
 
 #define T0      1767261600000LL /* 2026-01-01T10:00:00Z */
 #define TOK_P1  "tok-p1-secret"
@@ -749,6 +750,44 @@ static void test_422_reversal_must_match_original_statuses(void **state) {
                      "to_status is 'BLOCKED' but movement 'T14-Q' has 'QUALITY'");
 }
 
+/* A movement an older producer accepted under looser rules (a tab in its
+ * lot) and the MES sends again: a duplicate, not a refusal of what is stored.
+ * Another movement with a tab is refused. */
+static void test_resend_of_a_movement_stored_under_older_rules_is_a_duplicate(void **state) {
+    fixture_t *f = *state;
+    const char *text = "{\"movement_id\":\"OLD-TAB\",\"source_system\":\"MES-1\",\"site\":"
+                       "\"P1\",\"type\":\"GOODS_ISSUE\",\"material\":\"MAT-1\",\"lot\":"
+                       "\"L\\tTAB\",\"location\":\"A-01\",\"quantity\":\"1\",\"uom\":\"KG\","
+                       "\"order_id\":\"ORD-1\",\"event_time\":\"2026-01-01T09:59:00Z\"}";
+    json_error_t jerr;
+    json_t *obj = json_loads(text, 0, &jerr);
+    is_movement_t *m = NULL;
+    is_field_error_t ferr;
+    char errstr[256];
+    assert_non_null(obj);
+    assert_int_equal(is_movement_from_json(obj, 6, &m, &ferr), IS_OK);
+    json_decref(obj);
+    /* Stored the way the older producer did: straight into the outbox. */
+    outbox_item_t it = {.m = m,
+                        .tier = "periodic",
+                        .policy_version = is_policy_version(f->policy),
+                        .topic = "invsync.P1.periodic"};
+    assert_int_equal(outbox_append(f->ob, &it, 1, 1000, errstr, sizeof errstr), IS_OK);
+    assert_int_equal(it.status, OUTBOX_ACCEPTED);
+    invsync__v1__movement__free_unpacked(m, NULL);
+
+    assert_int_equal(post_json(f, TOK_P1, text), 202);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "duplicates")), 1);
+    assert_int_equal(stored(f), 1);
+
+    char other[1024];
+    snprintf(other, sizeof other, "%s", text);
+    memcpy(strstr(other, "OLD-TAB"), "NEW-TAB", 7);
+    assert_int_equal(post_json(f, TOK_P1, other), 422);
+    assert_non_null(strstr(f->raw, "must not contain control characters"));
+    assert_int_equal(stored(f), 1);
+}
+
 /* ---- health, readiness, metrics ---------------------------------------- */
 
 static void call(fixture_t *f, is_http_handler_fn fn, const char *path) {
@@ -844,6 +883,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_400_empty_array, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400_undecodable_protobuf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_413_too_many_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_resend_of_a_movement_stored_under_older_rules_is_a_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_403_token_not_for_site, setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_collects_every_item_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_409_conflict_stores_nothing, setup, teardown),

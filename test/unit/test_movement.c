@@ -293,8 +293,9 @@ static void test_validate_rules(void **state) {
     }
 }
 
-/* Control characters are refused at ingest only: a movement an older
- * producer accepted with them is still posted by the consumer. */
+/* Control characters and quantity range are checked at ingest only: a
+ * movement an older producer accepted with them is still posted by the
+ * consumer. */
 static void test_control_characters_only_at_ingest(void **state) {
     is_movement_t m;
     Invsync__V1__Decimal q;
@@ -307,6 +308,13 @@ static void test_control_characters_only_at_ingest(void **state) {
     assert_int_equal(is_movement_validate(&m, NULL, &err, 1), 0);
     assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
     assert_string_equal(err.field, "lot");
+    /* Likewise a quantity of 13 integer digits (the ERP judges it). */
+    m.lot = "LOT-1";
+    q.units = INT64_C(5000000000000);
+    q.scale = 0;
+    assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
+    assert_string_equal(err.field, "quantity");
 }
 
 static void test_validate_counts_all_errors(void **state) {
