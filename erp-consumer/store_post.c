@@ -85,7 +85,8 @@ const char *const store_post_sql[SQ__COUNT] = {
 /* Remember the last success / error of a site's tier (status page, metrics).
  * A batch mostly touches a few (site, tier) pairs: successes are written once
  * per pair per batch (seen[] holds the postings already noted). */
-static int note_tier_once(store_t *s, const store_posting_list_t *l, size_t i, int64_t now_ms);
+static int note_tier_once(store_t *s, const store_posting_list_t *l, const store_result_t *results,
+                          size_t i, int64_t now_ms);
 static int note_tier(store_t *s, const store_posting_t *p, const char *error, int64_t now_ms) {
     sqlite3_stmt *st = stmt(s, error ? SQ_TIER_ERROR : SQ_TIER_POSTED);
     bind_text(st, 1, p->site);
@@ -728,9 +729,21 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     st = stmt(s, SQ_DUE_RETRY);
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int64(st, 2, (int64_t)max);
+    size_t first_retry = out->n;
     rc = load_postings(s, st, policy, 1, out);
     if (rc != IS_OK)
         goto err;
+    /* A pause stops every posting of its site and tier, retries included (an
+     * operator's `failed retry` too): they wait, still open, so their lots
+     * stay held, and go once the pause is lifted. */
+    size_t kept = first_retry;
+    for (size_t i = first_retry; i < out->n; i++) {
+        if (paused_in(&ps, out->items[i].site, out->items[i].tier))
+            posting_release(&out->items[i]);
+        else
+            out->items[kept++] = out->items[i];
+    }
+    out->n = kept;
 
     for (int page = 0; page < TRIGGER_PAGES && out->n < max && loaded(out) < STORE_FETCH_MEMBERS;
          page++) {
@@ -902,12 +915,16 @@ db_err:;
     return rc;
 }
 
-static int note_tier_once(store_t *s, const store_posting_list_t *l, size_t i, int64_t now_ms) {
+/* Note a posted posting's site and tier once per batch: an earlier POSTED
+ * posting of the pair in this batch has done it (a failed or retried one
+ * has not: it noted an error, not a posting). */
+static int note_tier_once(store_t *s, const store_posting_list_t *l, const store_result_t *results,
+                          size_t i, int64_t now_ms) {
     const store_posting_t *p = &l->items[i];
     for (size_t k = 0; k < i; k++)
-        if (!l->items[k].cancel && strcmp(l->items[k].site, p->site) == 0 &&
-            strcmp(l->items[k].tier, p->tier) == 0)
-            return 1; /* an earlier posting of this batch noted the pair already */
+        if (!l->items[k].cancel && results[k].outcome == STORE_POSTED &&
+            strcmp(l->items[k].site, p->site) == 0 && strcmp(l->items[k].tier, p->tier) == 0)
+            return 1;
     return note_tier(s, p, NULL, now_ms);
 }
 
@@ -995,7 +1012,8 @@ static is_err_t record_results(store_t *s, const store_posting_list_t *l,
             sqlite3_bind_int64(st, 3, now_ms);
             sqlite3_bind_int(st, 4, r->lines);
             ok = sqlite3_step(st) == SQLITE_DONE &&
-                 set_movements_state(s, p->posting_id, "posted") && note_tier_once(s, l, i, now_ms);
+                 set_movements_state(s, p->posting_id, "posted") &&
+                 note_tier_once(s, l, results, i, now_ms);
             {
                 char buf[512];
                 char *txt = posted_detail(p, r, buf, sizeof(buf));

@@ -217,6 +217,17 @@ static void test_failed_posting_holds_its_lot_only(void **state) {
     res[2].document = "4900000001";
     assert_int_equal(store_record_results(f->s, &l, res, 2000, errstr, sizeof(errstr)), IS_OK);
     store_posting_list_release(&l);
+    /* B1 was posted after A1 failed in the same batch: the tier's last
+     * posting is B1's (a failure earlier in the batch does not hide it). */
+    sqlite3_stmt *ta;
+    assert_int_equal(
+        sqlite3_prepare_v2(store_db(f->s),
+                           "SELECT last_posted_at FROM tier_activity WHERE site = 'S1'", -1, &ta,
+                           NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(ta), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(ta, 0), 2000);
+    sqlite3_finalize(ta);
     /* A2 (same lot as the failed A1) is held; nothing else is due. */
     assert_int_equal(store_fetch_due(f->s, NULL, 3000, 100, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 0);
@@ -232,6 +243,40 @@ static void test_failed_posting_holds_its_lot_only(void **state) {
     assert_int_equal(c.failed, 1);
     assert_int_equal(c.posted, 1);
     assert_int_equal(c.queued, 2);
+}
+
+/* A pause stops retries too: an operator's retry of a failed posting waits
+ * while its site and tier are paused, and goes once they are resumed. */
+static void test_pause_holds_retries(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    store_result_t res = {.outcome = STORE_FAILED, .error = "insufficient stock"};
+    char errstr[256], posting[33];
+    apply(f, "A1", "S1", "LA", 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    snprintf(posting, sizeof posting, "%s", l.items[0].posting_id);
+    const char *tier = l.items[0].tier;
+    char tier_name[32];
+    snprintf(tier_name, sizeof tier_name, "%s", tier);
+    assert_int_equal(store_mark_posting(f->s, &l, 2000, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_record_results(f->s, &l, &res, 2000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_int_equal(
+        store_pause(f->s, "S1", tier_name, "alice", "ERP upgrade", 2500, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(
+        store_failed_retry(f->s, posting, "carol", "stock booked", 3000, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 4000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 0); /* paused: the retry waits */
+    store_posting_list_release(&l);
+    assert_int_equal(
+        store_resume(f->s, "S1", tier_name, "alice", "done", 4500, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].posting_id, posting);
+    store_posting_list_release(&l);
 }
 
 static void test_retry_waits_then_comes_back_first(void **state) {
@@ -1445,6 +1490,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_holds_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_then_comes_back_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inflight_after_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeue_undoes_the_attempt, setup, teardown),
