@@ -616,6 +616,22 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     }
     if (rc != IS_OK || last_due == SIZE_MAX)
         goto out;
+    /* A REVERSAL already here for a due member comes along (with the members
+     * between), so the pair meets in one cut and cancels: `hold` on an
+     * immediate tier delays the original for exactly this, but the reversal,
+     * received later, falls due later. */
+    for (size_t j = last_due + 1; j < n; j++) {
+        const is_movement_t *r = mb[j].m;
+        if (r->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !r->reverses_movement_id)
+            continue;
+        for (size_t i = 0; i <= last_due; i++) {
+            if (strcmp(mb[i].m->movement_id, r->reverses_movement_id) == 0 &&
+                strcmp(mb[i].m->source_system, r->source_system) == 0) {
+                last_due = j;
+                break;
+            }
+        }
+    }
     /* Members after the last due one stay queued (they are not due and nothing later
      * pulls them along). */
     for (size_t i = 0; i <= last_due; i++)

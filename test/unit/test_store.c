@@ -468,6 +468,29 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     assert_int_equal(c.cancelled, 2);
 }
 
+/* `hold` on an immediate tier: the original falls due first, its reversal
+ * (received a second later) a second later. When the original is due and
+ * its reversal is already here, the pair is cut together and cancels. */
+static void test_waiting_reversal_comes_along_with_its_due_original(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    apply_m(f, &a, 0, 40000); /* received at 0, held 40 s */
+    make_rev1(&r, &rq);
+    apply_m(f, &r, 1, 41000); /* received at 1 s, held 40 s */
+    assert_int_equal(store_fetch_due(f->s, NULL, 40000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_true(l.items[0].cancel);
+    assert_int_equal(l.items[0].n, 2);
+    post_all(f, &l, 40000);
+    store_posting_list_release(&l);
+    assert_state(f, "GI-1", "cancelled");
+    assert_state(f, "REV-1", "cancelled");
+}
+
 /* The posting of movement id in l (NULL if none). */
 static const store_posting_t *posting_of(const store_posting_list_t *l, const char *id) {
     for (size_t i = 0; i < l->n; i++)
@@ -1498,6 +1521,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_window_then_realtime_promotes_earlier, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_reversal_comes_along_with_its_due_original,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_reversal_is_checked_against_its_original, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
