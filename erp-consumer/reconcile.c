@@ -37,6 +37,7 @@ typedef struct rec {
     int has_mes, has_erp; /* a non-zero row exists */
     row_t *pend_row;      /* pending detail, or NULL */
     int cls;              /* -1 while unclassified; -2 matched; -3 merged into another */
+    int case_only;        /* merged with a key whose unit differs only in case: one unit */
     const char *erp_uom;
     char explanation[320];
 } rec_t;
@@ -48,11 +49,24 @@ typedef struct factor {
     int convert; /* a configured MES → ERP conversion: MES and pending rows are converted */
 } factor_t;
 
+typedef struct unknown_site {
+    const char *site; /* a row's string */
+    size_t rows;      /* MES rows */
+} unknown_site_t;
+
 struct reconcile {
     char *site; /* filter, or NULL */
     row_t *rows;
     size_t n_rows, cap_rows;
-    size_t n_side[2];
+    size_t n_side[2]; /* rows per side after the site filter */
+    size_t n_read[2]; /* rows per side before it */
+    char **seen[2];   /* distinct sites read per side, before the filter */
+    size_t n_seen[2];
+    char **known; /* the consumer's sites (reconcile_set_known_sites) */
+    size_t n_known;
+    int check_sites;         /* reconcile_set_known_sites was called */
+    unknown_site_t *unknown; /* after reconcile_run, sorted by site */
+    size_t n_unknown;
     factor_t *factors;
     size_t n_factors;
     rec_t *recs;
@@ -118,6 +132,15 @@ void reconcile_free(reconcile_t *r) {
         free(r->factors[i].from);
         free(r->factors[i].to);
     }
+    for (int side = 0; side < 2; side++) {
+        for (size_t i = 0; i < r->n_seen[side]; i++)
+            free(r->seen[side][i]);
+        free(r->seen[side]);
+    }
+    for (size_t i = 0; i < r->n_known; i++)
+        free(r->known[i]);
+    free(r->known);
+    free(r->unknown);
     free(r->factors);
     free(r->rows);
     free(r->recs);
@@ -129,6 +152,41 @@ void reconcile_free(reconcile_t *r) {
 void reconcile_set_site(reconcile_t *r, const char *site) {
     free(r->site);
     r->site = site && *site ? strdup(site) : NULL;
+}
+
+/* Is site one of list[0..n)? The last one first: rows come grouped by site. */
+static int in_list(char *const *list, size_t n, const char *site) {
+    for (size_t i = n; i-- > 0;)
+        if (strcmp(list[i], site) == 0)
+            return 1;
+    return 0;
+}
+
+static is_err_t list_add(char ***list, size_t *n, const char *site) {
+    char **grown, *copy;
+    if (in_list(*list, *n, site))
+        return IS_OK;
+    grown = realloc(*list, (*n + 1) * sizeof(**list));
+    if (!grown)
+        return IS_ERR_NOMEM;
+    *list = grown;
+    copy = strdup(site);
+    if (!copy)
+        return IS_ERR_NOMEM;
+    grown[(*n)++] = copy;
+    return IS_OK;
+}
+
+is_err_t reconcile_set_known_sites(reconcile_t *r, const char *const *sites, size_t n) {
+    r->check_sites = 1;
+    for (size_t i = 0; i < n; i++)
+        if (list_add(&r->known, &r->n_known, sites[i]) != IS_OK)
+            return IS_ERR_NOMEM;
+    return IS_OK;
+}
+
+const char *reconcile_site_seen(const reconcile_t *r, reconcile_side_t side, size_t i) {
+    return i < r->n_seen[side] ? r->seen[side][i] : NULL;
 }
 
 static row_t *push_row(reconcile_t *r, int side, const char *site, const char *material,
@@ -168,6 +226,9 @@ static row_t *push_row(reconcile_t *r, int side, const char *site, const char *m
 is_err_t reconcile_add_row(reconcile_t *r, reconcile_side_t side, const char *site,
                            const char *material, const char *lot, const char *location, int status,
                            const char *uom, is_decimal_t qty) {
+    r->n_read[side]++;
+    if (list_add(&r->seen[side], &r->n_seen[side], site ? site : "") != IS_OK)
+        return IS_ERR_NOMEM;
     if (r->site && strcmp(r->site, site ? site : "") != 0)
         return IS_OK;
     if (!push_row(r, (int)side, site, material, lot, location, status, uom, qty))
@@ -410,6 +471,8 @@ static void set_class(rec_t *x, reconcile_class_t c) {
 static void classify_simple(reconcile_t *r, rec_t *x) {
     char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
     is_decimal_t erp_adj = x->erp, neg;
+    if (x->cls != -1)
+        return; /* an unknown site's row */
     if (dec_eq(x->mes, x->erp)) {
         /* Agree (what is pending here is not in the MES snapshot either); a key
          * with nothing but pending movements is not a key of either side. */
@@ -456,11 +519,53 @@ static is_decimal_t diff_of(const rec_t *x) {
     return d;
 }
 
+/*
+ * MES holds a key in "ea", the ERP in "EA": one unit spelled two ways, so b is
+ * folded into a and a is classified as one key. Equal quantities are a uom
+ * difference (so the spelling is seen and fixed in the master data, but it is
+ * not drift); anything else goes through the same-unit checks (pending, sign,
+ * a factor) and the explanation says how the ERP spells the unit.
+ */
+static void merge_case_only(reconcile_t *r, rec_t *a, rec_t *b) {
+    char q[IS_DECIMAL_STRLEN];
+    is_decimal_t pending = a->pending;
+    if (dec_add(&pending, b->pending) != 0)
+        return; /* left as two keys */
+    a->erp = b->erp;
+    a->pending = pending;
+    if (!a->pend_row)
+        a->pend_row = b->pend_row;
+    a->erp_uom = b->key->uom;
+    a->has_erp = 1;
+    a->case_only = 1;
+    b->cls = -3;
+    if (dec_eq(a->mes, a->erp)) {
+        fmt(a->mes, q);
+        snprintf(a->explanation, sizeof(a->explanation),
+                 "MES has %s %s, the ERP the same quantity in %s: the same unit spelled "
+                 "differently (case)",
+                 q, a->key->uom, b->key->uom);
+        set_class(a, RECONCILE_UOM);
+        return;
+    }
+    classify_simple(r, a);
+}
+
 /* Within one (site, material, lot, location, status) run: MES in one unit, ERP in another. */
 static void classify_units(reconcile_t *r, size_t from, size_t to) {
     for (size_t i = from; i < to; i++) {
         rec_t *a = &r->recs[i];
         if (a->cls != -1 || !a->has_mes || a->has_erp)
+            continue;
+        for (size_t j = from; j < to; j++) {
+            rec_t *b = &r->recs[j];
+            if (j == i || b->cls != -1 || b->has_mes || !b->has_erp ||
+                strcasecmp(a->key->uom, b->key->uom) != 0)
+                continue;
+            merge_case_only(r, a, b);
+            break;
+        }
+        if (a->cls != -1 || a->case_only)
             continue;
         for (size_t j = from; j < to; j++) {
             rec_t *b = &r->recs[j];
@@ -508,8 +613,9 @@ static void classify_status(reconcile_t *r, size_t from, size_t to) {
     }
 }
 
-/* Within one (site, material, lot) run: is the lot on one side only? */
-static void classify_lot(reconcile_t *r, size_t from, size_t to) {
+/* Within one (site, material, lot) run: is the lot on one side only? material_in_erp: the ERP has
+ * some stock of the material at the site. */
+static void classify_lot(reconcile_t *r, size_t from, size_t to, int material_in_erp) {
     int mes = 0, erp = 0;
     for (size_t i = from; i < to; i++) {
         mes |= r->recs[i].has_mes;
@@ -521,9 +627,15 @@ static void classify_lot(reconcile_t *r, size_t from, size_t to) {
         rec_t *x = &r->recs[i];
         if (x->cls != -1)
             continue;
-        snprintf(x->explanation, sizeof(x->explanation),
-                 "lot %s of %s is only in %s (the %s has no stock of it at %s)", x->key->lot,
-                 x->key->material, mes ? "MES" : "the ERP", mes ? "ERP" : "MES", x->key->site);
+        if (mes && !material_in_erp)
+            snprintf(x->explanation, sizeof(x->explanation),
+                     "lot %s of %s is only in MES (the ERP has no stock of %s at all at %s: a new "
+                     "material, or one the ERP does not know)",
+                     x->key->lot, x->key->material, x->key->material, x->key->site);
+        else
+            snprintf(x->explanation, sizeof(x->explanation),
+                     "lot %s of %s is only in %s (the %s has no stock of it at %s)", x->key->lot,
+                     x->key->material, mes ? "MES" : "the ERP", mes ? "ERP" : "MES", x->key->site);
         set_class(x, RECONCILE_MISSING_LOT);
     }
 }
@@ -549,6 +661,73 @@ static int cmp_diffs(const void *pa, const void *pb) {
     return strcmp(a->uom, b->uom);
 }
 
+/*
+ * With the check on (reconcile_set_known_sites): the MES rows of sites neither
+ * the consumer nor the ERP knows are unexplained, not missing lots (a missing
+ * lot is a lot missing from a site both sides share). recs is sorted by site.
+ */
+static is_err_t mark_unknown_sites(reconcile_t *r) {
+    size_t n_sites = 0;
+    if (!r->check_sites)
+        return IS_OK;
+    for (size_t i = 0; i < r->n_recs; i = run_end(r, i, 1))
+        n_sites++;
+    r->unknown = calloc(n_sites ? n_sites : 1, sizeof(*r->unknown));
+    if (!r->unknown)
+        return IS_ERR_NOMEM;
+    for (size_t i = 0; i < r->n_rows; i++) {
+        const row_t *y = &r->rows[i];
+        unknown_site_t *u = r->n_unknown ? &r->unknown[r->n_unknown - 1] : NULL;
+        if (y->side != RECONCILE_MES)
+            continue;
+        if (u && strcmp(u->site, y->site) == 0) {
+            u->rows++;
+            continue;
+        }
+        if (in_list(r->known, r->n_known, y->site) ||
+            in_list(r->seen[RECONCILE_ERP], r->n_seen[RECONCILE_ERP], y->site))
+            continue;
+        r->unknown[r->n_unknown].site = y->site;
+        r->unknown[r->n_unknown++].rows = 1;
+    }
+    for (size_t i = 0, k = 0; i < r->n_recs && k < r->n_unknown; i++) {
+        rec_t *x = &r->recs[i];
+        int c = 0;
+        while (k < r->n_unknown && (c = strcmp(r->unknown[k].site, x->key->site)) < 0)
+            k++;
+        if (k == r->n_unknown || c != 0 || dec_eq(x->mes, x->erp))
+            continue;
+        snprintf(x->explanation, sizeof(x->explanation),
+                 "site %s is unknown: the consumer never heard from it and the ERP has no stock "
+                 "there (a wrong site code in the MES export, or a plant not connected)",
+                 x->key->site);
+        set_class(x, RECONCILE_UNEXPLAINED);
+    }
+    return IS_OK;
+}
+
+is_err_t reconcile_check_inputs(const reconcile_t *r, const char *mes_name, const char *erp_name,
+                                char *errstr, size_t errstr_size) {
+    for (int side = 0; side < 2; side++) {
+        const char *name = side == RECONCILE_MES ? mes_name : erp_name;
+        size_t other = r->n_side[1 - side];
+        if (!name || r->n_side[side] > 0 || other == 0)
+            continue;
+        if (r->site && r->n_read[side] > 0)
+            is_errf(errstr, errstr_size,
+                    "%s: no rows for site %s (%zu of other sites): refusing to compare an empty "
+                    "snapshot with the %s's %zu row(s)",
+                    name, r->site, r->n_read[side], side == RECONCILE_MES ? "ERP" : "MES", other);
+        else
+            is_errf(errstr, errstr_size,
+                    "%s: no rows (a header only, or a truncated export?): refusing to compare an "
+                    "empty snapshot with the %s's %zu row(s)",
+                    name, side == RECONCILE_MES ? "ERP" : "MES", other);
+        return IS_ERR_INVALID;
+    }
+    return IS_OK;
+}
+
 is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
     is_err_t rc;
     if (r->ran) {
@@ -566,14 +745,23 @@ is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
         is_errf(errstr, errstr_size, "cannot sum the on-hand rows: %s", is_err_str(rc));
         return rc;
     }
+    rc = mark_unknown_sites(r);
+    if (rc != IS_OK)
+        return rc;
     for (size_t i = 0; i < r->n_recs; i++)
         classify_simple(r, &r->recs[i]);
     for (size_t i = 0; i < r->n_recs; i = run_end(r, i, 5))
         classify_units(r, i, run_end(r, i, 5));
     for (size_t i = 0; i < r->n_recs; i = run_end(r, i, 4))
         classify_status(r, i, run_end(r, i, 4));
-    for (size_t i = 0; i < r->n_recs; i = run_end(r, i, 3))
-        classify_lot(r, i, run_end(r, i, 3));
+    for (size_t i = 0; i < r->n_recs; i = run_end(r, i, 2)) {
+        size_t end = run_end(r, i, 2);
+        int in_erp = 0;
+        for (size_t j = i; j < end; j++)
+            in_erp |= r->recs[j].has_erp;
+        for (size_t j = i; j < end; j = run_end(r, j, 3))
+            classify_lot(r, j, run_end(r, j, 3), in_erp);
+    }
 
     r->diffs = calloc(r->n_recs ? r->n_recs : 1, sizeof(*r->diffs));
     if (!r->diffs)
@@ -602,6 +790,11 @@ is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
                      is_decimal_sign(x->pending) ? " pending)" : "", q, x->key->uom);
             x->cls = RECONCILE_UNEXPLAINED;
         }
+        if (x->case_only && x->cls != RECONCILE_UOM) {
+            size_t len = strlen(x->explanation);
+            snprintf(x->explanation + len, sizeof(x->explanation) - len,
+                     " (the ERP spells the unit %s)", x->erp_uom);
+        }
         d->cls = (reconcile_class_t)x->cls;
         d->site = x->key->site;
         d->material = x->key->material;
@@ -613,7 +806,7 @@ is_err_t reconcile_run(reconcile_t *r, char *errstr, size_t errstr_size) {
         d->mes = x->mes;
         d->erp = x->erp;
         d->pending = x->pending;
-        if (d->erp_uom != d->uom)
+        if (d->erp_uom != d->uom && !x->case_only)
             d->difference = x->mes; /* two units: not subtractable */
         else if (is_decimal_sub(x->mes, x->erp, &d->difference) != IS_OK)
             return IS_ERR_OVERFLOW;
@@ -638,6 +831,14 @@ size_t reconcile_count(const reconcile_t *r) {
 
 const reconcile_diff_t *reconcile_diff(const reconcile_t *r, size_t i) {
     return i < r->n_diffs ? &r->diffs[i] : NULL;
+}
+
+const char *reconcile_unknown_site(const reconcile_t *r, size_t i, size_t *mes_rows) {
+    if (i >= r->n_unknown)
+        return NULL;
+    if (mes_rows)
+        *mes_rows = r->unknown[i].rows;
+    return r->unknown[i].site;
 }
 
 size_t reconcile_matched(const reconcile_t *r) {

@@ -22,9 +22,18 @@
  *                lot and location on the other side (MES +q in BLOCKED, ERP
  *                +q in UNRESTRICTED: a quarantine not applied). Both keys of
  *                the pair are reported.
+ *                Units that differ only in case ("ea" / "EA") are the same
+ *                unit spelled two ways: one key, compared as one unit; equal
+ *                quantities are a uom difference (the spelling is reported,
+ *                nothing is hidden), different ones go through the checks
+ *                above as one key.
  *   missing-lot  the lot (site, material, lot) has no non-zero row at all on
  *                one side.
- *   unexplained  everything else. Listed first.
+ *   unexplained  everything else. Listed first. This includes every non-zero
+ *                MES row of a site nobody knows (reconcile_set_known_sites):
+ *                not a missing lot but a site code the consumer never heard
+ *                from and the ERP has no stock at, i.e. a typo in the export
+ *                or a plant not connected; reconcile_unknown_site lists them.
  *
  * Unit factors: built in are KG→G, G→MG, T→KG, L→ML (1000), M→CM (100),
  * M→MM (1000), CM→MM (10) and DZ→EA (12); reconcile_add_factor adds more,
@@ -34,12 +43,15 @@
  * columns site,material,lot,location,stock_status,uom,quantity (any order,
  * extra columns ignored), one row per line; fields may be double-quoted
  * ("" is a quote inside); blank lines and lines starting with '#' are
- * skipped; CRLF and a UTF-8 BOM are accepted; an empty stock_status means
- * UNRESTRICTED. A file whose first non-blank character is '[' is read as a
- * JSON array of objects with the same keys (the output of `erp-consumer
- * on-hand` and of `mes-sim`'s --expected file). Unquoted fields are
- * trimmed. Factor files: header from_uom,to_uom,factor[,material] meaning
- * 1 from_uom = factor to_uom.
+ * skipped; LF, CRLF and CR-only line ends and a UTF-8 BOM are accepted; an
+ * empty stock_status means UNRESTRICTED. A file whose first non-blank
+ * character is '[' is read as a JSON array of objects with the same keys (the
+ * output of `erp-consumer on-hand` and of `mes-sim`'s --expected file); one
+ * starting with '{' (a JSON object, JSON lines) is refused, naming the CSV
+ * header. Unquoted fields are trimmed. A quantity may carry any number of
+ * trailing zeros after the point ("54.000000000000000000000" is 54); a
+ * non-zero digit beyond 18 places is refused. Factor files: header
+ * from_uom,to_uom,factor[,material] meaning 1 from_uom = factor to_uom.
  *
  * When the consumer converts units before posting (uom.conversions, uom.h),
  * the ERP holds ERP units: MES and pending quantities are converted the same
@@ -102,6 +114,19 @@ void reconcile_free(reconcile_t *r); /* NULL is a no-op */
 /* Only rows of this site take part (NULL: all). Set before adding rows. */
 void reconcile_set_site(reconcile_t *r, const char *site);
 
+/*
+ * The sites the consumer has heard from (the store's sites). Calling this,
+ * even with n == 0, turns the unknown-site check of reconcile_run on: a MES
+ * row whose site is neither here nor among the ERP rows read (before the site
+ * filter) is unexplained. Without it no site is checked. IS_ERR_NOMEM.
+ */
+is_err_t reconcile_set_known_sites(reconcile_t *r, const char *const *sites,
+                                   size_t n) IS_MUST_CHECK;
+
+/* The i-th distinct site among the rows read for a side, before the site filter; NULL past the
+ * end. */
+const char *reconcile_site_seen(const reconcile_t *r, reconcile_side_t side, size_t i);
+
 /* One on-hand row of a side. status 0 means UNRESTRICTED. IS_ERR_NOMEM. */
 is_err_t reconcile_add_row(reconcile_t *r, reconcile_side_t side, const char *site,
                            const char *material, const char *lot, const char *location, int status,
@@ -137,6 +162,17 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
                              size_t errstr_size) IS_MUST_CHECK;
 
 /*
+ * Refuse to compare an empty snapshot (after the site filter) with a side that
+ * has rows: a header-only or truncated export would make every lot of the
+ * other side a missing-lot and the run look clean. mes_name names the MES
+ * file, erp_name the ERP file (NULL: the ERP came from the adapter, whose
+ * empty answer is not refused). Both sides empty is IS_OK: nothing to compare,
+ * nothing wrong. IS_ERR_INVALID with errstr naming the file otherwise.
+ */
+is_err_t reconcile_check_inputs(const reconcile_t *r, const char *mes_name, const char *erp_name,
+                                char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/*
  * Compare and classify (see above). May be called once, after all rows.
  * Differences come sorted: unexplained first, then by class, then by key.
  */
@@ -147,6 +183,9 @@ const reconcile_diff_t *reconcile_diff(const reconcile_t *r, size_t i);
 /* Keys that agree, and rows read per side (after the site filter). */
 size_t reconcile_matched(const reconcile_t *r);
 size_t reconcile_rows(const reconcile_t *r, reconcile_side_t side);
+/* After reconcile_run: the i-th site (sorted) of MES rows unknown to the consumer and the ERP,
+ * with how many MES rows it had; NULL past the end. */
+const char *reconcile_unknown_site(const reconcile_t *r, size_t i, size_t *mes_rows);
 /* Per class: differences and the sum of |difference| (for uom rows in two units: |mes|). */
 void reconcile_summary(const reconcile_t *r, reconcile_class_t c, size_t *count,
                        is_decimal_t *abs_quantity);
@@ -164,8 +203,10 @@ is_err_t reconcile_write_metrics(const reconcile_t *r, const char *path, int64_t
  * `erp-consumer reconcile --config F --mes FILE [--erp FILE] [--site S]
  * [--format json|csv] [--uom-factors FILE] [--metrics-file FILE]`.
  * argv[0] is "reconcile". Exit status: 0 no unexplained drift, 3
- * unexplained drift found, 2 bad arguments or input, 1 the store or the
- * ERP could not be read.
+ * unexplained drift found (rows of an unknown site included), 2 bad
+ * arguments or input (an empty MES snapshot against a non-empty ERP, a
+ * --site neither the store nor the ERP knows), 1 the store or the ERP could
+ * not be read.
  */
 int reconcile_cli(int argc, char **argv);
 

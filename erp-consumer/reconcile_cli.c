@@ -5,9 +5,11 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "consumer_config.h"
+#include "db.h"
 #include "duration.h"
 #include "erp.h"
 #include "investigation.h"
@@ -49,6 +51,97 @@ static is_err_t load_pending(reconcile_t *r, const consumer_config_t *cfg, const
     // clang-format on
 }
 
+typedef struct site_list {
+    char **v;
+    size_t n;
+} site_list_t;
+
+static void site_list_release(site_list_t *l) {
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int site_list_has(const site_list_t *l, const char *site) {
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], site) == 0)
+            return 1;
+    return 0;
+}
+
+static is_err_t site_list_add(site_list_t *l, const char *site) {
+    char **grown;
+    if (site_list_has(l, site))
+        return IS_OK;
+    grown = realloc(l->v, (l->n + 1) * sizeof(*grown));
+    if (!grown)
+        return IS_ERR_NOMEM;
+    l->v = grown;
+    if (!(l->v[l->n] = strdup(site)))
+        return IS_ERR_NOMEM;
+    l->n++;
+    return IS_OK;
+}
+
+/* The sites the consumer has heard from (a heartbeat or a movement): the admin commands' list. */
+static is_err_t load_store_sites(const consumer_config_t *cfg, site_list_t *out, char *errstr,
+                                 size_t errstr_size) {
+    store_t *s = NULL;
+    sqlite3_stmt *st = NULL;
+    is_err_t rc =
+        store_open(cfg->store_path, consumer_config_store_sync(cfg), &s, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    rc = is_db_prepare(store_db(s), "SELECT site FROM sites ORDER BY site", &st, errstr,
+                       errstr_size);
+    while (rc == IS_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (v)
+            rc = site_list_add(out, v);
+    }
+    sqlite3_finalize(st);
+    store_close(s);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Refuse --site SITE when neither the store nor the ERP knows it, naming the sites that exist. */
+static int site_unknown(reconcile_t *r, erp_t *erp, site_list_t *known, const char *site) {
+    char list[1024] = "", errstr[512];
+    size_t used = 0;
+    const char *v;
+    if (site_list_has(known, site) || reconcile_rows(r, RECONCILE_ERP) > 0)
+        return 0;
+    /* The ERP was asked for this site only: ask it for all, for the list. The rows of other
+     * sites stay out (the site filter); only their site names are kept. */
+    if (erp && erp_query_on_hand(erp, NULL, erp_row_cb, r, errstr, sizeof(errstr)) != IS_OK)
+        fprintf(stderr, "erp-consumer reconcile: cannot list the ERP's sites: %s\n", errstr);
+    for (size_t i = 0; (v = reconcile_site_seen(r, RECONCILE_ERP, i)) != NULL; i++)
+        if (site_list_add(known, v) != IS_OK)
+            break;
+    qsort(known->v, known->n, sizeof(*known->v), cmp_str);
+    for (size_t i = 0; i < known->n && used < sizeof(list); i++) {
+        int w = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", known->v[i]);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (known->n)
+        fprintf(stderr,
+                "erp-consumer reconcile: unknown site '%s': the sites are %s (heard from by the "
+                "consumer or with stock in the ERP)\n",
+                site, list);
+    else
+        fprintf(stderr,
+                "erp-consumer reconcile: unknown site '%s': no site has sent a heartbeat or "
+                "movement yet and the ERP has no stock\n",
+                site);
+    return 1;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: erp-consumer reconcile --config FILE --mes MES.csv [--erp ERP.csv]\n"
                "           [--site SITE] [--format json|csv] [--uom-factors UOM.csv]\n"
@@ -56,7 +149,8 @@ static void usage(FILE *f) {
                "  CSV columns: site,material,lot,location,stock_status,uom,quantity\n"
                "  (a JSON array of such objects is accepted too); without --erp the ERP\n"
                "  adapter's on-hand query is used. Exit: 0 no unexplained drift, 3\n"
-               "  unexplained drift, 2 bad input, 1 store or ERP unavailable.\n");
+               "  unexplained drift (rows of a site nobody knows included), 2 bad input\n"
+               "  (an empty MES snapshot, an unknown --site), 1 store or ERP unavailable.\n");
 }
 
 int reconcile_cli(int argc, char **argv) {
@@ -75,6 +169,7 @@ int reconcile_cli(int argc, char **argv) {
     consumer_config_t cfg;
     reconcile_t *r = NULL;
     erp_t *erp = NULL;
+    site_list_t known = {0};
     size_t n_pending = 0, unexplained = 0;
     is_decimal_t unexplained_qty;
     int c, status = 2;
@@ -151,6 +246,27 @@ int reconcile_cli(int argc, char **argv) {
         fprintf(stderr, "erp-consumer reconcile: cannot read the ERP on-hand: %s\n", errstr);
         goto out;
     }
+    if (load_store_sites(&cfg, &known, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: cannot read the sites from '%s': %s\n",
+                cfg.store_path, errstr);
+        goto out;
+    }
+    if (site && site_unknown(r, erp, &known, site)) {
+        status = 2;
+        goto out;
+    }
+    if (reconcile_check_inputs(r, mes, erp_file, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: %s\n", errstr);
+        status = 2;
+        goto out;
+    }
+    if (reconcile_rows(r, RECONCILE_MES) == 0)
+        fprintf(stderr, "reconcile: no on-hand rows on either side%s%s: nothing to compare\n",
+                site ? " for site " : "", site ? site : "");
+    if (reconcile_set_known_sites(r, (const char *const *)known.v, known.n) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: out of memory\n");
+        goto out;
+    }
     if (load_pending(r, &cfg, site, &n_pending, errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer reconcile: cannot read pending movements from '%s': %s\n",
                 cfg.store_path, errstr);
@@ -177,6 +293,7 @@ int reconcile_cli(int argc, char **argv) {
 out:
     erp_close(erp);
     reconcile_free(r);
+    site_list_release(&known);
     consumer_config_release(&cfg);
     return status;
 }

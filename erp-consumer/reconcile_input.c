@@ -126,13 +126,33 @@ static const char *const row_cols[] = {"site",         "material", "lot",     "l
 static const char *const factor_cols[] = {"from_uom", "to_uom", "factor", "material"};
 static const char *const conversion_cols[] = {"mes_uom", "erp_uom", "factor", "material"};
 
+/*
+ * The length of qs without the trailing zeros of its fraction ("54.000" → "54"),
+ * so that an exact value written with more zeros than IS_DECIMAL_MAX_SCALE
+ * places (or than int64 units hold) still parses; a non-zero digit beyond the
+ * limit is still refused by the parser. Only a plain [+-]digits.digits is
+ * trimmed: anything else is left for the parser to name.
+ */
+static size_t trimmed_len(const char *qs) {
+    size_t len = strlen(qs), i = qs[0] == '-' || qs[0] == '+', dot;
+    size_t int_digits = strspn(qs + i, "0123456789");
+    dot = i + int_digits;
+    if (int_digits == 0 || qs[dot] != '.' || dot + 1 == len ||
+        strspn(qs + dot + 1, "0123456789") != len - dot - 1)
+        return len;
+    while (len > dot + 1 && qs[len - 1] == '0')
+        len--;
+    return len == dot + 1 ? dot : len;
+}
+
 /* One row's values (in row_cols / factor_cols order) into r. */
 static is_err_t take_values(reconcile_t *r, int side, const char *const *v, const char *where,
                             char *errstr, size_t errstr_size) {
     char why[160];
     is_decimal_t q;
     const char *qs = side < 0 ? v[2] : v[6];
-    if (is_decimal_parse(qs, strlen(qs), IS_DECIMAL_MAX_SCALE, &q, why, sizeof(why)) != IS_OK) {
+    if (is_decimal_parse(qs, trimmed_len(qs), IS_DECIMAL_MAX_SCALE, &q, why, sizeof(why)) !=
+        IS_OK) {
         is_errf(errstr, errstr_size, "%s: %s '%s': %s", where, side < 0 ? "factor" : "quantity", qs,
                 why);
         return IS_ERR_INVALID;
@@ -161,6 +181,12 @@ static is_err_t take_values(reconcile_t *r, int side, const char *const *v, cons
     return reconcile_add_row(r, (reconcile_side_t)side, v[0], v[1], v[2], v[3], status, v[5], q);
 }
 
+static const char *header_of(int side) {
+    return side == RECONCILE_FILE_CONVERSIONS ? "mes_uom,erp_uom,factor[,material]"
+           : side < 0                         ? "from_uom,to_uom,factor[,material]"
+                      : "site,material,lot,location,stock_status,uom,quantity";
+}
+
 static is_err_t load_json_rows(reconcile_t *r, int side, const char *path, const char *text,
                                char *errstr, size_t errstr_size) {
     json_error_t jerr;
@@ -180,6 +206,12 @@ static is_err_t load_json_rows(reconcile_t *r, int side, const char *path, const
         const char *v[7];
         char where[300];
         snprintf(where, sizeof(where), "%s: row %zu", path, i + 1);
+        if (!json_is_object(row)) {
+            is_errf(errstr, errstr_size, "%s: expected an object with the keys %s", where,
+                    header_of(side));
+            rc = IS_ERR_INVALID;
+            break;
+        }
         for (size_t k = 0; k < n_cols && rc == IS_OK; k++) {
             json_t *val = json_object_get(row, cols[k]);
             v[k] = json_is_string(val) ? json_string_value(val) : "";
@@ -219,17 +251,31 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
         free(text);
         return rc;
     }
+    if (*line == '{') {
+        /* A JSON object or JSON lines: not a format of ours, and as CSV it would only get a
+         * confusing header error. */
+        for (const char *c = p; c < line; c++)
+            lineno += *c == '\n' || (*c == '\r' && c[1] != '\n');
+        is_errf(errstr, errstr_size,
+                "%s:%zu: this is a JSON object, not a snapshot: the file must be CSV with the "
+                "header %s (or a JSON array of such objects)",
+                path, lineno + 1, header_of(side));
+        free(text);
+        return IS_ERR_INVALID;
+    }
     for (line = p; rc == IS_OK && line && *line; line = p) {
-        char *fields[MAX_COLS], where[300];
+        char *fields[MAX_COLS], where[300], *end;
         const char *v[7];
         int n;
-        p = strchr(line, '\n');
-        if (p)
-            *p++ = '\0';
+        /* A line ends at LF, CRLF or a lone CR (old Mac exports). */
+        end = line + strcspn(line, "\r\n");
+        if (*end == '\0') {
+            p = NULL;
+        } else {
+            p = end + (end[0] == '\r' && end[1] == '\n' ? 2 : 1);
+            *end = '\0';
+        }
         lineno++;
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '\r')
-            line[--l] = '\0';
         if (line[strspn(line, " \t")] == '\0' || line[0] == '#')
             continue;
         snprintf(where, sizeof(where), "%s:%zu", path, lineno);
@@ -250,19 +296,24 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
             have_header = 1;
         }
         if (!have_header) {
+            char missing[200] = "";
+            size_t n_missing = 0, used = 0;
             for (size_t k = 0; k < n_cols; k++) {
                 idx[k] = -1;
                 for (int c = 0; c < n; c++)
                     if (strcmp(fields[c], cols[k]) == 0)
                         idx[k] = c;
-                if (idx[k] < 0 && k < n_required) {
-                    is_errf(errstr, errstr_size, "%s: the header has no column '%s' (needed: %s)",
-                            where, cols[k],
-                            side == RECONCILE_FILE_CONVERSIONS ? "mes_uom,erp_uom,factor[,material]"
-                            : side < 0                         ? "from_uom,to_uom,factor[,material]"
-                                       : "site,material,lot,location,stock_status,uom,quantity");
-                    rc = IS_ERR_INVALID;
+                if (idx[k] < 0 && k < n_required && used < sizeof(missing)) {
+                    int w = snprintf(missing + used, sizeof(missing) - used, "%s'%s'",
+                                     n_missing ? ", " : "", cols[k]);
+                    used += w > 0 ? (size_t)w : 0;
+                    n_missing++;
                 }
+            }
+            if (n_missing) {
+                is_errf(errstr, errstr_size, "%s: the header has no column%s %s (needed: %s)",
+                        where, n_missing > 1 ? "s" : "", missing, header_of(side));
+                rc = IS_ERR_INVALID;
             }
             have_header = 1;
             continue;

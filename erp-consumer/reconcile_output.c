@@ -30,6 +30,14 @@ static is_decimal_t class_abs(const reconcile_t *r, reconcile_class_t c) {
     return q;
 }
 
+/* MES rows of sites unknown to the consumer and the ERP (reconcile_unknown_site). */
+static size_t unknown_rows(const reconcile_t *r) {
+    size_t total = 0, n;
+    for (size_t i = 0; reconcile_unknown_site(r, i, &n); i++)
+        total += n;
+    return total;
+}
+
 static json_t *dec_json(is_decimal_t d) {
     char b[IS_DECIMAL_STRLEN];
     fmt(d, b);
@@ -62,6 +70,13 @@ int reconcile_write_json(const reconcile_t *r, FILE *f) {
                         json_integer((json_int_t)reconcile_rows(r, RECONCILE_MES)));
     json_object_set_new(doc, "erp_rows",
                         json_integer((json_int_t)reconcile_rows(r, RECONCILE_ERP)));
+    json_t *unknown = json_array();
+    const char *site;
+    size_t n;
+    for (size_t i = 0; (site = reconcile_unknown_site(r, i, &n)) != NULL; i++)
+        json_array_append_new(unknown,
+                              json_pack("{s:s,s:I}", "site", site, "mes_rows", (json_int_t)n));
+    json_object_set_new(doc, "unknown_sites", unknown);
     json_object_set_new(doc, "differences", diffs);
     rc = json_dumpf(doc, f, JSON_INDENT(2));
     fputc('\n', f);
@@ -111,6 +126,17 @@ void reconcile_write_summary(const reconcile_t *r, FILE *f) {
         fprintf(f, "reconcile: %-12s %6zu difference(s), absolute quantity %s\n",
                 reconcile_class_name(c), class_count(r, c), q);
     }
+    if (reconcile_unknown_site(r, 0, NULL)) {
+        const char *site;
+        size_t n;
+        fprintf(f,
+                "reconcile: warning: %zu MES row(s) of site(s) unknown to the consumer and the "
+                "ERP, counted as unexplained:",
+                unknown_rows(r));
+        for (size_t i = 0; (site = reconcile_unknown_site(r, i, &n)) != NULL; i++)
+            fprintf(f, "%s %s (%zu row(s))", i ? "," : "", site, n);
+        fputc('\n', f);
+    }
 }
 
 is_err_t reconcile_write_metrics(const reconcile_t *r, const char *path, int64_t now_ms,
@@ -142,6 +168,12 @@ is_err_t reconcile_write_metrics(const reconcile_t *r, const char *path, int64_t
         fmt(class_abs(r, c), q);
         fprintf(f, "invsync_reconcile_abs_quantity{class=\"%s\"} %s\n", reconcile_class_name(c), q);
     }
+    fprintf(f,
+            "# HELP invsync_reconcile_unknown_site_rows MES rows of sites unknown to the consumer "
+            "and the ERP (also counted as unexplained).\n"
+            "# TYPE invsync_reconcile_unknown_site_rows gauge\n"
+            "invsync_reconcile_unknown_site_rows %zu\n",
+            unknown_rows(r));
     fprintf(f,
             "# HELP invsync_reconcile_matched Keys on which MES and ERP agree.\n"
             "# TYPE invsync_reconcile_matched gauge\n"

@@ -216,3 +216,46 @@ def test_reconcile_bad_input_exits_2_naming_the_problem(stack):
     r = reconcile(stack, consumer, "--mes", good, check_exit=0)
     assert json.loads(r.out)["differences"] == []
     assert os.path.exists(consumer.store)
+
+
+def test_reconcile_refuses_empty_snapshot_and_flags_unknown_sites(stack):
+    """A truncated (header-only) MES export must not pass as "every lot missing, exit 0"; a
+    --site nobody knows is refused naming the sites; MES rows of a site neither the consumer nor
+    the ERP knows are unexplained (exit 3) and named on stderr."""
+    stack.start_kafka(partitions=1)
+    consumer = stack.start_consumer()
+    opening = stack.path("opening.json")
+    stack.sim("opening", "--sites", SITE, "--seed", SEED, "--out", opening)
+    stack.seed_erp(consumer, opening)
+    erp_rows, _ = stack.on_hand(consumer, out_name="erp_onhand.json")
+    assert erp_rows, "seed-erp left the ledger empty"
+
+    header_only = write_csv(stack.path("header_only.csv"), [])
+    r = reconcile(stack, consumer, "--mes", header_only, check_exit=2)
+    assert "header_only.csv: no rows" in r.err and "refusing to compare an empty snapshot" in r.err, r.err
+    # The same file for a site that has ERP stock, and as a JSON array with no rows.
+    r = reconcile(stack, consumer, "--mes", header_only, "--site", SITE, check_exit=2)
+    assert "no rows" in r.err, r.err
+    empty_json = stack.path("empty.json")
+    with open(empty_json, "w") as f:
+        f.write("[]\n")
+    r = reconcile(stack, consumer, "--mes", empty_json, check_exit=2)
+    assert "empty.json: no rows" in r.err, r.err
+
+    r = reconcile(stack, consumer, "--mes", header_only, "--site", "NOPE", check_exit=2)
+    assert "unknown site 'NOPE': the sites are %s" % SITE in r.err, r.err
+
+    mes_rows = erp_rows + [{"site": "PLANT7", "material": "FG-301", "lot": "L7-1", "location": "FG-STAGE",
+                            "stock_status": "UNRESTRICTED", "uom": "EA", "quantity": "5"}]
+    mes_csv = write_csv(stack.path("mes_plant7.csv"), mes_rows)
+    metrics = stack.path("reconcile.prom")
+    r = reconcile(stack, consumer, "--mes", mes_csv, "--metrics-file", metrics, check_exit=3)
+    doc = json.loads(r.out)
+    assert doc["unknown_sites"] == [{"site": "PLANT7", "mes_rows": 1}], doc["unknown_sites"]
+    assert [(d["class"], d["site"]) for d in doc["differences"]] == [("unexplained", "PLANT7")], doc
+    assert "site PLANT7 is unknown" in doc["differences"][0]["explanation"]
+    assert "unknown to the consumer and the ERP" in r.err and "PLANT7 (1 row(s))" in r.err, r.err
+    assert "invsync_reconcile_unknown_site_rows 1" in open(metrics).read()
+    # Narrowed to the known site, the same snapshot is clean.
+    r = reconcile(stack, consumer, "--mes", mes_csv, "--site", SITE, check_exit=0)
+    assert json.loads(r.out)["unknown_sites"] == []

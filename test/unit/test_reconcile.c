@@ -169,6 +169,21 @@ static const tcase_t cases[] = {
      .n_diffs = 2,
      .expect = {{"L1", "WH", UNR, "EA", RECONCILE_UNEXPLAINED},
                 {"L2", "WH", UNR, "EA", RECONCILE_SIGN}}},
+    {.name = "units that differ only in case, same quantity: one uom difference",
+     .mes = {{"L1", "WH", UNR, "ea", "10"}},
+     .erp = {{"L1", "WH", UNR, "EA", "10"}},
+     .n_diffs = 1,
+     .expect = {{"L1", "WH", UNR, "ea", RECONCILE_UOM, "EA"}}},
+    {.name = "units that differ only in case, another quantity: one unexplained key",
+     .mes = {{"L1", "WH", UNR, "ea", "10"}},
+     .erp = {{"L1", "WH", UNR, "EA", "12"}},
+     .n_diffs = 1,
+     .expect = {{"L1", "WH", UNR, "ea", RECONCILE_UNEXPLAINED, "EA"}}},
+    {.name = "units that differ only in case, negated: sign",
+     .mes = {{"L1", "WH", UNR, "Kg", "2.5"}},
+     .erp = {{"L1", "WH", UNR, "KG", "-2.5"}},
+     .n_diffs = 1,
+     .expect = {{"L1", "WH", UNR, "Kg", RECONCILE_SIGN, "KG"}}},
     {.name = "a pending transfer covers both locations",
      .mes = {{"L1", "WH", UNR, "KG", "6"}, {"L1", "LINE", UNR, "KG", "4"}},
      .erp = {{"L1", "WH", UNR, "KG", "10"}},
@@ -370,12 +385,54 @@ static void test_csv_quirks_are_accepted(void **state) {
     reconcile_free(r);
 }
 
+/* Old Mac exports end lines with a lone CR; exact quantities may carry more zeros than 18
+ * places (or than int64 units hold): both are read as meant. */
+static void test_cr_only_lines_and_trailing_zeros_are_accepted(void **state) {
+    files_t *f = *state;
+    reconcile_t *r = NULL;
+    char errstr[256] = "";
+    const char *mes = write_file(f, "mes.csv",
+                                 "site,material,lot,location,stock_status,uom,quantity\r"
+                                 "P1,RM-1,L1,WH,,EA,54.000000000000000000000\r"
+                                 "\r"
+                                 "P1,RM-1,L2,WH,,EA,-7.50000000000000000000000000\r"
+                                 "P1,RM-1,L3,WH,,EA,3\r\n"
+                                 "P1,RM-1,L4,WH,,EA,0.000000000000000000000\n");
+    const char *erp =
+        write_file(f, "erp.csv",
+                   "site,material,lot,location,stock_status,uom,quantity\n"
+                   "P1,RM-1,L1,WH,,EA,54\nP1,RM-1,L2,WH,,EA,-7.5\nP1,RM-1,L3,WH,,EA,3\n");
+    assert_int_equal(reconcile_new(&r), IS_OK);
+    assert_int_equal(reconcile_load_file(r, RECONCILE_MES, mes, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(reconcile_load_file(r, RECONCILE_ERP, erp, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(reconcile_rows(r, RECONCILE_MES), 4);
+    assert_int_equal(reconcile_run(r, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(reconcile_count(r), 0);
+    assert_int_equal(reconcile_matched(r), 3);
+    reconcile_free(r);
+}
+
 static void test_bad_files_name_file_line_and_value(void **state) {
     files_t *f = *state;
     static const struct {
         const char *text, *expect;
     } bad[] = {
         {"site,material,lot,location,uom,quantity\n", "no column 'stock_status'"},
+        /* every missing column is named, not only the last one */
+        {"site,material,lot,quantity\n",
+         "mes.csv:1: the header has no columns 'location', 'stock_status', 'uom' (needed: "},
+        /* JSON that is not an array of rows: told it must be CSV, with the header */
+        {"{\"site\":\"P1\",\"material\":\"M\"}\n",
+         "mes.csv:1: this is a JSON object, not a snapshot: the file must be CSV with the header "
+         "site,material,lot,location,stock_status,uom,quantity"},
+        {"\n{\"rows\":[]}\n{\"rows\":[]}\n", "mes.csv:2: this is a JSON object"},
+        {"[[\"P1\",\"M\"]]", "mes.csv: row 1: expected an object with the keys site,material,"},
+        /* a non-zero digit beyond 18 places is still refused */
+        {"site,material,lot,location,stock_status,uom,quantity\nP1,M,L,WH,,EA,1."
+         "0000000000000000001\n",
+         "mes.csv:2: quantity '1.0000000000000000001': more than 18 decimal places"},
+        {"site,material,lot,location,stock_status,uom,quantity\rP1,M,L,WH,FROZEN,EA,1\r",
+         "mes.csv:2: unknown stock_status 'FROZEN'"},
         {"site,material,lot,location,stock_status,uom,quantity\nP1,M,L,WH,FROZEN,EA,1\n",
          "mes.csv:2: unknown stock_status 'FROZEN'"},
         {"site,material,lot,location,stock_status,uom,quantity\nP1,M,L,WH,,EA,1e3\n",
@@ -490,6 +547,102 @@ static void test_configured_conversions_are_not_drift(void **state) {
     reconcile_free(r);
 }
 
+/* A site neither the consumer nor the ERP knows is not a missing lot: its rows are unexplained
+ * and listed; sites known to either are compared as usual. */
+static void test_unknown_site_is_unexplained_and_listed(void **state) {
+    (void)state;
+    static const char *const known[] = {SITE};
+    reconcile_t *r = NULL;
+    char errstr[256];
+    size_t n = 0;
+    assert_int_equal(reconcile_new(&r), IS_OK);
+    assert_int_equal(reconcile_set_known_sites(r, known, 1), IS_OK);
+    assert_int_equal(reconcile_add_row(r, RECONCILE_MES, SITE, "M", "A", "WH", 0, "EA", dec("10")),
+                     IS_OK);
+    assert_int_equal(reconcile_add_row(r, RECONCILE_ERP, SITE, "M", "A", "WH", 0, "EA", dec("10")),
+                     IS_OK);
+    /* P2: the store never heard from it, but the ERP has stock there: known. */
+    assert_int_equal(reconcile_add_row(r, RECONCILE_ERP, "P2", "M", "B", "WH", 0, "EA", dec("1")),
+                     IS_OK);
+    assert_int_equal(reconcile_add_row(r, RECONCILE_MES, "P2", "M", "C", "WH", 0, "EA", dec("4")),
+                     IS_OK);
+    /* A material the ERP has no stock of at all at a known site: still a missing lot. */
+    assert_int_equal(
+        reconcile_add_row(r, RECONCILE_MES, SITE, "NEW-1", "N", "WH", 0, "EA", dec("2")), IS_OK);
+    assert_int_equal(
+        reconcile_add_row(r, RECONCILE_MES, "PLANT7", "M", "X", "WH", 0, "EA", dec("5")), IS_OK);
+    assert_int_equal(
+        reconcile_add_row(r, RECONCILE_MES, "PLANT7", "M", "Y", "WH", 0, "EA", dec("6")), IS_OK);
+    assert_int_equal(reconcile_run(r, errstr, sizeof(errstr)), IS_OK);
+    assert_string_equal(reconcile_unknown_site(r, 0, &n), "PLANT7");
+    assert_int_equal(n, 2);
+    assert_null(reconcile_unknown_site(r, 1, NULL));
+    assert_int_equal(reconcile_count(r), 5);
+    for (size_t i = 0; i < 2; i++) {
+        const reconcile_diff_t *d = reconcile_diff(r, i);
+        assert_int_equal(d->cls, RECONCILE_UNEXPLAINED);
+        assert_string_equal(d->site, "PLANT7");
+        assert_non_null(strstr(d->explanation, "site PLANT7 is unknown"));
+    }
+    assert_int_equal(reconcile_diff(r, 2)->cls, RECONCILE_MISSING_LOT);
+    assert_non_null(strstr(reconcile_diff(r, 2)->explanation, "no stock of NEW-1 at all at P1"));
+    assert_int_equal(reconcile_diff(r, 3)->cls, RECONCILE_MISSING_LOT); /* P2 B, only in the ERP */
+    assert_int_equal(reconcile_diff(r, 4)->cls, RECONCILE_MISSING_LOT); /* P2 C, only in MES */
+    assert_string_equal(reconcile_diff(r, 4)->lot, "C");
+    reconcile_free(r);
+
+    /* The check is on only when the caller gave the known sites. */
+    assert_int_equal(reconcile_new(&r), IS_OK);
+    assert_int_equal(
+        reconcile_add_row(r, RECONCILE_MES, "PLANT7", "M", "X", "WH", 0, "EA", dec("5")), IS_OK);
+    assert_int_equal(reconcile_run(r, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(reconcile_diff(r, 0)->cls, RECONCILE_MISSING_LOT);
+    assert_null(reconcile_unknown_site(r, 0, NULL));
+    reconcile_free(r);
+}
+
+/* A header-only (truncated) snapshot against a side with rows is refused, naming the file. */
+static void test_empty_snapshot_is_refused(void **state) {
+    (void)state;
+    static const struct {
+        int mes_rows, erp_rows, other_site; /* other_site: the MES rows are of P2 */
+        const char *erp_name, *expect;      /* expect NULL: accepted */
+    } cases[] = {
+        {0, 3, 0, NULL,
+         "mes.csv: no rows (a header only, or a truncated export?): refusing to "
+         "compare an empty snapshot with the ERP's 3 row(s)"},
+        {2, 3, 1, NULL, "mes.csv: no rows for site P1 (2 of other sites)"},
+        {0, 0, 0, NULL, NULL}, /* nothing on either side: nothing wrong */
+        {2, 0, 0, NULL, NULL}, /* the adapter's empty answer is not a file */
+        {2, 0, 0, "erp.csv", "erp.csv: no rows"},
+        {2, 3, 0, "erp.csv", NULL},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        reconcile_t *r = NULL;
+        char errstr[256] = "";
+        assert_int_equal(reconcile_new(&r), IS_OK);
+        reconcile_set_site(r, SITE);
+        for (int i = 0; i < cases[c].mes_rows; i++)
+            assert_int_equal(reconcile_add_row(r, RECONCILE_MES, cases[c].other_site ? "P2" : SITE,
+                                               "M", "A", "WH", 0, "EA", dec("1")),
+                             IS_OK);
+        for (int i = 0; i < cases[c].erp_rows; i++)
+            assert_int_equal(
+                reconcile_add_row(r, RECONCILE_ERP, SITE, "M", "A", "WH", 0, "EA", dec("1")),
+                IS_OK);
+        is_err_t rc =
+            reconcile_check_inputs(r, "mes.csv", cases[c].erp_name, errstr, sizeof(errstr));
+        print_message("case %zu: %s\n", c, errstr);
+        if (cases[c].expect) {
+            assert_int_equal(rc, IS_ERR_INVALID);
+            assert_non_null(strstr(errstr, cases[c].expect));
+        } else {
+            assert_int_equal(rc, IS_OK);
+        }
+        reconcile_free(r);
+    }
+}
+
 static void test_csv_output_quotes_and_header(void **state) {
     files_t *f = *state;
     reconcile_t *r = NULL;
@@ -515,6 +668,10 @@ int main(void) {
         cmocka_unit_test(test_classification_table),
         cmocka_unit_test(test_summary_counts_and_absolute_quantities),
         cmocka_unit_test(test_site_filter_drops_other_sites),
+        cmocka_unit_test(test_unknown_site_is_unexplained_and_listed),
+        cmocka_unit_test(test_empty_snapshot_is_refused),
+        cmocka_unit_test_setup_teardown(test_cr_only_lines_and_trailing_zeros_are_accepted,
+                                        files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_csv_quirks_are_accepted, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_files_name_file_line_and_value, files_setup,
                                         files_teardown),
