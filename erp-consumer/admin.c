@@ -260,7 +260,7 @@ json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
         " m.seq AS sequence, m.producer_id, m.policy_version, m.topic, m.part AS partition,"
         " m.off AS offset, m.reason, m.note, m.posting_id, p.erp_doc AS document,"
         " p.state AS posting_state, p.last_error AS posting_error,"
-        " (SELECT count(*) FROM movements x WHERE x.posting_id = m.posting_id)"
+        " (SELECT count(*) FROM movements x WHERE x.posting_id = m.posting_id AND x.id != m.id)"
         "   AS netted_with_count"
         " FROM movements m LEFT JOIN postings p ON p.posting_id = m.posting_id"
         " WHERE m.movement_id = ?1",

@@ -37,7 +37,10 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
     }
     if (strcmp(cmd, "trace") == 0) {
         if (!a->movement == !a->document) {
-            fprintf(stderr, "erp-consumer: trace needs --movement ID or --document DOC\n");
+            fprintf(stderr, a->movement ? "erp-consumer: trace takes one of --movement ID or "
+                                          "--document DOC, not both\n"
+                                        : "erp-consumer: trace needs --movement ID or --document "
+                                          "DOC\n");
             status = 2;
             goto out;
         }
