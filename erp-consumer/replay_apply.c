@@ -202,8 +202,15 @@ static int apply_row(sqlite3 *db, const consumer_config_t *cfg, const regex_t *s
                      replay_row_t *r, int64_t now, replay_apply_counts_t *c) {
     is_movement_t *m;
     int inserted = 0, ok = 1, moved = 0;
-    if (!r->decodable)
+    if (!r->decodable) {
+        /* The consume loop dead-letters it (if the site is this consumer's): counted, so
+         * that the counters add up to the rows of the selection. */
+        if (regexec(sites, r->site, 0, NULL, 0) != 0)
+            c->not_owned++;
+        else
+            c->not_valid++;
         return 1;
+    }
     if (r->in_store) {
         if (strcmp(r->erp_check, "missing") != 0) {
             c->already_known++;
@@ -283,14 +290,21 @@ is_err_t replay_apply(const consumer_config_t *cfg, store_t *s, replay_row_t *ro
         in_selection += strcmp(rows[i].action, "re-queued") == 0;
     c->requeued_outside = c->requeued > in_selection ? c->requeued - in_selection : 0;
     json_t *d =
-        json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "reason",
+        json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "reason",
                   req->reason, "from", req->from, "to", req->to, "site", opt_str(req->filter->site),
                   "tier", opt_str(req->filter->tier), "material", opt_str(req->filter->material),
-                  "lot", opt_str(req->filter->lot), "order", opt_str(req->filter->order_id),
+                  "lot", opt_str(req->filter->lot), "order", opt_str(req->filter->order_id), "type",
+                  opt_str(req->filter->type ? is_movement_type_name(req->filter->type) : NULL),
                   "newly_queued", (json_int_t)c->newly_queued, "requeued_movements",
                   (json_int_t)c->requeued, "requeued_postings", (json_int_t)c->postings_missing,
                   "already_known", (json_int_t)c->already_known, "not_valid",
                   (json_int_t)c->not_valid, "not_owned", (json_int_t)c->not_owned);
+    if (d && req->earliest_ms > 0) {
+        /* The range reached into data Kafka no longer keeps: what was applied starts here. */
+        char ts[IS_RFC3339_LEN];
+        is_format_rfc3339(req->earliest_ms, ts);
+        json_object_set_new(d, "earliest_available", json_string(ts));
+    }
     char *txt = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);
     snprintf(subject, sizeof(subject), "%s..%s", req->from, req->to);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
 #include "duration.h"
 #include "investigation.h"
 #include "policy.h"
@@ -39,8 +38,10 @@ static json_t *summary_json(const replay_timeline_t *t, const replay_info_t *inf
         const replay_row_t *r = &t->rows[i];
         if (!r->decodable)
             continue;
-        if (!r->in_store)
+        if (!r->in_store && !r->dead_lettered)
             missing++;
+        else if (!r->in_store)
+            other++; /* dead-lettered by the consume loop before the store kept it */
         else if (strcmp(r->state, "posted") == 0)
             posted++;
         else if (!strcmp(r->state, "queued") || !strcmp(r->state, "posting") ||
@@ -217,9 +218,12 @@ static int parse_args(int argc, char **argv, replay_args_t *a) {
             return 2;
         }
     }
-    if (!a->from || !a->to || optind < argc) {
+    if (!a->config || !*a->config || !a->from || !a->to || optind < argc) {
         fprintf(stderr, "erp-consumer replay: %s\n",
-                optind < argc ? "unexpected argument" : "--from and --to are required");
+                optind < argc               ? "unexpected argument"
+                : !a->config || !*a->config ? "--config FILE is required (the consumer's "
+                                              "configuration: its store, policy and Kafka)"
+                                            : "--from and --to are required");
         usage(stderr);
         return 2;
     }
@@ -261,14 +265,6 @@ static int parse_args(int argc, char **argv, replay_args_t *a) {
     return 0;
 }
 
-static const char *const lookup_sql =
-    "SELECT m.state, m.posting_id, p.erp_doc, coalesce(p.last_error, m.reason, m.note),"
-    " (SELECT count(*) FROM movements x WHERE x.posting_id = m.posting_id AND x.id != m.id),"
-    " (SELECT group_concat(movement_id, ' ') FROM (SELECT x.movement_id FROM movements x"
-    "   WHERE x.posting_id = m.posting_id AND x.id != m.id ORDER BY x.seq LIMIT 10))"
-    " FROM movements m LEFT JOIN postings p ON p.posting_id = m.posting_id"
-    " WHERE m.source_system = ?1 AND m.movement_id = ?2";
-
 int replay_cli(int argc, char **argv) {
     replay_args_t a;
     char errstr[1024];
@@ -295,7 +291,7 @@ int replay_cli(int argc, char **argv) {
     status = 1;
     if (store_open(cfg.store_path, consumer_config_store_sync(&cfg), &store, errstr,
                    sizeof(errstr)) != IS_OK ||
-        is_db_prepare(store_db(store), lookup_sql, &t.lookup, errstr, sizeof(errstr)) != IS_OK) {
+        replay_timeline_prepare(&t, store_db(store), errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer replay: cannot read the store '%s': %s\n", cfg.store_path,
                 errstr);
         goto out;
@@ -316,8 +312,13 @@ int replay_cli(int argc, char **argv) {
         goto out;
     }
     if (a.apply) {
-        replay_apply_req_t req = {
-            .by = a.by, .reason = a.reason, .from = a.from, .to = a.to, .filter = &a.filter};
+        replay_apply_req_t req = {.by = a.by,
+                                  .reason = a.reason,
+                                  .from = a.from,
+                                  .to = a.to,
+                                  .filter = &a.filter,
+                                  .earliest_ms =
+                                      info.retention_gap ? info.retention_earliest_ms : 0};
         if (replay_apply(&cfg, store, t.rows, t.n, &req, &counts, errstr, sizeof(errstr)) !=
             IS_OK) {
             fprintf(stderr, "erp-consumer replay: %s\n", errstr);
@@ -352,9 +353,8 @@ int replay_cli(int argc, char **argv) {
         status = 3;
     }
 out:
-    replay_timeline_release(&t);
+    replay_timeline_release(&t); /* before the store it has statements on */
     json_decref(summary);
-    sqlite3_finalize(t.lookup);
     store_close(store);
     is_policy_destroy(policy);
     consumer_config_release(&cfg);

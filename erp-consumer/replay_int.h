@@ -35,7 +35,8 @@ typedef struct row {
     char *producer;   /* owned, for ordering */
     uint64_t seq;
     int in_store;
-    char state[16]; /* the store's movement state */
+    int dead_lettered; /* not in movements but in dead_letters (undecodable, or unsequenced) */
+    char state[16];    /* the store's movement state */
     char posting_id[40];
     char *document;    /* owned or NULL: the ERP document */
     char *detail;      /* owned or NULL: error, reason or note */
@@ -46,18 +47,36 @@ typedef struct row {
     int requeue;       /* --apply: the first row of a posting the ERP lost */
 } replay_row_t;
 
+typedef struct replay_skip replay_skip_t; /* an operator's skip, from the audit trail */
+
 typedef struct timeline {
     const replay_filter_t *filter;
+    sqlite3 *db;          /* the consumer's store (not owned) */
     sqlite3_stmt *lookup; /* a movement's store state, by source_system and movement_id */
+    sqlite3_stmt *held;   /* the failed postings holding a lot, by lot_key */
+    sqlite3_stmt *dead;   /* a dead letter's reason, by topic, partition and offset */
+    replay_skip_t *skips; /* every `failed skip` of the audit trail, loaded at the first
+                           * skipped row (operator actions: few) */
+    size_t n_skips;
+    int skips_loaded;
     replay_row_t *rows;
     size_t n, cap;
     size_t read, heartbeats, undecodable, movements, failed_lookups;
     int nomem;
 } replay_timeline_t;
 
-/* replay_cb: one message into the timeline (store state looked up with t->lookup). */
+/*
+ * Prepare t's store statements on db (the consumer's store, which must stay
+ * open until replay_timeline_release). On error errstr says why and
+ * replay_timeline_release still cleans up.
+ */
+is_err_t replay_timeline_prepare(replay_timeline_t *t, sqlite3 *db, char *errstr,
+                                 size_t errstr_size) IS_MUST_CHECK;
+/* replay_cb: one message into the timeline, with what the store made of it: its state
+ * and a detail saying why (the ERP's error, the failed posting holding its lot, who
+ * skipped it and why, the dead letter's reason). */
 int replay_timeline_collect(void *opaque, const replay_msg_t *msg);
-/* Free the rows (not t->lookup). */
+/* Free the rows and finalize the statements (not t->db). */
 void replay_timeline_release(replay_timeline_t *t);
 /* qsort order of rows: acceptance order, then Kafka coordinates. */
 int replay_row_cmp(const void *pa, const void *pb);
@@ -75,6 +94,7 @@ typedef struct apply_counts {
 typedef struct apply_req {
     const char *by, *reason, *from, *to;
     const replay_filter_t *filter;
+    int64_t earliest_ms; /* > 0: Kafka no longer holds data before this (retention) */
 } replay_apply_req_t;
 
 /* --check-erp: ask the ERP once per distinct posting of the posted rows; mark every row's
@@ -82,7 +102,9 @@ typedef struct apply_req {
 is_err_t replay_check_erp(const consumer_config_t *cfg, replay_row_t *rows, size_t n,
                           replay_apply_counts_t *c, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 /* --apply (see replay_apply.c): one audited store transaction; on error nothing changed and
- * *c is zeroed. */
+ * *c is zeroed. Every row of the selection lands in one counter: newly_queued, requeued
+ * (those in the selection: requeued - requeued_outside), already_known, not_valid (also
+ * undecodable rows) or not_owned. The audit row's detail holds the whole selection. */
 is_err_t replay_apply(const consumer_config_t *cfg, store_t *s, replay_row_t *rows, size_t n,
                       const replay_apply_req_t *req, replay_apply_counts_t *c, char *errstr,
                       size_t errstr_size) IS_MUST_CHECK;

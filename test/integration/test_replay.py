@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, load_json, movement, query, scalar, try_scalar
+from conftest import REPO, binary, load_json, movement, query, scalar, try_scalar
 
 KAFKA_SH = os.path.join(REPO, "deploy", "kafka", "kafka.sh")
 KAFKA_LIBS = os.path.join(os.environ.get("INVSYNC_KAFKA_CACHE") or os.path.join(REPO, "deploy", "kafka", "cache"),
@@ -160,6 +160,7 @@ def test_replay_timeline_and_genealogy_from_kafka(stack, apache_kafka):
     assert order == sorted(order), "the timeline is in acceptance order"
     states = dict(query(consumer.store, "SELECT movement_id, state FROM movements"))
     docs = dict(query(consumer.erp, "SELECT movement_id, doc_no FROM doc_movements"))
+    by_id = {row["movement_id"]: row for row in rows}
     for row in rows:
         assert row["topic"] == "invsync.%s.%s" % (site, row["tier"]), row
         assert isinstance(row["partition"], int) and isinstance(row["offset"], int), row
@@ -171,6 +172,13 @@ def test_replay_timeline_and_genealogy_from_kafka(stack, apache_kafka):
             assert row["erp_document"] == docs[row["movement_id"]] and row["posting_id"], row
         else:
             assert "inside the window" in row["detail"], row
+        # A REVERSAL names what it reverses (from the Kafka message); other types leave it empty.
+        if row["type"] == "REVERSAL":
+            original = by_id.get(row["reverses_movement_id"])
+            assert original and row["reversed_type"] == original["type"], (row, original)
+        else:
+            assert row["reverses_movement_id"] == "" and row["reversed_type"] == "", row
+    assert any(row["type"] == "REVERSAL" for row in rows), "the simulated day has reversals"
     summary = load_json(summary_path)
     assert summary["matched"] == accepted and summary["not_in_store"] == 0, summary
     assert summary["already_posted"] == sum(1 for s in states.values() if s == "posted"), summary
@@ -190,6 +198,8 @@ def test_replay_timeline_and_genealogy_from_kafka(stack, apache_kafka):
     assert crows and all(x["type"] == "COMPLETION" for x in crows)
     assert len(crows) == sum(1 for x in rows if x["type"] == "COMPLETION")
     assert {"topic", "partition", "offset", "status", "erp_document", "policy_version"} <= set(crows[0])
+    header = r.out.splitlines()[0].split(",")
+    assert header[-4:] == ["apply_action", "detail", "reverses_movement_id", "reversed_type"], header
 
     # A narrower time window holds a subset, never something outside it.
     mid = rows[len(rows) // 2]["timestamp"]
@@ -264,6 +274,8 @@ def test_replay_apply_restores_a_lost_interface_day(stack, apache_kafka):
     assert len(audit) == 1 and audit[0][0] == "qa.lead" and audit[0][1] == "%s..%s" % (t1, t2), audit
     detail = json.loads(audit[0][2])
     assert detail["requeued_movements"] == len(lost_movements) and detail["reason"].startswith("ERP restored")
+    assert detail["site"] == site and all(detail[k] is None for k in ("tier", "material", "lot", "order", "type")), \
+        "the audit row names the whole selection: %r" % detail
     assert json.loads(stack.consumer_cli(consumer, "audit", "verify").out)["ok"] is True
 
     # Applying again finds nothing to do and posts nothing.
@@ -273,6 +285,15 @@ def test_replay_apply_restores_a_lost_interface_day(stack, apache_kafka):
     s = load_json(applied)
     assert s["requeued"] == 0 and s["newly_queued"] == 0 and s["already_known"] == accepted, s
     assert scalar(consumer.erp, "SELECT count(*) FROM documents") == docs
+
+    # A narrower apply (--type): the audit row says so, not "everything of the site".
+    replay(stack, consumer, "--from", t1, "--to", t2, "--site", site, "--type", "completion", "--apply",
+           "--by", "qa.lead", "--reason", "completions only", "--summary", applied)
+    s = load_json(applied)
+    (detail,) = [json.loads(d) for (d,) in query(consumer.store, "SELECT detail FROM audit WHERE action ="
+                                                                 " 'replay-apply' ORDER BY id DESC LIMIT 1")]
+    assert detail["type"] == "COMPLETION" and detail["site"] == site, detail
+    assert s["matched"] == s["already_known"] + s["newly_queued"] + s["not_valid"] + s["not_owned"], s
 
 
 @pytest.mark.reliability
@@ -359,6 +380,14 @@ def test_replay_edge_cases_have_clear_messages(stack, apache_kafka):
     # A range that starts after the deleted data is complete again.
     late = utc_in(-0.5)
     replay(stack, consumer, "--from", late, "--to", utc(), "--site", site, check_exit=0)
+
+
+def test_replay_without_config_names_the_option(stack):
+    """No --config: name the option, not a configuration key the user never set."""
+    r = stack.run([binary("erp-consumer"), "replay", "--from", "2026-01-01T00:00:00Z",
+                   "--to", "2026-01-02T00:00:00Z"], check=False)
+    assert r.returncode == 2, r.err
+    assert "--config FILE is required" in r.err and "policy.path" not in r.err, r.err
 
 
 def test_replay_on_the_embedded_mock_says_it_cannot(stack):

@@ -1,0 +1,459 @@
+/*
+ * test_replay.c — the replay timeline and `--apply` without Kafka: messages
+ * as the reader delivers them (replay_msg_t) against a real store, checking
+ * what each row says (status, detail, the REVERSAL's original) and what
+ * --apply counts and audits. Reading Kafka by time is proven against Apache
+ * Kafka in test/integration/test_replay.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "duration.h"
+#include "replay_int.h"
+#include "store.h"
+
+#define SITE  "S1"
+#define TOPIC "invsync.S1.periodic"
+
+typedef struct fx {
+    char dir[64], store_path[128];
+    store_t *store;
+    replay_filter_t filter;
+    replay_timeline_t t;
+    int64_t now;
+} fx_t;
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof(*f));
+    char errstr[512];
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_replay.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->store_path, sizeof(f->store_path), "%s/store.db", f->dir);
+    assert_int_equal(store_open(f->store_path, IS_DB_SYNC_OFF, &f->store, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(is_parse_rfc3339("2026-03-02T08:00:00Z", &f->now), IS_OK);
+    f->t.filter = &f->filter;
+    assert_int_equal(replay_timeline_prepare(&f->t, store_db(f->store), errstr, sizeof(errstr)),
+                     IS_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    char cmd[128];
+    replay_timeline_release(&f->t);
+    store_close(f->store);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+typedef struct tmov {
+    uint64_t seq; /* the producer's sequence */
+    const char *id, *lot;
+    int type;
+    const char *reverses; /* REVERSAL: the original's id */
+    int reversed_type;
+    int unsequenced; /* no producer stamp (dead-lettered without a movements row) */
+} tmov_t;
+
+/* A packed movement (free *buf); m's strings point to static data. */
+static void make(fx_t *f, const tmov_t *tm, is_movement_t *m, Invsync__V1__Decimal *q,
+                 uint8_t **buf, size_t *len) {
+    invsync__v1__movement__init(m);
+    invsync__v1__decimal__init(q);
+    q->units = 5;
+    m->movement_id = (char *)tm->id;
+    m->source_system = "MES";
+    m->site = SITE;
+    m->tier = "periodic";
+    m->type = (Invsync__V1__MovementType)tm->type;
+    m->material = "RM-1";
+    m->lot = (char *)tm->lot;
+    m->location = "WH";
+    m->uom = "KG";
+    m->quantity = q;
+    m->event_time = f->now;
+    m->accepted_time = f->now + (int64_t)tm->seq;
+    m->policy_version = "v1";
+    m->order_id = tm->type == INVSYNC__V1__MOVEMENT_TYPE__COMPLETION ? "ORD-1" : "";
+    if (tm->reverses) {
+        m->reverses_movement_id = (char *)tm->reverses;
+        m->reversed_type = (Invsync__V1__MovementType)tm->reversed_type;
+    }
+    if (!tm->unsequenced) {
+        m->producer_id = "P1";
+        m->sequence = tm->seq;
+    }
+    *len = invsync__v1__movement__get_packed_size(m);
+    *buf = malloc(*len);
+    invsync__v1__movement__pack(m, *buf);
+}
+
+/* Into the store as the consume loop puts it (queued), or dead-lettered with `reason`. */
+static void consume(fx_t *f, const tmov_t *tm, const char *dead_reason, int64_t off) {
+    char errstr[256];
+    store_batch_result_t res;
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    uint8_t *buf;
+    size_t len;
+    make(f, tm, &m, &q, &buf, &len);
+    store_msg_t sm = {.kind = dead_reason ? STORE_MSG_DEAD : STORE_MSG_MOVEMENT,
+                      .topic = TOPIC,
+                      .offset = off,
+                      .m = &m,
+                      .payload = buf,
+                      .payload_len = len,
+                      .reason = dead_reason,
+                      .due_at = f->now + 3600000};
+    assert_int_equal(store_apply_batch(f->store, &sm, 1, f->now, &res, errstr, sizeof(errstr)),
+                     IS_OK);
+    free(buf);
+}
+
+/* The message as replay_read delivers it. */
+static void deliver(fx_t *f, const tmov_t *tm, int64_t off) {
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    uint8_t *buf;
+    size_t len;
+    make(f, tm, &m, &q, &buf, &len);
+    replay_msg_t msg = {.kind = REPLAY_MOVEMENT,
+                        .topic = TOPIC,
+                        .site = SITE,
+                        .tier = "periodic",
+                        .offset = off,
+                        .timestamp_ms = f->now,
+                        .m = &m,
+                        .payload = buf,
+                        .payload_len = len};
+    assert_int_equal(replay_timeline_collect(&f->t, &msg), 0);
+    free(buf);
+}
+
+static void deliver_garbage(fx_t *f, const char *site, int64_t off) {
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01};
+    char topic[64];
+    snprintf(topic, sizeof(topic), "invsync.%s.periodic", site);
+    replay_msg_t msg = {.kind = REPLAY_UNDECODABLE,
+                        .topic = topic,
+                        .site = site,
+                        .tier = "periodic",
+                        .offset = off,
+                        .timestamp_ms = f->now,
+                        .payload = junk,
+                        .payload_len = sizeof(junk)};
+    assert_int_equal(replay_timeline_collect(&f->t, &msg), 0);
+}
+
+static void exec_sql(fx_t *f, const char *sql) {
+    char *err = NULL;
+    int rc = sqlite3_exec(store_db(f->store), sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, err ? err : "?");
+}
+
+/* Movement `id` refused for good by the ERP in posting `pid`: its lot is held. */
+static void fail_posting(fx_t *f, const char *pid, const char *id, const char *error) {
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, last_error,"
+             " lines, created_at, updated_at) SELECT '%s', site, tier, lot_key, 'failed', 1, '%s',"
+             " 1, 0, 0 FROM movements WHERE movement_id = '%s';"
+             "UPDATE movements SET state = 'failed', posting_id = '%s' WHERE movement_id = '%s';",
+             pid, error, id, pid, id);
+    exec_sql(f, sql);
+}
+
+/* Row i of the timeline as the JSON line it prints. */
+static json_t *row(fx_t *f, size_t i) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&buf, &len);
+    assert_true(i < f->t.n);
+    replay_write_row(mf, &f->t.rows[i], 0);
+    fclose(mf);
+    json_t *o = json_loads(buf, 0, NULL);
+    assert_non_null(o);
+    free(buf);
+    return o;
+}
+
+static const char *str(const json_t *o, const char *k) {
+    const char *v = json_string_value(json_object_get(o, k));
+    if (!v)
+        fail_msg("no string field '%s'", k);
+    return v;
+}
+
+static void assert_contains(const char *hay, const char *needle) {
+    if (!strstr(hay, needle))
+        fail_msg("'%s' does not contain '%s'", hay, needle);
+}
+
+static void test_a_movement_held_behind_a_failed_posting_says_which(void **state) {
+    fx_t *f = *state;
+    tmov_t m1 = {
+        .seq = 1, .id = "M-1", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE};
+    tmov_t m2 = {
+        .seq = 2, .id = "M-2", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE};
+    tmov_t m3 = {
+        .seq = 3, .id = "M-3", .lot = "L2", .type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE};
+    consume(f, &m1, NULL, 0);
+    consume(f, &m2, NULL, 1);
+    consume(f, &m3, NULL, 2);
+    fail_posting(f, "P-FAIL", "M-1", "stock would go negative");
+    deliver(f, &m1, 0);
+    deliver(f, &m2, 1);
+    deliver(f, &m3, 2);
+    assert_int_equal(f->t.failed_lookups, 0);
+    json_t *o = row(f, 1);
+    assert_string_equal(str(o, "status"), "pending");
+    assert_contains(str(o, "detail"), "held behind failed posting P-FAIL (M-1)");
+    json_decref(o);
+    o = row(f, 0);
+    assert_string_equal(str(o, "status"), "failed");
+    assert_string_equal(str(o, "detail"), "stock would go negative");
+    json_decref(o);
+    o = row(f, 2); /* another lot: nothing holds it */
+    assert_string_equal(str(o, "status"), "pending");
+    assert_string_equal(str(o, "detail"), "");
+    json_decref(o);
+}
+
+static void test_a_skipped_posting_says_who_skipped_it_and_why(void **state) {
+    fx_t *f = *state;
+    char errstr[256];
+    tmov_t m1 = {.seq = 1, .id = "M-1", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__SCRAP};
+    consume(f, &m1, NULL, 0);
+    fail_posting(f, "P-SKIP", "M-1", "material blocked");
+    assert_int_equal(store_failed_skip(f->store, "P-SKIP", "qa.lead", "written off in the ERP",
+                                       f->now, errstr, sizeof(errstr)),
+                     IS_OK);
+    deliver(f, &m1, 0);
+    assert_int_equal(f->t.failed_lookups, 0);
+    json_t *o = row(f, 0);
+    assert_string_equal(str(o, "status"), "skipped");
+    assert_string_equal(str(o, "detail"), "material blocked; skipped by qa.lead at "
+                                          "2026-03-02T08:00:00.000Z: written off in the ERP");
+    json_decref(o);
+}
+
+static void test_dead_lettered_rows_show_the_reason(void **state) {
+    fx_t *f = *state;
+    char errstr[256];
+    store_batch_result_t res;
+    /* An undecodable value at offset 5, and a movement without a producer stamp at 6:
+     * the consume loop dead-letters both; neither gets a movements row. */
+    store_msg_t sm = {.kind = STORE_MSG_DEAD,
+                      .topic = TOPIC,
+                      .offset = 5,
+                      .reason = "value is not a Movement (protobuf: truncated)"};
+    assert_int_equal(store_apply_batch(f->store, &sm, 1, f->now, &res, errstr, sizeof(errstr)),
+                     IS_OK);
+    tmov_t bare = {.seq = 0,
+                   .id = "M-BARE",
+                   .lot = "L1",
+                   .type = INVSYNC__V1__MOVEMENT_TYPE__SCRAP,
+                   .unsequenced = 1};
+    consume(f, &bare, "movement has no producer_id/sequence (not stamped by mes-producer)", 6);
+    tmov_t invalid = {
+        .seq = 1, .id = "M-BAD", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__SCRAP};
+    consume(f, &invalid, "quantity: must be positive", 7);
+
+    deliver_garbage(f, SITE, 5);
+    deliver(f, &bare, 6);
+    deliver(f, &invalid, 7);
+    assert_int_equal(f->t.failed_lookups, 0);
+    json_t *o = row(f, 0);
+    assert_string_equal(str(o, "status"), "undecodable");
+    assert_string_equal(str(o, "detail"), "value is not a Movement (protobuf: truncated)");
+    json_decref(o);
+    o = row(f, 1);
+    assert_string_equal(str(o, "status"), "dead-lettered");
+    assert_string_equal(str(o, "detail"),
+                        "movement has no producer_id/sequence (not stamped by mes-producer)");
+    json_decref(o);
+    o = row(f, 2);
+    assert_string_equal(str(o, "status"), "dead-lettered");
+    assert_string_equal(str(o, "detail"), "quantity: must be positive");
+    json_decref(o);
+}
+
+static void test_a_reversal_names_what_it_reverses(void **state) {
+    fx_t *f = *state;
+    tmov_t orig = {
+        .seq = 1, .id = "M-1", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    tmov_t rev = {.seq = 2,
+                  .id = "M-2",
+                  .lot = "L1",
+                  .type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL,
+                  .reverses = "M-1",
+                  .reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    deliver(f, &orig, 0);
+    deliver(f, &rev, 1);
+    json_t *o = row(f, 1);
+    assert_string_equal(str(o, "type"), "REVERSAL");
+    assert_string_equal(str(o, "reverses_movement_id"), "M-1");
+    assert_string_equal(str(o, "reversed_type"), "COMPLETION");
+    assert_string_equal(str(o, "status"), "not-in-store");
+    json_decref(o);
+    o = row(f, 0); /* other types: present and empty */
+    assert_string_equal(str(o, "reverses_movement_id"), "");
+    assert_string_equal(str(o, "reversed_type"), "");
+    json_decref(o);
+
+    /* CSV: the same two columns, appended after the existing ones. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&buf, &len);
+    replay_write_csv_header(mf);
+    replay_write_row(mf, &f->t.rows[1], 1);
+    fclose(mf);
+    char *nl = strchr(buf, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    size_t hl = strlen(buf);
+    const char *tail = ",apply_action,detail,reverses_movement_id,reversed_type";
+    assert_true(hl > strlen(tail));
+    assert_string_equal(buf + hl - strlen(tail), tail);
+    assert_non_null(strstr(nl + 1, ",M-1,COMPLETION\n"));
+    free(buf);
+}
+
+static void test_apply_counts_every_row_and_audits_the_whole_selection(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    consumer_config_t cfg;
+    replay_apply_counts_t c = {0};
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.sites_regex = SITE;
+
+    /* The selection: --type COMPLETION --lot L1 --material RM-1 --order ORD-1 --site S1
+     * --tier periodic. Two movements the store never got, one undecodable message of this
+     * site, one of a site this consumer does not own. */
+    f->filter.site = SITE;
+    f->filter.tier = "periodic";
+    f->filter.material = "RM-1";
+    f->filter.lot = "L1";
+    f->filter.order_id = "ORD-1";
+    f->filter.type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    tmov_t a = {.seq = 1, .id = "M-1", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    tmov_t b = {.seq = 2, .id = "M-2", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    deliver(f, &a, 0);
+    deliver(f, &b, 1);
+    f->filter.material = f->filter.lot = f->filter.order_id = NULL; /* undecodable rows are */
+    f->filter.type = 0; /* collected only without movement filters */
+    deliver_garbage(f, SITE, 2);
+    deliver_garbage(f, "OTHER", 0);
+    f->filter.material = "RM-1";
+    f->filter.lot = "L1";
+    f->filter.order_id = "ORD-1";
+    f->filter.type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    assert_int_equal(f->t.n, 4);
+
+    int64_t earliest;
+    assert_int_equal(is_parse_rfc3339("2026-03-02T07:30:00Z", &earliest), IS_OK);
+    replay_apply_req_t req = {.by = "qa.lead",
+                              .reason = "ERP restored",
+                              .from = "2026-03-02T07:00:00Z",
+                              .to = "2026-03-02T09:00:00Z",
+                              .filter = &f->filter,
+                              .earliest_ms = earliest};
+    assert_int_equal(
+        replay_apply(&cfg, f->store, f->t.rows, f->t.n, &req, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.newly_queued, 2);
+    assert_int_equal(c.not_valid, 1);
+    assert_int_equal(c.not_owned, 1);
+    assert_int_equal(c.newly_queued + (c.requeued - c.requeued_outside) + c.already_known +
+                         c.not_valid + c.not_owned,
+                     f->t.n);
+
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->store),
+                                        "SELECT actor, subject, detail FROM audit"
+                                        " WHERE action = 'replay-apply'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "qa.lead");
+    assert_string_equal((const char *)sqlite3_column_text(st, 1),
+                        "2026-03-02T07:00:00Z..2026-03-02T09:00:00Z");
+    json_t *d = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
+    sqlite3_finalize(st);
+    assert_non_null(d);
+    assert_string_equal(str(d, "type"), "COMPLETION");
+    assert_string_equal(str(d, "site"), SITE);
+    assert_string_equal(str(d, "tier"), "periodic");
+    assert_string_equal(str(d, "material"), "RM-1");
+    assert_string_equal(str(d, "lot"), "L1");
+    assert_string_equal(str(d, "order"), "ORD-1");
+    assert_string_equal(str(d, "from"), "2026-03-02T07:00:00Z");
+    assert_string_equal(str(d, "to"), "2026-03-02T09:00:00Z");
+    assert_string_equal(str(d, "earliest_available"), "2026-03-02T07:30:00.000Z");
+    assert_string_equal(str(d, "reason"), "ERP restored");
+    assert_int_equal(json_integer_value(json_object_get(d, "not_valid")), 1);
+    json_decref(d);
+}
+
+static void test_apply_audit_without_filters_records_them_as_null(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    consumer_config_t cfg;
+    replay_apply_counts_t c = {0};
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.sites_regex = SITE;
+    tmov_t a = {.seq = 1, .id = "M-1", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__SCRAP};
+    deliver(f, &a, 0);
+    replay_apply_req_t req = {.by = "ops",
+                              .reason = "r",
+                              .from = "2026-03-02T07:00:00Z",
+                              .to = "2026-03-02T09:00:00Z",
+                              .filter = &f->filter};
+    assert_int_equal(
+        replay_apply(&cfg, f->store, f->t.rows, f->t.n, &req, &c, errstr, sizeof(errstr)), IS_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->store),
+                                        "SELECT detail FROM audit WHERE action = 'replay-apply'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    json_t *d = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    sqlite3_finalize(st);
+    static const char *const keys[] = {"site", "tier", "material", "lot", "order", "type"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_t *v = json_object_get(d, keys[i]);
+        if (!json_is_null(v))
+            fail_msg("audit detail key '%s' must be present and null", keys[i]);
+    }
+    assert_null(json_object_get(d, "earliest_available"));
+    json_decref(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_a_movement_held_behind_a_failed_posting_says_which,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_skipped_posting_says_who_skipped_it_and_why, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dead_lettered_rows_show_the_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_reversal_names_what_it_reverses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_counts_every_row_and_audits_the_whole_selection,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_audit_without_filters_records_them_as_null,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
