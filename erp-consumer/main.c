@@ -559,6 +559,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "erp-consumer: seed-erp needs the opening stock file\n");
         return 2;
     }
+    /* Commands that take no operand: an extra word is a mistake, not ignored. */
+    size_t max_operands = strcmp(cmd, "seed-erp") == 0 ? 1 : cli_is_admin_command(cmd) ? 2 : 0;
+    if ((size_t)(argc - optind) > max_operands) {
+        fprintf(stderr, "erp-consumer: %s: unexpected argument '%s'\n", cmd,
+                argv[optind + (int)max_operands]);
+        return 2;
+    }
     if (consumer_config_load(&cfg, config, errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         consumer_config_release(&cfg);

@@ -115,3 +115,11 @@ def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):
     assert r.out.count("kafka.*") == 1, r.out
     genealogy = [l for l in r.out.splitlines() if "erp-consumer genealogy" in l]
     assert genealogy and "--depth N" in genealogy[0], r.out
+
+
+def test_consumer_refuses_extra_arguments(stack):
+    """A word the command does not take is a mistake, not something to ignore."""
+    cfg = stack.write_config("consumer-extra", stack.consumer_config(bootstrap="127.0.0.1:1"))
+    for argv in (["status", "extra"], ["failed", "list", "now", "please"]):
+        r = stack.run([binary("erp-consumer")] + argv + ["--config", cfg], check=False, timeout=15)
+        assert r.returncode == 2 and "unexpected argument" in r.err, (argv, r.returncode, r.err)
