@@ -84,9 +84,12 @@ static void classify(const is_policy_t *np, const is_policy_t *op, const json_t 
                      const char *path, const char *where, counts_t *c) {
     is_movement_t *m = NULL;
     is_field_error_t err;
+    /* The producer's rules (its ingest ones included), scale aside: its
+     * quantity.max_scale is its own configuration. */
+    const is_validate_opts_t at_ingest = {.max_scale = IS_DECIMAL_MAX_SCALE, .ingest = 1};
     memset(&err, 0, sizeof(err));
     if (is_movement_from_json(obj, IS_DECIMAL_MAX_SCALE, &m, &err) != IS_OK ||
-        is_movement_validate(m, NULL, &err, 1) > 0) {
+        is_movement_validate(m, &at_ingest, &err, 1) > 0) {
         if (c->invalid < MAX_INVALID_SHOWN)
             fprintf(stderr, "erp-consumer: %s: %s: not a valid movement, skipped: %s: %s\n", path,
                     where, err.field[0] ? err.field : "movement", err.error);

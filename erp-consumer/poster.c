@@ -157,7 +157,7 @@ static is_err_t recover_inflight(poster_t *p, int64_t now_ms) {
             /* Not there (or the ERP cannot say now): post again under the same
              * reference; the ERP's idempotency key guards the second case. */
             res[i].outcome = STORE_RETRY;
-            res[i].error = lr == IS_ERR_NOT_FOUND ? "not in the ERP after restart"
+            res[i].error = lr == IS_ERR_NOT_FOUND ? STORE_NOT_IN_ERP_AFTER_RESTART
                                                   : "ERP lookup failed after restart";
             res[i].next_at_ms = lr == IS_ERR_NOT_FOUND ? now_ms : now_ms + backoff_ms(p, 1);
             is_log(IS_LOG_INFO, "in-flight posting will be posted again", "posting_id",

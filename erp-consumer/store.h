@@ -309,4 +309,9 @@ is_err_t store_skip_gaps(store_t *s, int64_t through_ms, int64_t older_than_ms,
 is_err_t store_note_policy_version(store_t *s, const char *version, const char *movement_id,
                                    int64_t now_ms, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 
+/* The error a posting found in flight at start-up and not in the ERP is
+ * retried with: it never reached the ERP, so a REVERSAL in it is checked
+ * again against its original (store_fetch_due), as a fresh one would be. */
+#define STORE_NOT_IN_ERP_AFTER_RESTART "not in the ERP after restart"
+
 #endif

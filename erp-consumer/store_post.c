@@ -26,7 +26,9 @@ const char *const store_post_sql[SQ__COUNT] = {
     // clang-format off
     [SQ_DUE_RETRY] =
         "SELECT p.posting_id, p.site, p.tier, p.lot_key, p.attempts, p.last_error FROM postings p"
-        " WHERE p.state = 'retry' AND p.next_at <= ?1 AND NOT EXISTS ("
+        " WHERE p.state = 'retry' AND p.next_at <= ?1"
+        " AND NOT EXISTS (SELECT 1 FROM pauses z WHERE (z.site = '*' OR z.site = p.site)"
+        "   AND (z.tier = '*' OR z.tier = p.tier)) AND NOT EXISTS ("
         "  SELECT 1 FROM movements e WHERE e.lot_key = p.lot_key"
         "   AND " STORE_OPEN("e.") " AND e.posting_id <> p.posting_id"
         "   AND e.seq < (SELECT min(m.seq) FROM movements m WHERE m.posting_id = p.posting_id))"
@@ -344,8 +346,9 @@ static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *p
         p->attempts = sqlite3_column_int(st, 4);
         const unsigned char *le = sqlite3_column_count(st) > 5 ? sqlite3_column_text(st, 5) : NULL;
         const char *last_error = le ? (const char *)le : "";
-        p->recheck =
-            check && strncmp(last_error, STORE_REVERSAL_REASON, strlen(STORE_REVERSAL_REASON)) == 0;
+        p->recheck = check && (strncmp(last_error, STORE_REVERSAL_REASON,
+                                       strlen(STORE_REVERSAL_REASON)) == 0 ||
+                               strcmp(last_error, STORE_NOT_IN_ERP_AFTER_RESTART) == 0);
         set_tier_rules(p, policy);
     }
     sqlite3_reset(st);
@@ -616,22 +619,6 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     }
     if (rc != IS_OK || last_due == SIZE_MAX)
         goto out;
-    /* A REVERSAL already here for a due member comes along (with the members
-     * between), so the pair meets in one cut and cancels: `hold` on an
-     * immediate tier delays the original for exactly this, but the reversal,
-     * received later, falls due later. */
-    for (size_t j = last_due + 1; j < n; j++) {
-        const is_movement_t *r = mb[j].m;
-        if (r->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !r->reverses_movement_id)
-            continue;
-        for (size_t i = 0; i <= last_due; i++) {
-            if (strcmp(mb[i].m->movement_id, r->reverses_movement_id) == 0 &&
-                strcmp(mb[i].m->source_system, r->source_system) == 0) {
-                last_due = j;
-                break;
-            }
-        }
-    }
     /* Members after the last due one stay queued (they are not due and nothing later
      * pulls them along). */
     for (size_t i = 0; i <= last_due; i++)
@@ -641,6 +628,23 @@ static is_err_t take_lot(store_t *s, const is_policy_t *policy, const pause_set_
     if (!trigger_id[0]) {
         snprintf(trigger_id, sizeof(trigger_id), "%s", mb[last_due].m->movement_id);
         snprintf(trigger_tier, sizeof(trigger_tier), "%s", mb[last_due].tier);
+    }
+    /* The REVERSAL of a due member, waiting right behind the due ones, comes
+     * along so the pair meets in one cut and cancels: `hold` on an immediate
+     * tier delays the original for exactly this, but the reversal, received
+     * later, falls due later. Only the very next member, once, and not from a
+     * paused tier: nothing else is pulled ahead of its own time. */
+    if (last_due + 1 < n && !paused_in(ps, site, mb[last_due + 1].tier)) {
+        const is_movement_t *r = mb[last_due + 1].m;
+        if (r->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL && r->reverses_movement_id) {
+            for (size_t i = 0; i <= last_due; i++) {
+                if (strcmp(mb[i].m->movement_id, r->reverses_movement_id) == 0 &&
+                    strcmp(mb[i].m->source_system, r->source_system) == 0) {
+                    last_due++;
+                    break;
+                }
+            }
+        }
     }
     rc = cut_postings(s, mb, last_due + 1, lot_key, site, policy, now_ms, trigger_id, trigger_tier,
                       out);
@@ -745,21 +749,9 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     st = stmt(s, SQ_DUE_RETRY);
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int64(st, 2, (int64_t)max);
-    size_t first_retry = out->n;
     rc = load_postings(s, st, policy, 1, out);
     if (rc != IS_OK)
         goto err;
-    /* A pause stops every posting of its site and tier, retries included (an
-     * operator's `failed retry` too): they wait, still open, so their lots
-     * stay held, and go once the pause is lifted. */
-    size_t kept = first_retry;
-    for (size_t i = first_retry; i < out->n; i++) {
-        if (paused_in(&ps, out->items[i].site, out->items[i].tier))
-            posting_release(&out->items[i]);
-        else
-            out->items[kept++] = out->items[i];
-    }
-    out->n = kept;
 
     for (int page = 0; page < TRIGGER_PAGES && out->n < max && loaded(out) < STORE_FETCH_MEMBERS;
          page++) {

@@ -491,6 +491,117 @@ static void test_waiting_reversal_comes_along_with_its_due_original(void **state
     assert_state(f, "REV-1", "cancelled");
 }
 
+/* Review of the pull-forward: a not-due member between the due original and
+ * its reversal is not pulled ahead of its time (the reversal comes along only
+ * when it is the very next member), and the note names the due original. */
+static void test_pull_forward_takes_only_the_next_reversal(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, b, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, bq = INVSYNC__V1__DECIMAL__INIT,
+                         rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    apply_m(f, &a, 0, 40000);
+    make(&b, &bq, "GI-2", "S1", "L1", 2);
+    b.tier = "periodic";
+    apply_m(f, &b, 1, 3600000); /* due in an hour */
+    make_rev1(&r, &rq);
+    r.sequence = 3;
+    apply_m(f, &r, 2, 42000);
+    assert_int_equal(store_fetch_due(f->s, NULL, 40000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1); /* GI-1 alone, as before */
+    assert_string_equal(l.items[0].m[0]->movement_id, "GI-1");
+    assert_false(l.items[0].cancel);
+    store_posting_list_release(&l);
+}
+
+/* A pause on the tier of a not-due member does not hold a due original. */
+static void test_pause_of_a_later_member_does_not_hold_a_due_original(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    apply_m(f, &a, 0, 40000);
+    make_rev1(&r, &rq);
+    r.tier = "periodic";
+    apply_m(f, &r, 1, 3600000);
+    assert_int_equal(
+        store_pause(f->s, "S1", "periodic", "alice", "month end", 100, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 40000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1); /* GI-1 posts; its reversal waits in its paused tier */
+    assert_string_equal(l.items[0].m[0]->movement_id, "GI-1");
+    assert_int_equal(l.items[0].n, 1);
+    store_posting_list_release(&l);
+}
+
+/* A refused reversal left in flight by a crash, found not in the ERP at
+ * start-up and retried, is checked again: it never reaches the ERP. */
+static void test_invalid_reversal_retried_after_a_crash_stays_invalid(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    apply_m(f, &a, 0, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    make_rev1(&r, &rq);
+    rq.units = 6; /* GI-1 had 5 */
+    apply_m(f, &r, 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_non_null(l.items[0].invalid);
+    assert_int_equal(store_mark_posting(f->s, &l, 2000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    store_close(f->s); /* the crash: marked, never recorded */
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_inflight(f->s, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    store_result_t res = {
+        .outcome = STORE_RETRY, .error = STORE_NOT_IN_ERP_AFTER_RESTART, .next_at_ms = 3000};
+    assert_int_equal(store_record_results(f->s, &l, &res, 3000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_int_equal(store_fetch_due(f->s, NULL, 3000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_non_null(l.items[0].invalid);
+    store_posting_list_release(&l);
+}
+
+/* Paused retries do not fill the fetch's limit: another site's due retry
+ * still goes. */
+static void test_paused_retries_do_not_starve_others(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    apply(f, "A1", "S1", "LA", 1, 0);
+    apply(f, "B1", "S1", "LB", 2, 1);
+    apply(f, "C1", "S2", "LC", 1, 2);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 3);
+    store_result_t res[3];
+    memset(res, 0, sizeof(res));
+    for (size_t i = 0; i < 3; i++) {
+        res[i].outcome = STORE_RETRY;
+        res[i].error = "HTTP 503";
+        res[i].next_at_ms = strcmp(l.items[i].site, "S1") == 0 ? 2000 : 3000;
+    }
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+    assert_int_equal(
+        store_pause(f->s, "S1", "*", "alice", "ERP upgrade", 1500, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, NULL, 5000, 2, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].m[0]->movement_id, "C1");
+    store_posting_list_release(&l);
+}
+
 /* The posting of movement id in l (NULL if none). */
 static const store_posting_t *posting_of(const store_posting_list_t *l, const char *id) {
     for (size_t i = 0; i < l->n; i++)
@@ -1523,6 +1634,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reversal_inside_window_cancels_both, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_reversal_comes_along_with_its_due_original,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pull_forward_takes_only_the_next_reversal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pause_of_a_later_member_does_not_hold_a_due_original,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_reversal_retried_after_a_crash_stays_invalid,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_retries_do_not_starve_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reversal_is_checked_against_its_original, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
