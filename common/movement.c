@@ -343,6 +343,64 @@ size_t is_movement_effects(const is_movement_t *m, is_stock_effect_t out[4]) {
     return n;
 }
 
+/* ---- a REVERSAL against its original ------------------------------------ */
+
+static int differ(is_reversal_diff_t *d, const char *field, const char *have, const char *want) {
+    d->field = field;
+    snprintf(d->have, sizeof d->have, "%s", have ? have : "");
+    snprintf(d->want, sizeof d->want, "%s", want ? want : "");
+    return 0;
+}
+
+int is_movement_reversal_matches(const is_movement_t *r, const is_movement_t *o,
+                                 is_reversal_diff_t *d) {
+    const struct {
+        const char *field, *have, *want;
+    } strs[] = {
+        {"site", r->site, o->site},
+        {"material", r->material, o->material},
+        {"lot", r->lot, o->lot},
+        {"serial", r->serial, o->serial},
+        {"location", r->location, o->location},
+        {"to_location", r->to_location, o->to_location},
+        {"uom", r->uom, o->uom},
+    };
+    d->field = NULL;
+    d->have[0] = d->want[0] = '\0';
+    if (r->reversed_type != o->type)
+        return differ(d, "reversed_type", is_movement_type_name((int)r->reversed_type),
+                      is_movement_type_name((int)o->type));
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strcmp(str(strs[i].have), str(strs[i].want)) != 0)
+            return differ(d, strs[i].field, strs[i].have, strs[i].want);
+    is_decimal_t rq = is_movement_qty(r), oq = is_movement_qty(o);
+    if (!r->quantity != !o->quantity || is_decimal_cmp(rq, oq) != 0) {
+        char a[IS_DECIMAL_STRLEN] = "", b[IS_DECIMAL_STRLEN] = "";
+        if (r->quantity)
+            is_decimal_format(rq, a, sizeof a);
+        if (o->quantity)
+            is_decimal_format(oq, b, sizeof b);
+        return differ(d, "quantity", a, b);
+    }
+    /* Same type, locations and quantity: the effects can differ only in
+     * status. Compare them as applied (the reversal read as its original). */
+    is_movement_t as_orig = *r;
+    is_stock_effect_t re[4], oe[4];
+    as_orig.type = o->type;
+    size_t nr = is_movement_effects(&as_orig, re), no = is_movement_effects(o, oe), k = 0;
+    for (; nr == no && k < no; k++)
+        if (re[k].status != oe[k].status)
+            break;
+    if (nr == no && k == no)
+        return 1;
+    int from_r, to_r, from_o, to_o;
+    is_movement_statuses(r, (int)o->type, &from_r, &to_r);
+    is_movement_statuses(o, (int)o->type, &from_o, &to_o);
+    if (from_r != from_o)
+        return differ(d, "from_status", is_stock_status_name(from_r), is_stock_status_name(from_o));
+    return differ(d, "to_status", is_stock_status_name(to_r), is_stock_status_name(to_o));
+}
+
 /* ---- keys, quantity ---------------------------------------------------- */
 
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size) {

@@ -109,6 +109,25 @@ void is_movement_statuses(const is_movement_t *m, int type, int *from, int *to);
  * store's backlog keyed the old way would then be ordered apart from it. */
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size);
 
+/* The first field in which a REVERSAL differs from the movement it reverses. */
+typedef struct is_reversal_diff {
+    const char *field;                  /* proto name; NULL when the reversal matches */
+    char have[IS_MOVEMENT_MAX_STR + 1]; /* the reversal's value as text, "" for none */
+    char want[IS_MOVEMENT_MAX_STR + 1]; /* the original's (for reversed_type: its type) */
+} is_reversal_diff_t;
+
+/*
+ * Does REVERSAL r carry the fields of o, the movement it reverses (a
+ * reversal cancels the whole item)? 1 if so; otherwise 0 and d names the
+ * first difference, in this order: reversed_type (against o's type), site,
+ * material, lot, serial, location, to_location, uom, quantity (by value: 5
+ * is 5.000), then from_status and to_status as their effects apply them
+ * (an omitted status equals its default). The producer (at ingest) and the
+ * consumer (before posting) both judge a reversal with it.
+ */
+int is_movement_reversal_matches(const is_movement_t *r, const is_movement_t *o,
+                                 is_reversal_diff_t *d);
+
 /* |q| < 10^IS_MOVEMENT_MAX_QTY_DIGITS: what the ERP can book (the rule
  * is_movement_validate applies to a movement's quantity). */
 int is_movement_qty_in_range(is_decimal_t q);

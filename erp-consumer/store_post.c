@@ -211,71 +211,18 @@ static const char *or_none(const char *v) {
     return v && *v ? v : "(none)";
 }
 
-/* Field `name` of REVERSAL r is rv, its original's ov: 0 if equal, else 1 and why in buf. */
-static int str_differs(const is_movement_t *r, const char *name, const char *rv, const char *ov,
-                       char *buf, size_t size) {
-    if (strcmp(rv ? rv : "", ov ? ov : "") == 0)
-        return 0;
-    snprintf(buf, size, "reversal does not match %s: %s is %s, the original's is %s",
-             r->reverses_movement_id, name, or_none(rv), or_none(ov));
-    return 1;
-}
-
-/*
- * Does REVERSAL r undo exactly the stored movement o it names? 1 if so;
- * otherwise 0 and, in buf, the first field that differs: site, material,
- * lot, serial, location, to_location, uom, quantity (exact decimal value:
- * 5 equals 5.000), reversed_type against o's type, and last the stock
- * status of each effect (statuses compared as the effects apply them, so an
- * unset status and its explicit default are the same).
- */
+/* Does REVERSAL r undo exactly the stored movement o it names
+ * (is_movement_reversal_matches)? 1 if so; otherwise 0 and, in buf, the
+ * first field that differs. */
 static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char *buf,
                             size_t size) {
-    if (str_differs(r, "site", r->site, o->site, buf, size) ||
-        str_differs(r, "material", r->material, o->material, buf, size) ||
-        str_differs(r, "lot", r->lot, o->lot, buf, size) ||
-        str_differs(r, "serial", r->serial, o->serial, buf, size) ||
-        str_differs(r, "location", r->location, o->location, buf, size) ||
-        str_differs(r, "to_location", r->to_location, o->to_location, buf, size) ||
-        str_differs(r, "uom", r->uom, o->uom, buf, size))
-        return 0;
-    is_decimal_t rq = is_movement_qty(r), oq = is_movement_qty(o);
-    if (!r->quantity != !o->quantity || is_decimal_cmp(rq, oq) != 0) {
-        char a[IS_DECIMAL_STRLEN] = "(none)", b[IS_DECIMAL_STRLEN] = "(none)";
-        if (r->quantity)
-            is_decimal_format(rq, a, sizeof(a));
-        if (o->quantity)
-            is_decimal_format(oq, b, sizeof(b));
-        snprintf(buf, size, "reversal does not match %s: quantity is %s, the original's is %s",
-                 r->reverses_movement_id, a, b);
-        return 0;
-    }
-    if (r->reversed_type != o->type) {
-        snprintf(buf, size,
-                 "reversal does not match %s: reversed_type is %s, the original's type is %s",
-                 r->reverses_movement_id, is_movement_type_name((int)r->reversed_type),
-                 is_movement_type_name((int)o->type));
-        return 0;
-    }
-    /* Same type, locations and quantity: the effects can differ only in stock
-     * status. A REVERSAL's effects are its original's, negated, in reverse order. */
-    is_stock_effect_t re[4], oe[4];
-    size_t nr = is_movement_effects(r, re), no = is_movement_effects(o, oe);
-    if (nr != no) {
-        snprintf(buf, size, "reversal does not match %s: its stock effects differ",
-                 r->reverses_movement_id);
-        return 0;
-    }
-    for (size_t k = 0; k < no; k++)
-        if (re[no - 1 - k].status != oe[k].status) {
-            snprintf(buf, size,
-                     "reversal does not match %s: stock status at %s is %s, the original's is %s",
-                     r->reverses_movement_id, oe[k].location,
-                     is_stock_status_name(re[no - 1 - k].status),
-                     is_stock_status_name(oe[k].status));
-            return 0;
-        }
-    return 1;
+    is_reversal_diff_t d;
+    if (is_movement_reversal_matches(r, o, &d))
+        return 1;
+    snprintf(buf, size, "reversal does not match %s: %s is %s, the original's %s%s",
+             r->reverses_movement_id, d.field, or_none(d.have),
+             strcmp(d.field, "reversed_type") == 0 ? "type is " : "is ", or_none(d.want));
+    return 0;
 }
 
 /*

@@ -476,60 +476,16 @@ static int mismatch_has(outbox_item_t *it, const char *field, const char *have, 
  * an omitted one wherever UNRESTRICTED is the default.
  */
 static int reversal_mismatch(outbox_item_t *it, const is_movement_t *orig) {
-    const is_movement_t *rv = it->m;
+    is_reversal_diff_t d;
     const char *oid = S(orig->movement_id);
-    const struct {
-        const char *field, *have, *want;
-    } strs[] = {
-        {"site", rv->site, orig->site},
-        {"material", rv->material, orig->material},
-        {"lot", rv->lot, orig->lot},
-        {"serial", rv->serial, orig->serial},
-        {"location", rv->location, orig->location},
-        {"to_location", rv->to_location, orig->to_location},
-        {"uom", rv->uom, orig->uom},
-    };
-    is_decimal_t q_rv = is_movement_qty(rv), q_orig = is_movement_qty(orig);
-    is_stock_effect_t e_rv[4], e_orig[4];
-    is_movement_t as_orig;
-    size_t i, n_rv, n_orig;
-
-    if (rv->reversed_type != orig->type) {
-        char what[64];
-        is_errf(what, sizeof(what), "is a %s", is_movement_type_name((int)orig->type));
-        return mismatch(it, "reversed_type", is_movement_type_name((int)rv->reversed_type), oid,
-                        what);
-    }
-    for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-        if (strcmp(S(strs[i].have), S(strs[i].want)) != 0)
-            return mismatch_has(it, strs[i].field, S(strs[i].have), oid, S(strs[i].want));
-    }
-    if (is_decimal_cmp(q_rv, q_orig) != 0) {
-        char a[IS_DECIMAL_STRLEN], b[IS_DECIMAL_STRLEN];
-        is_decimal_format(q_rv, a, sizeof(a));
-        is_decimal_format(q_orig, b, sizeof(b));
-        return mismatch_has(it, "quantity", a, oid, b);
-    }
-    /* Same type, locations and quantity: the effects differ only by status. */
-    as_orig = *rv; /* shallow: the reversal's fields under the original's type */
-    as_orig.type = orig->type;
-    n_rv = is_movement_effects(&as_orig, e_rv);
-    n_orig = is_movement_effects(orig, e_orig);
-    for (i = 0; n_rv == n_orig && i < n_rv; i++) {
-        if (e_rv[i].status != e_orig[i].status)
-            break;
-    }
-    if (n_rv == n_orig && i == n_rv)
+    if (is_movement_reversal_matches(it->m, orig, &d))
         return 0;
-    /* Name the status whose effective value (defaults applied) differs. */
-    int from_rv, to_rv, from_orig, to_orig;
-    is_movement_statuses(rv, (int)orig->type, &from_rv, &to_rv);
-    is_movement_statuses(orig, (int)orig->type, &from_orig, &to_orig);
-    if (from_rv != from_orig)
-        return mismatch_has(it, "from_status", is_stock_status_name(from_rv), oid,
-                            is_stock_status_name(from_orig));
-    return mismatch_has(it, "to_status", is_stock_status_name(to_rv), oid,
-                        is_stock_status_name(to_orig));
+    if (strcmp(d.field, "reversed_type") == 0) {
+        char what[64];
+        is_errf(what, sizeof(what), "is a %s", d.want);
+        return mismatch(it, "reversed_type", d.have, oid, what);
+    }
+    return mismatch_has(it, d.field, d.have, oid, d.want);
 }
 
 /*

@@ -643,7 +643,7 @@ static void test_reversal_is_checked_against_its_original(void **state) {
         {.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION,
          .want = "reversed_type is COMPLETION, the original's type is GOODS_ISSUE"},
         {.from_status = INVSYNC__V1__STOCK_STATUS__BLOCKED,
-         .want = "stock status at LINE-1 is BLOCKED, the original's is UNRESTRICTED"},
+         .want = "from_status is BLOCKED, the original's is UNRESTRICTED"},
         /* several differ: the first is named */
         {.lot = "LX", .units = 50, .want = "lot is LX, the original's is L%d"},
     };
