@@ -55,6 +55,7 @@
 #include "movement.h"
 #include "movement_json.h"
 #include "policy.h"
+#include "store.h"
 #include "topic.h"
 
 #define BK_MAX_SITES  256
@@ -571,10 +572,11 @@ out:
 /* ---- SQLite --------------------------------------------------------------- */
 
 /*
- * The two row shapes, copied from mes-producer/outbox.c (migration 1) and
- * erp-consumer/store.c (the movements table of migration 1, its indexes of
- * migration 3, its counter trigger of migration 4). If those change,
- * change these: the ceiling must insert what the services insert.
+ * The outbox row shape, copied from mes-producer/outbox.c (its one
+ * migration); if that changes, change this: the ceiling must insert what the
+ * producer inserts. The store's rows go into a store made by store_open, so
+ * that the ceiling has the consumer's own schema (every migration, every
+ * index) whatever it becomes.
  */
 static const char *const bk_outbox_ddl =
     "CREATE TABLE outbox ("
@@ -588,33 +590,12 @@ static const char *const bk_outbox_insert =
     "INSERT INTO outbox(site, site_seq, source_system, movement_id, fingerprint, topic, msg_key,"
     " payload, tier, policy_version, accepted_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)";
 
-static const char *const bk_store_ddl =
-    "CREATE TABLE movements(id INTEGER PRIMARY KEY, source_system TEXT NOT NULL,"
-    "  movement_id TEXT NOT NULL, producer_id TEXT NOT NULL, site TEXT NOT NULL,"
-    "  seq INTEGER NOT NULL, lot_key TEXT NOT NULL, tier TEXT NOT NULL, type INTEGER NOT NULL,"
-    "  topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,"
-    "  received_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL, due_at INTEGER NOT NULL,"
-    "  state TEXT NOT NULL, posting_id TEXT, reason TEXT, note TEXT,"
-    "  policy_version TEXT NOT NULL DEFAULT '', payload BLOB NOT NULL,"
-    "  UNIQUE(source_system, movement_id));"
-    /* the store's indexes and state counter as of its migration 4 */
-    "CREATE INDEX movements_queued ON movements(due_at, id) WHERE state = 'queued';"
-    "CREATE INDEX movements_lot_queued ON movements(lot_key, producer_id, seq)"
-    "  WHERE state = 'queued';"
-    "CREATE INDEX movements_lot_open ON movements(lot_key, seq)"
-    "  WHERE (state = 'posting' OR state = 'retry' OR state = 'failed');"
-    "CREATE INDEX movements_seq ON movements(producer_id, site, seq);"
-    "CREATE INDEX movements_posting ON movements(posting_id) WHERE posting_id IS NOT NULL;"
-    "CREATE TABLE state_counts(tbl TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,"
-    "  PRIMARY KEY(tbl, state)) WITHOUT ROWID;"
-    "CREATE TRIGGER movements_counted AFTER INSERT ON movements BEGIN"
-    "  INSERT INTO state_counts VALUES('movements', NEW.state, 1)"
-    "  ON CONFLICT(tbl, state) DO UPDATE SET n = n + 1; END;";
+/* The columns erp-consumer's store.c SQ_INSERT_MOVEMENT writes. */
 static const char *const bk_store_insert =
     "INSERT OR IGNORE INTO movements(source_system, movement_id, producer_id, site, seq,"
     " lot_key, tier, type, topic, part, off, received_at, accepted_at, due_at, state,"
-    " reason, policy_version, payload)"
-    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)";
+    " reason, policy_version, payload, period)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)";
 
 static void bk_bind(sqlite3_stmt *st, int col, const char *s) {
     sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
@@ -627,7 +608,8 @@ static int bk_sqlite(const bk_opts_t *o) {
     sqlite3_stmt *st = NULL;
     bk_data_t d;
     int outbox = strcmp(o->shape, "outbox") == 0;
-    const char *ddl[1];
+    store_t *store = NULL; /* shape store: the consumer's own store, db is its connection */
+    is_err_t rc_open;
     int64_t batch = o->batch > 0 ? o->batch : (outbox ? 1000 : 2000);
     int64_t commits = 0;
     double t0, t1;
@@ -644,10 +626,14 @@ static int bk_sqlite(const bk_opts_t *o) {
     }
     if (bk_encode(o, policy, outbox, &d) != 0)
         goto out;
-    ddl[0] = outbox ? bk_outbox_ddl : bk_store_ddl;
-    if (is_db_open(o->db_path, ddl, 1, IS_DB_SYNC_FULL, &db, errstr, sizeof(errstr)) != IS_OK ||
-        is_db_prepare(db, outbox ? bk_outbox_insert : bk_store_insert, &st, errstr,
-                      sizeof(errstr)) != IS_OK) {
+    if (outbox)
+        rc_open =
+            is_db_open(o->db_path, &bk_outbox_ddl, 1, IS_DB_SYNC_FULL, &db, errstr, sizeof(errstr));
+    else if ((rc_open = store_open(o->db_path, IS_DB_SYNC_FULL, &store, errstr, sizeof(errstr))) ==
+             IS_OK)
+        db = store_db(store);
+    if (rc_open != IS_OK || is_db_prepare(db, outbox ? bk_outbox_insert : bk_store_insert, &st,
+                                          errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "bench-kit: %s\n", errstr);
         goto out;
     }
@@ -689,6 +675,7 @@ static int bk_sqlite(const bk_opts_t *o) {
                 sqlite3_bind_null(st, 16);
                 bk_bind(st, 17, d.policy_version);
                 sqlite3_bind_blob(st, 18, d.arena + r->payload, (int)r->payload_len, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 19, 1);
             }
             if (sqlite3_step(st) != SQLITE_DONE)
                 goto db_err;
@@ -710,7 +697,10 @@ db_err:
     fprintf(stderr, "bench-kit: sqlite: %s\n", sqlite3_errmsg(db));
 out:
     sqlite3_finalize(st);
-    is_db_close(db);
+    if (store)
+        store_close(store);
+    else
+        is_db_close(db);
     bk_data_release(&d);
     is_policy_destroy(policy);
     return rc;
