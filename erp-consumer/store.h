@@ -144,7 +144,8 @@ void store_set_shared(store_t *s, int shared);
 
 /* A posting to make: one or more movements of one lot (same site and tier). */
 typedef struct store_posting {
-    char posting_id[33]; /* deterministic: hex of SHA-256 of sorted "source\x1fid" */
+    char posting_id[33]; /* deterministic: earliest event time + SHA-256 of the ids (posting_id_of)
+                          */
     char site[65];
     char tier[32];
     char lot_key[IS_LOT_KEY_MAX];

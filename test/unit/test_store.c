@@ -442,6 +442,78 @@ static void test_window_then_realtime_promotes_earlier(void **state) {
     sqlite3_finalize(st);
 }
 
+/* The expected posting id, spelled out: 11 hex digits of the earliest event
+ * time, then SHA-256 over the sorted "source\x1fid\n" lines (21 hex digits). */
+static void expect_posting_id(const char *got, int64_t first_event_ms, const char *lines) {
+    uint8_t digest[IS_SHA256_LEN];
+    char hex[IS_SHA256_HEX_LEN + 1], want[33];
+    is_sha256(lines, strlen(lines), digest);
+    is_hex(digest, IS_SHA256_LEN, hex);
+    snprintf(want, sizeof(want), "%011llx%.21s", (unsigned long long)first_event_ms, hex);
+    assert_string_equal(got, want);
+}
+
+/* Posting ids are a function of the movements (same movements, same id: the
+ * ERP's idempotency key) and grow with the movements' event time, so that
+ * the b-trees keyed by them are written at their end (PERFORMANCE.md §5.10). */
+static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    const int64_t t0 = 1795000000000; /* 2026-11-18 */
+    is_movement_t a, b, c, d;
+    Invsync__V1__Decimal aq, bq, cq, dq;
+    /* Real-time, one posting each; B happened before A although it came later. */
+    make(&a, &aq, "A", "S1", "L1", 1);
+    a.event_time = t0 + 9000;
+    apply_m(f, &a, 0, 0);
+    make(&b, &bq, "B", "S1", "L2", 2);
+    b.event_time = t0 + 2000;
+    apply_m(f, &b, 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].m[0]->movement_id, "A");
+    expect_posting_id(l.items[0].posting_id, t0 + 9000,
+                      "MES\x1f"
+                      "A\n");
+    expect_posting_id(l.items[1].posting_id, t0 + 2000,
+                      "MES\x1f"
+                      "B\n");
+    assert_true(strcmp(l.items[1].posting_id, l.items[0].posting_id) < 0);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    /* Netted: one posting of two movements takes the earlier event time, and
+     * the sorted ids whatever order the movements came in. */
+    make(&c, &cq, "D2", "S1", "L3", 3);
+    c.tier = "periodic";
+    c.event_time = t0 + 50000;
+    apply_m(f, &c, 2, 5000);
+    make(&d, &dq, "D1", "S1", "L3", 4);
+    d.tier = "periodic";
+    d.event_time = t0 + 40000;
+    apply_m(f, &d, 3, 5000);
+    is_policy_t *policy = NULL;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
+    FILE *pf = fopen(path, "w");
+    assert_non_null(pf);
+    fputs("topic_prefix: invsync\ntiers:\n  realtime: {cadence: immediate, stale_after: 2m}\n"
+          "  periodic: {cadence: every 30m, stale_after: 90m}\ndefault_tier: periodic\n",
+          pf);
+    fclose(pf);
+    assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_fetch_due(f->s, policy, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.items[0].n, 2);
+    expect_posting_id(l.items[0].posting_id, t0 + 40000,
+                      "MES\x1f"
+                      "D1\nMES\x1f"
+                      "D2\n");
+    post_all(f, &l, 5000);
+    store_posting_list_release(&l);
+    is_policy_destroy(policy);
+}
+
 static void test_reversal_inside_window_cancels_both(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
@@ -1623,6 +1695,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_posting_ids_are_deterministic_and_time_ordered, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_holds_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_waits_then_comes_back_first, setup, teardown),
