@@ -6,9 +6,12 @@
  * newest block and opens a new block when it is full. Frees of pointers
  * inside the thread's blocks are ignored; anything else goes to free(), so
  * values made outside an arena (or by other threads) are unaffected. Load: a
- * request body of up to http.max_items movements needs a few MiB.
+ * request body of up to http.max_items movements needs a few MiB. A thread's
+ * blocks are freed when the thread exits (a pthread key's destructor), so
+ * the HTTP daemon's pool threads do not leak theirs at shutdown.
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -32,6 +35,20 @@ typedef struct arena {
 } arena_t;
 
 static _Thread_local arena_t tl_arena;
+
+/* Its destructor frees an exiting thread's blocks; set on a thread's first block. */
+static pthread_key_t release_key;
+static pthread_once_t release_once = PTHREAD_ONCE_INIT;
+static int release_key_ok;
+
+static void release_at_thread_exit(void *unused) {
+    (void)unused;
+    json_arena_thread_release();
+}
+
+static void make_release_key(void) {
+    release_key_ok = pthread_key_create(&release_key, release_at_thread_exit) == 0;
+}
 
 static int in_arena(const arena_t *a, const void *p) {
     const block_t *b;
@@ -62,10 +79,13 @@ static void *arena_malloc(size_t n) {
         b->used = 0;
         b->cap = cap;
         b->next = NULL;
-        if (a->tail)
+        if (a->tail) {
             a->tail->next = b;
-        else
+        } else {
             a->head = b;
+            if (release_key_ok)
+                pthread_setspecific(release_key, a);
+        }
         a->tail = b;
     }
     a->cur = b;
@@ -80,6 +100,7 @@ static void arena_free(void *p) {
 }
 
 void json_arena_install(void) {
+    pthread_once(&release_once, make_release_key);
     json_set_alloc_funcs(arena_malloc, arena_free);
 }
 

@@ -36,7 +36,10 @@ void json_arena_off(void);
  */
 void json_arena_reset(void);
 
-/* Free every block of this thread's arena (thread or test shutdown). */
+/*
+ * Free every block of this thread's arena (test shutdown). A thread that
+ * exits has its blocks freed without this call.
+ */
 void json_arena_thread_release(void);
 
 #endif

@@ -3,8 +3,10 @@
  * with the arena on are intact, span several blocks, are released by a
  * reset and the blocks reused; values made with the arena off (before,
  * during and after an arena's life) are ordinary heap values; another
- * thread's allocations are not affected. Run under ASan/valgrind to catch
- * a heap value mistaken for an arena one or the reverse.
+ * thread's allocations are not affected, and a thread that exits without
+ * json_arena_thread_release does not leak its blocks. Run under ASan/valgrind
+ * to catch a heap value mistaken for an arena one or the reverse, and (LSan)
+ * a leaked block.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -122,11 +124,42 @@ static void test_other_threads_use_the_heap(void **state) {
     free(doc);
 }
 
+/* Like an HTTP pool thread: parses in its arena, never releases it, exits. */
+static void *parsing_thread(void *p) {
+    size_t len;
+    char *doc = big_doc(100, &len);
+    json_error_t err;
+    json_t *root;
+    (void)p;
+
+    json_arena_on();
+    root = json_loadb(doc, len, 0, &err);
+    json_arena_off();
+    check_doc(root, 100);
+    json_decref(root);
+    json_arena_reset(); /* keeps the block for the thread's next request */
+    free(doc);
+    return NULL;
+}
+
+/* Fails under LSan (make asan) if an exiting thread's blocks are not freed. */
+static void test_exiting_thread_frees_its_arena(void **state) {
+    pthread_t th;
+    int i;
+    (void)state;
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(pthread_create(&th, NULL, parsing_thread, NULL), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_in_arena_then_reset_and_reuse),
         cmocka_unit_test(test_parse_error_in_arena),
         cmocka_unit_test(test_other_threads_use_the_heap),
+        cmocka_unit_test(test_exiting_thread_frees_its_arena),
     };
     int rc;
     json_arena_install();
