@@ -25,7 +25,11 @@
 
 #include "policy.h"
 
-/* Due time (ms since epoch UTC) of a movement accepted at accepted_ms. */
+/*
+ * Due time (ms since epoch UTC) of a movement accepted at accepted_ms. An
+ * accepted_ms near the ends of the int64_t range (no clock's, but a message
+ * off the wire can carry it) gives a due time clamped to that range.
+ */
 int64_t is_schedule_due(const is_tier_t *tier, const char *timezone, int64_t accepted_ms);
 
 /*

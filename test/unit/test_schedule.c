@@ -1,6 +1,7 @@
 /*
  * test_schedule.c — tier windows: every, at, shift, hold; two time zones and
- * both daylight-saving change days of 2026.
+ * both daylight-saving change days of 2026; accepted times at the ends of
+ * the int64_t range (a forged message) clamp instead of overflowing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -108,12 +109,42 @@ static void test_local_str(void **state) {
     assert_string_equal(buf, "2026-01-15 06:00");
 }
 
+/* Under UBSan (make asan) the unclamped arithmetic aborts here. */
+static void test_extreme_accepted_times(void **state) {
+    (void)state;
+    static const int at[] = {2 * 60};
+    static const int shifts[] = {6 * 60, 14 * 60, 22 * 60};
+    is_tier_t tr;
+    memset(&tr, 0, sizeof(tr));
+    tr.cadence = IS_CADENCE_EVERY;
+    tr.every_ms = 5 * 60000;
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MAX) == INT64_MAX);
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MAX - 1000) == INT64_MAX);
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MIN) > INT64_MIN);
+    tr.hold_ms = 120000;
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MAX) == INT64_MAX);
+    tr.cadence = IS_CADENCE_IMMEDIATE;
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MAX - 1) == INT64_MAX);
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MIN) == INT64_MIN + 120000);
+
+    /* Every candidate after it is past INT64_MAX ms: due at the accepted time (+ hold). */
+    tr = tier_at(IS_CADENCE_AT, at, 1, 0);
+    assert_true(is_schedule_due(&tr, "Europe/Berlin", INT64_MAX) == INT64_MAX);
+    /* The day before is below INT64_MIN ms; the next 02:00 is found. */
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MIN) > INT64_MIN);
+    tr = tier_at(IS_CADENCE_SHIFT, shifts, 3, 60000);
+    assert_true(is_schedule_due(&tr, "UTC", INT64_MAX - 1000) == INT64_MAX);
+    assert_true(is_schedule_due(&tr, "America/Chicago", INT64_MIN / 1000 * 999) >=
+                INT64_MIN / 1000 * 999);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_immediate_and_every),
         cmocka_unit_test(test_shift_starts_in_two_zones_and_dst),
         cmocka_unit_test(test_at_with_hold_and_nonexistent_local_time),
         cmocka_unit_test(test_local_str),
+        cmocka_unit_test(test_extreme_accepted_times),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
