@@ -133,8 +133,10 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
 }
 
 void is_format_rfc3339(int64_t ms, char buf[IS_RFC3339_LEN]) {
-    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    int frac = (int)(ms - (int64_t)secs * 1000);
+    /* Floor division without ms - 999 or secs * 1000: both overflow near INT64_MIN. */
+    int64_t rem = ms % 1000;
+    time_t secs = (time_t)(ms / 1000 - (rem < 0));
+    int frac = (int)(rem < 0 ? rem + 1000 : rem);
     struct tm tm;
     gmtime_r(&secs, &tm);
     /* strftime bounds each field; only the milliseconds are added by hand. */
