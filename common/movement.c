@@ -137,6 +137,20 @@ int is_movement_qty_in_range(is_decimal_t q) {
     return q.scale <= 18 && qty_in_range(q.units, q.scale);
 }
 
+int is_movement_field_invalid(const char *field, const char *value, int required, char *err,
+                              size_t err_size) {
+    is_field_error_t e;
+    verrs_t v = {&e, 1, 0, 1};
+    if (strcmp(field, "site") == 0)
+        check_site(&v, value);
+    else
+        check_str(&v, field, value, required);
+    if (v.n == 0)
+        return 0;
+    snprintf(err, err_size, "%s", e.error);
+    return 1;
+}
+
 /* The type whose rules apply: a REVERSAL carries its original's fields. */
 static int rule_type(const is_movement_t *m) {
     if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&

@@ -84,6 +84,17 @@ typedef struct is_validate_opts {
 size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,
                             is_field_error_t *errs, size_t max_errs);
 
+/*
+ * One text field by the ingest rules of is_movement_validate: "site" by the
+ * site rule (letters, digits, '_' and '-', at most 64 characters), any other
+ * name as an MES string (at most IS_MOVEMENT_MAX_STR bytes, no control
+ * characters; required when `required`). For values that reach the ERP
+ * outside a movement (seed-erp's opening stock). 0 if valid; otherwise 1 and
+ * the problem (without the field name) in err.
+ */
+int is_movement_field_invalid(const char *field, const char *value, int required, char *err,
+                              size_t err_size);
+
 typedef struct is_stock_effect {
     const char *location; /* points into the movement */
     int status;           /* Invsync__V1__StockStatus, never UNSPECIFIED */

@@ -27,6 +27,7 @@
 #include "hash.h"
 #include "kafka.h"
 #include "log.h"
+#include "movement.h"
 #include "policy_check.h"
 #include "poster.h"
 #include "reconcile.h"
@@ -254,6 +255,13 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
             if (!v[k] || !*v[k]) {
                 fprintf(stderr, "erp-consumer: %s: row %zu: '%s' is missing or not a string\n",
                         file, i, keys[k]);
+                goto out;
+            }
+            /* The rules a movement's fields meet at ingest: the ERP and reconcile
+             * see these rows beside the MES's. */
+            if (k < 5 && is_movement_field_invalid(keys[k], v[k], 1, errstr, sizeof(errstr))) {
+                fprintf(stderr, "erp-consumer: %s: row %zu: '%s' %s; nothing was booked\n", file, i,
+                        keys[k], errstr);
                 goto out;
             }
         }

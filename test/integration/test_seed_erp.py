@@ -88,6 +88,18 @@ def test_seed_refuses_a_bad_row_and_books_nothing(stack):
     r = stack.consumer_cli(consumer, "seed-erp", missing, check=False)
     assert r.returncode == 2
     assert "row 0" in r.err and "'site'" in r.err, r.err
+    # The rules a movement's fields meet at ingest: a site that is not
+    # topic-safe, a control character in a lot.
+    ok_row = {"site": "PLANT1", "material": "RM-101", "lot": "L1", "location": "WH-01",
+              "uom": "KG", "quantity": "5"}
+    for field, value, says in [("site", " ", "must contain only letters, digits"),
+                               ("site", "PLANT 1", "must contain only letters, digits"),
+                               ("lot", "L\tX", "must not contain control characters"),
+                               ("uom", "K" * 300, "is longer than")]:
+        path = write_rows(stack.path("bad-%s.json" % field), [ok_row, dict(ok_row, **{field: value})])
+        r = stack.consumer_cli(consumer, "seed-erp", path, check=False)
+        assert r.returncode == 2, (field, value, r.err)
+        assert "row 1: '%s' %s" % (field, says) in r.err and "nothing was booked" in r.err, r.err
     actual, _ = stack.on_hand(consumer)
     assert actual == []
 

@@ -630,6 +630,26 @@ static void test_fingerprint_is_packed_hash(void **state) {
     assert_memory_equal(got, want, 32);
 }
 
+/* One field by the ingest rules, for values outside a movement (seed-erp). */
+static void test_field_invalid(void **state) {
+    (void)state;
+    char err[160];
+    char long_uom[200];
+    memset(long_uom, 'K', sizeof(long_uom) - 1);
+    long_uom[sizeof(long_uom) - 1] = '\0';
+    assert_int_equal(is_movement_field_invalid("site", "PLANT-1_a", 1, err, sizeof(err)), 0);
+    assert_int_equal(is_movement_field_invalid("site", "PLANT 1", 1, err, sizeof(err)), 1);
+    assert_string_equal(err, "must contain only letters, digits, '_' and '-'");
+    assert_int_equal(is_movement_field_invalid("site", "", 1, err, sizeof(err)), 1);
+    assert_string_equal(err, "is required");
+    assert_int_equal(is_movement_field_invalid("lot", "L2026/11 b", 1, err, sizeof(err)), 0);
+    assert_int_equal(is_movement_field_invalid("lot", "L\tX", 1, err, sizeof(err)), 1);
+    assert_string_equal(err, "must not contain control characters (0x09 at byte 1)");
+    assert_int_equal(is_movement_field_invalid("uom", long_uom, 1, err, sizeof(err)), 1);
+    assert_string_equal(err, "is longer than 128 bytes");
+    assert_int_equal(is_movement_field_invalid("serial", "", 0, err, sizeof(err)), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
@@ -643,6 +663,7 @@ int main(void) {
         cmocka_unit_test(test_lot_key),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_fingerprint_is_packed_hash),
+        cmocka_unit_test(test_field_invalid),
     };
     return cmocka_run_group_tests(tests, setup_strings, NULL);
 }
