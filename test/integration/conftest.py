@@ -375,7 +375,9 @@ class Service:
         self.proc.wait(timeout=10)
 
     def stop(self, timeout=15):
-        """SIGTERM, SIGKILL after timeout. Returns the exit code."""
+        """SIGTERM, SIGKILL after timeout. Returns the exit code. A service of
+        ours that did not exit 0 on SIGTERM (a crash or a sanitizer report at
+        shutdown, or no exit at all) is remembered in unclean_stop."""
         self.expected_exit = True
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
@@ -386,6 +388,10 @@ class Service:
                 self.proc.wait(timeout=10)
                 with open(self.log, "ab") as f:
                     f.write(b"### harness: no exit %ds after SIGTERM, killed\n" % timeout)
+                self.unclean_stop = "no exit %d s after SIGTERM" % timeout
+            if self.proc.returncode != 0 and not getattr(self, "unclean_stop", None) and \
+                    os.path.basename(self.argv[0]) in ("mes-producer", "erp-consumer"):
+                self.unclean_stop = "exit code %s after SIGTERM" % self.proc.returncode
         return self.proc.returncode
 
 
@@ -492,6 +498,11 @@ class Stack:
                 s.stop()
             except Exception as e:  # keep stopping the others
                 print("stopping %s: %s" % (s.name, e), file=sys.stderr)
+
+    def unclean_stops(self):
+        """Services of ours that did not shut down cleanly, with their log tails."""
+        return ["%s: %s; last lines of %s:\n%s" % (s.name, s.unclean_stop, s.log, tail(s.log, 15))
+                for s in self.services if getattr(s, "unclean_stop", None)]
 
     def log_tails(self, lines=40):
         parts = []
@@ -743,11 +754,14 @@ def stack(request, tmp_path):
     shutil.rmtree(os.path.join(OUT_DIR, sanitize(request.node.name)), ignore_errors=True)
     yield st
     st.stop_all()
-    failed = any(getattr(getattr(request.node, "rep_" + w, None), "failed", False)
-                 for w in ("setup", "call"))
+    unclean = st.unclean_stops()
+    failed = unclean or any(getattr(getattr(request.node, "rep_" + w, None), "failed", False)
+                            for w in ("setup", "call"))
     if failed:
         dest = st.keep()
         print("\nservice logs and work files kept in %s" % dest)
+    # A service that crashes or reports a leak when it is stopped fails the test.
+    assert not unclean, "\n".join(unclean)
 
 
 def load_json(path):

@@ -34,8 +34,10 @@ def env(tmp_path_factory):
         yield st
     finally:
         st.stop_all()
-        if st.failed:
+        unclean = st.unclean_stops()
+        if st.failed or unclean:
             print("\nbad-input stack kept in %s" % st.keep())
+        assert not unclean, "\n".join(unclean)
 
 
 @pytest.fixture(autouse=True)
