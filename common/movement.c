@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "duration.h"
 #include "hash.h"
 #include "movement.h"
 
@@ -262,6 +263,17 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
             add_err(&v, "reversed_type", "must not be REVERSAL");
         else if (!enum_known(&invsync__v1__movement_type__descriptor, r))
             add_err(&v, "reversed_type", "unknown value %d", r);
+    }
+    /* event_time is optional (0 = not given); given, it is a time on the
+     * floor: not before the epoch, not days ahead of this clock (a year typed
+     * wrong, local time sent as epoch ms). */
+    if (v.ingest && m->event_time < 0) {
+        add_err(&v, "event_time", "is before 1970-01-01");
+    } else if (v.ingest && opts && opts->now_ms > 0 &&
+               m->event_time > opts->now_ms + IS_MOVEMENT_MAX_FUTURE_MS) {
+        char t[IS_RFC3339_LEN];
+        is_format_rfc3339(m->event_time, t);
+        add_err(&v, "event_time", "%s is more than 24 hours ahead of this producer's clock", t);
     }
     if (m->n_attributes > IS_MOVEMENT_MAX_ATTRS)
         add_err(&v, "attributes", "has more than %d entries", IS_MOVEMENT_MAX_ATTRS);

@@ -30,7 +30,8 @@
 typedef Invsync__V1__Movement is_movement_t;
 typedef Invsync__V1__Heartbeat is_heartbeat_t;
 
-#define IS_MOVEMENT_MAX_STR        128 /* longest id / code field accepted */
+#define IS_MOVEMENT_MAX_STR        128                  /* longest id / code field accepted */
+#define IS_MOVEMENT_MAX_FUTURE_MS  (24 * 3600 * 1000LL) /* event_time ahead of the clock */
 #define IS_MOVEMENT_MAX_ATTRS      32
 #define IS_MOVEMENT_MAX_ATTR_VALUE 4096 /* longest attribute value (keys: IS_MOVEMENT_MAX_STR) */
 /* Largest |quantity| accepted: 12 integer digits. The ERP books quantities as
@@ -61,8 +62,12 @@ typedef struct is_validate_opts {
      * strings and attributes with an empty key, a key over
      * IS_MOVEMENT_MAX_STR or a value over IS_MOVEMENT_MAX_ATTR_VALUE. The
      * consumer leaves it 0: a movement an older producer accepted with them
-     * is still posted (the ERP judges the quantity). */
+     * is still posted (the ERP judges the quantity). At ingest an
+     * event_time, when given, must not be before 1970 either. */
     int ingest;
+    /* With ingest: now (ms UTC); an event_time more than
+     * IS_MOVEMENT_MAX_FUTURE_MS after it is refused. 0 = not checked. */
+    int64_t now_ms;
 } is_validate_opts_t;
 
 /*

@@ -565,6 +565,7 @@ static int check_valid(request_t *r, is_http_response_t *resp) {
     vo.max_scale = r->ig->max_scale;
     vo.refused_sources = (const char *const *)r->ig->refused;
     vo.ingest = 1;
+    vo.now_ms = is_clock_now_ms(r->ig->clock);
     for (i = 0; i < r->n; i++) {
         is_field_error_t errs[MAX_ERRS_PER_ITEM];
         size_t n_err;

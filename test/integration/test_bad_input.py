@@ -7,6 +7,7 @@ the whole module; the cases run in order and the last test checks that the
 consumer received exactly the movements that were accepted."""
 
 import json
+import time
 import os
 
 import pytest
@@ -166,6 +167,21 @@ def test_too_many_decimals(env):
         r = env.producer.post(good(env, quantity="1.1234567"))  # quantity.max_scale 6
         body = check_error(r, 422, ["quantity"])
         assert any(e["field"] == "quantity" for e in body["errors"]), body
+
+
+def test_event_time_out_of_range(env):
+    """A floor time before 1970 or days ahead of the producer's clock (a year
+    typed wrong) is refused naming event_time; one within the clock-skew
+    allowance and one from last year are accepted."""
+    for when, says in [("9999-12-31T00:00:00Z", "more than 24 hours ahead"),
+                       ("1969-12-31T23:59:59Z", "before 1970")]:
+        with Unchanged(env):
+            body = check_error(env.producer.post(good(env, event_time=when)), 422, ["event_time"])
+            assert any(e["field"] == "event_time" and says in e["error"]
+                       for e in body["errors"]), body
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 12 * 3600))
+    env.accepted |= post_ok(env, [good(env, event_time=soon),
+                                  good(env, event_time="2025-11-30T06:00:00Z")])
 
 
 def test_unknown_field_is_loud(env):

@@ -984,7 +984,8 @@ static ms_mv_t *ms_generate(ms_sim_t *s) {
     ms_mv_t *mv = NULL;
     int nomem = 0, total = 0;
     is_field_error_t errs[4];
-    is_validate_opts_t vopts = {MS_QTY_SCALE_MAX, NULL, 1};
+    is_validate_opts_t vopts = {.max_scale = MS_QTY_SCALE_MAX,
+                                .ingest = 1}; /* now_ms 0: simulated time */
     size_t nerr;
     for (int i = 0; i < ACT__COUNT; i++)
         total += ms_weights[i];

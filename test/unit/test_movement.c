@@ -244,7 +244,7 @@ static const vcase_t vcases[] = {
 
 static void test_validate_rules(void **state) {
     static const char *const refused[] = {"ERP", "SAP-PRD", NULL};
-    const is_validate_opts_t opts = {6, refused, 1};
+    const is_validate_opts_t opts = {6, refused, 1, 0};
     (void)state;
     for (size_t i = 0; i < sizeof vcases / sizeof vcases[0]; i++) {
         const vcase_t *c = &vcases[i];
@@ -293,6 +293,39 @@ static void test_validate_rules(void **state) {
     }
 }
 
+/* event_time is optional; given, at ingest it is not before 1970 and not
+ * more than a day ahead of the producer's clock. The consumer (ingest 0)
+ * takes what an older producer accepted. */
+static void test_event_time_at_ingest(void **state) {
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    is_field_error_t err;
+    const int64_t now = 1796000000000; /* 2026-11-30 */
+    const is_validate_opts_t at_ingest = {6, NULL, 1, now}, no_clock = {6, NULL, 1, 0},
+                             consumed = {6, NULL, 0, 0};
+    (void)state;
+    fill_valid(&m, &q, T(GOODS_ISSUE));
+    m.event_time = 0; /* not given */
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 0);
+    m.event_time = now - 86400000LL * 365; /* a year ago: a late resend */
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 0);
+    m.event_time = now + IS_MOVEMENT_MAX_FUTURE_MS; /* clock skew up to a day */
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 0);
+    m.event_time = now + IS_MOVEMENT_MAX_FUTURE_MS + 1;
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
+    assert_string_equal(err.field, "event_time");
+    assert_string_equal(err.error,
+                        "2026-12-01T00:53:20.001Z is more than 24 hours ahead of this producer's "
+                        "clock");
+    assert_int_equal(is_movement_validate(&m, &no_clock, &err, 1), 0);
+    assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
+    m.event_time = -1;
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
+    assert_string_equal(err.field, "event_time");
+    assert_string_equal(err.error, "is before 1970-01-01");
+    assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
+}
+
 /* Control characters and quantity range are checked at ingest only: a
  * movement an older producer accepted with them is still posted by the
  * consumer. */
@@ -300,7 +333,7 @@ static void test_control_characters_only_at_ingest(void **state) {
     is_movement_t m;
     Invsync__V1__Decimal q;
     is_field_error_t err;
-    const is_validate_opts_t at_ingest = {6, NULL, 1}, consumed = {6, NULL, 0};
+    const is_validate_opts_t at_ingest = {6, NULL, 1, 0}, consumed = {6, NULL, 0, 0};
     (void)state;
     fill_valid(&m, &q, T(GOODS_ISSUE));
     m.lot = "A\tB";
@@ -490,7 +523,7 @@ static void test_validate_attributes(void **state) {
         m.n_attributes = 1;
         m.attributes = &pe;
         memset(errs, 0, sizeof errs);
-        const is_validate_opts_t at_ingest = {6, NULL, 1}, consumed = {6, NULL, 0};
+        const is_validate_opts_t at_ingest = {6, NULL, 1, 0}, consumed = {6, NULL, 0, 0};
         /* The consumer posts what an older producer accepted. */
         assert_int_equal(is_movement_validate(&m, &consumed, NULL, 0), 0);
         size_t n = is_movement_validate(&m, &at_ingest, errs, 2);
@@ -664,6 +697,7 @@ int main(void) {
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_fingerprint_is_packed_hash),
         cmocka_unit_test(test_field_invalid),
+        cmocka_unit_test(test_event_time_at_ingest),
     };
     return cmocka_run_group_tests(tests, setup_strings, NULL);
 }
