@@ -78,6 +78,7 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
     if (rc != IS_OK)
         goto err;
     store_set_shared(p->store, cfg->consume_mode && strcmp(cfg->consume_mode, "group") == 0);
+    store_set_time_ordered_ids_from(p->store, cfg->time_ordered_ids_from_ms);
     rc = erp_open(&cfg->erp, &p->erp, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;

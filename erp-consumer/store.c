@@ -220,6 +220,7 @@ is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *er
     if (!s)
         return IS_ERR_NOMEM;
     s->sync = sync;
+    s->time_ids_from = INT64_MAX;
     rc = is_db_open(path, store_migrations, sizeof(store_migrations) / sizeof(store_migrations[0]),
                     sync, &s->db, errstr, errstr_size);
     for (int i = 0; rc == IS_OK && i < SQ__COUNT; i++) {
@@ -251,6 +252,10 @@ void store_close(store_t *s) {
 
 sqlite3 *store_db(store_t *s) {
     return s->db;
+}
+
+void store_set_time_ordered_ids_from(store_t *s, int64_t from_ms) {
+    s->time_ids_from = from_ms;
 }
 
 /* ---- consume side --------------------------------------------------------- */

@@ -142,10 +142,19 @@ void store_set_shared(store_t *s, int shared);
 
 /* ---- poster side ---------------------------------------------------------- */
 
+/*
+ * Posting ids of postings whose movements were all accepted at or after
+ * from_ms (ms UTC) begin with their earliest event time, so that they grow in
+ * time order (posting_id_of in store_post.c); earlier ones, and all of them
+ * when this is never called (from_ms INT64_MAX), are the hash alone, as
+ * every version before made them. Every instance that posts to one ERP must
+ * use the same value (config poster.time_ordered_ids_from).
+ */
+void store_set_time_ordered_ids_from(store_t *s, int64_t from_ms);
+
 /* A posting to make: one or more movements of one lot (same site and tier). */
 typedef struct store_posting {
-    char posting_id[33]; /* deterministic: earliest event time + SHA-256 of the ids (posting_id_of)
-                          */
+    char posting_id[33]; /* deterministic: a function of the movements (posting_id_of) */
     char site[65];
     char tier[32];
     char lot_key[IS_LOT_KEY_MAX];

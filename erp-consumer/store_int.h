@@ -61,9 +61,10 @@ struct store {
     /* Audit chain head cached inside a transaction begun by store_begin (written
      * once by store_commit). Outside such a transaction (a caller's own BEGIN),
      * every audit row writes the head at once. */
-    is_db_sync_t sync; /* the level store_open was given */
-    int sync_relaxed;  /* running with NORMAL instead (store_record_results) */
-    int shared;        /* other instances may read the same partitions (store_set_shared) */
+    is_db_sync_t sync;     /* the level store_open was given */
+    int sync_relaxed;      /* running with NORMAL instead (store_record_results) */
+    int shared;            /* other instances may read the same partitions (store_set_shared) */
+    int64_t time_ids_from; /* store_set_time_ordered_ids_from; INT64_MAX = never */
     int in_tx;
     int audit_cached;
     int audit_dirty;

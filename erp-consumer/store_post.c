@@ -176,29 +176,40 @@ static int cmp_str(const void *a, const void *b) {
 
 /*
  * posting_id: 32 lowercase hex characters, a function of the posting's
- * movements only, so that a posting made again from the same movements (after
- * a crash, from a rebuilt store) has the same id and the ERP books it once:
- *   11 hex digits of the earliest event_time (ms UTC) of its movements,
- *   then the first 21 hex digits (84 bits) of SHA-256 over the sorted
- *   "source\x1fid\n" lines.
- * The time first makes ids grow roughly in the order postings are made, so
- * the b-trees keyed by the id (postings, movements_posting, the embedded
+ * movements only (and of the configured cut-over, the same on every
+ * instance), so that a posting made again from the same movements (after a
+ * crash, by a failover owner, from a rebuilt store, by replay --apply) has
+ * the same id and the ERP books it once. Two forms:
+ *   hash: the first 32 hex digits of SHA-256 over the sorted
+ *     "source\x1fid\n" lines, as every earlier version made them;
+ *   time-ordered, when every movement was accepted at or after
+ *     s->time_ids_from (poster.time_ordered_ids_from): 11 hex digits of the
+ *     earliest event_time (ms UTC), then the first 21 hex digits (84 bits)
+ *     of the same hash.
+ * Time-ordered ids grow roughly in the order postings are made, so the
+ * b-trees keyed by the id (postings, movements_posting, the embedded
  * ledger's documents) take each new id near their right edge instead of on
  * a random page: on a store of 200,000 movements +33 % real-time postings/s
- * (docs/PERFORMANCE.md §5.10). Earlier versions used the first 32 hex
- * digits of the hash alone; the ids they stored stay as they are.
+ * (docs/PERFORMANCE.md §5.10). The cut-over keeps, for a movement an earlier
+ * version may have posted, the id that version gave it.
  */
-static is_err_t posting_id_of(store_posting_t *p) {
+static is_err_t posting_id_of(const store_t *s, store_posting_t *p) {
     char **keys = calloc(p->n ? p->n : 1, sizeof(*keys));
     is_sha256_t h;
     uint8_t digest[IS_SHA256_LEN];
     char hex[IS_SHA256_HEX_LEN + 1];
     is_err_t rc = IS_ERR_NOMEM;
+    int64_t first_event = INT64_MAX, first_accepted = INT64_MAX;
     if (!keys)
         return IS_ERR_NOMEM;
-    for (size_t i = 0; i < p->n; i++)
+    for (size_t i = 0; i < p->n; i++) {
         if (asprintf(&keys[i], "%s\x1f%s", p->m[i]->source_system, p->m[i]->movement_id) < 0)
             goto out;
+        if (p->m[i]->event_time < first_event)
+            first_event = p->m[i]->event_time;
+        if (p->m[i]->accepted_time < first_accepted)
+            first_accepted = p->m[i]->accepted_time;
+    }
     qsort(keys, p->n, sizeof(*keys), cmp_str);
     if (is_sha256_init(&h) != IS_OK)
         goto out;
@@ -208,14 +219,15 @@ static is_err_t posting_id_of(store_posting_t *p) {
     }
     is_sha256_final(&h, digest);
     is_hex(digest, IS_SHA256_LEN, hex);
-    int64_t first = INT64_MAX;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->m[i]->event_time < first)
-            first = p->m[i]->event_time;
-    if (first < 0 || first == INT64_MAX) /* refused at ingest; keep the id well-formed */
-        first = 0;
-    snprintf(p->posting_id, sizeof(p->posting_id), "%011llx%.21s",
-             (unsigned long long)(first & 0xfffffffffffLL), hex);
+    if (p->n > 0 && first_accepted >= s->time_ids_from) {
+        if (first_event < 0) /* refused at ingest; keep the id well-formed */
+            first_event = 0;
+        snprintf(p->posting_id, sizeof(p->posting_id), "%011llx%.21s",
+                 (unsigned long long)(first_event & 0xfffffffffffLL), hex);
+    } else {
+        memcpy(p->posting_id, hex, 32);
+        p->posting_id[32] = '\0';
+    }
     rc = IS_OK;
 out:
     for (size_t i = 0; i < p->n; i++)
@@ -784,7 +796,7 @@ is_err_t store_fetch_due(store_t *s, const is_policy_t *policy, int64_t now_ms, 
     }
     for (size_t i = 0; rc == IS_OK && i < out->n; i++)
         if (!out->items[i].posting_id[0])
-            rc = posting_id_of(&out->items[i]);
+            rc = posting_id_of(s, &out->items[i]);
     if (rc != IS_OK)
         goto err;
     seen_free(&seen);

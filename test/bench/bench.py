@@ -466,6 +466,10 @@ class Bench:
                # checks (the bucket is still read and written either way).
                "erp": {"adapter": "sqlite",
                        "sqlite": {"path": self.path(name + "-erp.db"), "allow_negative": True}},
+               # A new installation's setting: time-ordered posting ids for
+               # every movement (PERFORMANCE.md §5.10). Measure the hash ids
+               # with BENCH_CONSUMER_SET=poster.time_ordered_ids_from=
+               "poster": {"time_ordered_ids_from": "1970-01-01T00:00:00Z"},
                "kafka": {"bootstrap.servers": self.bootstrap,
                          "group.id": "bench-" + name,
                          # The mock elects a group leader 3 s after the first
@@ -757,9 +761,10 @@ class Bench:
                                               else None)
         self.stop(c)
         res["realtime"] = fig
-        conf = "%d mvts%s, immediate, store+ERP sync full" % (  # noqa: E501
+        conf = "%d mvts%s, immediate, store+ERP sync full%s" % (  # noqa: E501
             self.n_rt, "" if ok else " (time-boxed %ds: %d done)" % (self.rt_timebox,
-                                                                      fig["movements_done"]))
+                                                                      fig["movements_done"]),
+            ", time-ordered ids" if c.cfg.get("poster", {}).get("time_ordered_ids_from") else "")
         self.row("2 apply", "real-time: ERP postings", fig["postings_per_s"], "postings/s", conf)
         self.row("2 apply", "real-time: consumed into store", fig["stored_per_s"], "mvt/s", conf)
         self.row("2 apply", "real-time: consumer CPU per posting", fig["consumer_cpu_us_per_posting"],

@@ -110,6 +110,20 @@ def test_check_config_validates_and_exits(stack, name):
     assert "http.listen" in out and "bad listen address 'garbage'" in out, out
 
 
+def test_consumer_time_ordered_ids_from_is_a_time(stack):
+    """poster.time_ordered_ids_from takes an RFC 3339 time; anything else is
+    refused naming the key and the value."""
+    cfg = stack.consumer_config(bootstrap="127.0.0.1:1")
+    cfg["poster"] = {"time_ordered_ids_from": "2026-12-01T00:00:00Z"}
+    good = stack.write_config("consumer-ids-good", cfg)
+    r = stack.run([binary("erp-consumer"), "--config", good, "--check-config"], timeout=15)
+    assert "configuration ok" in r.out, r.out + r.err
+    cfg["poster"] = {"time_ordered_ids_from": "next monday"}
+    bad = stack.write_config("consumer-ids-bad", cfg)
+    out = run_expecting_failure(stack, [binary("erp-consumer"), "--config", bad, "--check-config"])
+    assert "poster.time_ordered_ids_from" in out and "'next monday' is not an RFC 3339 time" in out, out
+
+
 def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):
     r = stack.run([binary("erp-consumer"), "--help"], timeout=15)
     assert r.out.count("kafka.*") == 1, r.out

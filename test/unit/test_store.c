@@ -442,56 +442,82 @@ static void test_window_then_realtime_promotes_earlier(void **state) {
     sqlite3_finalize(st);
 }
 
-/* The expected posting id, spelled out: 11 hex digits of the earliest event
- * time, then SHA-256 over the sorted "source\x1fid\n" lines (21 hex digits). */
+/* The expected posting id, spelled out: the first 32 hex digits of SHA-256
+ * over the sorted "source\x1fid\n" lines, or, time-ordered, 11 hex digits of
+ * the earliest event time and then 21 of that hash. */
 static void expect_posting_id(const char *got, int64_t first_event_ms, const char *lines) {
     uint8_t digest[IS_SHA256_LEN];
     char hex[IS_SHA256_HEX_LEN + 1], want[33];
     is_sha256(lines, strlen(lines), digest);
     is_hex(digest, IS_SHA256_LEN, hex);
-    snprintf(want, sizeof(want), "%011llx%.21s", (unsigned long long)first_event_ms, hex);
+    if (first_event_ms < 0)
+        snprintf(want, sizeof(want), "%.32s", hex);
+    else
+        snprintf(want, sizeof(want), "%011llx%.21s", (unsigned long long)first_event_ms, hex);
     assert_string_equal(got, want);
 }
 
 /* Posting ids are a function of the movements (same movements, same id: the
- * ERP's idempotency key) and grow with the movements' event time, so that
- * the b-trees keyed by them are written at their end (PERFORMANCE.md §5.10). */
+ * ERP's idempotency key). By default they are the hash every earlier version
+ * made, so a posting an older instance booked is recognised; movements
+ * accepted from poster.time_ordered_ids_from on get ids that grow with their
+ * event time (PERFORMANCE.md §5.10). */
 static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
     char errstr[256];
     const int64_t t0 = 1795000000000; /* 2026-11-18 */
-    is_movement_t a, b, c, d;
-    Invsync__V1__Decimal aq, bq, cq, dq;
-    /* Real-time, one posting each; B happened before A although it came later. */
-    make(&a, &aq, "A", "S1", "L1", 1);
+    is_movement_t a, b, c, d, e;
+    Invsync__V1__Decimal aq, bq, cq, dq, eq;
+    /* Default: the hash alone, whatever the times. */
+    make(&e, &eq, "E", "S1", "L9", 1);
+    e.event_time = t0;
+    e.accepted_time = t0 + 100;
+    apply_m(f, &e, 0, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    expect_posting_id(l.items[0].posting_id, -1,
+                      "MES\x1f"
+                      "E\n");
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+
+    /* Cut-over at t0 + 1000: A accepted after it, time-ordered; B accepted
+     * before it, the hash (an older instance may have posted it). */
+    store_set_time_ordered_ids_from(f->s, t0 + 1000);
+    make(&a, &aq, "A", "S1", "L1", 2);
     a.event_time = t0 + 9000;
-    apply_m(f, &a, 0, 0);
-    make(&b, &bq, "B", "S1", "L2", 2);
-    b.event_time = t0 + 2000;
-    apply_m(f, &b, 1, 0);
+    a.accepted_time = t0 + 9100;
+    apply_m(f, &a, 1, 0);
+    make(&b, &bq, "B", "S1", "L2", 3);
+    b.event_time = t0 + 2000; /* the cut-over is by acceptance, not by event time */
+    b.accepted_time = t0 + 999;
+    apply_m(f, &b, 2, 0);
     assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 2);
     assert_string_equal(l.items[0].m[0]->movement_id, "A");
     expect_posting_id(l.items[0].posting_id, t0 + 9000,
                       "MES\x1f"
                       "A\n");
-    expect_posting_id(l.items[1].posting_id, t0 + 2000,
+    expect_posting_id(l.items[1].posting_id, -1,
                       "MES\x1f"
                       "B\n");
-    assert_true(strcmp(l.items[1].posting_id, l.items[0].posting_id) < 0);
     post_all(f, &l, 1000);
     store_posting_list_release(&l);
+
     /* Netted: one posting of two movements takes the earlier event time, and
-     * the sorted ids whatever order the movements came in. */
-    make(&c, &cq, "D2", "S1", "L3", 3);
+     * the sorted ids whatever order the movements came in; both accepted
+     * after the cut-over. */
+    make(&c, &cq, "D2", "S1", "L3", 4);
     c.tier = "periodic";
     c.event_time = t0 + 50000;
-    apply_m(f, &c, 2, 5000);
-    make(&d, &dq, "D1", "S1", "L3", 4);
+    c.accepted_time = t0 + 50001;
+    apply_m(f, &c, 3, 5000);
+    make(&d, &dq, "D1", "S1", "L3", 5);
     d.tier = "periodic";
     d.event_time = t0 + 40000;
-    apply_m(f, &d, 3, 5000);
+    d.accepted_time = t0 + 50002;
+    apply_m(f, &d, 4, 5000);
     is_policy_t *policy = NULL;
     char path[160];
     snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
