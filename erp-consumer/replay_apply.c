@@ -44,6 +44,41 @@ static int cmp_posting(const void *pa, const void *pb) {
                   (*(replay_row_t *const *)pb)->posting_id);
 }
 
+/*
+ * Is posting `r` in the ERP? A posting cut into chunks (max_lines) was booked
+ * under <posting_id>-1 … -<n>, never under its own id; its stored document
+ * says so ("<first>+<n-1>", post_chunked). IS_OK when all of it is there,
+ * IS_ERR_NOT_FOUND when none of it is; a posting only partly there counts as
+ * there (*partial set): posting it again would book its chunks twice.
+ */
+static is_err_t lookup_posting(erp_t *erp, const replay_row_t *r, erp_result_t *res, int *partial) {
+    const char *plus = r->document ? strrchr(r->document, '+') : NULL;
+    char *end = NULL;
+    unsigned long more = plus && plus[1] ? strtoul(plus + 1, &end, 10) : 0;
+    size_t found = 0, chunks;
+    *partial = 0;
+    is_err_t lk = erp_lookup_reference(erp, r->posting_id, res);
+    if (lk != IS_ERR_NOT_FOUND || !plus || !end || *end || more == 0 || more > 100000)
+        return lk;
+    chunks = (size_t)more + 1;
+    for (size_t k = 1; k <= chunks; k++) {
+        char ref[64];
+        snprintf(ref, sizeof(ref), "%s-%zu", r->posting_id, k);
+        lk = erp_lookup_reference(erp, ref, res);
+        if (lk == IS_OK)
+            found++;
+        else if (lk != IS_ERR_NOT_FOUND)
+            return lk;
+    }
+    if (found == 0)
+        return IS_ERR_NOT_FOUND;
+    *partial = found < chunks;
+    if (*partial)
+        snprintf(res->message, sizeof(res->message), "%zu of %zu chunks of posting %s found", found,
+                 chunks, r->posting_id);
+    return IS_OK;
+}
+
 /* Ask the ERP once per distinct posting of the posted rows; mark every row's erp_check. */
 is_err_t replay_check_erp(const consumer_config_t *cfg, replay_row_t *rows, size_t n,
                           replay_apply_counts_t *c, char *errstr, size_t errstr_size) {
@@ -58,7 +93,8 @@ is_err_t replay_check_erp(const consumer_config_t *cfg, replay_row_t *rows, size
         qsort(posted, m, sizeof(*posted), cmp_posting);
     for (size_t i = 0, j; rc == IS_OK && i < m; i = j) {
         erp_result_t res;
-        is_err_t lk = erp_lookup_reference(erp, posted[i]->posting_id, &res);
+        int partial = 0;
+        is_err_t lk = lookup_posting(erp, posted[i], &res, &partial);
         if (lk != IS_OK && lk != IS_ERR_NOT_FOUND) {
             is_errf(errstr, errstr_size, "the ERP (%s) cannot say whether posting %s exists: %s",
                     erp_name(erp), posted[i]->posting_id,
@@ -71,7 +107,9 @@ is_err_t replay_check_erp(const consumer_config_t *cfg, replay_row_t *rows, size
         posted[i]->requeue = lk == IS_ERR_NOT_FOUND;
         for (j = i; j < m && cmp_posting(&posted[i], &posted[j]) == 0; j++) {
             snprintf(posted[j]->erp_check, sizeof(posted[j]->erp_check), "%s",
-                     lk == IS_OK ? "found" : "missing");
+                     lk != IS_OK ? "missing"
+                     : partial   ? "partial"
+                                 : "found");
             c->posted_confirmed += lk == IS_OK;
             c->posted_missing += lk != IS_OK;
         }

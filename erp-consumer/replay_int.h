@@ -42,7 +42,7 @@ typedef struct row {
     char *detail;      /* owned or NULL: error, reason or note */
     int64_t netted;    /* other movements in the same posting */
     char *netted_ids;  /* owned or NULL: up to 10 of them */
-    char erp_check[8]; /* "", "found", "missing" */
+    char erp_check[8]; /* "", "found", "partial" (some chunks), "missing" */
     char action[12];   /* --apply: "queued", "re-queued" */
     int requeue;       /* --apply: the first row of a posting the ERP lost */
 } replay_row_t;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "erp.h"
 #include "replay_int.h"
 #include "store.h"
 
@@ -442,6 +443,59 @@ static void test_apply_audit_without_filters_records_them_as_null(void **state) 
     json_decref(d);
 }
 
+/* --check-erp on postings cut into chunks (max_lines): the ERP holds them as
+ * <posting_id>-1 … -n, never under the bare id; the store's document
+ * "<first>+<n-1>" says how many. All there: found; none: missing (re-queued
+ * by --apply); some: partial, not re-queued (that would book the others
+ * twice). A posting in one piece is looked up by its id. */
+static void test_check_erp_finds_chunked_postings(void **state) {
+    fx_t *f = *state;
+    char errstr[512], ledger[160];
+    consumer_config_t cfg;
+    erp_t *erp = NULL;
+    sqlite3 *db = NULL;
+    replay_apply_counts_t c;
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&c, 0, sizeof(c));
+    snprintf(ledger, sizeof(ledger), "%s/ledger.db", f->dir);
+    cfg.erp.adapter = "sqlite";
+    cfg.erp.sqlite_path = ledger;
+    assert_int_equal(erp_open(&cfg.erp, &erp, errstr, sizeof(errstr)), IS_OK); /* the schema */
+    erp_close(erp);
+    assert_int_equal(sqlite3_open(ledger, &db), SQLITE_OK);
+    const char *refs[] = {"aaaa-1", "aaaa-2", "aaaa-3", "bbbb-1", "dddd"};
+    for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++) {
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO documents(doc_no, posting_id, site, tier, policy_version,"
+                 " posting_time, posted_at, line_count) VALUES('49%08zu', '%s', 'S1', 'daily',"
+                 " 'v1', 0, 0, 1)",
+                 i + 1, refs[i]);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+    sqlite3_close(db);
+    replay_row_t rows[4];
+    memset(rows, 0, sizeof(rows));
+    const char *ids[] = {"aaaa", "bbbb", "cccc", "dddd"};
+    char *docs[] = {"4900000001+2", "4900000004+1", "4900000009+1", "4900000005"};
+    for (int i = 0; i < 4; i++) {
+        rows[i].in_store = 1;
+        snprintf(rows[i].state, sizeof(rows[i].state), "posted");
+        snprintf(rows[i].posting_id, sizeof(rows[i].posting_id), "%s", ids[i]);
+        rows[i].document = docs[i];
+    }
+    assert_int_equal(replay_check_erp(&cfg, rows, 4, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_string_equal(rows[0].erp_check, "found");
+    assert_false(rows[0].requeue);
+    assert_string_equal(rows[1].erp_check, "partial");
+    assert_false(rows[1].requeue);
+    assert_string_equal(rows[2].erp_check, "missing");
+    assert_true(rows[2].requeue);
+    assert_string_equal(rows[3].erp_check, "found");
+    assert_int_equal(c.postings_checked, 4);
+    assert_int_equal(c.postings_missing, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_movement_held_behind_a_failed_posting_says_which,
@@ -454,6 +508,7 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_audit_without_filters_records_them_as_null,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_erp_finds_chunked_postings, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
