@@ -447,7 +447,7 @@ static void test_window_then_realtime_promotes_earlier(void **state) {
  * the earliest event time and then 21 of that hash. */
 static void expect_posting_id(const char *got, int64_t first_event_ms, const char *lines) {
     uint8_t digest[IS_SHA256_LEN];
-    char hex[IS_SHA256_HEX_LEN + 1], want[33];
+    char hex[IS_SHA256_HEX_LEN + 1], want[48]; /* room for any %011llx */
     is_sha256(lines, strlen(lines), digest);
     is_hex(digest, IS_SHA256_LEN, hex);
     if (first_event_ms < 0)
