@@ -78,7 +78,12 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
     if (rc != IS_OK)
         goto err;
     store_set_shared(p->store, cfg->consume_mode && strcmp(cfg->consume_mode, "group") == 0);
-    store_set_time_ordered_ids_from(p->store, cfg->time_ordered_ids_from_ms);
+    if (cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from) {
+        /* Every instance posting to one ERP must log the same value here. */
+        store_set_time_ordered_ids_from(p->store, cfg->time_ordered_ids_from_ms);
+        is_log(IS_LOG_INFO, "time-ordered posting ids for movements accepted from",
+               "poster.time_ordered_ids_from", cfg->time_ordered_ids_from, NULL);
+    }
     rc = erp_open(&cfg->erp, &p->erp, errstr, errstr_size);
     if (rc != IS_OK)
         goto err;

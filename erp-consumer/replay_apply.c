@@ -104,13 +104,15 @@ is_err_t replay_check_erp(const consumer_config_t *cfg, replay_row_t *rows, size
         }
         c->postings_checked++;
         c->postings_missing += lk == IS_ERR_NOT_FOUND;
+        c->postings_partial += lk == IS_OK && partial;
         posted[i]->requeue = lk == IS_ERR_NOT_FOUND;
         for (j = i; j < m && cmp_posting(&posted[i], &posted[j]) == 0; j++) {
             snprintf(posted[j]->erp_check, sizeof(posted[j]->erp_check), "%s",
                      lk != IS_OK ? "missing"
                      : partial   ? "partial"
                                  : "found");
-            c->posted_confirmed += lk == IS_OK;
+            c->posted_confirmed += lk == IS_OK && !partial;
+            c->posted_partial += lk == IS_OK && partial;
             c->posted_missing += lk != IS_OK;
         }
     }

@@ -69,6 +69,9 @@ static json_t *summary_json(const replay_timeline_t *t, const replay_info_t *inf
         json_object_set_new(d, "posted_confirmed", json_integer((json_int_t)c->posted_confirmed));
         json_object_set_new(d, "posted_missing_in_erp",
                             json_integer((json_int_t)c->posted_missing));
+        json_object_set_new(d, "postings_partly_in_erp",
+                            json_integer((json_int_t)c->postings_partial));
+        json_object_set_new(d, "posted_partly_in_erp", json_integer((json_int_t)c->posted_partial));
     }
     if (applied) {
         json_object_set_new(d, "newly_queued", json_integer((json_int_t)c->newly_queued));
@@ -107,9 +110,13 @@ static void print_summary(FILE *f, const json_t *d) {
         fprintf(f,
                 "replay: ERP check: %" JSON_INTEGER_FORMAT
                 " posting(s) asked, %" JSON_INTEGER_FORMAT
-                " missing in the ERP (%" JSON_INTEGER_FORMAT " posted movement(s))\n",
+                " missing in the ERP (%" JSON_INTEGER_FORMAT
+                " posted movement(s)), %" JSON_INTEGER_FORMAT
+                " only partly there (%" JSON_INTEGER_FORMAT
+                " posted movement(s); chunked, not re-queued: compare them with the ERP)\n",
                 num(d, "postings_checked"), num(d, "postings_missing_in_erp"),
-                num(d, "posted_missing_in_erp"));
+                num(d, "posted_missing_in_erp"), num(d, "postings_partly_in_erp"),
+                num(d, "posted_partly_in_erp"));
     if (json_object_get(d, "newly_queued"))
         fprintf(f,
                 "replay: apply: %" JSON_INTEGER_FORMAT " newly queued, %" JSON_INTEGER_FORMAT

@@ -88,6 +88,7 @@ void replay_write_row(FILE *f, const replay_row_t *r, int csv);
 
 typedef struct apply_counts {
     size_t postings_checked, postings_missing, posted_confirmed, posted_missing;
+    size_t postings_partial, posted_partial; /* chunked postings only partly in the ERP */
     size_t newly_queued, requeued, requeued_outside, already_known, not_valid, not_owned;
 } replay_apply_counts_t;
 

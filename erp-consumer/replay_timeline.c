@@ -344,6 +344,8 @@ static const char *erp_status(const replay_row_t *r) {
         return r->dead_lettered ? "dead-lettered" : "not-in-store";
     if (strcmp(r->state, "posted") == 0 && strcmp(r->erp_check, "missing") == 0)
         return "posted-missing-in-erp";
+    if (strcmp(r->state, "posted") == 0 && strcmp(r->erp_check, "partial") == 0)
+        return "posted-partly-in-erp";
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(map[i][0], r->state) == 0)
             return map[i][1];

@@ -219,7 +219,7 @@ static is_err_t posting_id_of(const store_t *s, store_posting_t *p) {
     }
     is_sha256_final(&h, digest);
     is_hex(digest, IS_SHA256_LEN, hex);
-    if (p->n > 0 && first_accepted >= s->time_ids_from) {
+    if (p->n > 0 && s->time_ids_from != INT64_MAX && first_accepted >= s->time_ids_from) {
         if (first_event < 0) /* refused at ingest; keep the id well-formed */
             first_event = 0;
         snprintf(p->posting_id, sizeof(p->posting_id), "%011llx%.21s",

@@ -494,6 +494,10 @@ static void test_check_erp_finds_chunked_postings(void **state) {
     assert_string_equal(rows[3].erp_check, "found");
     assert_int_equal(c.postings_checked, 4);
     assert_int_equal(c.postings_missing, 1);
+    assert_int_equal(c.postings_partial, 1);
+    assert_int_equal(c.posted_confirmed, 2);
+    assert_int_equal(c.posted_partial, 1);
+    assert_int_equal(c.posted_missing, 1);
 }
 
 int main(void) {

@@ -469,10 +469,11 @@ static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
     const int64_t t0 = 1795000000000; /* 2026-11-18 */
     is_movement_t a, b, c, d, e;
     Invsync__V1__Decimal aq, bq, cq, dq, eq;
-    /* Default: the hash alone, whatever the times. */
+    /* Default: the hash alone, whatever the times (INT64_MAX too: it is not
+     * a cut-over). */
     make(&e, &eq, "E", "S1", "L9", 1);
     e.event_time = t0;
-    e.accepted_time = t0 + 100;
+    e.accepted_time = INT64_MAX;
     apply_m(f, &e, 0, 0);
     assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
@@ -507,7 +508,8 @@ static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
 
     /* Netted: one posting of two movements takes the earlier event time, and
      * the sorted ids whatever order the movements came in; both accepted
-     * after the cut-over. */
+     * after the cut-over (D1 exactly at it counts as after). A posting with a
+     * member accepted before the cut-over keeps the hash (F1, F2). */
     make(&c, &cq, "D2", "S1", "L3", 4);
     c.tier = "periodic";
     c.event_time = t0 + 50000;
@@ -516,8 +518,20 @@ static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
     make(&d, &dq, "D1", "S1", "L3", 5);
     d.tier = "periodic";
     d.event_time = t0 + 40000;
-    d.accepted_time = t0 + 50002;
+    d.accepted_time = t0 + 1000; /* the cut-over itself */
     apply_m(f, &d, 4, 5000);
+    is_movement_t g, h;
+    Invsync__V1__Decimal gq, hq;
+    make(&g, &gq, "F1", "S1", "L4", 6);
+    g.tier = "periodic";
+    g.event_time = t0 + 60000;
+    g.accepted_time = t0 + 999; /* before the cut-over */
+    apply_m(f, &g, 5, 5000);
+    make(&h, &hq, "F2", "S1", "L4", 7);
+    h.tier = "periodic";
+    h.event_time = t0 + 60000;
+    h.accepted_time = t0 + 70000;
+    apply_m(f, &h, 6, 5000);
     is_policy_t *policy = NULL;
     char path[160];
     snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
@@ -529,12 +543,17 @@ static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
     fclose(pf);
     assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(store_fetch_due(f->s, policy, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(l.n, 1);
+    assert_int_equal(l.n, 2);
     assert_int_equal(l.items[0].n, 2);
     expect_posting_id(l.items[0].posting_id, t0 + 40000,
                       "MES\x1f"
                       "D1\nMES\x1f"
                       "D2\n");
+    assert_int_equal(l.items[1].n, 2);
+    expect_posting_id(l.items[1].posting_id, -1,
+                      "MES\x1f"
+                      "F1\nMES\x1f"
+                      "F2\n");
     post_all(f, &l, 5000);
     store_posting_list_release(&l);
     is_policy_destroy(policy);
