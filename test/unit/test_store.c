@@ -442,6 +442,22 @@ static void test_window_then_realtime_promotes_earlier(void **state) {
     sqlite3_finalize(st);
 }
 
+/* A policy with an immediate tier and a netted one ("periodic", every 30m):
+ * with it, store_fetch_due nets a lot's due movements into one posting. */
+static is_policy_t *netting_policy(fixture_t *f) {
+    is_policy_t *policy = NULL;
+    char path[160], errstr[256];
+    snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
+    FILE *pf = fopen(path, "w");
+    assert_non_null(pf);
+    fputs("topic_prefix: invsync\ntiers:\n  realtime: {cadence: immediate, stale_after: 2m}\n"
+          "  periodic: {cadence: every 30m, stale_after: 90m}\ndefault_tier: periodic\n",
+          pf);
+    fclose(pf);
+    assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
+    return policy;
+}
+
 /* The expected posting id, spelled out: the first 32 hex digits of SHA-256
  * over the sorted "source\x1fid\n" lines, or, time-ordered, 11 hex digits of
  * the earliest event time and then 21 of that hash. */
@@ -532,16 +548,7 @@ static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
     h.event_time = t0 + 60000;
     h.accepted_time = t0 + 70000;
     apply_m(f, &h, 6, 5000);
-    is_policy_t *policy = NULL;
-    char path[160];
-    snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
-    FILE *pf = fopen(path, "w");
-    assert_non_null(pf);
-    fputs("topic_prefix: invsync\ntiers:\n  realtime: {cadence: immediate, stale_after: 2m}\n"
-          "  periodic: {cadence: every 30m, stale_after: 90m}\ndefault_tier: periodic\n",
-          pf);
-    fclose(pf);
-    assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
+    is_policy_t *policy = netting_policy(f);
     assert_int_equal(store_fetch_due(f->s, policy, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 2);
     assert_int_equal(l.items[0].n, 2);
@@ -850,18 +857,7 @@ static void test_mismatched_reversal_is_cut_alone_and_stays_invalid_on_retry(voi
     make(&b, &bq, "GI-2", "S1", "L1", 3);
     b.tier = "periodic";
     apply_m(f, &b, 2, 5000);
-    is_policy_t *policy = NULL;
-    {
-        char path[160];
-        snprintf(path, sizeof(path), "%s/policy.yaml", f->dir);
-        FILE *pf = fopen(path, "w");
-        assert_non_null(pf);
-        fputs("topic_prefix: invsync\ntiers:\n  realtime: {cadence: immediate, stale_after: 2m}\n"
-              "  periodic: {cadence: every 30m, stale_after: 90m}\ndefault_tier: periodic\n",
-              pf);
-        fclose(pf);
-        assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
-    }
+    is_policy_t *policy = netting_policy(f);
     assert_int_equal(store_fetch_due(f->s, policy, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 3);
     assert_string_equal(l.items[0].m[0]->movement_id, "GI-1");
