@@ -103,6 +103,23 @@ void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t 
                      : erp->ops->post(erp->impl, &ps[i], &results[i]);
 }
 
+void erp_chunk_reference(char *buf, size_t size, const char *posting_id, size_t k) {
+    snprintf(buf, size, "%s-%zu", posting_id, k);
+}
+
+void erp_chunked_document(char *buf, size_t size, const char *first_doc, size_t n_chunks) {
+    snprintf(buf, size, "%.40s+%zu", first_doc, n_chunks - 1);
+}
+
+size_t erp_document_chunks(const char *document) {
+    const char *plus = document ? strrchr(document, '+') : NULL;
+    char *end = NULL;
+    unsigned long more = plus && plus[1] >= '0' && plus[1] <= '9' ? strtoul(plus + 1, &end, 10) : 0;
+    if (!end || *end || more == 0 || more > 100000)
+        return 1;
+    return (size_t)more + 1;
+}
+
 is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id, erp_result_t *result) {
     memset(result, 0, sizeof *result);
     return erp->ops->lookup_reference(erp->impl, posting_id, result);

@@ -107,6 +107,17 @@ void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t 
  * IS_ERR_RETRYABLE when the ERP cannot be asked now. Used after a crash to
  * resolve postings left in the `posting` state before re-posting them.
  */
+/*
+ * A posting cut into chunks (a tier's max_lines) is booked chunk by chunk
+ * under the references <posting_id>-1 … -<n>, and recorded with the document
+ * "<first chunk's document>+<n-1>". The one spelling of both, for the poster
+ * and for replay's ERP check.
+ */
+void erp_chunk_reference(char *buf, size_t size, const char *posting_id, size_t k);
+void erp_chunked_document(char *buf, size_t size, const char *first_doc, size_t n_chunks);
+/* n_chunks of a document erp_chunked_document wrote; 1 for any other. */
+size_t erp_document_chunks(const char *document);
+
 is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id,
                               erp_result_t *result) IS_MUST_CHECK;
 

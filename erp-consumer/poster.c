@@ -305,7 +305,7 @@ static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepa
     for (size_t k = 0; k < pr->n_chunks; k++) {
         char ref[64];
         struct timespec t0;
-        snprintf(ref, sizeof(ref), "%s-%zu", sp->posting_id, k + 1);
+        erp_chunk_reference(ref, sizeof(ref), sp->posting_id, k + 1);
         size_t from = k * chunk,
                count = pr->nt.n_lines - from < chunk ? pr->nt.n_lines - from : chunk;
         erp_posting_t ep = erp_posting_of(sp, &pr->nt.lines[from], count, ref, now_ms);
@@ -318,7 +318,7 @@ static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepa
             snprintf(first_doc, sizeof(first_doc), "%s", er->document);
     }
     if (rc == IS_OK)
-        snprintf(er->document, sizeof(er->document), "%.40s+%zu", first_doc, pr->n_chunks - 1);
+        erp_chunked_document(er->document, sizeof(er->document), first_doc, pr->n_chunks);
     return rc;
 }
 

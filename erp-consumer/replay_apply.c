@@ -52,18 +52,14 @@ static int cmp_posting(const void *pa, const void *pb) {
  * there (*partial set): posting it again would book its chunks twice.
  */
 static is_err_t lookup_posting(erp_t *erp, const replay_row_t *r, erp_result_t *res, int *partial) {
-    const char *plus = r->document ? strrchr(r->document, '+') : NULL;
-    char *end = NULL;
-    unsigned long more = plus && plus[1] ? strtoul(plus + 1, &end, 10) : 0;
-    size_t found = 0, chunks;
+    size_t found = 0, chunks = erp_document_chunks(r->document);
     *partial = 0;
     is_err_t lk = erp_lookup_reference(erp, r->posting_id, res);
-    if (lk != IS_ERR_NOT_FOUND || !plus || !end || *end || more == 0 || more > 100000)
+    if (lk != IS_ERR_NOT_FOUND || chunks == 1)
         return lk;
-    chunks = (size_t)more + 1;
     for (size_t k = 1; k <= chunks; k++) {
         char ref[64];
-        snprintf(ref, sizeof(ref), "%s-%zu", r->posting_id, k);
+        erp_chunk_reference(ref, sizeof(ref), r->posting_id, k);
         lk = erp_lookup_reference(erp, ref, res);
         if (lk == IS_OK)
             found++;

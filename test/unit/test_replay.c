@@ -443,6 +443,24 @@ static void test_apply_audit_without_filters_records_them_as_null(void **state) 
     json_decref(d);
 }
 
+/* The poster writes a chunked posting's references and document with these;
+ * replay's ERP check reads them back. */
+static void test_chunk_spelling_round_trips(void **state) {
+    char doc[64], ref[64];
+    (void)state;
+    erp_chunked_document(doc, sizeof(doc), "4900000001", 3);
+    assert_string_equal(doc, "4900000001+2");
+    assert_int_equal(erp_document_chunks(doc), 3);
+    erp_chunked_document(doc, sizeof(doc), "DOC+7", 2); /* a '+' in the ERP's own number */
+    assert_int_equal(erp_document_chunks(doc), 2);
+    assert_int_equal(erp_document_chunks("4900000001"), 1);
+    assert_int_equal(erp_document_chunks("A+B"), 1);
+    assert_int_equal(erp_document_chunks("A+"), 1);
+    assert_int_equal(erp_document_chunks(NULL), 1);
+    erp_chunk_reference(ref, sizeof(ref), "aaaa", 2);
+    assert_string_equal(ref, "aaaa-2");
+}
+
 /* --check-erp on postings cut into chunks (max_lines): the ERP holds them as
  * <posting_id>-1 … -n, never under the bare id; the store's document
  * "<first>+<n-1>" says how many. All there: found; none: missing (re-queued
@@ -513,6 +531,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_apply_audit_without_filters_records_them_as_null,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_erp_finds_chunked_postings, setup, teardown),
+        cmocka_unit_test(test_chunk_spelling_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
