@@ -103,11 +103,6 @@ void erp_post_batch(erp_t *erp, const erp_posting_t *ps, size_t n, erp_result_t 
                     is_err_t *rcs);
 
 /*
- * Was posting_id posted? IS_OK with result->document, IS_ERR_NOT_FOUND, or
- * IS_ERR_RETRYABLE when the ERP cannot be asked now. Used after a crash to
- * resolve postings left in the `posting` state before re-posting them.
- */
-/*
  * A posting cut into chunks (a tier's max_lines) is booked chunk by chunk
  * under the references <posting_id>-1 … -<n>, and recorded with the document
  * "<first chunk's document>+<n-1>". The one spelling of both, for the poster
@@ -118,6 +113,11 @@ void erp_chunked_document(char *buf, size_t size, const char *first_doc, size_t 
 /* n_chunks of a document erp_chunked_document wrote; 1 for any other. */
 size_t erp_document_chunks(const char *document);
 
+/*
+ * Was posting_id posted? IS_OK with result->document, IS_ERR_NOT_FOUND, or
+ * IS_ERR_RETRYABLE when the ERP cannot be asked now. Used after a crash to
+ * resolve postings left in the `posting` state before re-posting them.
+ */
 is_err_t erp_lookup_reference(erp_t *erp, const char *posting_id,
                               erp_result_t *result) IS_MUST_CHECK;
 

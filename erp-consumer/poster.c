@@ -154,6 +154,24 @@ static is_err_t recover_inflight(poster_t *p, int64_t now_ms) {
     }
     for (size_t i = 0; i < l.n; i++) {
         is_err_t lr = erp_lookup_reference(p->erp, l.items[i].posting_id, &er[i]);
+        if (lr == IS_ERR_NOT_FOUND) {
+            /* Cut into chunks (max_lines), it is booked as <id>-1 … -n: a crash
+             * between chunks leaves some of them booked. */
+            char ref[64];
+            erp_chunk_reference(ref, sizeof(ref), l.items[i].posting_id, 1);
+            is_err_t cr = erp_lookup_reference(p->erp, ref, &er[i]);
+            if (cr != IS_ERR_NOT_FOUND) {
+                /* Re-posted chunk by chunk under the same references: the ERP's
+                 * idempotency key keeps the booked ones from doubling. */
+                res[i].outcome = STORE_RETRY;
+                res[i].error = cr == IS_OK ? STORE_PARTLY_IN_ERP_AFTER_RESTART
+                                           : "ERP lookup failed after restart";
+                res[i].next_at_ms = cr == IS_OK ? now_ms : now_ms + backoff_ms(p, 1);
+                is_log(IS_LOG_INFO, "in-flight posting will be posted again", "posting_id",
+                       l.items[i].posting_id, "reason", res[i].error, NULL);
+                continue;
+            }
+        }
         if (lr == IS_OK) {
             res[i].outcome = STORE_POSTED;
             res[i].document = er[i].document;

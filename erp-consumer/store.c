@@ -129,6 +129,12 @@ static const char *const store_migrations[] = {
     "CREATE INDEX postings_doc ON postings(erp_doc);"
     "CREATE INDEX postings_open ON postings(state, next_at) WHERE " STORE_OPEN("") ";"
     "CREATE INDEX postings_skipped ON postings(state) WHERE state = 'skipped';",
+    /* 6: the line limit a posting was first sent with (its tier's max_lines
+     * then; 0 = not cut), kept for every later attempt. A retry recut with a
+     * changed max_lines would book lines an earlier chunk already booked
+     * under other references. NULL: made by an older version (the tier's
+     * max_lines at its next attempt is recorded). */
+    "ALTER TABLE postings ADD COLUMN chunk_lines INTEGER;",
     // clang-format on
 };
 

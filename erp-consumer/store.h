@@ -161,7 +161,9 @@ typedef struct store_posting {
     int attempts;       /* attempts made before this one */
     int net;            /* windowed tier: net the movements into lines */
     int cancel;         /* not a posting: REVERSAL/original pairs cancelled in the window */
-    uint32_t max_lines; /* tier's max_lines (0 = no limit) */
+    uint32_t max_lines; /* lines per ERP call (0 = no limit): the tier's max_lines until
+                           store_mark_posting sets the posting's own, kept from its
+                           first attempt */
     char note[192];     /* promotion note, e.g. "promoted by M7 (realtime)" */
     char *invalid;      /* non-NULL: must not reach the ERP, fails permanently with this
                            reason (a REVERSAL that does not match its original); owned */
@@ -323,5 +325,8 @@ is_err_t store_note_policy_version(store_t *s, const char *version, const char *
  * retried with: it never reached the ERP, so a REVERSAL in it is checked
  * again against its original (store_fetch_due), as a fresh one would be. */
 #define STORE_NOT_IN_ERP_AFTER_RESTART "not in the ERP after restart"
+/* ... and the error of one cut into chunks of which the first is in the ERP:
+ * it did reach the ERP, so it is posted again as it was cut, not re-judged. */
+#define STORE_PARTLY_IN_ERP_AFTER_RESTART "partly in the ERP after restart (chunks)"
 
 #endif

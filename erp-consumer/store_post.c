@@ -59,8 +59,9 @@ const char *const store_post_sql[SQ__COUNT] = {
     [SQ_PAUSES] = "SELECT site, tier FROM pauses",
     [SQ_MARK_POSTING] =
         "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, created_at,"
-        " updated_at) VALUES(?1,?2,?3,?4,'posting',1,?5,?5) ON CONFLICT(posting_id) DO"
-        " UPDATE SET state = 'posting', attempts = attempts + 1, updated_at = ?5",
+        " updated_at, chunk_lines) VALUES(?1,?2,?3,?4,'posting',1,?5,?5,?6)"
+        " ON CONFLICT(posting_id) DO UPDATE SET state = 'posting', attempts = attempts + 1,"
+        " updated_at = ?5, chunk_lines = coalesce(chunk_lines, ?6) RETURNING chunk_lines",
     [SQ_MARK_MOVEMENT] = "UPDATE movements SET state = 'posting', posting_id = ?2 WHERE id = ?1",
     [SQ_NOTE_MOVEMENT] = "UPDATE movements SET note = ?2 WHERE posting_id = ?1 AND due_at > ?3",
     [SQ_GET_PERIOD] = "SELECT fresh_from, committed FROM periods WHERE id = ?1",
@@ -874,6 +875,11 @@ is_err_t store_mark_posting(store_t *s, store_posting_list_t *l, int64_t now_ms,
         bind_text(st, 3, p->tier);
         bind_text(st, 4, p->lot_key);
         sqlite3_bind_int64(st, 5, now_ms);
+        sqlite3_bind_int64(st, 6, p->max_lines);
+        if (sqlite3_step(st) != SQLITE_ROW)
+            goto db_err;
+        /* The limit of the posting's first attempt, whatever the tier says now. */
+        p->max_lines = (uint32_t)sqlite3_column_int64(st, 0);
         if (sqlite3_step(st) != SQLITE_DONE)
             goto db_err;
         for (size_t k = 0; k < p->n; k++) {

@@ -197,6 +197,17 @@ static int64_t ledger_int(fx_t *f, const char *sql) {
     return v;
 }
 
+/* Run the next posters with this policy (as after a restart with an edited policy file). */
+static void use_policy(fx_t *f, const char *yaml) {
+    char errstr[512];
+    FILE *pf = fopen(f->policy_path, "w");
+    assert_non_null(pf);
+    fputs(yaml, pf);
+    fclose(pf);
+    is_policy_destroy(f->policy);
+    assert_int_equal(is_policy_load(f->policy_path, &f->policy, errstr, sizeof(errstr)), IS_OK);
+}
+
 static void test_window_nets_ten_thousand_issues_into_one_line(void **state) {
     fx_t *f = *state;
     enum { N = 10000 };
@@ -656,6 +667,131 @@ static void test_threads_keep_each_lot_in_order(void **state) {
                      LOTS);
 }
 
+static const char CHUNKED_POLICY[] =
+    "topic_prefix: invsync\n"
+    "tiers:\n"
+    "  realtime: {cadence: immediate, stale_after: 2m}\n"
+    "  periodic: {cadence: every 30m, stale_after: 90m, max_lines: 2}\n"
+    "default_tier: periodic\n";
+
+/*
+ * Three issues of lot L1 from LINE-1..3 in one periodic window, with
+ * max_lines 2: the posting goes to the ERP in chunks <posting_id>-1 (two
+ * lines) and -2. LINE-3 has no stock, so chunk 1 is booked and chunk 2
+ * refused: the posting fails, its lot is held. Its id goes to pid.
+ */
+static void chunk_one_booked_chunk_two_refused(fx_t *f, char *pid, size_t size) {
+    char sql[256];
+    use_policy(f, CHUNKED_POLICY);
+    seed(f, "LINE-1", 5);
+    seed(f, "LINE-2", 5);
+    const char *where[3] = {"LINE-1", "LINE-2", "LINE-3"};
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+        Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+        q.units = 1;
+        snprintf(id, sizeof(id), "GI-%d", i + 1);
+        m.movement_id = id;
+        m.type = INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE;
+        m.location = (char *)where[i];
+        m.order_id = "ORD-1";
+        m.quantity = &q;
+        consume(f, &m, T0 + 60000 + i);
+    }
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1);
+    poster_destroy(p);
+    store_text(f, "SELECT posting_id FROM postings WHERE state = 'failed'", pid, size);
+    assert_int_equal(strlen(pid), 32);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM doc_lines l JOIN documents d USING (doc_no)"
+                               " WHERE d.posting_id = '%s-1'", pid);
+    assert_int_equal(ledger_int(f, sql), 2);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
+                     4000000);
+}
+
+/* Every movement of chunk_one_booked_chunk_two_refused booked exactly once, in two chunks. */
+static void assert_booked_once_in_two_chunks(fx_t *f, const char *pid) {
+    char errstr[256], sql[256], doc[64];
+    store_counts_t c;
+    assert_int_equal(store_counts(f->store, &c, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(c.failed, 0);
+    assert_int_equal(c.posted, 3);
+    for (int i = 1; i <= 3; i++) {
+        snprintf(sql, sizeof(sql), "SELECT qty_units FROM on_hand WHERE location = 'LINE-%d'", i);
+        assert_int_equal(ledger_int(f, sql), 4000000);
+    }
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements"), 3);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM documents WHERE posting_id = '%s'", pid);
+    assert_int_equal(ledger_int(f, sql), 0); /* never sent whole */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM documents WHERE posting_id LIKE '%s-%%'",
+             pid);
+    assert_int_equal(ledger_int(f, sql), 2);
+    /* The posting's document names the first chunk's and how many follow. */
+    snprintf(sql, sizeof(sql), "SELECT erp_doc FROM postings WHERE posting_id = '%s'", pid);
+    store_text(f, sql, doc, sizeof(doc));
+    assert_int_equal(erp_document_chunks(doc), 2);
+}
+
+/*
+ * The failed chunked posting is retried by an operator after max_lines was
+ * removed from the policy. The retry must cut it as its first attempt did:
+ * re-sent whole (or cut otherwise) under other references, the lines chunk
+ * 1 booked would be booked again.
+ */
+static void test_chunked_posting_keeps_its_chunks_when_max_lines_changes(void **state) {
+    fx_t *f = *state;
+    char errstr[256], pid[64];
+    chunk_one_booked_chunk_two_refused(f, pid, sizeof(pid));
+    /* Stock arrives, max_lines is removed, an operator retries the posting. */
+    seed(f, "LINE-3", 5);
+    use_policy(f, POLICY);
+    assert_int_equal(store_failed_retry(f->store, pid, "alice", "stock booked", T0 + 31 * 60000,
+                                        errstr, sizeof(errstr)),
+                     IS_OK);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 1);
+    poster_destroy(p);
+    assert_booked_once_in_two_chunks(f, pid);
+}
+
+/*
+ * A crash between chunks leaves the posting `posting` with chunk 1 in the
+ * ERP. Start-up recovery finds no document under the bare posting id; it
+ * must see chunk 1 and post the posting again as it was cut (the chunks'
+ * references keep chunk 1 from doubling), not take it for one that never
+ * reached the ERP (which would judge a REVERSAL in it again).
+ */
+static void test_chunked_posting_in_flight_at_a_crash_is_found_in_part(void **state) {
+    fx_t *f = *state;
+    char errstr[256], pid[64], sql[512], text[256];
+    chunk_one_booked_chunk_two_refused(f, pid, sizeof(pid));
+    /* As a crash after chunk 1 leaves it (the refusal of chunk 2 never recorded). */
+    snprintf(sql, sizeof(sql),
+             "UPDATE postings SET state = 'posting', last_error = NULL WHERE posting_id = '%s';"
+             "UPDATE movements SET state = 'posting' WHERE posting_id = '%s';",
+             pid, pid);
+    assert_int_equal(sqlite3_exec(store_db(f->store), sql, NULL, NULL, NULL), SQLITE_OK);
+    seed(f, "LINE-3", 5);
+    /* Paused: recovery runs, the retry waits, so what recovery decided can be read. */
+    assert_int_equal(store_pause(f->store, "S1", "periodic", "alice", "look first",
+                                 T0 + 31 * 60000, errstr, sizeof(errstr)),
+                     IS_OK);
+    poster_t *p = new_poster(f);
+    run_until_idle(p, T0 + 31 * 60000);
+    snprintf(sql, sizeof(sql), "SELECT state || ': ' || last_error FROM postings"
+                               " WHERE posting_id = '%s'", pid);
+    store_text(f, sql, text, sizeof(text));
+    assert_string_equal(text, "retry: " STORE_PARTLY_IN_ERP_AFTER_RESTART);
+    assert_int_equal(store_resume(f->store, "S1", "periodic", "alice", "go", T0 + 32 * 60000,
+                                  errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(run_until_idle(p, T0 + 32 * 60000), 1);
+    poster_destroy(p);
+    assert_booked_once_in_two_chunks(f, pid);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_window_nets_ten_thousand_issues_into_one_line, setup,
@@ -677,6 +813,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_in_the_same_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_threads_keep_each_lot_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_posting_keeps_its_chunks_when_max_lines_changes,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_posting_in_flight_at_a_crash_is_found_in_part,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1669,7 +1669,7 @@ static void test_version_2_store_upgrades_in_place(void **state) {
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 5);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 6);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
