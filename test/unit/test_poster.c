@@ -704,8 +704,10 @@ static void chunk_one_booked_chunk_two_refused(fx_t *f, char *pid, size_t size) 
     poster_destroy(p);
     store_text(f, "SELECT posting_id FROM postings WHERE state = 'failed'", pid, size);
     assert_int_equal(strlen(pid), 32);
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM doc_lines l JOIN documents d USING (doc_no)"
-                               " WHERE d.posting_id = '%s-1'", pid);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM doc_lines l JOIN documents d USING (doc_no)"
+             " WHERE d.posting_id = '%s-1'",
+             pid);
     assert_int_equal(ledger_int(f, sql), 2);
     assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE location = 'LINE-1'"),
                      4000000);
@@ -725,8 +727,7 @@ static void assert_booked_once_in_two_chunks(fx_t *f, const char *pid) {
     assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements"), 3);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM documents WHERE posting_id = '%s'", pid);
     assert_int_equal(ledger_int(f, sql), 0); /* never sent whole */
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM documents WHERE posting_id LIKE '%s-%%'",
-             pid);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM documents WHERE posting_id LIKE '%s-%%'", pid);
     assert_int_equal(ledger_int(f, sql), 2);
     /* The posting's document names the first chunk's and how many follow. */
     snprintf(sql, sizeof(sql), "SELECT erp_doc FROM postings WHERE posting_id = '%s'", pid);
@@ -775,13 +776,15 @@ static void test_chunked_posting_in_flight_at_a_crash_is_found_in_part(void **st
     assert_int_equal(sqlite3_exec(store_db(f->store), sql, NULL, NULL, NULL), SQLITE_OK);
     seed(f, "LINE-3", 5);
     /* Paused: recovery runs, the retry waits, so what recovery decided can be read. */
-    assert_int_equal(store_pause(f->store, "S1", "periodic", "alice", "look first",
-                                 T0 + 31 * 60000, errstr, sizeof(errstr)),
+    assert_int_equal(store_pause(f->store, "S1", "periodic", "alice", "look first", T0 + 31 * 60000,
+                                 errstr, sizeof(errstr)),
                      IS_OK);
     poster_t *p = new_poster(f);
     run_until_idle(p, T0 + 31 * 60000);
-    snprintf(sql, sizeof(sql), "SELECT state || ': ' || last_error FROM postings"
-                               " WHERE posting_id = '%s'", pid);
+    snprintf(sql, sizeof(sql),
+             "SELECT state || ': ' || last_error FROM postings"
+             " WHERE posting_id = '%s'",
+             pid);
     store_text(f, sql, text, sizeof(text));
     assert_string_equal(text, "retry: " STORE_PARTLY_IN_ERP_AFTER_RESTART);
     assert_int_equal(store_resume(f->store, "S1", "periodic", "alice", "go", T0 + 32 * 60000,
@@ -813,8 +816,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_in_the_same_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_threads_keep_each_lot_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chunked_posting_keeps_its_chunks_when_max_lines_changes,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_chunked_posting_keeps_its_chunks_when_max_lines_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunked_posting_in_flight_at_a_crash_is_found_in_part,
                                         setup, teardown),
     };
