@@ -175,12 +175,23 @@ fail:
     return -1;
 }
 
+static void policy_check_usage(FILE *out) {
+    fprintf(out, "usage: erp-consumer policy-check --policy NEW.yaml [--against CURRENT.yaml]\n"
+                 "                                 [--sample movements.jsonl] [--json]\n"
+                 "Validate a tier policy and preview its impact before deploying it.\n"
+                 "  --policy NEW.yaml      the policy to check (errors name file, line and key)\n"
+                 "  --against CURRENT.yaml compare with the policy in use: which movements change "
+                 "tier\n"
+                 "  --sample FILE          movements (JSON lines or a JSON array) to classify\n"
+                 "  --json                 the report as one JSON object\n"
+                 "Exit status: 0 valid, 2 invalid policy or sample, or bad usage.\n");
+}
+
 int policy_check_main(int argc, char **argv) {
-    static const struct option opts[] = {{"policy", required_argument, NULL, 'p'},
-                                         {"against", required_argument, NULL, 'a'},
-                                         {"sample", required_argument, NULL, 's'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"policy", required_argument, NULL, 'p'}, {"against", required_argument, NULL, 'a'},
+        {"sample", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *np_path = NULL, *op_path = NULL, *sample = NULL;
     int as_json = 0, c, status = 2;
     char errstr[1024];
@@ -202,6 +213,10 @@ int policy_check_main(int argc, char **argv) {
         case 'j':
             as_json = 1;
             break;
+        case 'h':
+            policy_check_usage(stdout);
+            status = 0;
+            goto out;
         default:
             goto usage;
         }
@@ -282,8 +297,7 @@ int policy_check_main(int argc, char **argv) {
     status = 0;
     goto out;
 usage:
-    fprintf(stderr, "usage: erp-consumer policy-check --policy NEW.yaml [--against CURRENT.yaml] "
-                    "[--sample movements.jsonl] [--json]\n");
+    policy_check_usage(stderr);
 out:
     is_policy_destroy(np);
     is_policy_destroy(op);

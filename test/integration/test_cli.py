@@ -131,6 +131,17 @@ def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):
     assert genealogy and "--depth N" in genealogy[0], r.out
 
 
+@pytest.mark.parametrize("argv", [
+    ["mes-producer"], ["erp-consumer"],
+    *[["erp-consumer", c] for c in ("run", "seed-erp", "on-hand", "status", "pause", "resume",
+                                    "flush", "failed", "trace", "audit", "replay", "genealogy",
+                                    "reconcile", "policy-check")]])
+def test_every_command_answers_help(stack, argv):
+    """--help is a request, not a mistake: usage on stdout, exit 0."""
+    r = stack.run([binary(argv[0])] + argv[1:] + ["--help"], check=False, timeout=15)
+    assert r.returncode == 0 and "usage:" in r.out, (argv, r.returncode, r.out[-500:], r.err[-500:])
+
+
 def test_consumer_refuses_extra_arguments(stack):
     """A word the command does not take is a mistake, not something to ignore."""
     cfg = stack.write_config("consumer-extra", stack.consumer_config(bootstrap="127.0.0.1:1"))

@@ -24,10 +24,12 @@ def test_consumer_killed_mid_stream_and_restarted(stack):
     producer = stack.start_producer()
 
     expected, summary = stack.path("expected.json"), stack.path("summary.json")
-    # ~1,500 movements at 250/s: the simulator runs for about 6 s, so the
-    # kill below lands while movements are still arriving.
+    # ~2,000 movements at 200/s: the simulator runs for about 10 s, so the
+    # kill below lands while movements are still arriving. (At 6 s, a
+    # loaded machine once let the consumer find the new topics and join
+    # only after the simulator had finished: nothing was left to cut off.)
     sim = stack.sim_background("run", "--url", producer.url, "--sites", SITES, "--seed", SEED,
-                               "--movements", 1500, "--rate", 250, "--batch", 10,
+                               "--movements", 2000, "--rate", 200, "--batch", 10,
                                "--resend", "0.10", *TOKENS,
                                "--expected", expected, "--summary", summary)
 
