@@ -40,6 +40,12 @@ static const char *const outbox_migrations[] = {
     "CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_at IS NULL;"
     "CREATE TABLE site_seq (site TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    /* 2: which movement reverses which. A movement is reversed once: a second
+     * REVERSAL of it would take its quantity off the ERP twice. Reversals
+     * accepted before this migration are not in the table (their payloads
+     * would have to be decoded); the consumer refuses a second one too. */
+    "CREATE TABLE reversals (source_system TEXT NOT NULL, original_id TEXT NOT NULL,"
+    "  reversal_id TEXT NOT NULL, PRIMARY KEY (source_system, original_id)) WITHOUT ROWID;",
 };
 
 /* One site's counter; site NULL = empty slot. */
@@ -61,6 +67,7 @@ struct outbox {
     sqlite3_stmt *w_seq_set;  /* write one site's last_seq */
     sqlite3_stmt *w_seq_load; /* every (site, last_seq) */
     sqlite3_stmt *w_insert;   /* ON CONFLICT(source_system, movement_id) DO NOTHING */
+    sqlite3_stmt *w_reversal; /* note a reversal; returns the original's (first) reversal */
     sqlite3_stmt *w_probe;
     sqlite3_stmt *w_sp;          /* SAVEPOINT req: one per request of a group */
     sqlite3_stmt *w_sp_release;  /* RELEASE req */
@@ -219,10 +226,11 @@ static is_err_t ctr_flush(outbox_t *ob) {
 }
 
 static void finalize_all(outbox_t *ob) {
-    sqlite3_stmt *all[] = {ob->w_lookup, ob->w_seq_set,  ob->w_seq_load,   ob->w_insert,
-                           ob->w_probe,  ob->w_sp,       ob->w_sp_release, ob->w_sp_rollback,
-                           ob->f_fetch,  ob->f_mark,     ob->f_first,      ob->s_count,
-                           ob->s_oldest, ob->s_last_seq, ob->s_sites,      ob->s_fingerprint};
+    sqlite3_stmt *all[] = {ob->w_lookup,      ob->w_seq_set, ob->w_seq_load, ob->w_insert,
+                           ob->w_reversal,    ob->w_probe,   ob->w_sp,       ob->w_sp_release,
+                           ob->w_sp_rollback, ob->f_fetch,   ob->f_mark,     ob->f_first,
+                           ob->s_count,       ob->s_oldest,  ob->s_last_seq, ob->s_sites,
+                           ob->s_fingerprint};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -307,6 +315,10 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
          " msg_key, payload, tier, policy_version, accepted_at)"
          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
          " ON CONFLICT(source_system, movement_id) DO NOTHING"},
+        {ob->w, &ob->w_reversal,
+         "INSERT INTO reversals(source_system, original_id, reversal_id) VALUES(?1, ?2, ?3)"
+         " ON CONFLICT(source_system, original_id) DO UPDATE SET reversal_id = reversal_id"
+         " RETURNING reversal_id"},
         {ob->f, &ob->f_mark,
          "UPDATE outbox SET sent_at = ?3 WHERE id BETWEEN ?1 AND ?2 AND sent_at IS NULL"},
         {ob->w, &ob->w_sp, "SAVEPOINT req"},
@@ -526,6 +538,37 @@ static is_err_t check_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, si
     return rc;
 }
 
+/*
+ * Note a new REVERSAL as its original's reversal. When another movement
+ * already reverses that original (stored before, or earlier in this
+ * request), the item is a MISMATCH naming it. IS_OK or an error.
+ */
+static is_err_t note_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, size_t errstr_size) {
+    const is_movement_t *m = it->m;
+    char first[IS_MOVEMENT_MAX_STR + 1] = "";
+    int src;
+
+    if (m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !m->reverses_movement_id ||
+        !*m->reverses_movement_id)
+        return IS_OK;
+    sqlite3_bind_text(ob->w_reversal, 1, S(m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_reversal, 2, m->reverses_movement_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_reversal, 3, S(m->movement_id), -1, SQLITE_STATIC);
+    src = sqlite3_step(ob->w_reversal);
+    if (src == SQLITE_ROW)
+        is_errf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(ob->w_reversal, 0));
+    stmt_done(ob->w_reversal);
+    if (src != SQLITE_ROW)
+        return is_db_error(ob->w, "note reversal", errstr, errstr_size);
+    if (strcmp(first, S(m->movement_id)) != 0) {
+        char what[IS_MOVEMENT_MAX_STR + 32];
+        is_errf(what, sizeof(what), "is already reversed by '%s'", first);
+        mismatch(it, "reverses_movement_id", m->reverses_movement_id, m->reverses_movement_id,
+                 what);
+    }
+    return IS_OK;
+}
+
 /* What outbox_append computes per item before taking the writer lock. */
 typedef struct item_prep {
     uint8_t fp[IS_SHA256_LEN];
@@ -576,6 +619,9 @@ static is_err_t store_item(outbox_t *ob, outbox_item_t *it, const item_prep_t *p
         it->id = sqlite3_last_insert_rowid(ob->w);
         is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", S(it->tier));
         /* Only a new row: a resent reversal stays a DUPLICATE whatever is stored. */
+        is_err_t rc = note_reversal(ob, it, errstr, errstr_size);
+        if (rc != IS_OK || it->status == OUTBOX_MISMATCH)
+            return rc;
         return check_reversal(ob, it, errstr, errstr_size);
     }
     /* Already stored: the rare path pays for the second look-up. */

@@ -80,7 +80,8 @@ typedef enum outbox_status {
     OUTBOX_ACCEPTED = 0,  /* new: stored with a new sequence */
     OUTBOX_DUPLICATE = 1, /* same id, same fingerprint already stored */
     OUTBOX_CONFLICT = 2,  /* same id, different fingerprint already stored */
-    OUTBOX_MISMATCH = 3,  /* a new REVERSAL that does not match its stored original */
+    OUTBOX_MISMATCH = 3,  /* a new REVERSAL that does not match its stored original,
+                             or of an original another REVERSAL already reverses */
 } outbox_status_t;
 
 typedef struct outbox_item {
@@ -128,7 +129,10 @@ typedef struct outbox_item {
  * stored (yet) is not checked: it may predate invsync, have gone through
  * another producer's outbox, or arrive after its reversal in a later
  * request. An original later in the same request is checked once the whole
- * request is stored. A DUPLICATE reversal is not re-checked.
+ * request is stored. A DUPLICATE reversal is not re-checked. A movement is
+ * reversed once: a new REVERSAL of an original that another accepted
+ * REVERSAL already reverses (stored or known or not) is a MISMATCH on
+ * reverses_movement_id naming that reversal.
  *
  * Returns IS_OK after the commit (every status is ACCEPTED or DUPLICATE and
  * the accepted ones are on disk). IS_ERR_INVALID with at least one item

@@ -681,6 +681,24 @@ static void test_422_reversal_must_match_stored_original(void **state) {
     assert_int_equal(stored(f), 3);
 }
 
+/* A movement is reversed once: the MES gets a 422 naming the reversal that
+ * already reverses it, and nothing of the request is stored. */
+static void test_422_second_reversal_of_a_movement(void **state) {
+    fixture_t *f = *state;
+    char orig[1024], rv[1024];
+
+    mv_json(orig, sizeof orig, "DR-C1", "COMPLETION", "LOT-RV9", "5", ",\"order_id\":\"ORD-1\"");
+    assert_int_equal(post_json(f, TOK_P1, orig), 202);
+    mv_json(rv, sizeof rv, "DR-R1", "REVERSAL", "LOT-RV9", "5", RV_OF_COMPLETION("DR-C1"));
+    assert_int_equal(post_json(f, TOK_P1, rv), 202);
+    mv_json(rv, sizeof rv, "DR-R2", "REVERSAL", "LOT-RV9", "5", RV_OF_COMPLETION("DR-C1"));
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(f, 0, "DR-R2", "reverses_movement_id",
+                     "reverses_movement_id is 'DR-C1' but movement 'DR-C1' is already reversed"
+                     " by 'DR-R1'");
+    assert_int_equal(stored(f), 2);
+}
+
 /* The original earlier in the same request counts; the 422 (which wins over
  * a 409 elsewhere in the request) stores nothing. */
 static void test_422_reversal_must_match_original_in_same_request(void **state) {
@@ -893,6 +911,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_422_protobuf_strings_must_be_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_protobuf_strings_must_not_contain_nul, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_422_second_reversal_of_a_movement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_reversal_must_match_stored_original, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_422_reversal_must_match_original_in_same_request,

@@ -325,6 +325,53 @@ static void test_reversal_resend_is_duplicate(void **state) {
     assert_int_equal(backlog(f), 2);
 }
 
+/* A movement is reversed once: a second REVERSAL of it, stored before or
+ * in the same request, is a MISMATCH naming the first (whether the original
+ * is stored or not); a resend of the first stays a DUPLICATE. */
+static void test_second_reversal_of_a_movement_is_refused(void **state) {
+    fixture_t *f = *state;
+    mv_t orig, r1, r2, r3, unknown, u1, u2;
+    outbox_item_t it[2];
+    char err[256] = "";
+    uint64_t seq;
+
+    mv_init(&orig, "MV-1", "P1", 5000);
+    assert_int_equal(append1(f, &orig, &seq, T0), OUTBOX_ACCEPTED);
+    mv_reversal(&r1, "RV-1", &orig);
+    assert_int_equal(append1(f, &r1, &seq, T0 + 1), OUTBOX_ACCEPTED);
+    assert_int_equal(append1(f, &r1, &seq, T0 + 2), OUTBOX_DUPLICATE);
+    mv_reversal(&r2, "RV-2", &orig);
+    item_init(&it[0], &r2, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 1, T0 + 3, err, sizeof err), IS_ERR_INVALID);
+    assert_int_equal(it[0].status, OUTBOX_MISMATCH);
+    assert_string_equal(it[0].mismatch_field, "reverses_movement_id");
+    assert_string_equal(it[0].mismatch, "reverses_movement_id is 'MV-1' but movement 'MV-1' is"
+                                        " already reversed by 'RV-1'");
+    free(it[0].mismatch);
+    assert_int_equal(backlog(f), 2);
+
+    /* Two reversals of an original this outbox never saw, in one request. */
+    mv_init(&unknown, "BEFORE-INVSYNC", "P1", 1000);
+    mv_reversal(&u1, "RV-U1", &unknown);
+    mv_reversal(&u2, "RV-U2", &unknown);
+    item_init(&it[0], &u1, "nearline");
+    item_init(&it[1], &u2, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 2, T0 + 4, err, sizeof err), IS_ERR_INVALID);
+    assert_int_not_equal(it[0].status, OUTBOX_MISMATCH);
+    assert_int_equal(it[1].status, OUTBOX_MISMATCH);
+    assert_string_equal(it[1].mismatch, "reverses_movement_id is 'BEFORE-INVSYNC' but movement"
+                                        " 'BEFORE-INVSYNC' is already reversed by 'RV-U1'");
+    free(it[1].mismatch);
+    assert_int_equal(backlog(f), 2); /* rolled back: RV-U1 too */
+
+    /* The rolled-back request left no trace: RV-U1 alone is accepted now. */
+    assert_int_equal(append1(f, &u1, &seq, T0 + 5), OUTBOX_ACCEPTED);
+    /* And another source's movement of the same id is another movement. */
+    mv_reversal(&r3, "RV-3", &orig);
+    snprintf(r3.source, sizeof r3.source, "MES-2");
+    assert_int_equal(append1(f, &r3, &seq, T0 + 6), OUTBOX_ACCEPTED);
+}
+
 /* A duplicate (stored earlier or in the same request) uses no sequence. */
 static void test_duplicate_uses_no_sequence(void **state) {
     fixture_t *f = *state;
@@ -764,6 +811,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_movement_without_ids_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reversal_mismatch_rolls_back_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reversal_resend_is_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_reversal_of_a_movement_is_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sequences_gap_free_per_site_across_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sites_lists_every_site_that_accepted, setup, teardown),
