@@ -250,18 +250,20 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
     }
     if (doc && stats) {
         json_object_set_new(doc, "counters",
-                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "messages",
-                                      (json_int_t)atomic_load(&stats->messages), "received",
-                                      (json_int_t)atomic_load(&stats->received), "duplicates",
-                                      (json_int_t)atomic_load(&stats->duplicates), "dead",
-                                      (json_int_t)atomic_load(&stats->dead), "ignored",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+                                      "messages", (json_int_t)atomic_load(&stats->messages),
+                                      "received", (json_int_t)atomic_load(&stats->received),
+                                      "duplicates", (json_int_t)atomic_load(&stats->duplicates),
+                                      "dead", (json_int_t)atomic_load(&stats->dead), "ignored",
                                       (json_int_t)atomic_load(&stats->ignored), "heartbeats",
                                       (json_int_t)atomic_load(&stats->heartbeats), "posted",
                                       (json_int_t)atomic_load(&stats->posted), "retried",
                                       (json_int_t)atomic_load(&stats->retried), "failed",
                                       (json_int_t)atomic_load(&stats->failed), "recovered",
-                                      (json_int_t)atomic_load(&stats->recovered), "kafka_up",
-                                      atomic_load(&stats->kafka_up)));
+                                      (json_int_t)atomic_load(&stats->recovered),
+                                      "sequences_skipped",
+                                      (json_int_t)atomic_load(&stats->sequences_skipped),
+                                      "kafka_up", atomic_load(&stats->kafka_up)));
     }
 out:
     json_decref(paused);
@@ -422,6 +424,11 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
             "invsync_consumer_movements_total{outcome=\"loop_guard\"} %lld\n",
             (long long)atomic_load(&s->received), (long long)atomic_load(&s->duplicates),
             (long long)atomic_load(&s->dead), (long long)atomic_load(&s->ignored));
+    metric_head(&b, "invsync_sequences_skipped_total", "counter",
+                "Movements given up as lost: sequence gaps that did not close within "
+                "consume.gap_timeout while the consumer was caught up");
+    bprintf(&b, "invsync_sequences_skipped_total %lld\n",
+            (long long)atomic_load(&s->sequences_skipped));
     metric_head(&b, "invsync_heartbeats_received_total", "counter", "Producer heartbeats received");
     bprintf(&b, "invsync_heartbeats_received_total %lld\n", (long long)atomic_load(&s->heartbeats));
     metric_head(&b, "invsync_kafka_up", "gauge", "1 when the consumer reaches Kafka");

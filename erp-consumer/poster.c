@@ -534,15 +534,21 @@ static int cycle_take(poster_t *p, int64_t now_ms, cycle_t **out) {
     long long through = atomic_load(&p->stats->caught_up_since_ms);
     if (through) {
         int skipped = 0;
+        int64_t lost = 0;
         if (store_skip_gaps(p->store, through, p->cfg->gap_timeout_ms,
-                            atomic_load(&p->stats->assigned_since_ms), &skipped, errstr,
-                            sizeof(errstr)) != IS_OK)
+                            atomic_load(&p->stats->assigned_since_ms), &skipped, &lost, errstr,
+                            sizeof(errstr)) != IS_OK) {
             is_log(IS_LOG_ERROR, "cannot skip sequence gaps", "error", errstr, NULL);
-        else if (skipped)
-            is_logf(IS_LOG_WARN,
-                    "skipped %d sequence gap(s) that did not close while fully caught up "
-                    "(see the audit trail)",
-                    skipped);
+        } else if (skipped) {
+            /* Movements the producer accepted that this consumer never got:
+             * retention, an offset reset, another instance. Loud on purpose. */
+            atomic_fetch_add(&p->stats->sequences_skipped, (long long)lost);
+            is_logf(IS_LOG_ERROR,
+                    "gave up on %lld movement(s) in %d sequence gap(s) that did not close while "
+                    "fully caught up: they never reached this consumer (audit action "
+                    "sequence-gap-skipped names the producer, site and range)",
+                    (long long)lost, skipped);
+        }
     }
     c = calloc(1, sizeof(*c));
     if (!c) {

@@ -26,21 +26,22 @@ typedef struct stats_lag {
 } stats_lag_t;
 
 typedef struct consumer_stats {
-    atomic_llong messages;       /* Kafka messages applied to the store */
-    atomic_llong received;       /* new movements queued */
-    atomic_llong duplicates;     /* movements already known (absorbed) */
-    atomic_llong dead;           /* dead-lettered on consumption */
-    atomic_llong ignored;        /* dropped by the loop guard */
-    atomic_llong heartbeats;     /* heartbeats received */
-    atomic_llong posted;         /* postings accepted by the ERP */
-    atomic_llong retried;        /* retryable ERP failures */
-    atomic_llong failed;         /* permanent ERP failures */
-    atomic_llong recovered;      /* in-flight postings resolved at start-up */
-    atomic_llong erp_calls;      /* ERP post calls */
-    atomic_llong erp_call_us;    /* total time in ERP post calls, microseconds */
-    atomic_llong dlq_errors;     /* dead letters Kafka did not take */
-    atomic_int kafka_up;         /* 1 when the consumer's last poll reached a broker */
-    atomic_llong last_posted_ms; /* time of the last successful posting */
+    atomic_llong messages;          /* Kafka messages applied to the store */
+    atomic_llong received;          /* new movements queued */
+    atomic_llong duplicates;        /* movements already known (absorbed) */
+    atomic_llong dead;              /* dead-lettered on consumption */
+    atomic_llong ignored;           /* dropped by the loop guard */
+    atomic_llong heartbeats;        /* heartbeats received */
+    atomic_llong posted;            /* postings accepted by the ERP */
+    atomic_llong retried;           /* retryable ERP failures */
+    atomic_llong failed;            /* permanent ERP failures */
+    atomic_llong recovered;         /* in-flight postings resolved at start-up */
+    atomic_llong erp_calls;         /* ERP post calls */
+    atomic_llong erp_call_us;       /* total time in ERP post calls, microseconds */
+    atomic_llong dlq_errors;        /* dead letters Kafka did not take */
+    atomic_llong sequences_skipped; /* movements given up as lost (sequence gaps skipped) */
+    atomic_int kafka_up;            /* 1 when the consumer's last poll reached a broker */
+    atomic_llong last_posted_ms;    /* time of the last successful posting */
     atomic_llong
         caught_up_since_ms; /* everything in Kafka at this time has been consumed; 0 = unknown */
     atomic_llong assigned_since_ms; /* when the current partition assignment began (ms UTC) */

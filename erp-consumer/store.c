@@ -617,7 +617,7 @@ is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errs
 }
 
 is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int64_t not_before_ms,
-                         int *skipped, char *errstr, size_t errstr_size) {
+                         int *skipped, int64_t *sequences, char *errstr, size_t errstr_size) {
     static const char *const sql =
         "SELECT w.producer_id, w.site, w.contiguous,"
         " (SELECT min(m.seq) FROM movements m WHERE m.producer_id = w.producer_id"
@@ -625,7 +625,9 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int6
         " FROM watermarks w";
     sqlite3_stmt *q = NULL, *at = NULL;
     is_err_t rc;
+    int64_t n_seq = 0;
     *skipped = 0;
+    *sequences = 0;
     if (store_begin(s) != IS_OK)
         return is_db_error(s->db, "cannot begin", errstr, errstr_size);
     rc = is_db_prepare(s->db, sql, &q, errstr, errstr_size);
@@ -671,14 +673,20 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int6
         free(detail);
         if (rc == IS_OK)
             rc = advance_watermark(s, producer, site) == IS_OK ? IS_OK : IS_ERR_DB;
-        if (rc == IS_OK)
+        if (rc == IS_OK) {
             (*skipped)++;
+            n_seq += next - 1 - wm;
+        }
     }
     sqlite3_finalize(q);
     sqlite3_finalize(at);
     if (rc == IS_OK && store_commit(s) != IS_OK)
         rc = is_db_error(s->db, "cannot commit", errstr, errstr_size);
-    if (rc != IS_OK)
+    if (rc != IS_OK) {
         store_rollback(s);
+        *skipped = 0;
+    } else {
+        *sequences = n_seq;
+    }
     return rc;
 }

@@ -311,10 +311,11 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
  * audit it ("sequence-gap-skipped", with the range): the missing sequences
  * had that long to reach Kafka and are not there for this instance (another
  * instance consumed them, retention deleted them, or the consumer started
- * mid-history). *skipped = gaps skipped.
+ * mid-history). *skipped = gaps skipped, *sequences = the sequences in them
+ * (movements given up as lost).
  */
 is_err_t store_skip_gaps(store_t *s, int64_t through_ms, int64_t older_than_ms,
-                         int64_t not_before_ms, int *skipped, char *errstr,
+                         int64_t not_before_ms, int *skipped, int64_t *sequences, char *errstr,
                          size_t errstr_size) IS_MUST_CHECK;
 
 /* Record a policy version the first time it is seen (audited). */

@@ -57,7 +57,7 @@ CONSUMER_METRICS = {
     "invsync_last_posting_timestamp_seconds", "invsync_failed_postings", "invsync_dead_letters",
     "invsync_paused", "invsync_erp_postings_total", "invsync_erp_call_duration_seconds",
     "invsync_consumer_lag", "invsync_watermark_gap_age_seconds", "invsync_kafka_up",
-    "invsync_db_checkpoints_total", "invsync_db_wal_pages",
+    "invsync_db_checkpoints_total", "invsync_db_wal_pages", "invsync_sequences_skipped_total",
 }
 # Used with a fallback (`or vector(30)`) until mes-producer publishes it.
 OPTIONAL_METRICS = {"invsync_heartbeat_interval_seconds"}

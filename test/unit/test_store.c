@@ -1115,8 +1115,11 @@ static void test_fetch_loads_a_bounded_number_of_movements(void **state) {
 static int gaps_skipped(fixture_t *f, int64_t through, int64_t not_before) {
     char errstr[256];
     int skipped = -1;
-    assert_int_equal(
-        store_skip_gaps(f->s, through, 5000, not_before, &skipped, errstr, sizeof(errstr)), IS_OK);
+    int64_t sequences = -1;
+    assert_int_equal(store_skip_gaps(f->s, through, 5000, not_before, &skipped, &sequences, errstr,
+                                     sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(sequences, skipped); /* each gap here is one sequence (seq 1) */
     return skipped;
 }
 
