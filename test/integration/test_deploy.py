@@ -59,6 +59,8 @@ CONSUMER_METRICS = {
     "invsync_consumer_lag", "invsync_watermark_gap_age_seconds", "invsync_kafka_up",
     "invsync_db_checkpoints_total", "invsync_db_wal_pages", "invsync_sequences_skipped_total",
 }
+# Written by `erp-consumer reconcile --metrics-file` (node_exporter's textfile collector).
+RECONCILE_METRICS = {"invsync_reconcile_differences", "invsync_reconcile_last_run_timestamp_seconds"}
 # Used with a fallback (`or vector(30)`) until mes-producer publishes it.
 OPTIONAL_METRICS = {"invsync_heartbeat_interval_seconds"}
 HISTOGRAMS = {"invsync_erp_call_duration_seconds"}
@@ -196,7 +198,7 @@ def test_every_alert_is_documented_and_tested():
 
 
 def test_rules_and_dashboard_use_only_existing_metrics():
-    known = PRODUCER_METRICS | CONSUMER_METRICS | OPTIONAL_METRICS
+    known = PRODUCER_METRICS | CONSUMER_METRICS | OPTIONAL_METRICS | RECONCILE_METRICS
     used = {}
     for name, expr in alert_exprs().items():
         for m in metric_names(expr):
@@ -377,7 +379,7 @@ def test_topic_creation_job_creates_the_policy_topics(tmp_path):
     prefix = re.search(r"^topic_prefix:\s*(\S+)", read(POLICY), re.M).group(1)
     assert env["INVSYNC_TOPIC_PREFIX"] == prefix
     want = {"%s.%s.%s" % (prefix, s, t) for s in ("PLANT1", "PLANT2", "PLANT3")
-            for t in policy_tiers() + ["dlq"]}
+            for t in policy_tiers() + ["dlq"]} | {"%s._unknown.dlq" % prefix}
     assert created == want, "created %s, the policy needs %s" % (sorted(created), sorted(want))
 
 
