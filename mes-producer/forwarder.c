@@ -526,6 +526,25 @@ static void shutdown_producer(forwarder_t *fw) {
     producer_drop(fw);
 }
 
+/*
+ * Rows marked unsent again behind the cursor (mes-producer republish). With
+ * nothing in flight, delivered-but-unmarked or waiting for a retry, every
+ * unsent row lies above the cursor; one below it was re-marked: rewind.
+ */
+static void rewind_if_republished(forwarder_t *fw) {
+    int64_t first = 0;
+    char id[24];
+
+    if (fw->in_flight > 0 || fw->done.n > 0 || fw->retry.n > 0)
+        return;
+    if (outbox_first_unsent_id(fw->outbox, &first) != IS_OK || first <= 0 || first > fw->cursor)
+        return;
+    snprintf(id, sizeof(id), "%lld", (long long)first);
+    is_log(IS_LOG_INFO, "publishing again movements marked unsent (mes-producer republish)",
+           "from_outbox_id", id, NULL);
+    fw->cursor = first - 1;
+}
+
 static void *forwarder_main(void *arg) {
     forwarder_t *fw = arg;
     int64_t first = 0;
@@ -562,6 +581,7 @@ static void *forwarder_main(void *arg) {
         retry_failed(fw, now);
         if (now >= fw->next_hb) {
             fw->next_hb = now + fw->hb_interval_ms;
+            rewind_if_republished(fw);
             heartbeats(fw);
         }
         if (producer_metrics_kafka(fw->metrics) != PRODUCER_KAFKA_CONNECTED &&

@@ -7,12 +7,14 @@
  * failure (outbox, Kafka client, listen address), 2 a usage, configuration
  * or policy error.
  */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "duration.h"
 #include "forwarder.h"
 #include "ingest.h"
 #include "json_arena.h"
@@ -45,8 +47,142 @@ static int install_signals(void) {
 
 static void usage(FILE *f) {
     fputs("usage: mes-producer --config FILE [--check-config]\n"
+          "       mes-producer republish --config FILE --site SITE --from SEQ --to SEQ --by WHO "
+          "--reason WHY\n"
           "       mes-producer --help\n",
           f);
+}
+
+static void republish_usage(FILE *f) {
+    fputs("usage: mes-producer republish --config FILE --site SITE --from SEQ --to SEQ --by WHO "
+          "--reason WHY\n"
+          "Publish a site's accepted movements with sequences SEQ..SEQ to Kafka again, unchanged\n"
+          "(same sequence, payload and key): the recovery for movements Kafka lost before the\n"
+          "consumer read them (erp-consumer counts them in invsync_sequences_skipped_total; its\n"
+          "audit action sequence-gap-skipped names the producer, site and range). Consumers\n"
+          "absorb the ones they already have. A running mes-producer publishes them within one\n"
+          "heartbeat interval, a stopped one when it starts.\n"
+          "Exit status: 0 done, 1 the outbox could not be changed, 2 bad usage or range.\n",
+          f);
+}
+
+/* mes-producer republish: mark a sequence range of a site unsent again. */
+static int republish_main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"site", required_argument, NULL, 's'},
+        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 't'},
+        {"by", required_argument, NULL, 'b'},     {"reason", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *config_path = NULL, *site = NULL, *from_s = NULL, *to_s = NULL, *by = NULL,
+               *reason = NULL;
+    char errstr[1024], a[24], b[24], n1[24], n2[24];
+    producer_config_t cfg;
+    outbox_t *ob = NULL;
+    int64_t from, to, in_range = 0, marked = 0;
+    uint64_t last = 0;
+    int c, status = 2;
+
+    memset(&cfg, 0, sizeof(cfg));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 's':
+            site = optarg;
+            break;
+        case 'f':
+            from_s = optarg;
+            break;
+        case 't':
+            to_s = optarg;
+            break;
+        case 'b':
+            by = optarg;
+            break;
+        case 'r':
+            reason = optarg;
+            break;
+        case 'h':
+            republish_usage(stdout);
+            return 0;
+        default:
+            republish_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mes-producer republish: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!site || !from_s || !to_s || !by || !*by || !reason || !*reason) {
+        fprintf(stderr, "mes-producer republish: --site, --from, --to, --by and --reason are "
+                        "required\n");
+        republish_usage(stderr);
+        return 2;
+    }
+    if (is_parse_int64(from_s, 1, INT64_MAX, &from) != IS_OK ||
+        is_parse_int64(to_s, 1, INT64_MAX, &to) != IS_OK) {
+        fprintf(stderr,
+                "mes-producer republish: --from and --to are sequence numbers (1 or more), "
+                "not '%s'\n",
+                is_parse_int64(from_s, 1, INT64_MAX, &from) != IS_OK ? from_s : to_s);
+        return 2;
+    }
+    if (from > to) {
+        fprintf(stderr, "mes-producer republish: --from %lld is after --to %lld\n", (long long)from,
+                (long long)to);
+        return 2;
+    }
+    if (producer_config_load(&cfg, config_path, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "mes-producer: %s\n", errstr);
+        goto out;
+    }
+    is_log_init("mes-producer", IS_LOG_INFO);
+    status = 1;
+    if (outbox_open(cfg.outbox_path, producer_config_db_sync(&cfg), cfg.producer_id, &ob, errstr,
+                    sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "mes-producer republish: cannot open the outbox %s: %s\n", cfg.outbox_path,
+                errstr);
+        goto out;
+    }
+    if (outbox_last_seq(ob, site, &last) != IS_OK) {
+        fprintf(stderr, "mes-producer republish: cannot read the outbox %s\n", cfg.outbox_path);
+        goto out;
+    }
+    status = 2;
+    if (last == 0) {
+        fprintf(stderr, "mes-producer republish: site '%s' has accepted no movement in %s\n", site,
+                cfg.outbox_path);
+        goto out;
+    }
+    if ((uint64_t)to > last) {
+        fprintf(stderr,
+                "mes-producer republish: --to %lld is beyond site %s's last sequence %llu\n",
+                (long long)to, site, (unsigned long long)last);
+        goto out;
+    }
+    status = 1;
+    if (outbox_republish(ob, site, (uint64_t)from, (uint64_t)to, &in_range, &marked, errstr,
+                         sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "mes-producer republish: %s\n", errstr);
+        goto out;
+    }
+    snprintf(a, sizeof(a), "%lld", (long long)from);
+    snprintf(b, sizeof(b), "%lld", (long long)to);
+    snprintf(n1, sizeof(n1), "%lld", (long long)marked);
+    snprintf(n2, sizeof(n2), "%lld", (long long)(in_range - marked));
+    is_log(IS_LOG_WARN, "movements marked to be published again", "site", site, "from_sequence", a,
+           "to_sequence", b, "marked", n1, "still_unsent", n2, "by", by, "reason", reason, NULL);
+    printf("site %s, sequences %lld..%lld: %lld movement(s) will be published again, %lld were "
+           "not yet sent\n",
+           site, (long long)from, (long long)to, (long long)marked, (long long)(in_range - marked));
+    status = 0;
+out:
+    outbox_destroy(ob);
+    producer_config_release(&cfg);
+    return status;
 }
 
 int main(int argc, char **argv) {
@@ -66,6 +202,8 @@ int main(int argc, char **argv) {
     char port[8];
 
     json_arena_install(); /* before any other jansson call */
+    if (argc > 1 && strcmp(argv[1], "republish") == 0)
+        return republish_main(argc - 1, argv + 1);
     memset(&cfg, 0, sizeof(cfg));
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

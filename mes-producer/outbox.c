@@ -1134,3 +1134,59 @@ is_err_t outbox_sites(outbox_t *ob, outbox_site_fn cb, void *opaque) {
     pthread_mutex_unlock(&ob->smu);
     return rc;
 }
+
+is_err_t outbox_republish(outbox_t *ob, const char *site, uint64_t from, uint64_t to,
+                          int64_t *in_range, int64_t *marked, char *errstr, size_t errstr_size) {
+    static const char *const count_sql =
+        "SELECT count(*) FROM outbox WHERE site = ?1 AND site_seq BETWEEN ?2 AND ?3";
+    static const char *const mark_sql = "UPDATE outbox SET sent_at = NULL WHERE site = ?1"
+                                        " AND site_seq BETWEEN ?2 AND ?3 AND sent_at IS NOT NULL";
+    sqlite3_stmt *st = NULL;
+    is_err_t rc;
+
+    *in_range = *marked = 0;
+    pthread_mutex_lock(&ob->wmu);
+    if (is_db_begin(ob->w) != IS_OK) {
+        rc = is_db_error(ob->w, "begin", errstr, errstr_size);
+        goto out;
+    }
+    rc = is_db_prepare(ob->w, count_sql, &st, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)from);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)to);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = is_db_error(ob->w, "count the movements to publish again", errstr, errstr_size);
+        goto fail;
+    }
+    *in_range = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    rc = is_db_prepare(ob->w, mark_sql, &st, errstr, errstr_size);
+    if (rc != IS_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)from);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)to);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = is_db_error(ob->w, "mark movements unsent", errstr, errstr_size);
+        goto fail;
+    }
+    *marked = sqlite3_changes(ob->w);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (is_db_commit(ob->w) != IS_OK) {
+        rc = is_db_error(ob->w, "commit", errstr, errstr_size);
+        goto fail;
+    }
+    rc = IS_OK;
+    goto out;
+fail:
+    sqlite3_finalize(st);
+    is_db_rollback(ob->w);
+    *in_range = *marked = 0;
+    ob->ctr_valid = 0; /* the writer's view is reloaded by the next append */
+out:
+    pthread_mutex_unlock(&ob->wmu);
+    return rc;
+}

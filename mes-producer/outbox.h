@@ -204,18 +204,33 @@ is_err_t outbox_backlog(outbox_t *ob, uint64_t *count, int64_t *oldest_accepted_
 /* The outbox file's checkpoint metrics (is_db_checkpoint_metrics). @locality any thread. */
 size_t outbox_checkpoint_metrics(outbox_t *ob, char *buf, size_t size);
 
-/* Last sequence given for site (0 if the site never accepted). @locality any thread. */
 /* 1 when exactly this movement (same source_system, movement_id and
  * fingerprint) is stored: a resend of something accepted earlier, perhaps
  * under rules that have since become stricter. 0 otherwise (or on error). */
 int outbox_is_stored(outbox_t *ob, const is_movement_t *m);
 
+/* Last sequence given for site (0 if the site never accepted). @locality any thread. */
 is_err_t outbox_last_seq(outbox_t *ob, const char *site, uint64_t *out) IS_MUST_CHECK;
 
 /* Callback per site that ever accepted a movement, with its last sequence. */
 typedef void (*outbox_site_fn)(void *opaque, const char *site, uint64_t last_seq);
 /* Every site in site_seq, in name order. @locality any thread; cb must not call in. */
 is_err_t outbox_sites(outbox_t *ob, outbox_site_fn cb, void *opaque) IS_MUST_CHECK;
+
+/*
+ * Mark a site's movements with sequences from..to (inclusive) unsent again,
+ * so that the forwarder publishes them once more, unchanged (same sequence,
+ * payload and key): the recovery for movements Kafka lost before a consumer
+ * read them (retention, an offset reset, a deleted topic), which a consumer
+ * reports as skipped sequences. Consumers absorb the ones they have by
+ * movement id. *in_range = rows of the site in the range, *marked = those
+ * that were sent (now unsent again). One transaction. A running forwarder
+ * picks them up within a heartbeat interval, a starting one at once.
+ * @locality any thread (writer role, under the writer lock).
+ */
+is_err_t outbox_republish(outbox_t *ob, const char *site, uint64_t from, uint64_t to,
+                          int64_t *in_range, int64_t *marked, char *errstr,
+                          size_t errstr_size) IS_MUST_CHECK;
 
 /*
  * Wait until another append commits or timeout_ms passes (the forwarder's

@@ -119,6 +119,9 @@ void producer_config_release(producer_config_t *cfg) {
 
 void producer_config_print_help(FILE *f) {
     fputs("usage: mes-producer --config FILE [--check-config]\n"
+          "       mes-producer republish --config FILE --site SITE --from SEQ --to SEQ --by WHO "
+          "--reason WHY\n"
+          "       (republish --help: publish lost movements again)\n"
           "       mes-producer --help\n\n"
           "Configuration keys (YAML, dotted keys are nested mappings):\n",
           f);

@@ -1,0 +1,86 @@
+"""Movements Kafka lost before the consumer read them (retention, an offset
+reset, a deleted topic) are given up by the consumer after
+consume.gap_timeout — counted in invsync_sequences_skipped_total, named in
+its audit trail — and recovered with `mes-producer republish`, which
+publishes them again, unchanged, from the producer's outbox while it runs.
+
+The loss is made real: the consumer starts after the first movements were
+delivered and reads from the end of the topics (auto.offset.reset=latest),
+so it never sees them, exactly as after retention deleted them."""
+
+import json
+import re
+
+from conftest import binary, http, query, wait_all_posted
+
+LOST, KEPT = 5, 5
+
+
+def skipped_total(consumer):
+    body = http("GET", consumer.base + "/metrics").text
+    m = re.search(r"^invsync_sequences_skipped_total (\d+)$", body, re.M)
+    assert m, "no invsync_sequences_skipped_total in /metrics"
+    return int(m.group(1))
+
+
+def batch(prefix, n, first=1):
+    return [{
+        "movement_id": "%s-%d" % (prefix, i), "source_system": "MES-TEST", "site": "PLANT1",
+        "type": "COMPLETION", "material": "MAT-100", "lot": "LOT-R", "location": "STOR-1",
+        "quantity": "5", "uom": "EA", "order_id": "ORD-1",
+    } for i in range(first, first + n)]
+
+
+def test_lost_movements_are_counted_and_republished(stack):
+    stack.start_kafka()
+    producer = stack.start_producer()
+    r = producer.post(batch("LOST", LOST))
+    assert r.status == 202, r
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 30,
+                   "the producer to deliver the first movements to Kafka")
+
+    consumer = stack.start_consumer(overrides={
+        "consume": {"gap_timeout": "2s"},
+        "kafka": {"auto.offset.reset": "latest"}})
+    # A heartbeat read means the consumer is assigned and reading (from the end).
+    stack.wait_for(lambda: any(s.get("last_heartbeat_at") for s in consumer.status().get("sites", [])),
+                   60, "a heartbeat of PLANT1 at the consumer")
+    r = producer.post(batch("KEPT", KEPT))
+    assert r.status == 202, r
+    wait_all_posted(stack, consumer, KEPT, what="the consumer to post the movements after the loss")
+    stack.wait_for(lambda: skipped_total(consumer) == LOST, 60,
+                   "the consumer to give up on the %d lost movements" % LOST,
+                   detail=lambda: "invsync_sequences_skipped_total %d" % skipped_total(consumer))
+    (detail,) = query(consumer.store, "SELECT detail FROM audit WHERE action = 'sequence-gap-skipped'")[0]
+    d = json.loads(detail)
+    assert (d["site"], d["missing_from"], d["missing_to"]) == ("PLANT1", 1, LOST), d
+
+    argv = [binary("mes-producer"), "republish", "--config", producer.config_path, "--site", "PLANT1"]
+    who = ["--by", "qa", "--reason", "lost in Kafka"]
+    # A range beyond what the site accepted, or a site it never had, changes nothing.
+    bad = stack.run(argv + ["--from", "1", "--to", "99"] + who, check=False)
+    assert bad.returncode == 2 and "beyond site PLANT1's last sequence %d" % (LOST + KEPT) in bad.err, bad.err
+    bad = stack.run(argv[:-1] + ["NOSUCH", "--from", "1", "--to", "2"] + who, check=False)
+    assert bad.returncode == 2 and "site 'NOSUCH' has accepted no movement" in bad.err, bad.err
+    bad = stack.run(argv + ["--from", "3", "--to", "2"] + who, check=False)
+    assert bad.returncode == 2 and "--from 3 is after --to 2" in bad.err, bad.err
+    bad = stack.run(argv + ["--from", "1", "--to", "2"], check=False)
+    assert bad.returncode == 2 and "--by and --reason are required" in bad.err, bad.err
+    assert producer.outbox_count("WHERE sent_at IS NULL") == 0
+
+    ok = stack.run(argv + ["--from", "1", "--to", str(LOST)] + who)
+    assert "%d movement(s) will be published again" % LOST in ok.out, ok.out
+    # The running producer publishes them again; the consumer posts them.
+    wait_all_posted(stack, consumer, LOST + KEPT,
+                    what="the republished movements to reach the ERP")
+    assert query(consumer.erp, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-R'") == [
+        ((LOST + KEPT) * 5 * 1000000,)]
+    # Publishing the same range again books nothing twice.
+    stack.run(argv + ["--from", "1", "--to", str(LOST + KEPT)] + who)
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 30,
+                   "the producer to publish the range again")
+    stack.wait_for(lambda: consumer.status()["counters"]["duplicates"] >= LOST + KEPT, 30,
+                   "the consumer to absorb the second copies",
+                   detail=lambda: "counters %r" % consumer.status()["counters"])
+    assert query(consumer.erp, "SELECT count(*) FROM doc_movements") == [(LOST + KEPT,)]
+    assert skipped_total(consumer) == LOST
