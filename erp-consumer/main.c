@@ -218,7 +218,7 @@ static int seed_reference(const char *site, char **canon, size_t n, char *out, s
 static int cmd_seed(consumer_config_t *cfg, const char *file) {
     char errstr[1024], hex[IS_SHA256_HEX_LEN + 1], posting_id[40], legacy_id[40];
     json_error_t jerr;
-    json_t *rows = json_load_file(file, 0, &jerr), *row;
+    json_t *rows = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr), *row;
     size_t n = 0, i;
     erp_t *erp = NULL;
     is_movement_t *ms = NULL;
@@ -237,6 +237,10 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         goto out;
     }
     n = json_array_size(rows);
+    if (n == 0) {
+        fprintf(stderr, "erp-consumer: %s: no on-hand rows: nothing to book\n", file);
+        goto out;
+    }
     ms = calloc(n ? n : 1, sizeof(*ms));
     qs = calloc(n ? n : 1, sizeof(*qs));
     lines = calloc(n ? n : 1, sizeof(*lines));
@@ -249,7 +253,27 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     }
     json_array_foreach(rows, i, row) {
         const char *keys[] = {"site", "material", "lot", "location", "uom", "quantity"};
-        const char *v[6];
+        const char *v[6], *key;
+        json_t *val;
+        if (!json_is_object(row)) {
+            fprintf(stderr, "erp-consumer: %s: row %zu: expected an object; nothing was booked\n",
+                    file, i);
+            goto out;
+        }
+        /* A misspelt key would be ignored and its row booked with a default
+         * (stock_satus: BLOCKED booked as unrestricted). */
+        json_object_foreach(row, key, val) {
+            int known = strcmp(key, "stock_status") == 0;
+            for (int k = 0; k < 6 && !known; k++)
+                known = strcmp(key, keys[k]) == 0;
+            if (!known) {
+                fprintf(stderr,
+                        "erp-consumer: %s: row %zu: unknown key '%s' (keys: site, material, lot, "
+                        "location, uom, quantity, stock_status); nothing was booked\n",
+                        file, i, key);
+                goto out;
+            }
+        }
         for (int k = 0; k < 6; k++) {
             v[k] = json_string_value(json_object_get(row, keys[k]));
             if (!v[k] || !*v[k]) {
@@ -270,6 +294,13 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
                              sizeof(errstr)) != IS_OK) {
             fprintf(stderr, "erp-consumer: %s: row %zu: quantity '%s': %s\n", file, i, v[5],
                     errstr);
+            goto out;
+        }
+        if (is_decimal_sign(q) <= 0) {
+            fprintf(stderr,
+                    "erp-consumer: %s: row %zu: quantity '%s' is not above zero (opening stock "
+                    "is what is on hand); nothing was booked\n",
+                    file, i, v[5]);
             goto out;
         }
         if (!is_movement_qty_in_range(q)) {
@@ -373,8 +404,14 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
             rc = erp_post(erp, &p, &res);
         }
         if (rc != IS_OK) {
-            fprintf(stderr, "erp-consumer: seeding the ERP for site %s failed (%s): %s\n",
-                    ms[i].site, is_err_name(rc), res.message);
+            fprintf(stderr, "erp-consumer: %s: the opening posting of site %s: %s: %s\n", file,
+                    ms[i].site,
+                    rc == IS_ERR_PERMANENT ? "the ERP refused it" : "the ERP could not be asked",
+                    res.message);
+            if (i > 0)
+                fprintf(stderr,
+                        "erp-consumer: the sites printed above were booked; correct the file "
+                        "and run it again: rows already booked are not booked twice\n");
             status = 1;
             break;
         }

@@ -100,8 +100,46 @@ def test_seed_refuses_a_bad_row_and_books_nothing(stack):
         r = stack.consumer_cli(consumer, "seed-erp", path, check=False)
         assert r.returncode == 2, (field, value, r.err)
         assert "row 1: '%s' %s" % (field, says) in r.err and "nothing was booked" in r.err, r.err
+    # A misspelt key, a quantity that is no stock, rows that are not rows.
+    typo = dict(ok_row, stock_satus="BLOCKED")
+    for rows, says in [([ok_row, typo], "row 1: unknown key 'stock_satus'"),
+                       ([ok_row, dict(ok_row, quantity="0")], "row 1: quantity '0' is not above zero"),
+                       ([dict(ok_row, quantity="-5")], "row 0: quantity '-5' is not above zero"),
+                       ([ok_row, "PLANT1,RM-101"], "row 1: expected an object"),
+                       ([], "no on-hand rows: nothing to book")]:
+        path = write_rows(stack.path("bad.json"), rows)
+        r = stack.consumer_cli(consumer, "seed-erp", path, check=False)
+        assert r.returncode == 2 and says in r.err, (rows, r.returncode, r.err)
+    dup = stack.path("dup.json")
+    with open(dup, "w") as f:
+        f.write('[{"site":"PLANT1","material":"RM-101","lot":"L1","location":"WH-01","uom":"KG",'
+                '"quantity":"5","quantity":"50"}]')
+    r = stack.consumer_cli(consumer, "seed-erp", dup, check=False)
+    assert r.returncode == 2 and "duplicate object key" in r.err, r.err
     actual, _ = stack.on_hand(consumer)
     assert actual == []
+
+
+def test_seed_refused_by_the_erp_for_one_site_says_what_was_booked(stack):
+    """Rows pass every local check, but the ERP refuses one site's posting
+    (the embedded ledger keeps 6 decimals): the sites before it are booked,
+    the message says so, and running the corrected file books nothing twice."""
+    consumer, ledger = consumer_for(stack, "sqlite")
+    p1 = {"site": "PLANT1", "material": "RM-101", "lot": "L1", "location": "WH-01",
+          "uom": "KG", "quantity": "5"}
+    p2 = dict(p1, site="PLANT2", quantity="1.123456789")
+    path = write_rows(stack.path("opening.json"), [p1, p2])
+    r = stack.consumer_cli(consumer, "seed-erp", path, check=False)
+    assert r.returncode == 1, (r.returncode, r.err)
+    assert "the opening posting of site PLANT2: the ERP refused it" in r.err, r.err
+    assert "the sites printed above were booked" in r.err, r.err
+    assert [json.loads(l)["site"] for l in r.out.splitlines()] == ["PLANT1"], r.out
+    assert "IS_ERR" not in r.err, r.err
+    write_rows(path, [p1, dict(p2, quantity="1.123456")])
+    stack.consumer_cli(consumer, "seed-erp", path)
+    actual, _ = stack.on_hand(consumer)
+    assert rows_key(actual) == rows_key([p1, dict(p2, quantity="1.123456")])
+    assert len(documents(ledger)) == 2
 
 
 def documents(ledger):
