@@ -2,8 +2,11 @@
  * consumer_config.c — erp-consumer's configuration table and cross-field
  * validation. The table is the documentation: `erp-consumer --help`.
  */
+#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "duration.h"
@@ -106,6 +109,32 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
         is_errf(errstr, errstr_size, "%s: key 'erp.http.url' is required for erp.adapter http-json",
                 where);
         return IS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->erp.adapter, "http-json") == 0 &&
+        strncmp(cfg->erp.http_url, "http://", 7) != 0 &&
+        strncmp(cfg->erp.http_url, "https://", 8) != 0) {
+        is_errf(errstr, errstr_size,
+                "%s: key 'erp.http.url': '%s' must start with http:// or https://", where,
+                cfg->erp.http_url);
+        return IS_ERR_CONFIG;
+    }
+    /* Compiled as consume.c and replay do: the site part of the topic names. */
+    {
+        regex_t re;
+        char *pattern = NULL;
+        if (asprintf(&pattern, "^(%s)$", cfg->sites_regex) < 0)
+            pattern = NULL;
+        int bad = !pattern || regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0;
+        if (!bad)
+            regfree(&re);
+        free(pattern);
+        if (bad) {
+            is_errf(errstr, errstr_size,
+                    "%s: key 'sites_regex': '%s' is not a valid (POSIX extended) regular "
+                    "expression",
+                    where, cfg->sites_regex);
+            return IS_ERR_CONFIG;
+        }
     }
     cfg->time_ordered_ids_from_ms = INT64_MAX;
     if (cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from &&

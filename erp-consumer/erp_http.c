@@ -313,7 +313,7 @@ static is_err_t http_open(const erp_config_t *cfg, void **impl, char *errstr, si
 
     *impl = NULL;
     if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
-        is_errf(errstr, errstr_size, "erp.http_url '%s' must start with http:// or https://",
+        is_errf(errstr, errstr_size, "erp.http.url '%s' must start with http:// or https://",
                 url ? url : "");
         return IS_ERR_CONFIG;
     }

@@ -33,6 +33,7 @@
 #include "reconcile.h"
 #include "replay.h"
 #include "store.h"
+#include "uom.h"
 
 static volatile sig_atomic_t stop_flag; /* the one global: set by signals */
 
@@ -510,6 +511,14 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
         fprintf(stderr, "erp-consumer: %s: key 'erp.adapter': '%s' is not sqlite or http-json\n",
                 where, cfg->erp.adapter);
         goto out;
+    }
+    if (cfg->uom_path && *cfg->uom_path) {
+        uom_table_t *uom = NULL;
+        if (uom_load(cfg->uom_path, &uom, errstr, sizeof(errstr)) != IS_OK) {
+            fprintf(stderr, "erp-consumer: %s: key 'uom.conversions': %s\n", where, errstr);
+            goto out;
+        }
+        uom_free(uom);
     }
     printf("configuration ok (policy %s)\n", is_policy_version(policy));
     status = 0;

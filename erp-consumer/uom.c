@@ -15,6 +15,7 @@
 typedef struct uom_row {
     char mes[UOM_FIELD], erp[UOM_FIELD], material[IS_MOVEMENT_MAX_STR + 1];
     is_decimal_t factor;
+    int line; /* in the file, for messages */
 } uom_row_t;
 
 struct uom_table {
@@ -81,6 +82,17 @@ is_err_t uom_load(const char *path, uom_table_t **out, char *errstr, size_t errs
         snprintf(r.erp, sizeof(r.erp), "%s", fld[1]);
         if (n == 4)
             snprintf(r.material, sizeof(r.material), "%s", fld[3]);
+        r.line = lineno;
+        /* Two rows for one unit (and material) would leave the factor to file order. */
+        for (size_t i = 0; i < t->n; i++)
+            if (strcmp(t->rows[i].mes, r.mes) == 0 &&
+                strcmp(t->rows[i].material, r.material) == 0) {
+                is_errf(errstr, errstr_size,
+                        "%s:%d: a second row for MES unit '%s'%s%s%s (the first is line %d)", path,
+                        lineno, r.mes, r.material[0] ? " and material '" : "", r.material,
+                        r.material[0] ? "'" : "", t->rows[i].line);
+                goto fail;
+            }
         uom_row_t *rows = realloc(t->rows, (t->n + 1) * sizeof(*rows));
         if (!rows) {
             is_errf(errstr, errstr_size, "out of memory");

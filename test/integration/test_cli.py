@@ -110,6 +110,32 @@ def test_check_config_validates_and_exits(stack, name):
     assert "http.listen" in out and "bad listen address 'garbage'" in out, out
 
 
+def test_consumer_check_config_finds_what_start_would_refuse(stack):
+    """--check-config reports what would stop the consumer at start: a
+    sites_regex that does not compile, a conversions file that is missing or
+    wrong, an ERP URL that is no URL — each naming the key."""
+    table = stack.path("uom.csv")
+    with open(table, "w") as f:
+        f.write("mes_uom,erp_uom,factor\nG,KG,0.001\n")
+    good = stack.consumer_config(bootstrap="127.0.0.1:1", overrides={"uom": {"conversions": table}})
+    r = stack.run([binary("erp-consumer"), "--config", stack.write_config("c-good", good),
+                   "--check-config"], timeout=15)
+    assert "configuration ok" in r.out, r.out + r.err
+    bad_table = stack.path("uom-bad.csv")
+    with open(bad_table, "w") as f:
+        f.write("G,KG,abc\n")
+    for overrides, says in [
+            ({"sites_regex": "[unclosed"}, "key 'sites_regex': '[unclosed' is not a valid"),
+            ({"uom": {"conversions": stack.path("missing.csv")}}, "key 'uom.conversions': cannot open"),
+            ({"uom": {"conversions": bad_table}}, "key 'uom.conversions': %s:1: factor 'abc'" % bad_table),
+            ({"erp": {"adapter": "http-json", "http": {"url": "not a url"}}},
+             "key 'erp.http.url': 'not a url' must start with http:// or https://")]:
+        cfg = stack.consumer_config(bootstrap="127.0.0.1:1", overrides=overrides)
+        out = run_expecting_failure(stack, [binary("erp-consumer"), "--config",
+                                            stack.write_config("c-bad", cfg), "--check-config"])
+        assert says in out, (overrides, out)
+
+
 def test_consumer_time_ordered_ids_from_is_a_time(stack):
     """poster.time_ordered_ids_from takes an RFC 3339 time; anything else is
     refused naming the key and the value."""

@@ -93,6 +93,10 @@ static void test_bad_files(void **state) {
         {"G,KG,0.001\nPC,EA,abc\n", ":2: factor 'abc' is not a positive decimal"},
         {"G,KG,-1\n", ":1: factor '-1' is not a positive decimal"},
         {"G,KG,1e3\n", ":1: factor '1e3'"},
+        /* Which factor applies must not depend on file order. */
+        {"KG,G,1000\nKG,G,100\n", ":2: a second row for MES unit 'KG' (the first is line 1)"},
+        {"BAG,KG,25,RM-1\nPC,EA,1\nBAG,KG,20,RM-1\n",
+         ":3: a second row for MES unit 'BAG' and material 'RM-1' (the first is line 1)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char errstr[256];
