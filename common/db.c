@@ -16,13 +16,17 @@
  * code cannot know what a later schema means, and silently using it could
  * corrupt it.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "log.h"
@@ -547,4 +551,45 @@ done:
     }
     *out = db;
     return IS_OK;
+}
+
+is_err_t is_db_claim(const char *path, const char *what, int *fd_out, char *errstr,
+                     size_t errstr_size) {
+    char *lock = NULL;
+    int fd;
+
+    *fd_out = -1;
+    if (strcmp(path, ":memory:") == 0)
+        return IS_OK;
+    if (asprintf(&lock, "%s.lock", path) < 0) {
+        is_errf(errstr, errstr_size, "out of memory");
+        return IS_ERR_NOMEM;
+    }
+    fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        is_errf(errstr, errstr_size, "cannot create %s: %s", lock, strerror(errno));
+        free(lock);
+        return IS_ERR_IO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            is_errf(errstr, errstr_size,
+                    "%s is in use by another %s (it holds %s): stop that one first, or give "
+                    "this one its own file",
+                    path, what, lock);
+        else
+            is_errf(errstr, errstr_size, "cannot lock %s: %s", lock, strerror(e));
+        free(lock);
+        return e == EWOULDBLOCK ? IS_ERR_CONFIG : IS_ERR_IO;
+    }
+    free(lock);
+    *fd_out = fd;
+    return IS_OK;
+}
+
+void is_db_release(int fd) {
+    if (fd >= 0)
+        close(fd); /* drops the flock */
 }

@@ -65,6 +65,20 @@ void is_db_rollback(sqlite3 *db);
 /* Schema version currently applied (0 for a new database). */
 int is_db_schema_version(sqlite3 *db);
 
+/*
+ * Claim the database at path for this process: an exclusive flock on
+ * "<path>.lock" (created), held until is_db_release or exit. A second
+ * service started on the same file gets IS_ERR_CONFIG with errstr naming the
+ * file and `what` (e.g. "mes-producer"); two would assign the same sequence
+ * numbers, or post the same movements twice. Command-line tools that read or
+ * change the file while the service runs do not claim it. *fd_out is -1 for
+ * ":memory:".
+ */
+is_err_t is_db_claim(const char *path, const char *what, int *fd_out, char *errstr,
+                     size_t errstr_size) IS_MUST_CHECK;
+/* Release a claim (fd from is_db_claim; -1 is a no-op). */
+void is_db_release(int fd);
+
 /* Fill errstr with "<what>: <sqlite3_errmsg>" and return IS_ERR_DB. */
 is_err_t is_db_error(sqlite3 *db, const char *what, char *errstr, size_t errstr_size);
 

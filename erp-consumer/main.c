@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "consume.h"
 #include "consumer_config.h"
+#include "db.h"
 #include "dlq.h"
 #include "duration.h"
 #include "genealogy.h"
@@ -77,11 +78,12 @@ static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {
     poster_t *poster = NULL;
     consume_t *consume = NULL;
     api_t *api = NULL;
-    int status = 1;
+    int status = 1, claim = -1;
 
     memset(&stats, 0, sizeof(stats));
     pthread_mutex_init(&stats.lag_mu, NULL);
-    if (store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
+    if (is_db_claim(cfg->store_path, "erp-consumer", &claim, errstr, sizeof(errstr)) != IS_OK ||
+        store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
                    sizeof(errstr)) != IS_OK ||
         dlq_new(&cfg->kafka, is_policy_topic_prefix(policy), &dlq, errstr, sizeof(errstr)) !=
             IS_OK ||
@@ -116,6 +118,7 @@ out:
     poster_destroy(poster);
     dlq_destroy(dlq);
     store_close(store);
+    is_db_release(claim);
     return status;
 }
 

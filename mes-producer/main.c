@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "duration.h"
 #include "forwarder.h"
 #include "ingest.h"
@@ -200,6 +201,7 @@ int main(int argc, char **argv) {
     const is_http_route_t *routes;
     size_t n_routes;
     char port[8];
+    int claim = -1;
 
     json_arena_install(); /* before any other jansson call */
     if (argc > 1 && strcmp(argv[1], "republish") == 0)
@@ -249,6 +251,11 @@ int main(int argc, char **argv) {
         goto out;
     }
 
+    if (is_db_claim(cfg.outbox_path, "mes-producer", &claim, errstr, sizeof(errstr)) != IS_OK) {
+        is_log(IS_LOG_ERROR, "cannot use the outbox", "error", errstr, NULL);
+        fprintf(stderr, "mes-producer: %s\n", errstr);
+        goto out;
+    }
     if (outbox_open(cfg.outbox_path, producer_config_db_sync(&cfg), cfg.producer_id, &outbox,
                     errstr, sizeof(errstr)) != IS_OK) {
         is_log(IS_LOG_ERROR, "cannot open the outbox", "error", errstr, NULL);
@@ -318,6 +325,7 @@ out:
     forwarder_stop(fw, STOP_FLUSH_MS);
     ingest_destroy(ig);
     outbox_destroy(outbox);
+    is_db_release(claim);
     producer_metrics_destroy(metrics);
     is_policy_destroy(policy);
     producer_config_release(&cfg);

@@ -136,6 +136,30 @@ def test_consumer_check_config_finds_what_start_would_refuse(stack):
         assert says in out, (overrides, out)
 
 
+def test_second_instance_on_the_same_file_is_refused(stack):
+    """Two producers on one outbox would hand out the same sequence numbers,
+    two consumers on one store post from one state twice: the second
+    instance of a service on a file that one is using refuses to start,
+    naming the file; the first runs on, and a command-line tool still reads
+    the file beside it."""
+    stack.start_kafka()
+    producer = stack.start_producer()
+    consumer = stack.start_consumer()
+    for svc, name in ((producer, "mes-producer"), (consumer, "erp-consumer")):
+        cfg = dict(svc.config, http={"listen": "127.0.0.1:%d" % free_port()})
+        path = stack.write_config(name + "-second", cfg)
+        argv = [binary(name)] + (["run"] if name == "erp-consumer" else []) + ["--config", path]
+        out = run_expecting_failure(stack, argv)
+        db = svc.outbox if name == "mes-producer" else svc.store
+        assert "%s is in use by another %s" % (db, name) in out, out
+        assert svc.alive(), "%s stopped when a second one was refused" % name
+    r = stack.run([binary("erp-consumer"), "status", "--config", consumer.config_path], timeout=15)
+    assert r.returncode == 0, r.err
+    # Once the first one is gone, the file is free again.
+    producer.stop()
+    stack.start_producer(config=producer.config)
+
+
 def test_consumer_time_ordered_ids_from_is_a_time(stack):
     """poster.time_ordered_ids_from takes an RFC 3339 time; anything else is
     refused naming the key and the value."""
