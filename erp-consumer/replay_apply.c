@@ -187,9 +187,9 @@ static int insert_movement(sqlite3 *db, const replay_row_t *r, const is_movement
     static const char *const sql =
         "INSERT OR IGNORE INTO movements(source_system, movement_id, producer_id, site, seq,"
         " lot_key, tier, type, topic, part, off, received_at, accepted_at, due_at, state,"
-        " policy_version, payload, note)"
+        " policy_version, payload, note, reverses)"
         " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?12,'queued',?14,?15,"
-        " 'queued by replay-apply')";
+        " 'queued by replay-apply', ?16)";
     char lot_key[IS_LOT_KEY_MAX];
     sqlite3_stmt *st = NULL;
     int ok;
@@ -212,6 +212,9 @@ static int insert_movement(sqlite3 *db, const replay_row_t *r, const is_movement
     sqlite3_bind_int64(st, 13, m->accepted_time);
     sqlite3_bind_text(st, 14, m->policy_version, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 15, r->payload, (int)r->payload_len, SQLITE_STATIC);
+    if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL && m->reverses_movement_id &&
+        *m->reverses_movement_id) /* store migration 7: a movement is reversed once */
+        sqlite3_bind_text(st, 16, m->reverses_movement_id, -1, SQLITE_TRANSIENT);
     ok = sqlite3_step(st) == SQLITE_DONE;
     *inserted = ok && sqlite3_changes(db) > 0;
     sqlite3_finalize(st);

@@ -135,6 +135,17 @@ static const char *const store_migrations[] = {
      * under other references. NULL: made by an older version (the tier's
      * max_lines at its next attempt is recorded). */
     "ALTER TABLE postings ADD COLUMN chunk_lines INTEGER;",
+    /* 7: the movement a REVERSAL reverses (its reverses_movement_id; NULL for
+     * every other type), indexed with its source_system: a movement is
+     * reversed once, and check_reversal (store_post.c) refuses a REVERSAL
+     * when one stored before it reverses the same original. Rows stored
+     * before this migration keep NULL (the id is inside the protobuf
+     * payload, which SQL cannot read): a REVERSAL received by an older
+     * version is not seen by that check, only its effect is (an original it
+     * cancelled is `cancelled`). */
+    "ALTER TABLE movements ADD COLUMN reverses TEXT;"
+    "CREATE INDEX movements_reverses ON movements(source_system, reverses)"
+    "  WHERE reverses IS NOT NULL;",
     // clang-format on
 };
 
@@ -142,8 +153,8 @@ const char *const store_consume_sql[SQ__COUNT] = {
     [SQ_INSERT_MOVEMENT] =
         "INSERT OR IGNORE INTO movements(source_system, movement_id, producer_id, site, seq,"
         " lot_key, tier, type, topic, part, off, received_at, accepted_at, due_at, state,"
-        " reason, policy_version, payload, period)"
-        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+        " reason, policy_version, payload, period, reverses)"
+        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
     [SQ_UPSERT_OFFSET] = "INSERT INTO offsets(topic, part, next_offset) VALUES(?1,?2,?3)"
                          " ON CONFLICT(topic, part) DO UPDATE SET next_offset ="
                          " max(next_offset, excluded.next_offset)",
@@ -328,6 +339,9 @@ static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *
                       SQLITE_STATIC);
     if (msg->period > 0)
         sqlite3_bind_int64(st, 19, msg->period);
+    if (m->type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL && m->reverses_movement_id &&
+        *m->reverses_movement_id)
+        bind_text(st, 20, m->reverses_movement_id);
     if (sqlite3_step(st) != SQLITE_DONE)
         return IS_ERR_DB;
     *inserted = sqlite3_changes(s->db) > 0;

@@ -21,7 +21,11 @@
  * the original's type, stock statuses. One that does not is never sent to the
  * ERP and cancels nothing: its posting fails permanently (failed, dead-
  * lettered, its lot held) with the first field that differs as the reason.
- * A REVERSAL whose original is not in the store is posted as it stands.
+ * A movement is reversed once: a REVERSAL is refused the same way when an
+ * earlier-stored REVERSAL of the same original is not dead, ignored or
+ * skipped (whether or not the store has the original), or when the original
+ * is cancelled. A REVERSAL whose original is not in the store is otherwise
+ * posted as it stands.
  *                   dead (invalid, dead-lettered; never posted)
  *                   ignored (loop guard: the ERP's own movement; never posted)
  * Each movement gets a due time when it is stored (schedule.h: the close of
@@ -166,7 +170,8 @@ typedef struct store_posting {
                            first attempt */
     char note[192];     /* promotion note, e.g. "promoted by M7 (realtime)" */
     char *invalid;      /* non-NULL: must not reach the ERP, fails permanently with this
-                           reason (a REVERSAL that does not match its original); owned */
+                           reason (a REVERSAL that does not match its original, or of an
+                           original reversed already); owned */
     int recheck;        /* a retried posting that had failed as invalid: check it again */
     size_t n;
     int64_t *row_ids;  /* movements.id */

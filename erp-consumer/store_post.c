@@ -55,7 +55,15 @@ const char *const store_post_sql[SQ__COUNT] = {
     [SQ_LOT_HELD] = "SELECT 1 FROM movements WHERE lot_key = ?1"
                     " AND " STORE_OPEN("") " LIMIT 1",
     /* The UNIQUE(source_system, movement_id) index: one row at most, whatever its state. */
-    [SQ_ORIGINAL] = "SELECT payload FROM movements WHERE source_system = ?1 AND movement_id = ?2",
+    [SQ_ORIGINAL] = "SELECT payload, state FROM movements WHERE source_system = ?1"
+                    " AND movement_id = ?2",
+    /* The first REVERSAL of the same original stored before ?3 (movements.id)
+     * that took or may take effect: not dead (refused at consume), ignored
+     * (loop guard) or skipped (an operator dropped its failed posting). Index
+     * movements_reverses (migration 7). */
+    [SQ_PRIOR_REVERSAL] = "SELECT movement_id, state FROM movements WHERE source_system = ?1"
+                          " AND reverses = ?2 AND id < ?3 AND state <> 'dead'"
+                          " AND state <> 'ignored' AND state <> 'skipped' ORDER BY id LIMIT 1",
     [SQ_PAUSES] = "SELECT site, tier FROM pauses",
     [SQ_MARK_POSTING] =
         "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, created_at,"
@@ -258,16 +266,30 @@ static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char
 }
 
 /*
- * Check REVERSAL r against its original (same source_system, movement_id =
- * r's reverses_movement_id) when the store has it. IS_OK with *why = NULL
- * when it matches or the original is not in the store (it predates this
- * store: posted as an ERP reversal as it stands); with *why = the reason
- * (malloc'd) when it must not be posted. IS_ERR_NOMEM, or IS_ERR_DB when the
- * store cannot be read (the cycle fails and is tried again).
+ * Check REVERSAL r, stored as movements.id row_id, against its original
+ * (same source_system, movement_id = r's reverses_movement_id). A movement is
+ * reversed once. r must not be posted when:
+ *   - the store has the original and r does not match it (reversal_matches);
+ *   - another REVERSAL of the same original was stored before r and took or
+ *     may take effect (SQ_PRIOR_REVERSAL: queued, posting, retry, failed,
+ *     posted, or cancelled together with the original inside the window),
+ *     whether or not the store has the original. One stored before store
+ *     migration 7 is not found this way (its `reverses` is NULL);
+ *   - the original is `cancelled` (a REVERSAL cancelled it inside the window).
+ * A queued earlier REVERSAL counts: in one cut [original, r1, r2], r1 is
+ * still queued (its pair is cancelled only at store_mark_posting) and r2 is
+ * refused. An operator who skips r1's failed posting releases r2 for a
+ * `failed retry` (checked again, load_postings).
+ * IS_OK with *why = NULL when r may be posted (including when the original
+ * is not in the store: it predates this store, and r goes to the ERP as an
+ * ERP reversal as it stands); with *why = the reason (malloc'd, beginning
+ * with STORE_REVERSAL_REASON) when it must not be. IS_ERR_NOMEM, or
+ * IS_ERR_DB when the store cannot be read (the cycle fails and is tried
+ * again).
  */
-static is_err_t check_reversal(store_t *s, const is_movement_t *r, char **why) {
-    char buf[640];
-    is_err_t rc = IS_OK;
+static is_err_t check_reversal(store_t *s, int64_t row_id, const is_movement_t *r, char **why) {
+    char buf[640] = "";
+    int cancelled = 0;
     *why = NULL;
     if (r->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
         return IS_OK;
@@ -280,20 +302,48 @@ static is_err_t check_reversal(store_t *s, const is_movement_t *r, char **why) {
         return IS_ERR_DB; /* not "no original": the posting waits for the next cycle */
     }
     if (step == SQLITE_ROW) {
+        const unsigned char *state = sqlite3_column_text(st, 1);
+        cancelled = state && strcmp((const char *)state, "cancelled") == 0;
         is_movement_t *o = decode(st, 0);
         if (!o)
             snprintf(buf, sizeof(buf),
                      "reversal of %s cannot be checked: the stored original does not decode",
                      r->reverses_movement_id);
-        if (!o || !reversal_matches(r, o, buf, sizeof(buf))) {
-            *why = strdup(buf);
-            rc = *why ? IS_OK : IS_ERR_NOMEM;
-        }
+        else
+            reversal_matches(r, o, buf, sizeof(buf)); /* buf stays "" when it matches */
         if (o)
             invsync__v1__movement__free_unpacked(o, NULL);
     }
     sqlite3_reset(st);
-    return rc;
+    if (!buf[0]) {
+        st = stmt(s, SQ_PRIOR_REVERSAL);
+        bind_text(st, 1, r->source_system);
+        bind_text(st, 2, r->reverses_movement_id);
+        sqlite3_bind_int64(st, 3, row_id);
+        step = sqlite3_step(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            sqlite3_reset(st);
+            return IS_ERR_DB;
+        }
+        if (step == SQLITE_ROW) {
+            const char *prior = (const char *)sqlite3_column_text(st, 0);
+            const char *state = (const char *)sqlite3_column_text(st, 1);
+            snprintf(buf, sizeof(buf), "reversal refused: reverses %s, which %s already reverses%s",
+                     r->reverses_movement_id, prior ? prior : "",
+                     state && strcmp(state, "cancelled") == 0
+                         ? " (the two were cancelled inside the window)"
+                         : "");
+        }
+        sqlite3_reset(st);
+    }
+    if (!buf[0] && cancelled)
+        snprintf(buf, sizeof(buf),
+                 "reversal refused: reverses %s, which was cancelled inside the window",
+                 r->reverses_movement_id);
+    if (!buf[0])
+        return IS_OK;
+    *why = strdup(buf);
+    return *why ? IS_OK : IS_ERR_NOMEM;
 }
 
 static void set_tier_rules(store_posting_t *p, const is_policy_t *policy) {
@@ -346,7 +396,7 @@ static is_err_t load_postings(store_t *s, sqlite3_stmt *st, const is_policy_t *p
         }
         sqlite3_reset(ms);
         for (size_t k = 0; p->recheck && rc == IS_OK && !p->invalid && k < p->n; k++)
-            rc = check_reversal(s, p->m[k], &p->invalid);
+            rc = check_reversal(s, p->row_ids[k], p->m[k], &p->invalid);
     }
     return rc;
 }
@@ -406,7 +456,7 @@ typedef struct member {
     int64_t period;
     int requeued; /* posted once, re-queued by replay --apply: never cancelled */
     int cancelled;
-    char *invalid; /* a REVERSAL not matching its original: why (check_reversal) */
+    char *invalid; /* a REVERSAL refused by check_reversal: why */
 } member_t;
 
 static void members_free(member_t *mb, size_t n) {
@@ -455,9 +505,10 @@ static int read_alone(store_t *s, const member_t *x) {
 /*
  * Cut a lot's due members (acceptance order) into postings appended to out:
  * cancelled pairs first as one `cancel` entry, then one posting per movement
- * of an immediate tier, one per run of a windowed tier. A REVERSAL that does
- * not match its original gets a posting of its own, `invalid`: it cancels
- * nothing, and the lot's movements after it do not join the run before it.
+ * of an immediate tier, one per run of a windowed tier. A REVERSAL that
+ * check_reversal refuses (it does not match its original, or the original is
+ * reversed already) gets a posting of its own, `invalid`: it cancels nothing,
+ * and the lot's movements after it do not join the run before it.
  */
 static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot_key,
                              const char *site, const is_policy_t *policy, int64_t now_ms,
@@ -467,8 +518,11 @@ static is_err_t cut_postings(store_t *s, member_t *mb, size_t n, const char *lot
     size_t cancel = SIZE_MAX, run = SIZE_MAX;
     is_err_t rc = IS_OK;
 
+    /* Every REVERSAL is judged before any pair is chosen: a second reversal of
+     * an original (r2 after r1, both here and still queued) is invalid, so
+     * it pairs with nothing and r1 alone cancels the original. */
     for (size_t i = 0; rc == IS_OK && i < n; i++)
-        rc = check_reversal(s, mb[i].m, &mb[i].invalid);
+        rc = check_reversal(s, mb[i].id, mb[i].m, &mb[i].invalid);
     if (rc != IS_OK)
         return rc;
     /* A REVERSAL whose original is also here (and matches it): neither reaches the ERP — unless

@@ -490,6 +490,199 @@ static void test_reversal_of_an_unknown_original_is_posted(void **state) {
     assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-OLD'"), 5000000);
 }
 
+/* The tester's DR case: DR-<id>, a COMPLETION of `units` into FG, lot RV9 (periodic). */
+static void complete_rv9(fx_t *f, const char *id, Invsync__V1__Decimal *q, int64_t units,
+                         int64_t accepted) {
+    is_movement_t co = INVSYNC__V1__MOVEMENT__INIT;
+    q->units = units;
+    co.movement_id = (char *)id;
+    co.type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    co.lot = "RV9";
+    co.location = "FG";
+    co.order_id = "ORD-1";
+    co.quantity = q;
+    consume(f, &co, accepted);
+}
+
+/* The ledger's on-hand of lot RV9, all locations (0 when it has no row). */
+static int64_t rv9_on_hand(fx_t *f) {
+    return ledger_int(f, "SELECT coalesce(sum(qty_units), 0) FROM on_hand WHERE lot = 'RV9'");
+}
+
+/* REVERSAL `id` of DR-C1 (5 of lot RV9), matching it field for field (real time). */
+static void reverse_dr_c1(fx_t *f, const char *id, Invsync__V1__Decimal *q5, int64_t accepted) {
+    is_movement_t rv = INVSYNC__V1__MOVEMENT__INIT;
+    q5->units = 5;
+    rv.movement_id = (char *)id;
+    rv.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    rv.reverses_movement_id = "DR-C1";
+    rv.lot = "RV9";
+    rv.location = "FG";
+    rv.order_id = "ORD-1";
+    rv.quantity = q5;
+    consume(f, &rv, accepted);
+}
+
+/*
+ * A movement is reversed once. The tester's case: DR-C1 completes 5 of RV9
+ * and is posted; DR-r1 reverses it and is posted; DR-r2 reverses it again.
+ * DR-r2 must not take another 5 (out of the lot's opening 10 here; an ERP
+ * that allows negative stock went 5 → -5): it fails without an ERP call,
+ * like a reversal that does not match, naming DR-r1; a retry fails it again.
+ */
+static void test_second_reversal_of_a_posted_movement_is_not_posted(void **state) {
+    fx_t *f = *state;
+    char errstr[256], text[512], posting[40];
+    Invsync__V1__Decimal q5 = INVSYNC__V1__DECIMAL__INIT, r1q = INVSYNC__V1__DECIMAL__INIT,
+                         r2q = INVSYNC__V1__DECIMAL__INIT;
+    seed_lot(f, "RV9", "FG", 10);
+    complete_rv9(f, "DR-C1", &q5, 5, T0 + 1000);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 30 * 60000), 1);
+    assert_int_equal(rv9_on_hand(f), 15000000);
+    long long sent = erp_counted(f);
+    reverse_dr_c1(f, "DR-r1", &r1q, T0 + 31 * 60000);
+    assert_int_equal(run_until_idle(p, T0 + 31 * 60000), 1); /* real time */
+    assert_int_equal(rv9_on_hand(f), 10000000);
+    reverse_dr_c1(f, "DR-r2", &r2q, T0 + 32 * 60000);
+    assert_int_equal(run_until_idle(p, T0 + 32 * 60000), 1);
+    assert_int_equal(erp_counted(f), sent + 1); /* DR-r1 only */
+    assert_int_equal(rv9_on_hand(f), 10000000);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements WHERE movement_id"
+                                   " IN ('DR-r1', 'DR-r2')"),
+                     1);
+    store_counts_t c = counts(f);
+    assert_int_equal(c.posted, 2);
+    assert_int_equal(c.failed, 1);
+    assert_int_equal(c.postings_failed, 1);
+    store_text(f,
+               "SELECT p.last_error FROM postings p JOIN movements m ON m.posting_id ="
+               " p.posting_id WHERE m.movement_id = 'DR-r2' AND p.state = 'failed'",
+               text, sizeof(text));
+    assert_string_equal(text, "reversal refused: reverses DR-C1, which DR-r1 already reverses");
+    /* `failed retry` checks it again: DR-r1 is posted, so it fails again. */
+    store_text(f, "SELECT posting_id FROM postings WHERE state = 'failed'", posting,
+               sizeof(posting));
+    assert_int_equal(store_failed_retry(f->store, posting, "carol", "try again", T0 + 33 * 60000,
+                                        errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(run_until_idle(p, T0 + 33 * 60000), 1);
+    poster_destroy(p);
+    assert_int_equal(erp_counted(f), sent + 1);
+    assert_int_equal(counts(f).postings_failed, 1);
+    assert_int_equal(rv9_on_hand(f), 10000000);
+}
+
+/*
+ * The tester's window case, all in one fetch: [DR-C0, DR-C1, DR-r1, DR-r2],
+ * both reversals of DR-C1. When they are cut, DR-C1 and DR-r1 are still
+ * queued (the pair is cancelled when the postings are marked): DR-r2 must not
+ * cancel anything nor reach the ERP, where it would take DR-C1's 5 out of
+ * DR-C0's 8. DR-C0 is posted; on-hand is DR-C0's alone.
+ */
+static void test_second_reversal_inside_window_is_not_posted(void **state) {
+    fx_t *f = *state;
+    char text[512];
+    Invsync__V1__Decimal q8 = INVSYNC__V1__DECIMAL__INIT, q5 = INVSYNC__V1__DECIMAL__INIT,
+                         r1q = INVSYNC__V1__DECIMAL__INIT, r2q = INVSYNC__V1__DECIMAL__INIT;
+    complete_rv9(f, "DR-C0", &q8, 8, T0 + 1000);
+    complete_rv9(f, "DR-C1", &q5, 5, T0 + 2000);
+    reverse_dr_c1(f, "DR-r1", &r1q, T0 + 3000);
+    reverse_dr_c1(f, "DR-r2", &r2q, T0 + 4000);
+    poster_t *p = new_poster(f);
+    run_until_idle(p, T0 + 5000);
+    run_until_idle(p, T0 + 40 * 60000);
+    poster_destroy(p);
+    assert_int_equal(erp_counted(f), 1); /* DR-C0's posting */
+    store_counts_t c = counts(f);
+    assert_int_equal(c.cancelled, 2);
+    assert_int_equal(c.posted, 1);
+    assert_int_equal(c.failed, 1);
+    char sql[160];
+    static const char *const want[][2] = {
+        {"DR-C0", "posted"}, {"DR-C1", "cancelled"}, {"DR-r1", "cancelled"}, {"DR-r2", "failed"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        snprintf(sql, sizeof(sql), "SELECT state FROM movements WHERE movement_id = '%s'",
+                 want[i][0]);
+        store_text(f, sql, text, sizeof(text));
+        assert_string_equal(text, want[i][1]);
+    }
+    assert_int_equal(rv9_on_hand(f), 8000000);
+    assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements"), 1); /* DR-C0 */
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_string_equal(text, "reversal refused: reverses DR-C1, which DR-r1 already reverses");
+}
+
+/*
+ * A reversal arriving after its original was cancelled inside the window (by
+ * an earlier reversal, in an earlier cycle) is refused too. A REVERSAL stored
+ * before store migration 7 has no `reverses`: the cancelled original still
+ * refuses the later one (a retry checks it again).
+ */
+static void test_reversal_of_a_cancelled_movement_is_not_posted(void **state) {
+    fx_t *f = *state;
+    char errstr[256], text[512], posting[40];
+    Invsync__V1__Decimal q8 = INVSYNC__V1__DECIMAL__INIT, q5 = INVSYNC__V1__DECIMAL__INIT,
+                         r1q = INVSYNC__V1__DECIMAL__INIT, r2q = INVSYNC__V1__DECIMAL__INIT;
+    complete_rv9(f, "DR-C0", &q8, 8, T0 + 1000);
+    complete_rv9(f, "DR-C1", &q5, 5, T0 + 2000);
+    reverse_dr_c1(f, "DR-r1", &r1q, T0 + 3000);
+    poster_t *p = new_poster(f);
+    run_until_idle(p, T0 + 3000); /* DR-C0 posted, DR-C1 and DR-r1 cancelled */
+    assert_int_equal(counts(f).cancelled, 2);
+    assert_int_equal(erp_counted(f), 1);
+    reverse_dr_c1(f, "DR-r2", &r2q, T0 + 4000);
+    assert_int_equal(run_until_idle(p, T0 + 4000), 1);
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_string_equal(text, "reversal refused: reverses DR-C1, which DR-r1 already reverses"
+                              " (the two were cancelled inside the window)");
+    /* As if DR-r1 had been stored by an older version. */
+    assert_int_equal(
+        sqlite3_exec(store_db(f->store),
+                     "UPDATE movements SET reverses = NULL WHERE movement_id = 'DR-r1'", NULL, NULL,
+                     NULL),
+        SQLITE_OK);
+    store_text(f, "SELECT posting_id FROM postings WHERE state = 'failed'", posting,
+               sizeof(posting));
+    assert_int_equal(store_failed_retry(f->store, posting, "carol", "try again", T0 + 5000, errstr,
+                                        sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(run_until_idle(p, T0 + 5000), 1);
+    poster_destroy(p);
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_string_equal(text, "reversal refused: reverses DR-C1, which was cancelled inside the"
+                              " window");
+    assert_int_equal(erp_counted(f), 1);
+    assert_int_equal(rv9_on_hand(f), 8000000);
+    assert_int_equal(counts(f).failed, 1);
+}
+
+/* Twice the same original the store never saw: the first is posted as it
+ * stands, the second refused (a movement is reversed once, known or not). */
+static void test_second_reversal_of_an_unknown_original_is_not_posted(void **state) {
+    fx_t *f = *state;
+    char text[512];
+    seed_lot(f, "LOT-OLD", "FG", 10);
+    Invsync__V1__Decimal q5 = INVSYNC__V1__DECIMAL__INIT;
+    is_movement_t rv = reversal_of_t11a(&q5);
+    q5.units = 5;
+    rv.reverses_movement_id = "PRE-INVSYNC-1";
+    rv.lot = "LOT-OLD";
+    consume(f, &rv, T0 + 1000);
+    rv.movement_id = "T11-RV2";
+    consume(f, &rv, T0 + 2000);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0 + 2000), 2);
+    poster_destroy(p);
+    assert_int_equal(counts(f).posted, 1);
+    assert_int_equal(counts(f).failed, 1);
+    assert_int_equal(ledger_int(f, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-OLD'"), 5000000);
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_string_equal(text,
+                        "reversal refused: reverses PRE-INVSYNC-1, which T11-RV already reverses");
+}
+
 static void test_pause_holds_resume_catches_up(void **state) {
     fx_t *f = *state;
     char errstr[256];
@@ -810,6 +1003,14 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_reversal_of_an_unknown_original_is_posted, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_second_reversal_of_a_posted_movement_is_not_posted,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_reversal_inside_window_is_not_posted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_of_a_cancelled_movement_is_not_posted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_second_reversal_of_an_unknown_original_is_not_posted,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_holds_resume_catches_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_realtime_quarantine_promotes_waiting_transfer, setup,
                                         teardown),

@@ -1606,6 +1606,7 @@ static void test_poster_queries_read_the_backlog_indexes(void **state) {
         {SQ_MOVEMENTS_STATE, "INDEX movements_posting"},
         {SQ_INFLIGHT, "USING INDEX postings_open"},
         {SQ_ORIGINAL, "USING INDEX sqlite_autoindex_movements_1"},
+        {SQ_PRIOR_REVERSAL, "USING INDEX movements_reverses"},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         char sql[2048], plan[2048] = "";
@@ -1652,6 +1653,7 @@ static void test_version_2_store_upgrades_in_place(void **state) {
                      "DROP INDEX movements_lot_open; DROP INDEX movements_posting;"
                      "DROP INDEX postings_open; DROP INDEX movements_rare;"
                      "DROP INDEX postings_skipped; DROP INDEX postings_doc;"
+                     "DROP INDEX movements_reverses; ALTER TABLE movements DROP COLUMN reverses;"
                      /* version 1's postings: keyed by the posting id */
                      "CREATE TABLE postings_v1(posting_id TEXT PRIMARY KEY, site TEXT NOT NULL,"
                      "  tier TEXT NOT NULL, lot_key TEXT NOT NULL, state TEXT NOT NULL,"
@@ -1672,7 +1674,7 @@ static void test_version_2_store_upgrades_in_place(void **state) {
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 6);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 7);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
@@ -1712,6 +1714,58 @@ static void test_version_2_store_upgrades_in_place(void **state) {
     assert_string_equal(l.items[1].m[0]->movement_id, "M3");
     store_posting_list_release(&l);
     assert_state(f, "M1", "posted");
+}
+
+/* One text value of the store ("" for NULL or no row). */
+static void store_text(fixture_t *f, const char *sql, char *out, size_t size) {
+    sqlite3_stmt *st;
+    out[0] = '\0';
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s), sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* Migration 7 on a version-6 store: movements gain `reverses` and its
+ * index. A REVERSAL stored before keeps NULL (not backfilled from its
+ * payload: not guarded by the reversed-once check, only by its original's
+ * state); one stored after has its original's id, other types NULL. */
+static void test_version_6_store_gains_the_reversed_movement(void **state) {
+    fixture_t *f = *state;
+    char errstr[256], text[64];
+    is_movement_t a, r;
+    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
+    make(&a, &aq, "GI-1", "S1", "L1", 1);
+    a.tier = "periodic";
+    apply_m(f, &a, 0, 5000);
+    make_rev1(&r, &rq);
+    r.tier = "periodic";
+    apply_m(f, &r, 1, 5000);
+    store_text(f, "SELECT reverses FROM movements WHERE movement_id = 'REV-1'", text, sizeof(text));
+    assert_string_equal(text, "GI-1");
+    assert_int_equal(sqlite3_exec(store_db(f->s),
+                                  "DROP INDEX movements_reverses;"
+                                  "ALTER TABLE movements DROP COLUMN reverses;"
+                                  "DELETE FROM schema_version WHERE version > 6;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 7);
+    store_text(f, "SELECT count(*) FROM sqlite_master WHERE name = 'movements_reverses'", text,
+               sizeof(text));
+    assert_string_equal(text, "1");
+    store_text(f, "SELECT count(*) FROM movements WHERE reverses IS NOT NULL", text, sizeof(text));
+    assert_string_equal(text, "0");
+    make_rev1(&r, &rq);
+    r.movement_id = "REV-2";
+    r.sequence = 3;
+    apply_m(f, &r, 2, 5000);
+    store_text(f,
+               "SELECT group_concat(movement_id || '=' || coalesce(reverses, '-'), ',')"
+               " FROM (SELECT movement_id, reverses FROM movements ORDER BY id)",
+               text, sizeof(text));
+    assert_string_equal(text, "GI-1=-,REV-1=-,REV-2=GI-1");
 }
 
 /* The status counts (polled by the status page every few seconds) read
@@ -1799,6 +1853,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_poster_queries_read_the_backlog_indexes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_version_2_store_upgrades_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_6_store_gains_the_reversed_movement, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_status_counts_read_indexes_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
