@@ -167,8 +167,14 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
         else
             rc = store_flush(s, site, tier, req->by, req->reason, now_ms, &n, errstr, errstr_size);
         if (rc == IS_ERR_NOT_FOUND) {
+            /* Resume lifts exactly one pause row: say which rows there are. */
+            char paused[384], err2[128];
             *status = 404;
-            is_errf(errstr, errstr_size, "site '%s' tier '%s' is not paused", site, tier);
+            if (name_in(s, "SELECT site || '/' || tier FROM pauses ORDER BY 1", "", paused,
+                        sizeof(paused), err2, sizeof(err2)) < 0)
+                paused[0] = '\0';
+            is_errf(errstr, errstr_size, "site '%s' tier '%s' is not paused; %s%s", site, tier,
+                    paused[0] ? "the pauses are (site/tier) " : "nothing is paused", paused);
             return NULL;
         }
         if (rc != IS_OK) {

@@ -90,7 +90,7 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
                               size_t errstr_size) {
     char listen_err[300];
     is_err_t rc;
-    const char *where = path ? path : "configuration";
+    const char *where = path ? path : "no --config file, environment only";
     memset(cfg, 0, sizeof(*cfg));
     rc = is_cfg_load(consumer_config_table, cfg, path, CONSUMER_ENV_PREFIX, &cfg->kafka, errstr,
                      errstr_size);

@@ -499,7 +499,7 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
     int status = 2;
 
     if (is_policy_load(cfg->policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        fprintf(stderr, "erp-consumer: policy (key 'policy.path'): %s\n", errstr);
         goto out;
     }
     conf = rd_kafka_conf_new();
@@ -653,7 +653,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (is_policy_load(cfg.policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "erp-consumer: %s\n", errstr);
+        fprintf(stderr, "erp-consumer: policy (key 'policy.path'): %s\n", errstr);
         status = 2;
         goto out;
     }

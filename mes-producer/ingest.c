@@ -599,19 +599,33 @@ static void respond_conflict(request_t *r, const outbox_item_t *oi, is_http_resp
     json_t *conflicts = json_array();
     const is_movement_t *first = NULL;
     char msg[512];
-    size_t i;
+    size_t i, first_i = 0;
+    int in_request = 0;
 
     for (i = 0; i < r->n; i++) {
         if (oi[i].status != OUTBOX_CONFLICT)
             continue;
-        if (!first)
+        if (!first) {
             first = oi[i].m;
+            first_i = i;
+        }
         json_array_append_new(conflicts, json_pack("{s:I, s:s}", "index", (json_int_t)i,
                                                    "movement_id", oi[i].m->movement_id));
     }
-    snprintf(msg, sizeof(msg),
-             "movement_id '%s' from source '%s' was already accepted with different content",
-             first ? first->movement_id : "?", first ? first->source_system : "?");
+    /* The request is rolled back: say whether the other copy is stored or
+     * only earlier in this request. */
+    for (i = 0; first && i < first_i && !in_request; i++)
+        in_request = strcmp(oi[i].m->movement_id, first->movement_id) == 0 &&
+                     strcmp(oi[i].m->source_system, first->source_system) == 0;
+    if (in_request)
+        snprintf(msg, sizeof(msg),
+                 "movement_id '%s' from source '%s' appears twice in this request with "
+                 "different content; nothing of the request was stored",
+                 first->movement_id, first->source_system);
+    else
+        snprintf(msg, sizeof(msg),
+                 "movement_id '%s' from source '%s' was already accepted with different content",
+                 first ? first->movement_id : "?", first ? first->source_system : "?");
     is_http_respond_json(resp, 409, json_pack("{s:s, s:o}", "error", msg, "conflicts", conflicts));
     if (is_log_enabled(IS_LOG_WARN))
         is_log(IS_LOG_WARN, "movement conflicts with an accepted one", "movement_id",

@@ -231,7 +231,8 @@ int main(int argc, char **argv) {
         level = IS_LOG_INFO;
     is_log_init("mes-producer", level);
     if (is_policy_load(cfg.policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "%s\n", errstr); /* already names the file, key and value */
+        /* errstr names the file (and, inside it, the line and key) */
+        fprintf(stderr, "mes-producer: policy (key 'policy.path'): %s\n", errstr);
         exit_code = 2;
         goto out;
     }

@@ -72,7 +72,7 @@ static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char
 is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) {
     char listen_err[300];
-    const char *src = path ? path : "configuration";
+    const char *src = path ? path : "no --config file, environment only";
     is_err_t rc;
 
     memset(cfg, 0, sizeof(*cfg));

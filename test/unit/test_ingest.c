@@ -349,6 +349,16 @@ static void test_409_conflict_stores_nothing(void **state) {
     assert_int_equal(stored(f), 1);
     assert_int_equal(outbox_last_seq(f->ob, "P1", &seq), IS_OK);
     assert_int_equal(seq, 1);
+
+    /* Twice in one request with different content: nothing of it is stored. */
+    gi(a, sizeof a, "MV-7", "P1", "1");
+    gi(a2, sizeof a2, "MV-7", "P1", "2");
+    snprintf(body, sizeof body, "[%s,%s]", a, a2);
+    assert_int_equal(post_json(f, TOK_P1, body), 409);
+    assert_string_equal(body_str(f, "error"),
+                        "movement_id 'MV-7' from source 'MES-1' appears twice in this request"
+                        " with different content; nothing of the request was stored");
+    assert_int_equal(stored(f), 1);
 }
 
 /* ---- acceptance -------------------------------------------------------- */
