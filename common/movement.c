@@ -96,9 +96,23 @@ static void check_str(verrs_t *v, const char *field, const char *s, int required
             unsigned char c = (unsigned char)s[i];
             if (c < 0x20 || c == 0x7f) {
                 add_err(v, field, "must not contain control characters (0x%02x at byte %zu)", c, i);
-                break;
+                return;
+            }
+            /* U+0080..U+009F (NEL and the other C1 controls), encoded C2 80..C2 9F */
+            if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+                (unsigned char)s[i + 1] <= 0x9f) {
+                add_err(v, field, "must not contain control characters (U+%04X at byte %zu)",
+                        (unsigned)(unsigned char)s[i + 1], i);
+                return;
             }
         }
+        /* "LOT-1 " and "LOT-1" would be two lots in the ERP: an id or code
+         * never begins or ends with a space (nor a no-break space, C2 A0). */
+        if (len > 0 &&
+            (s[0] == ' ' || s[len - 1] == ' ' ||
+             (len >= 2 && ((unsigned char)s[0] == 0xc2 && (unsigned char)s[1] == 0xa0)) ||
+             (len >= 2 && (unsigned char)s[len - 2] == 0xc2 && (unsigned char)s[len - 1] == 0xa0)))
+            add_err(v, field, "must not begin or end with a space");
     }
 }
 

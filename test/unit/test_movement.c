@@ -240,6 +240,15 @@ static const vcase_t vcases[] = {
      "must not contain control characters (0x0a at byte 3)"},
     {T(SCRAP), "reason_code", "\x1b[31m", NULL, NULL, NULL, 0, "reason_code",
      "must not contain control characters"},
+    {T(GOODS_ISSUE), "lot", "L1\xc2\x85X", NULL, NULL, NULL, 0, "lot",
+     "must not contain control characters (U+0085 at byte 2)"},
+    /* leading / trailing spaces make another code */
+    {T(GOODS_ISSUE), "lot", "LOT-1 ", NULL, NULL, NULL, 0, "lot",
+     "must not begin or end with a space"},
+    {T(GOODS_ISSUE), "material", " RM-1", NULL, NULL, NULL, 0, "material",
+     "must not begin or end with a space"},
+    {T(GOODS_ISSUE), "location", "WH\xc2\xa0", NULL, NULL, NULL, 0, "location",
+     "must not begin or end with a space"},
 };
 
 static void test_validate_rules(void **state) {
