@@ -26,19 +26,23 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "httpd.h"
+#include "log.h"
 
 #define HTTPD_BACKLOG      128
-#define HTTPD_IDLE_TIMEOUT 60u /* seconds a keep-alive connection may sit idle */
+#define HTTPD_IDLE_TIMEOUT 60u   /* seconds a keep-alive connection may sit idle */
+#define HTTPD_DRAIN_MS     10000 /* at stop: how long requests in flight may take to finish */
 /* Bytes of an oversized chunked body read and dropped before hanging up. */
 #define HTTPD_DISCARD_MAX (1024 * 1024)
 
@@ -46,9 +50,10 @@ struct is_httpd {
     struct MHD_Daemon *daemon;
     is_http_route_t *routes; /* deep copy: method and path strings owned */
     size_t n_routes;
-    void *ctx;       /* handed to every handler */
-    size_t max_body; /* bytes; a larger request body gets 413 */
-    uint16_t port;   /* the bound port (the real one when 0 was asked) */
+    void *ctx;         /* handed to every handler */
+    size_t max_body;   /* bytes; a larger request body gets 413 */
+    uint16_t port;     /* the bound port (the real one when 0 was asked) */
+    atomic_int active; /* requests from their headers until their answer is sent */
 };
 
 /* Per-connection state (MHD's con_cls), one per request. */
@@ -393,6 +398,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!cs)
             return MHD_NO; /* drops the connection */
         *con_cls = cs;
+        atomic_fetch_add(&h->active, 1);
         cs->route = route_find(h, method, url, &path_known);
         if (!cs->route) {
             cs->answered = 1;
@@ -453,11 +459,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     conn_state_t *cs = *con_cls;
+    is_httpd_t *h = cls;
 
-    (void)cls;
     (void)conn;
     (void)toe;
     if (cs) {
+        atomic_fetch_sub(&h->active, 1);
         free(cs->buf);
         free(cs);
         *con_cls = NULL;
@@ -593,7 +600,8 @@ static void routes_free(is_http_route_t *routes, size_t n) {
 is_err_t is_httpd_start(const char *listen, const is_http_route_t *routes, size_t n_routes,
                         void *ctx, size_t max_body, unsigned threads, is_httpd_t **out,
                         char *errstr, size_t errstr_size) {
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    /* ITC: is_httpd_stop quiesces the daemon (stops accepting) before it stops. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
     is_httpd_t *h = NULL;
     int fd = -1;
     is_err_t rc = IS_OK;
@@ -668,6 +676,29 @@ uint16_t is_httpd_port(const is_httpd_t *h) {
 void is_httpd_stop(is_httpd_t *h) {
     if (!h)
         return;
+    /* Stop accepting, then let requests in flight finish and their answers
+     * go out (a client whose batch was committed gets its 202), for at most
+     * HTTPD_DRAIN_MS. Idle keep-alive connections are not waited for. */
+    MHD_socket ls = MHD_quiesce_daemon(h->daemon);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    int n = atomic_load(&h->active);
+    if (n > 0) {
+        char nbuf[16];
+        snprintf(nbuf, sizeof(nbuf), "%d", n);
+        is_log(IS_LOG_INFO, "HTTP server stopping: finishing the requests in flight", "requests",
+               nbuf, NULL);
+        for (int waited = 0; atomic_load(&h->active) > 0 && waited < HTTPD_DRAIN_MS; waited += 10) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        n = atomic_load(&h->active);
+        if (n > 0) {
+            snprintf(nbuf, sizeof(nbuf), "%d", n);
+            is_log(IS_LOG_WARN, "HTTP server stopped with requests unfinished", "requests", nbuf,
+                   NULL);
+        }
+    }
     MHD_stop_daemon(h->daemon); /* joins the workers: no handler runs after this */
     routes_free(h->routes, h->n_routes);
     free(h);

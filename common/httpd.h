@@ -65,7 +65,8 @@ is_err_t is_httpd_start(const char *listen, const is_http_route_t *routes, size_
                         void *ctx, size_t max_body, unsigned threads, is_httpd_t **out,
                         char *errstr, size_t errstr_size) IS_MUST_CHECK;
 uint16_t is_httpd_port(const is_httpd_t *h);
-/* Stops accepting, waits for running handlers, frees. NULL is a no-op. */
+/* Stops accepting new connections, lets requests in flight finish and their
+ * answers go out (at most 10 s), stops the workers, frees. NULL is a no-op. */
 void is_httpd_stop(is_httpd_t *h);
 
 /* Set a JSON body (takes the reference to body) and a status. */

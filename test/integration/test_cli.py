@@ -1,12 +1,15 @@
 """The services' command lines: clear errors for a bad configuration,
 environment overrides, a clean exit on SIGTERM."""
 
+import json
 import os
+import signal
+import socket
 import subprocess
 
 import pytest
 
-from conftest import Service, binary, free_port, http_ok
+from conftest import Service, binary, free_port, http_ok, movement
 
 # A valid configuration for each service, Kafka pointing at a closed port.
 SERVICES = {
@@ -198,3 +201,33 @@ def test_consumer_refuses_extra_arguments(stack):
     for argv in (["status", "extra"], ["failed", "list", "now", "please"]):
         r = stack.run([binary("erp-consumer")] + argv + ["--config", cfg], check=False, timeout=15)
         assert r.returncode == 2 and "unexpected argument" in r.err, (argv, r.returncode, r.err)
+
+
+def test_sigterm_answers_the_request_in_flight(stack):
+    """A batch whose upload is under way when mes-producer is told to stop
+    (a rolling restart) is still stored and answered 202: the server stops
+    accepting, lets the request finish, then exits 0. Before, the client got
+    its connection closed although its batch had been committed."""
+    stack.start_kafka()
+    producer = stack.start_producer()
+    body = json.dumps([movement("DRAIN-%d" % i, "PLANT1") for i in range(500)]).encode()
+    s = socket.create_connection(("127.0.0.1", producer.port), timeout=30)
+    s.sendall(("POST /v1/movements HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+               "Authorization: Bearer tok-plant1\r\nExpect: 100-continue\r\n"
+               "Content-Length: %d\r\n\r\n" % len(body)).encode())
+    # "100 Continue": the server has the headers, the request is under way.
+    assert s.recv(64).startswith(b"HTTP/1.1 100"), "no 100 Continue"
+    producer.proc.send_signal(signal.SIGTERM)
+    stack.wait_for(lambda: "finishing the requests in flight" in open(producer.log).read(), 10,
+                   "mes-producer to say it finishes the request in flight")
+    s.sendall(body)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed without an answer: %r" % answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:200]
+    s.close()
+    assert producer.proc.wait(timeout=20) == 0
+    producer.expected_exit = True
+    assert producer.outbox_count() == 500
