@@ -201,11 +201,11 @@ out:
 }
 
 /* Dead-letter every movement of a permanently failed posting: refused by the
- * ERP (answer), or never sent because it is invalid (sp->invalid says why). */
-static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answer) {
+ * ERP (answer), or never sent (local: the reason is `answer`, or sp->invalid). */
+static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answer, int local) {
     char errstr[256], error[704]; /* "not posted: " + an invalid reason (640) */
-    if (sp->invalid) {
-        snprintf(error, sizeof(error), "not posted: %s", sp->invalid);
+    if (sp->invalid || local) {
+        snprintf(error, sizeof(error), "not posted: %s", sp->invalid ? sp->invalid : answer);
         answer = NULL; /* the ERP was not asked */
     } else {
         snprintf(error, sizeof(error), "ERP refused posting %s", sp->posting_id);
@@ -245,11 +245,13 @@ typedef struct prepared {
     netting_t nt;
     size_t n_chunks; /* > 1: posted chunk by chunk (max_lines) */
     int decided;     /* outcome known for this cycle */
+    int local;       /* failed before the ERP was asked (units, netting) */
 } prepared_t;
 
 /* Apply ERP units and netting. IS_OK, or the error for the posting (message in er). */
 static is_err_t prepare(poster_t *p, store_posting_t *sp, prepared_t *pr, erp_result_t *er) {
     is_err_t rc;
+    pr->local = 1; /* until it is ready: a failure here is ours, not the ERP's */
     if (sp->invalid) {
         /* Never sent: a permanent failure like an ERP refusal (dead letter, lot held). */
         snprintf(er->message, sizeof(er->message), "%s", sp->invalid);
@@ -267,6 +269,7 @@ static is_err_t prepare(poster_t *p, store_posting_t *sp, prepared_t *pr, erp_re
     }
     size_t chunk = sp->max_lines ? sp->max_lines : pr->nt.n_lines;
     pr->n_chunks = chunk ? (pr->nt.n_lines + chunk - 1) / chunk : 0;
+    pr->local = 0;
     return IS_OK;
 }
 
@@ -366,11 +369,15 @@ static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc
             is_log(IS_LOG_ERROR, "posting invalid, not sent to the ERP; lot held", "posting_id",
                    sp->posting_id, "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key,
                    "reason", sp->invalid, NULL);
+        else if (pr->local)
+            is_log(IS_LOG_ERROR, "posting cannot be sent to the ERP; lot held", "posting_id",
+                   sp->posting_id, "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key,
+                   "reason", er->message, NULL);
         else
             is_log(IS_LOG_ERROR, "ERP refused posting; lot held", "posting_id", sp->posting_id,
                    "movement_id", sp->m[0]->movement_id, "lot", sp->lot_key, "erp_answer",
                    er->message, NULL);
-        dead_letter(p, sp, er->message);
+        dead_letter(p, sp, er->message, pr->local);
     } else {
         res->outcome = STORE_RETRY;
         res->error = er->message;

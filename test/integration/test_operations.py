@@ -205,3 +205,32 @@ def test_policy_check_previews_a_change(stack):
         f.write("tiers:\n  fast: {cadence: every 5q, stale_after: 1m}\ndefault_tier: fast\n")
     r = stack.run([binary("erp-consumer"), "policy-check", "--policy", bad], check=False)
     assert r.returncode == 2 and "bad.yaml:2" in r.err and "'5q'" in r.err, r.err
+
+
+def test_posting_that_cannot_be_sent_is_dead_lettered_as_not_posted(stack):
+    """A posting that fails before the ERP is asked (here: no unit
+    conversion for its unit) is held and dead-lettered like a refusal, but
+    the dead letter and the log say it was not posted, and carry no ERP
+    answer: the ERP team is not sent looking for a refusal it never made."""
+    from conftest import policy_prefix
+    bootstrap = stack.start_kafka()
+    table = stack.path("uom.csv")
+    with open(table, "w") as f:
+        f.write("mes_uom,erp_uom,factor\nG,KG,0.001\n")
+    consumer = stack.start_consumer(overrides={"uom": {"conversions": table}})
+    producer = stack.start_producer()
+    r = producer.post(movement("NOUNIT-1", "PLANT1", uom="EA"))
+    assert r.status == 202, r
+    stack.wait_for(lambda: scalar(consumer.store, "SELECT count(*) FROM postings WHERE state = 'failed'") == 1,
+                   60, "the posting to fail")
+    dump = stack.run([binary("kafka-dump"), "--bootstrap", bootstrap, "dump", "--topic",
+                      "%s.PLANT1.dlq" % policy_prefix(), "--timeout", "10s"])
+    letters = [json.loads(l) for l in dump.out.splitlines() if l.strip()]
+    assert len(letters) == 1, dump.out
+    headers = letters[0]["headers"]
+    assert headers["invsync-error"].startswith(
+        "not posted: no unit conversion for material 'MAT-100' from MES unit 'EA'"), headers
+    assert "invsync-erp-answer" not in headers, headers
+    log = open(consumer.log).read()
+    assert "posting cannot be sent to the ERP; lot held" in log
+    assert "ERP refused posting" not in log
