@@ -667,6 +667,14 @@ static void test_422_reversal_must_match_stored_original(void **state) {
     assert_one_error(f, 0, "T11-RV", "quantity",
                      "quantity is '4.999' but movement 'T11-A' has '5'");
 
+    /* Another order: its consumption would be reversed on the wrong order. */
+    mv_json(rv, sizeof rv, "T11-RV", "REVERSAL", "LOT-T11-A", "5",
+            ",\"order_id\":\"ORD-2\",\"reverses_movement_id\":\"T11-A\","
+            "\"reversed_type\":\"COMPLETION\"");
+    assert_int_equal(post_json(f, TOK_P1, rv), 422);
+    assert_one_error(f, 0, "T11-RV", "order_id",
+                     "order_id is 'ORD-2' but movement 'T11-A' has 'ORD-1'");
+
     /* The wrong reversed_type. */
     mv_json(rv, sizeof rv, "T11-RV", "REVERSAL", "LOT-T11-A", "5",
             ",\"order_id\":\"ORD-1\",\"reverses_movement_id\":\"T11-A\","

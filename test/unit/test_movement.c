@@ -210,6 +210,11 @@ static const vcase_t vcases[] = {
      "must differ from from_status"},
     {T(RELEASE), "to_status", "BLOCKED", NULL, NULL, NULL, 0, "to_status",
      "must differ from from_status"},
+    /* the type says which way the stock goes */
+    {T(QUARANTINE), "from_status", "BLOCKED", "to_status", "UNRESTRICTED", NULL, 0, "to_status",
+     "must not be UNRESTRICTED for a QUARANTINE (that is a RELEASE)"},
+    {T(RELEASE), "from_status", "UNRESTRICTED", "to_status", "BLOCKED", NULL, 0, "from_status",
+     "must not be UNRESTRICTED for a RELEASE (that is a QUARANTINE)"},
     {T(GOODS_ISSUE), "from_status", "9", NULL, NULL, NULL, 0, "from_status", "unknown value 9"},
     {T(COMPLETION), "to_status", "-2", NULL, NULL, NULL, 0, "to_status", "unknown value -2"},
     /* reversal */
