@@ -68,10 +68,13 @@ struct forwarder {
     id_vec_t retry;      /* failed permanently, to produce again at retry_at */
     int64_t retry_at;    /* monotonic ms */
     int64_t retry_backoff_ms;
-    int fatal;           /* set by the error callback: recreate the producer */
-    int64_t next_hb;     /* monotonic ms */
-    int64_t next_probe;  /* monotonic ms */
-    int64_t recreate_at; /* monotonic ms; when rk is NULL */
+    int fatal;            /* set by the error callback: recreate the producer */
+    int64_t next_hb;      /* monotonic ms */
+    int64_t next_probe;   /* monotonic ms */
+    int64_t recreate_at;  /* monotonic ms; when rk is NULL */
+    int64_t retention_ms; /* 0 = no pruning */
+    int64_t next_prune;   /* monotonic ms */
+    int64_t prune_after;  /* outbox id: rows up to it were looked at */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -545,6 +548,32 @@ static void rewind_if_republished(forwarder_t *fw) {
     fw->cursor = first - 1;
 }
 
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_BATCH    5000
+#define PRUNE_BATCHES  20 /* per tick: a backlog of old rows goes over several minutes */
+
+/* outbox.retention: delete delivered rows older than the retention, a few
+ * batches per tick so that appends never wait long behind the deletes. */
+static void prune(forwarder_t *fw) {
+    int64_t cutoff = is_clock_now_ms(fw->clock) - fw->retention_ms, total = 0, n = 0;
+    char errstr[256], buf[24];
+    int done = 0;
+
+    for (int b = 0; b < PRUNE_BATCHES && !done; b++) {
+        if (outbox_prune(fw->outbox, cutoff, PRUNE_BATCH, &fw->prune_after, &n, &done, errstr,
+                         sizeof(errstr)) != IS_OK) {
+            is_log(IS_LOG_ERROR, "cannot apply outbox.retention", "error", errstr, NULL);
+            break;
+        }
+        total += n;
+    }
+    if (total > 0) {
+        producer_metrics_pruned(fw->metrics, total);
+        snprintf(buf, sizeof(buf), "%lld", (long long)total);
+        is_log(IS_LOG_INFO, "deleted delivered movements past outbox.retention", "rows", buf, NULL);
+    }
+}
+
 static void *forwarder_main(void *arg) {
     forwarder_t *fw = arg;
     int64_t first = 0;
@@ -583,6 +612,10 @@ static void *forwarder_main(void *arg) {
             fw->next_hb = now + fw->hb_interval_ms;
             rewind_if_republished(fw);
             heartbeats(fw);
+        }
+        if (fw->retention_ms > 0 && now >= fw->next_prune) {
+            fw->next_prune = now + PRUNE_EVERY_MS;
+            prune(fw);
         }
         if (producer_metrics_kafka(fw->metrics) != PRODUCER_KAFKA_CONNECTED &&
             now >= fw->next_probe) {
@@ -631,6 +664,7 @@ is_err_t forwarder_start(const forwarder_opts_t *opts, forwarder_t **out, char *
     fw->max_in_flight = opts->batch * IN_FLIGHT_PER_BATCH;
     fw->metrics = opts->metrics;
     fw->clock = opts->clock;
+    fw->retention_ms = opts->retention_ms;
     fw->retry_backoff_ms = RETRY_MIN_MS;
     atomic_init(&fw->stop, 0);
     atomic_init(&fw->flush_timeout_ms, 10000);

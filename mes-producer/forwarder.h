@@ -64,6 +64,7 @@ typedef struct forwarder_opts {
     size_t batch;                  /* rows fetched per round */
     producer_metrics_t *metrics;   /* may be NULL */
     const is_clock_t *clock;       /* heartbeat times; NULL = system clock */
+    int64_t retention_ms;          /* outbox.retention; 0 = keep every row */
 } forwarder_opts_t;
 
 /*

@@ -275,6 +275,7 @@ int main(int argc, char **argv) {
         fo.kafka = &cfg.kafka;
         fo.producer_id = cfg.producer_id;
         fo.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
+        fo.retention_ms = cfg.outbox_retention_ms;
         fo.batch = (size_t)cfg.forwarder_batch;
         fo.metrics = metrics;
         if (forwarder_start(&fo, &fw, errstr, sizeof(errstr)) != IS_OK) {

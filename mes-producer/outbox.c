@@ -1190,3 +1190,53 @@ out:
     pthread_mutex_unlock(&ob->wmu);
     return rc;
 }
+
+is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t *after_id,
+                      int64_t *deleted, int *done, char *errstr, size_t errstr_size) {
+    sqlite3_stmt *scan = NULL, *del = NULL;
+    int64_t last_old = *after_id;
+    size_t seen = 0;
+    is_err_t rc;
+    int src;
+
+    *deleted = 0;
+    *done = 0;
+    rc = is_db_prepare(ob->f,
+                       "SELECT id, accepted_at FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+                       &scan, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    sqlite3_bind_int64(scan, 1, *after_id);
+    sqlite3_bind_int64(scan, 2, (sqlite3_int64)max_rows);
+    while ((src = sqlite3_step(scan)) == SQLITE_ROW) {
+        seen++;
+        if (sqlite3_column_int64(scan, 1) >= cutoff_ms) {
+            *done = 1; /* ids follow acceptance: the rest is younger */
+            break;
+        }
+        last_old = sqlite3_column_int64(scan, 0);
+    }
+    sqlite3_finalize(scan);
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return is_db_error(ob->f, "read the outbox for retention", errstr, errstr_size);
+    if (seen < max_rows)
+        *done = 1;
+    if (last_old == *after_id)
+        return IS_OK;
+    rc = is_db_prepare(ob->f,
+                       "DELETE FROM outbox WHERE id > ?1 AND id <= ?2 AND accepted_at < ?3"
+                       " AND sent_at IS NOT NULL",
+                       &del, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    sqlite3_bind_int64(del, 1, *after_id);
+    sqlite3_bind_int64(del, 2, last_old);
+    sqlite3_bind_int64(del, 3, cutoff_ms);
+    src = sqlite3_step(del);
+    sqlite3_finalize(del);
+    if (src != SQLITE_DONE)
+        return is_db_error(ob->f, "delete movements past outbox.retention", errstr, errstr_size);
+    *deleted = sqlite3_changes(ob->f);
+    *after_id = last_old;
+    return IS_OK;
+}

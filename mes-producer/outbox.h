@@ -218,6 +218,19 @@ typedef void (*outbox_site_fn)(void *opaque, const char *site, uint64_t last_seq
 is_err_t outbox_sites(outbox_t *ob, outbox_site_fn cb, void *opaque) IS_MUST_CHECK;
 
 /*
+ * outbox.retention: delete rows delivered to Kafka (sent_at set) and
+ * accepted before cutoff_ms, oldest first, reading at most max_rows rows
+ * after *after_id (a cursor the caller keeps, 0 at first) in one
+ * transaction. *deleted = rows deleted; returns *done = 1 when the rows
+ * read reached one accepted at or after the cutoff (or the end): nothing
+ * older is left to look at before the next call with a later cutoff. A
+ * row not yet sent is kept and passed over. Site sequences (site_seq) and
+ * the reversals table are kept. @locality forwarder thread.
+ */
+is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t *after_id,
+                      int64_t *deleted, int *done, char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/*
  * Mark a site's movements with sequences from..to (inclusive) unsent again,
  * so that the forwarder publishes them once more, unchanged (same sequence,
  * payload and key): the recovery for movements Kafka lost before a consumer

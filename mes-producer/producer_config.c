@@ -41,6 +41,12 @@ const is_cfg_entry_t producer_config_table[] = {
      "source systems refused with 422 (e.g. the ERP's own; compared ignoring case), so ERP "
      "echoes never loop back",
      NULL},
+    {"outbox.retention", IS_CFG_DURATION, OFF(outbox_retention_ms), 3600000, INT64_C(315360000000),
+     NULL,
+     "delete movements delivered to Kafka and accepted longer ago than this (e.g. 90d); unset: "
+     "keep every movement. A resend older than this is no longer recognised as a duplicate by "
+     "the producer (the consumer still absorbs it) and cannot be republished",
+     NULL},
     {"heartbeat.interval", IS_CFG_DURATION, OFF(heartbeat_interval_ms), 100, 3600000, "10s",
      "heartbeat period per site, on each of the site's tier topics", NULL},
     {"forwarder.batch", IS_CFG_INT, OFF(forwarder_batch), 1, 100000, "1000",

@@ -39,6 +39,7 @@ typedef struct producer_config {
     int64_t quantity_max_scale;    /* most decimal places accepted in a quantity */
     is_strlist_t refused_sources;  /* loop guard: source systems that are refused */
     int64_t heartbeat_interval_ms; /* heartbeat period per site */
+    int64_t outbox_retention_ms;   /* 0: keep every movement */
     int64_t forwarder_batch;       /* outbox rows fetched per forwarder round */
     is_strmap_t kafka;             /* kafka.* passthrough, prefix stripped */
 } producer_config_t;

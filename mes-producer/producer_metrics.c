@@ -34,6 +34,7 @@ struct producer_metrics {
     atomic_uint_fast64_t http[HTTP_MAX - HTTP_MIN + 1];
     atomic_uint_fast64_t delivery_errors;
     atomic_uint_fast64_t heartbeats_sent;
+    atomic_uint_fast64_t pruned;
     atomic_int_fast64_t heartbeat_interval_ms;
     atomic_int kafka_state;
 };
@@ -53,6 +54,7 @@ producer_metrics_t *producer_metrics_new(void) {
         atomic_init(&pm->http[i], 0);
     atomic_init(&pm->delivery_errors, 0);
     atomic_init(&pm->heartbeats_sent, 0);
+    atomic_init(&pm->pruned, 0);
     atomic_init(&pm->heartbeat_interval_ms, 0);
     atomic_init(&pm->kafka_state, PRODUCER_KAFKA_UNKNOWN);
     snprintf(pm->slots[SLOT_OTHER].name, SITE_NAME_MAX, "_other");
@@ -124,6 +126,11 @@ void producer_metrics_delivery_error(producer_metrics_t *pm) {
 void producer_metrics_heartbeat_sent(producer_metrics_t *pm) {
     if (pm)
         atomic_fetch_add(&pm->heartbeats_sent, 1);
+}
+
+void producer_metrics_pruned(producer_metrics_t *pm, int64_t n) {
+    if (pm && n > 0)
+        atomic_fetch_add(&pm->pruned, (uint_fast64_t)n);
 }
 
 void producer_metrics_set_heartbeat_interval(producer_metrics_t *pm, int64_t ms) {
@@ -206,6 +213,9 @@ gauges:
             "# HELP invsync_kafka_up 1 when Kafka answered last, 0 when unreachable or unknown.\n"
             "# TYPE invsync_kafka_up gauge\n"
             "invsync_kafka_up %d\n"
+            "# HELP invsync_outbox_pruned_total Delivered movements deleted by outbox.retention.\n"
+            "# TYPE invsync_outbox_pruned_total counter\n"
+            "invsync_outbox_pruned_total %llu\n"
             "# HELP invsync_heartbeats_sent_total Site heartbeats delivered to Kafka.\n"
             "# TYPE invsync_heartbeats_sent_total counter\n"
             "invsync_heartbeats_sent_total %llu\n"
@@ -215,6 +225,7 @@ gauges:
             (unsigned long long)backlog, oldest_unsent_age_s,
             (unsigned long long)(pm ? atomic_load(&pm->delivery_errors) : 0),
             producer_metrics_kafka(pm) == PRODUCER_KAFKA_CONNECTED ? 1 : 0,
+            (unsigned long long)(pm ? atomic_load(&pm->pruned) : 0),
             (unsigned long long)(pm ? atomic_load(&pm->heartbeats_sent) : 0),
             pm ? (double)atomic_load(&pm->heartbeat_interval_ms) / 1000.0 : 0.0);
     char ckpt[512];

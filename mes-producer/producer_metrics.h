@@ -54,6 +54,8 @@ void producer_metrics_http(producer_metrics_t *pm, int status);
 void producer_metrics_delivery_error(producer_metrics_t *pm);
 /* One heartbeat delivered to Kafka. */
 void producer_metrics_heartbeat_sent(producer_metrics_t *pm);
+/* n outbox rows deleted by outbox.retention */
+void producer_metrics_pruned(producer_metrics_t *pm, int64_t n);
 /* The configured heartbeat period (for the silent-site alert: 3 × this). */
 void producer_metrics_set_heartbeat_interval(producer_metrics_t *pm, int64_t ms);
 

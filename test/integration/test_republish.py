@@ -84,3 +84,37 @@ def test_lost_movements_are_counted_and_republished(stack):
                    detail=lambda: "counters %r" % consumer.status()["counters"])
     assert query(consumer.erp, "SELECT count(*) FROM doc_movements") == [(LOST + KEPT,)]
     assert skipped_total(consumer) == LOST
+
+
+def test_outbox_retention_deletes_delivered_movements(stack):
+    """outbox.retention: at start (and every minute) the producer deletes
+    movements delivered to Kafka and accepted longer ago than the retention,
+    counts them in invsync_outbox_pruned_total, and keeps the rest; the
+    site's sequences go on."""
+    import sqlite3
+    stack.start_kafka()
+    producer = stack.start_producer()
+    assert producer.post(batch("OLD", 4)).status == 202
+    assert producer.post(batch("NEW", 2, first=5)).status == 202
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 30,
+                   "the producer to deliver the movements to Kafka")
+    producer.stop()
+    # As if OLD-* had been accepted two hours ago.
+    db = sqlite3.connect(producer.outbox)
+    with db:
+        db.execute("UPDATE outbox SET accepted_at = accepted_at - 7200000"
+                   " WHERE movement_id LIKE 'OLD-%'")
+    db.close()
+    cfg = dict(producer.config, outbox=dict(producer.config["outbox"], retention="1h"))
+    restarted = stack.start_producer(config=cfg, name="producer-retention")
+
+    def pruned():
+        m = re.search(r"^invsync_outbox_pruned_total (\d+)$",
+                      http("GET", restarted.base + "/metrics").text, re.M)
+        return int(m.group(1)) if m else -1
+    stack.wait_for(lambda: pruned() == 4, 30, "the four old movements to be deleted",
+                   detail=lambda: "pruned %d" % pruned())
+    assert sorted(m for (m,) in query(producer.outbox, "SELECT movement_id FROM outbox")) == [
+        "NEW-5", "NEW-6"]
+    r = restarted.post(batch("LATER", 1, first=7))
+    assert r.status == 202 and r.json()["items"][0]["sequence"] == 7, r.json()

@@ -372,6 +372,69 @@ static void test_second_reversal_of_a_movement_is_refused(void **state) {
     assert_int_equal(append1(f, &r3, &seq, T0 + 6), OUTBOX_ACCEPTED);
 }
 
+/* Rows in the outbox file, sent or not (a connection of the test's own). */
+static int64_t rows(fixture_t *f) {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox", -1, &st, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/*
+ * outbox.retention: delivered rows accepted before the cutoff go, oldest
+ * first, a bounded batch per call; a row not yet sent stays; the cursor
+ * stops at the first young row; sequences go on. A resend of a deleted
+ * movement is accepted again (documented: the consumer absorbs it).
+ */
+static void test_prune_deletes_delivered_rows_past_retention(void **state) {
+    fixture_t *f = *state;
+    int64_t ids[10], after = 0, n = 0, total = 0;
+    size_t n_ids = 0;
+    char err[256] = "";
+    uint64_t seq;
+    int done = 0;
+
+    for (int i = 1; i <= 10; i++) {
+        mv_t v;
+        char id[16];
+        snprintf(id, sizeof id, "MV-%d", i);
+        mv_init(&v, id, "P1", 1000);
+        assert_int_equal(append1(f, &v, &seq, i <= 5 ? T0 : T0 + 100000), OUTBOX_ACCEPTED);
+        if (i != 3) /* MV-3 is old but not delivered yet */
+            ids[n_ids++] = i;
+    }
+    assert_int_equal(outbox_mark_sent(f->ob, ids, n_ids, T0 + 100000, err, sizeof err), IS_OK);
+    assert_int_equal(outbox_prune(f->ob, T0 + 50000, 2, &after, &n, &done, err, sizeof err), IS_OK);
+    assert_int_equal(n, 2); /* MV-1, MV-2 */
+    assert_false(done);
+    total += n;
+    while (!done) {
+        assert_int_equal(outbox_prune(f->ob, T0 + 50000, 2, &after, &n, &done, err, sizeof err),
+                         IS_OK);
+        total += n;
+    }
+    assert_int_equal(total, 4);   /* MV-1, 2, 4, 5 */
+    assert_int_equal(after, 5);   /* stopped at MV-6, the first young row */
+    assert_int_equal(rows(f), 6); /* MV-3 (unsent) and MV-6..10 */
+    assert_int_equal(backlog(f), 1);
+    /* Nothing more until the cutoff moves. */
+    assert_int_equal(outbox_prune(f->ob, T0 + 50000, 2, &after, &n, &done, err, sizeof err), IS_OK);
+    assert_int_equal(n, 0);
+    assert_true(done);
+    /* Sequences go on from site_seq; a deleted movement is no longer known. */
+    mv_t again;
+    mv_init(&again, "MV-1", "P1", 1000);
+    assert_int_equal(append1(f, &again, &seq, T0 + 200000), OUTBOX_ACCEPTED);
+    assert_int_equal(seq, 11);
+}
+
 /* A duplicate (stored earlier or in the same request) uses no sequence. */
 static void test_duplicate_uses_no_sequence(void **state) {
     fixture_t *f = *state;
@@ -812,6 +875,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reversal_mismatch_rolls_back_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reversal_resend_is_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_reversal_of_a_movement_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_prune_deletes_delivered_rows_past_retention, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sequences_gap_free_per_site_across_reopen, setup,
                                         teardown),
