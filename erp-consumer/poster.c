@@ -153,40 +153,34 @@ static is_err_t recover_inflight(poster_t *p, int64_t now_ms) {
         goto out;
     }
     for (size_t i = 0; i < l.n; i++) {
-        is_err_t lr = erp_lookup_reference(p->erp, l.items[i].posting_id, &er[i]);
-        if (lr == IS_ERR_NOT_FOUND) {
-            /* Cut into chunks (max_lines), it is booked as <id>-1 … -n: a crash
-             * between chunks leaves some of them booked. */
-            char ref[64];
-            erp_chunk_reference(ref, sizeof(ref), l.items[i].posting_id, 1);
-            is_err_t cr = erp_lookup_reference(p->erp, ref, &er[i]);
-            if (cr != IS_ERR_NOT_FOUND) {
-                /* Re-posted chunk by chunk under the same references: the ERP's
-                 * idempotency key keeps the booked ones from doubling. */
-                res[i].outcome = STORE_RETRY;
-                res[i].error = cr == IS_OK ? STORE_PARTLY_IN_ERP_AFTER_RESTART
-                                           : "ERP lookup failed after restart";
-                res[i].next_at_ms = cr == IS_OK ? now_ms : now_ms + backoff_ms(p, 1);
-                is_log(IS_LOG_INFO, "in-flight posting will be posted again", "posting_id",
-                       l.items[i].posting_id, "reason", res[i].error, NULL);
-                continue;
-            }
-        }
+        const char *id = l.items[i].posting_id, *why;
+        is_err_t lr = erp_lookup_reference(p->erp, id, &er[i]);
         if (lr == IS_OK) {
             res[i].outcome = STORE_POSTED;
             res[i].document = er[i].document;
-            is_log(IS_LOG_INFO, "in-flight posting found in the ERP", "posting_id",
-                   l.items[i].posting_id, "document", er[i].document, NULL);
-        } else {
-            /* Not there (or the ERP cannot say now): post again under the same
-             * reference; the ERP's idempotency key guards the second case. */
-            res[i].outcome = STORE_RETRY;
-            res[i].error = lr == IS_ERR_NOT_FOUND ? STORE_NOT_IN_ERP_AFTER_RESTART
-                                                  : "ERP lookup failed after restart";
-            res[i].next_at_ms = lr == IS_ERR_NOT_FOUND ? now_ms : now_ms + backoff_ms(p, 1);
-            is_log(IS_LOG_INFO, "in-flight posting will be posted again", "posting_id",
-                   l.items[i].posting_id, "reason", res[i].error, NULL);
+            is_log(IS_LOG_INFO, "in-flight posting found in the ERP", "posting_id", id, "document",
+                   er[i].document, NULL);
+            continue;
         }
+        if (lr == IS_ERR_NOT_FOUND) {
+            /* Cut into chunks (max_lines), it is booked as <id>-1 ... -n: a
+             * crash between chunks leaves some of them booked. */
+            char ref[64];
+            erp_chunk_reference(ref, sizeof(ref), id, 1);
+            lr = erp_lookup_reference(p->erp, ref, &er[i]);
+        }
+        /* Posted again under the same reference(s): the ERP's idempotency
+         * key keeps what it has from doubling. Not in the ERP at all: it is
+         * judged again as a fresh posting would be (STORE_NOT_IN_ERP_...). */
+        why = lr == IS_OK              ? STORE_PARTLY_IN_ERP_AFTER_RESTART
+              : lr == IS_ERR_NOT_FOUND ? STORE_NOT_IN_ERP_AFTER_RESTART
+                                       : "ERP lookup failed after restart";
+        res[i].outcome = STORE_RETRY;
+        res[i].error = why;
+        res[i].next_at_ms =
+            lr == IS_OK || lr == IS_ERR_NOT_FOUND ? now_ms : now_ms + backoff_ms(p, 1);
+        is_log(IS_LOG_INFO, "in-flight posting will be posted again", "posting_id", id, "reason",
+               why, NULL);
     }
     rc = store_record_results(p->store, &l, res, now_ms, errstr, sizeof(errstr));
     if (rc == IS_OK)

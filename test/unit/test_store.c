@@ -566,10 +566,8 @@ static void test_posting_ids_are_deterministic_and_time_ordered(void **state) {
     is_policy_destroy(policy);
 }
 
-static void test_reversal_inside_window_cancels_both(void **state) {
-    fixture_t *f = *state;
-    store_posting_list_t l = {0};
-    char errstr[256];
+/* GI-1 (lot L1, periodic) and REV-1 reversing it, both received at 5000. */
+static void apply_gi1_and_its_reversal(fixture_t *f) {
     is_movement_t a, r;
     Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
     make(&a, &aq, "GI-1", "S1", "L1", 1);
@@ -578,6 +576,13 @@ static void test_reversal_inside_window_cancels_both(void **state) {
     make_rev1(&r, &rq);
     r.tier = "periodic";
     apply_m(f, &r, 1, 5000);
+}
+
+static void test_reversal_inside_window_cancels_both(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    apply_gi1_and_its_reversal(f);
     assert_int_equal(store_fetch_due(f->s, NULL, 5000, 10, &l, errstr, sizeof(errstr)), IS_OK);
     assert_int_equal(l.n, 1);
     assert_true(l.items[0].cancel);
@@ -1733,14 +1738,7 @@ static void store_text(fixture_t *f, const char *sql, char *out, size_t size) {
 static void test_version_6_store_gains_the_reversed_movement(void **state) {
     fixture_t *f = *state;
     char errstr[256], text[64];
-    is_movement_t a, r;
-    Invsync__V1__Decimal aq = INVSYNC__V1__DECIMAL__INIT, rq = INVSYNC__V1__DECIMAL__INIT;
-    make(&a, &aq, "GI-1", "S1", "L1", 1);
-    a.tier = "periodic";
-    apply_m(f, &a, 0, 5000);
-    make_rev1(&r, &rq);
-    r.tier = "periodic";
-    apply_m(f, &r, 1, 5000);
+    apply_gi1_and_its_reversal(f);
     store_text(f, "SELECT reverses FROM movements WHERE movement_id = 'REV-1'", text, sizeof(text));
     assert_string_equal(text, "GI-1");
     assert_int_equal(sqlite3_exec(store_db(f->s),
@@ -1757,6 +1755,8 @@ static void test_version_6_store_gains_the_reversed_movement(void **state) {
     assert_string_equal(text, "1");
     store_text(f, "SELECT count(*) FROM movements WHERE reverses IS NOT NULL", text, sizeof(text));
     assert_string_equal(text, "0");
+    is_movement_t r;
+    Invsync__V1__Decimal rq = INVSYNC__V1__DECIMAL__INIT;
     make_rev1(&r, &rq);
     r.movement_id = "REV-2";
     r.sequence = 3;
