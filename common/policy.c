@@ -1297,6 +1297,19 @@ const is_shift_calendar_t *is_policy_calendar(const is_policy_t *p, const char *
     return NULL;
 }
 
+int is_policy_names_site(const is_policy_t *p, const char *site) {
+    site_t key = {(char *)site, NULL};
+    if (!p || !site)
+        return 0;
+    if (p->n_sites && bsearch(&key, p->sites, p->n_sites, sizeof(*p->sites), site_cmp))
+        return 1;
+    for (size_t i = 0; i < p->n_rules; i++)
+        for (size_t j = 0; j < p->rules[i].n_sites; j++)
+            if (strcmp(p->rules[i].sites[j], site) == 0)
+                return 1;
+    return 0;
+}
+
 const char *is_policy_site_timezone(const is_policy_t *p, const char *site) {
     site_t key = {(char *)site, NULL};
     const site_t *s;

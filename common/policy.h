@@ -116,6 +116,8 @@ size_t is_policy_tier_count(const is_policy_t *p);
 const is_tier_t *is_policy_tier(const is_policy_t *p, size_t i);                 /* file order */
 const is_tier_t *is_policy_tier_by_name(const is_policy_t *p, const char *name); /* NULL if none */
 const is_shift_calendar_t *is_policy_calendar(const is_policy_t *p, const char *name);
+/* 1 when the policy names site: under `sites:` or in a rule's `site` list. */
+int is_policy_names_site(const is_policy_t *p, const char *site);
 /* IANA zone of a site ("UTC" when not configured). */
 const char *is_policy_site_timezone(const is_policy_t *p, const char *site);
 

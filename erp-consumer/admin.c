@@ -90,15 +90,18 @@ static int names_valid(store_t *s, const is_policy_t *policy, const char *site, 
             *status = 500;
             return 0;
         }
-        if (!in) {
+        /* A site the policy names may be paused before its first movement
+         * (adding a site: hold it until the ERP's master data is ready). */
+        if (!in && !is_policy_names_site(policy, site)) {
             if (known[0])
                 is_errf(errstr, errstr_size,
-                        "unknown site '%s': the sites are %s (or \"*\" for all sites)", site,
-                        known);
+                        "unknown site '%s': the sites are %s, or one the policy names (or "
+                        "\"*\" for all sites)",
+                        site, known);
             else
                 is_errf(errstr, errstr_size,
-                        "unknown site '%s': no site has sent a heartbeat or movement yet (use "
-                        "\"*\" for all sites)",
+                        "unknown site '%s': no site has sent a heartbeat or movement yet and the "
+                        "policy does not name it (use \"*\" for all sites)",
                         site);
             return 0;
         }

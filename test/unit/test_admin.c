@@ -25,6 +25,8 @@ typedef struct fx {
 } fx_t;
 
 static const char POLICY[] = "topic_prefix: invsync\n"
+                             "sites:\n"
+                             "  PLANT7: {timezone: Europe/Berlin}\n"
                              "tiers:\n"
                              "  realtime: {cadence: immediate, stale_after: 2m}\n"
                              "  nearline: {cadence: every 5m, stale_after: 15m}\n"
@@ -164,6 +166,21 @@ static void test_unknown_site_when_no_site_is_known_yet(void **state) {
                      200);
 }
 
+/* A site the policy names can be paused before it sends anything (adding a
+ * site: hold it until the ERP's master data is ready); others cannot. */
+static void test_site_named_by_the_policy_can_be_paused_before_it_sends(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    assert_int_equal(perform(f, ADMIN_PAUSE, "PLANT7", "*", "alice", "master data", f->policy,
+                             errstr, sizeof(errstr)),
+                     200);
+    assert_true(store_is_paused(f->store, "PLANT7", "periodic"));
+    assert_int_equal(
+        perform(f, ADMIN_PAUSE, "PLANT8", "*", "alice", "typo", f->policy, errstr, sizeof(errstr)),
+        400);
+    assert_non_null(strstr(errstr, "or one the policy names"));
+}
+
 /* The CLI has no policy loaded: the tiers the store has posted to or holds movements for. */
 static void test_without_policy_the_tiers_the_store_has_seen_count(void **state) {
     fx_t *f = *state;
@@ -245,6 +262,8 @@ int main(void) {
             test_pause_rejects_unknown_site_or_tier_naming_the_valid_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_accepts_known_names_and_wildcards, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_site_named_by_the_policy_can_be_paused_before_it_sends,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_site_when_no_site_is_known_yet, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_without_policy_the_tiers_the_store_has_seen_count,
