@@ -250,10 +250,11 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
     }
     if (doc && stats) {
         json_object_set_new(doc, "counters",
-                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
                                       "messages", (json_int_t)atomic_load(&stats->messages),
                                       "received", (json_int_t)atomic_load(&stats->received),
                                       "duplicates", (json_int_t)atomic_load(&stats->duplicates),
+                                      "conflicts", (json_int_t)atomic_load(&stats->conflicts),
                                       "dead", (json_int_t)atomic_load(&stats->dead), "ignored",
                                       (json_int_t)atomic_load(&stats->ignored), "heartbeats",
                                       (json_int_t)atomic_load(&stats->heartbeats), "posted",
@@ -420,10 +421,12 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
     bprintf(&b,
             "invsync_consumer_movements_total{outcome=\"received\"} %lld\n"
             "invsync_consumer_movements_total{outcome=\"duplicate\"} %lld\n"
+            "invsync_consumer_movements_total{outcome=\"conflict\"} %lld\n"
             "invsync_consumer_movements_total{outcome=\"dead_letter\"} %lld\n"
             "invsync_consumer_movements_total{outcome=\"loop_guard\"} %lld\n",
             (long long)atomic_load(&s->received), (long long)atomic_load(&s->duplicates),
-            (long long)atomic_load(&s->dead), (long long)atomic_load(&s->ignored));
+            (long long)atomic_load(&s->conflicts), (long long)atomic_load(&s->dead),
+            (long long)atomic_load(&s->ignored));
     metric_head(&b, "invsync_sequences_skipped_total", "counter",
                 "Movements given up as lost: sequence gaps that did not close within "
                 "consume.gap_timeout while the consumer was caught up");

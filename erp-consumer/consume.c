@@ -761,6 +761,15 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
             atomic_fetch_add(&c->stats->messages, (long long)n);
             atomic_fetch_add(&c->stats->received, (long long)res.received);
             atomic_fetch_add(&c->stats->duplicates, (long long)res.duplicates);
+            atomic_fetch_add(&c->stats->conflicts, (long long)res.conflicts);
+            if (res.conflicts) {
+                char n_s[24];
+                snprintf(n_s, sizeof(n_s), "%zu", res.conflicts);
+                is_log(IS_LOG_WARN,
+                       "movement id(s) received again with other content: the first version "
+                       "stays, this one is not applied (audit action movement-conflict)",
+                       "count", n_s, "movement_id", res.conflict_id, NULL);
+            }
             atomic_fetch_add(&c->stats->dead, (long long)res.dead);
             atomic_fetch_add(&c->stats->ignored, (long long)res.ignored);
             atomic_fetch_add(&c->stats->heartbeats, (long long)res.heartbeats);

@@ -29,6 +29,7 @@ typedef struct consumer_stats {
     atomic_llong messages;          /* Kafka messages applied to the store */
     atomic_llong received;          /* new movements queued */
     atomic_llong duplicates;        /* movements already known (absorbed) */
+    atomic_llong conflicts;         /* movement ids known with other content (not applied) */
     atomic_llong dead;              /* dead-lettered on consumption */
     atomic_llong ignored;           /* dropped by the loop guard */
     atomic_llong heartbeats;        /* heartbeats received */

@@ -178,6 +178,9 @@ const char *const store_consume_sql[SQ__COUNT] = {
                          " ON CONFLICT(site) DO UPDATE SET last_movement_at = ?2",
     [SQ_SITE_HEARTBEAT] = "INSERT INTO sites(site, last_heartbeat_at) VALUES(?1, ?2)"
                           " ON CONFLICT(site) DO UPDATE SET last_heartbeat_at = ?2",
+    /* The UNIQUE(source_system, movement_id) index. */
+    [SQ_STORED_PAYLOAD] = "SELECT payload FROM movements WHERE source_system = ?1"
+                          " AND movement_id = ?2",
 };
 
 #define stmt      store_stmt
@@ -280,6 +283,31 @@ void store_set_time_ordered_ids_from(store_t *s, int64_t from_ms) {
 typedef struct pair {
     const char *producer, *site;
 } pair_t;
+
+/*
+ * A movement id the store already holds: 1 when the MES content differs
+ * (is_movement_fingerprint: the producer's stamps do not count), 0 when it
+ * is the same movement again, -1 on a store error. A stored payload that
+ * does not decode counts as different.
+ */
+static int conflicts_with_stored(store_t *s, const is_movement_t *m) {
+    sqlite3_stmt *st = stmt(s, SQ_STORED_PAYLOAD);
+    uint8_t a[32], b[32];
+    int differs = 0, src;
+    bind_text(st, 1, m->source_system);
+    bind_text(st, 2, m->movement_id);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        is_movement_t *o = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
+                                                         sqlite3_column_blob(st, 0));
+        differs = !o || is_movement_fingerprint(o, a) != IS_OK ||
+                  is_movement_fingerprint(m, b) != IS_OK || memcmp(a, b, sizeof(a)) != 0;
+        if (o)
+            invsync__v1__movement__free_unpacked(o, NULL);
+    }
+    sqlite3_reset(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? differs : -1;
+}
 
 /* Advance the (producer, site) watermark over contiguous received sequences. */
 static is_err_t advance_watermark(store_t *s, const char *producer, const char *site) {
@@ -397,10 +425,36 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
         }
         switch (msg->kind) {
         case STORE_MSG_MOVEMENT:
-            if (inserted)
+            if (inserted) {
                 res->received++;
-            else
+                break;
+            }
+            /* The first version stays. A second one with other content (an
+             * MES resend changed after the producer forgot the first, or sent
+             * through another producer) is not applied, but never silently. */
+            int c = msg->m ? conflicts_with_stored(s, msg->m) : 0;
+            if (c < 0)
+                goto db_err;
+            if (!c) {
                 res->duplicates++;
+                break;
+            }
+            if (!res->conflicts++)
+                snprintf(res->conflict_id, sizeof(res->conflict_id), "%s", msg->m->movement_id);
+            {
+                json_t *d =
+                    json_pack("{s:s,s:s,s:s,s:i,s:I}", "source_system", msg->m->source_system,
+                              "site", msg->m->site, "topic", msg->topic, "partition",
+                              msg->partition, "offset", (json_int_t)msg->offset);
+                char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+                json_decref(d);
+                char aerr[256];
+                is_err_t arc = store_audit(s, now_ms, "consumer", "movement-conflict",
+                                           msg->m->movement_id, detail, aerr, sizeof(aerr));
+                free(detail);
+                if (arc != IS_OK)
+                    goto db_err;
+            }
             break;
         case STORE_MSG_HEARTBEAT:
             res->heartbeats++;

@@ -100,7 +100,10 @@ typedef struct store_msg {
 
 typedef struct store_batch_result {
     size_t received;   /* new movements queued */
-    size_t duplicates; /* movements already known */
+    size_t duplicates; /* movements already known, with the same content */
+    size_t conflicts;  /* movement ids already known with other content: not applied,
+                          audited (movement-conflict) */
+    char conflict_id[IS_MOVEMENT_MAX_STR + 1]; /* the first of them, for the log */
     size_t dead;
     size_t ignored;
     size_t heartbeats;

@@ -25,6 +25,7 @@ enum {
     SQ_INSERT_DEAD,
     SQ_SITE_MOVEMENT,
     SQ_SITE_HEARTBEAT,
+    SQ_STORED_PAYLOAD,
     /* store_post.c */
     SQ_DUE_RETRY,
     SQ_INFLIGHT,

@@ -1789,8 +1789,44 @@ static void test_status_counts_read_indexes_only(void **state) {
     assert_true(lines > 10);
 }
 
+/*
+ * A movement id received again: the same MES content (whatever the
+ * producer's stamps) is a duplicate; other content is a conflict. The first
+ * version stays in both cases; a conflict is counted and audited, never
+ * silently dropped (an MES resend changed after the producer's
+ * outbox.retention forgot the first, or sent through another producer).
+ */
+static void test_same_id_other_content_is_a_conflict_not_a_duplicate(void **state) {
+    fixture_t *f = *state;
+    char text[512];
+    is_movement_t m;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    assert_int_equal(apply(f, "M1", "S1", "L1", 1, 10).received, 1);
+    /* Re-accepted by a producer: new stamps, same content. */
+    make(&m, &q, "M1", "S1", "L1", 9);
+    m.accepted_time = 777;
+    store_batch_result_t r = apply_m(f, &m, 11, 0);
+    assert_int_equal(r.duplicates, 1);
+    assert_int_equal(r.conflicts, 0);
+    /* Another quantity under the same id. */
+    make(&m, &q, "M1", "S1", "L1", 10);
+    q.units = 6;
+    r = apply_m(f, &m, 12, 0);
+    assert_int_equal(r.duplicates, 0);
+    assert_int_equal(r.conflicts, 1);
+    assert_string_equal(r.conflict_id, "M1");
+    store_text(f, "SELECT subject || ' ' || detail FROM audit WHERE action = 'movement-conflict'",
+               text, sizeof(text));
+    assert_string_equal(text, "M1 {\"source_system\":\"MES\",\"site\":\"S1\",\"topic\":"
+                              "\"invsync.S1.realtime\",\"partition\":0,\"offset\":12}");
+    store_text(f, "SELECT count(*) FROM movements", text, sizeof(text));
+    assert_string_equal(text, "1");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_same_id_other_content_is_a_conflict_not_a_duplicate,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_posting_ids_are_deterministic_and_time_ordered, setup,
