@@ -179,6 +179,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
+        /* The group coordinator answered: Kafka is up, even if no message
+         * flows yet (an idle plant; /readyz). */
+        if (!error)
+            atomic_store(&c->stats->kafka_up, 1);
     } else {
         is_logf(IS_LOG_INFO, "%d partition(s) revoked", parts->cnt);
         for (int i = 0; i < parts->cnt; i++)
@@ -704,6 +708,12 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
                 if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     is_log(IS_LOG_WARN, "consume error", "error", rd_kafka_message_errstr(msg),
                            NULL);
+                /* A broker answered (the end of a partition; no topic of the
+                 * subscription yet, on a cluster no producer has written to). */
+                if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+                    msg->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                    msg->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+                    atomic_store(&c->stats->kafka_up, 1);
                 rd_kafka_message_destroy(msg);
                 continue;
             }

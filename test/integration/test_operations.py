@@ -234,3 +234,14 @@ def test_posting_that_cannot_be_sent_is_dead_lettered_as_not_posted(stack):
     log = open(consumer.log).read()
     assert "posting cannot be sent to the ERP; lot held" in log
     assert "ERP refused posting" not in log
+
+
+def test_consumer_ready_on_an_idle_cluster(stack):
+    """An idle plant (no producer running, no message in Kafka): the
+    consumer's /readyz turns 200 once it has joined its group, not at the
+    first message; before that it says Kafka is what is not ready."""
+    stack.start_kafka()
+    consumer = stack.start_consumer()
+    stack.wait_for(lambda: http("GET", consumer.base + "/readyz").status == 200, 60,
+                   "the consumer to be ready without any message",
+                   detail=lambda: http("GET", consumer.base + "/readyz").text)
