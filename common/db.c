@@ -566,6 +566,8 @@ is_err_t is_db_claim(const char *path, const char *what, int *fd_out, char *errs
         return IS_ERR_NOMEM;
     }
     fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EACCES)
+        fd = open(lock, O_RDONLY | O_CLOEXEC); /* left by another user: flock needs no write */
     if (fd < 0) {
         is_errf(errstr, errstr_size, "cannot create %s: %s", lock, strerror(errno));
         free(lock);

@@ -679,9 +679,9 @@ void is_httpd_stop(is_httpd_t *h) {
     /* Stop accepting, then let requests in flight finish and their answers
      * go out (a client whose batch was committed gets its 202), for at most
      * HTTPD_DRAIN_MS. Idle keep-alive connections are not waited for. */
+    /* The listen socket is ours once quiesced, but a worker may still poll
+     * it: closed only after MHD_stop_daemon (microhttpd.h). */
     MHD_socket ls = MHD_quiesce_daemon(h->daemon);
-    if (ls != MHD_INVALID_SOCKET)
-        close(ls);
     int n = atomic_load(&h->active);
     if (n > 0) {
         char nbuf[16];
@@ -700,6 +700,8 @@ void is_httpd_stop(is_httpd_t *h) {
         }
     }
     MHD_stop_daemon(h->daemon); /* joins the workers: no handler runs after this */
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
     routes_free(h->routes, h->n_routes);
     free(h);
 }

@@ -265,11 +265,11 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
                     is_stock_status_name(to));
         /* The type says which way the stock goes: the ERP's movement type
          * (e.g. SAP 344 / 343) follows it, so the statuses must agree. */
-        else if (rt == INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE &&
+        else if (v.ingest && rt == INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE &&
                  to == INVSYNC__V1__STOCK_STATUS__UNRESTRICTED)
             add_err(&v, "to_status",
                     "must not be UNRESTRICTED for a QUARANTINE (that is a RELEASE)");
-        else if (rt == INVSYNC__V1__MOVEMENT_TYPE__RELEASE &&
+        else if (v.ingest && rt == INVSYNC__V1__MOVEMENT_TYPE__RELEASE &&
                  from == INVSYNC__V1__STOCK_STATUS__UNRESTRICTED)
             add_err(&v, "from_status",
                     "must not be UNRESTRICTED for a RELEASE (that is a QUARANTINE)");
@@ -414,7 +414,6 @@ int is_movement_reversal_matches(const is_movement_t *r, const is_movement_t *o,
         {"location", r->location, o->location},
         {"to_location", r->to_location, o->to_location},
         {"uom", r->uom, o->uom},
-        {"order_id", r->order_id, o->order_id},
     };
     d->field = NULL;
     d->have[0] = d->want[0] = '\0';

@@ -136,7 +136,7 @@ typedef struct is_reversal_diff {
  * Does REVERSAL r carry the fields of o, the movement it reverses (a
  * reversal cancels the whole item)? 1 if so; otherwise 0 and d names the
  * first difference, in this order: reversed_type (against o's type), site,
- * material, lot, serial, location, to_location, uom, order_id, quantity (by value: 5
+ * material, lot, serial, location, to_location, uom, quantity (by value: 5
  * is 5.000), then from_status and to_status as their effects apply them
  * (an omitted status equals its default). The producer (at ingest) and the
  * consumer (before posting) both judge a reversal with it.

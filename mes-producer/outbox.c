@@ -490,8 +490,14 @@ static int mismatch_has(outbox_item_t *it, const char *field, const char *have, 
 static int reversal_mismatch(outbox_item_t *it, const is_movement_t *orig) {
     is_reversal_diff_t d;
     const char *oid = S(orig->movement_id);
-    if (is_movement_reversal_matches(it->m, orig, &d))
+    if (is_movement_reversal_matches(it->m, orig, &d)) {
+        /* At ingest also the order (the consumer does not re-judge this for
+         * reversals an older producer accepted): the wrong order's
+         * consumption or receipt would be reversed. */
+        if (strcmp(S(it->m->order_id), S(orig->order_id)) != 0)
+            return mismatch_has(it, "order_id", S(it->m->order_id), oid, S(orig->order_id));
         return 0;
+    }
     if (strcmp(d.field, "reversed_type") == 0) {
         char what[64];
         is_errf(what, sizeof(what), "is a %s", d.want);

@@ -362,6 +362,14 @@ static void test_control_characters_only_at_ingest(void **state) {
     assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
     assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
     assert_string_equal(err.field, "quantity");
+    /* And the direction of a status change (refused at ingest since 2026-11):
+     * what an older producer accepted is still consumed. */
+    fill_valid(&m, &q, T(QUARANTINE));
+    m.from_status = INVSYNC__V1__STOCK_STATUS__BLOCKED;
+    m.to_status = INVSYNC__V1__STOCK_STATUS__UNRESTRICTED;
+    assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
+    assert_string_equal(err.field, "to_status");
 }
 
 static void test_validate_counts_all_errors(void **state) {
