@@ -61,9 +61,10 @@ const char *const store_post_sql[SQ__COUNT] = {
      * that took or may take effect: not dead (refused at consume), ignored
      * (loop guard) or skipped (an operator dropped its failed posting). Index
      * movements_reverses (migration 7). */
-    [SQ_PRIOR_REVERSAL] = "SELECT movement_id, state FROM movements WHERE source_system = ?1"
-                          " AND reverses = ?2 AND id < ?3 AND state <> 'dead'"
-                          " AND state <> 'ignored' AND state <> 'skipped' ORDER BY id LIMIT 1",
+    [SQ_PRIOR_REVERSAL] = "SELECT movement_id, state, payload FROM movements"
+                          " WHERE source_system = ?1 AND reverses = ?2 AND id < ?3"
+                          " AND state <> 'dead' AND state <> 'ignored' AND state <> 'skipped'"
+                          " ORDER BY id",
     [SQ_PAUSES] = "SELECT site, tier FROM pauses",
     [SQ_MARK_POSTING] =
         "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, created_at,"
@@ -271,7 +272,8 @@ static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char
  * reversed once. r must not be posted when:
  *   - the store has the original and r does not match it (reversal_matches);
  *   - another REVERSAL of the same original was stored before r and took or
- *     may take effect (SQ_PRIOR_REVERSAL: queued, posting, retry, failed,
+ *     may take effect — it matches the original when the store has it —
+ *     (SQ_PRIOR_REVERSAL: queued, posting, retry, failed,
  *     posted, or cancelled together with the original inside the window),
  *     whether or not the store has the original. One stored before store
  *     migration 7 is not found this way (its `reverses` is NULL);
@@ -301,31 +303,36 @@ static is_err_t check_reversal(store_t *s, int64_t row_id, const is_movement_t *
         sqlite3_reset(st);
         return IS_ERR_DB; /* not "no original": the posting waits for the next cycle */
     }
+    is_movement_t *o = NULL;
     if (step == SQLITE_ROW) {
         const unsigned char *state = sqlite3_column_text(st, 1);
         cancelled = state && strcmp((const char *)state, "cancelled") == 0;
-        is_movement_t *o = decode(st, 0);
+        o = decode(st, 0);
         if (!o)
             snprintf(buf, sizeof(buf),
                      "reversal of %s cannot be checked: the stored original does not decode",
                      r->reverses_movement_id);
         else
             reversal_matches(r, o, buf, sizeof(buf)); /* buf stays "" when it matches */
-        if (o)
-            invsync__v1__movement__free_unpacked(o, NULL);
     }
     sqlite3_reset(st);
     if (!buf[0]) {
+        /* The first earlier reversal that can take effect: one that does not
+         * match a known original never will, and must not block this one. */
         st = stmt(s, SQ_PRIOR_REVERSAL);
         bind_text(st, 1, r->source_system);
         bind_text(st, 2, r->reverses_movement_id);
         sqlite3_bind_int64(st, 3, row_id);
-        step = sqlite3_step(st);
-        if (step != SQLITE_ROW && step != SQLITE_DONE) {
-            sqlite3_reset(st);
-            return IS_ERR_DB;
-        }
-        if (step == SQLITE_ROW) {
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            if (o) {
+                char ignored[640] = "";
+                is_movement_t *pr = decode(st, 2);
+                int valid = pr && reversal_matches(pr, o, ignored, sizeof(ignored));
+                if (pr)
+                    invsync__v1__movement__free_unpacked(pr, NULL);
+                if (!valid)
+                    continue;
+            }
             const char *prior = (const char *)sqlite3_column_text(st, 0);
             const char *state = (const char *)sqlite3_column_text(st, 1);
             snprintf(buf, sizeof(buf), "reversal refused: reverses %s, which %s already reverses%s",
@@ -333,9 +340,17 @@ static is_err_t check_reversal(store_t *s, int64_t row_id, const is_movement_t *
                      state && strcmp(state, "cancelled") == 0
                          ? " (the two were cancelled inside the window)"
                          : "");
+            break;
         }
         sqlite3_reset(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE) {
+            if (o)
+                invsync__v1__movement__free_unpacked(o, NULL);
+            return IS_ERR_DB;
+        }
     }
+    if (o)
+        invsync__v1__movement__free_unpacked(o, NULL);
     if (!buf[0] && cancelled)
         snprintf(buf, sizeof(buf),
                  "reversal refused: reverses %s, which was cancelled inside the window",

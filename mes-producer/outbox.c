@@ -507,6 +507,41 @@ static int reversal_mismatch(outbox_item_t *it, const is_movement_t *orig) {
 }
 
 /*
+ * Note a new REVERSAL, valid against its original in this outbox, as that
+ * original's reversal. When another movement already reverses it (stored
+ * before, or earlier in this request), the item is a MISMATCH naming it.
+ * Noting it again is a no-op (the second pass of append_items). A reversal
+ * of an original this outbox does not hold is not noted: it cannot be
+ * judged here, and a wrong one must not block a corrected one (the consumer
+ * refuses a second valid reversal). IS_OK or an error.
+ */
+static is_err_t note_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, size_t errstr_size) {
+    const is_movement_t *m = it->m;
+    char first[IS_MOVEMENT_MAX_STR + 1] = "";
+    int src;
+
+    if (m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !m->reverses_movement_id ||
+        !*m->reverses_movement_id)
+        return IS_OK;
+    sqlite3_bind_text(ob->w_reversal, 1, S(m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_reversal, 2, m->reverses_movement_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ob->w_reversal, 3, S(m->movement_id), -1, SQLITE_STATIC);
+    src = sqlite3_step(ob->w_reversal);
+    if (src == SQLITE_ROW)
+        is_errf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(ob->w_reversal, 0));
+    stmt_done(ob->w_reversal);
+    if (src != SQLITE_ROW)
+        return is_db_error(ob->w, "note reversal", errstr, errstr_size);
+    if (strcmp(first, S(m->movement_id)) != 0) {
+        char what[IS_MOVEMENT_MAX_STR + 32];
+        is_errf(what, sizeof(what), "is already reversed by '%s'", first);
+        mismatch(it, "reverses_movement_id", m->reverses_movement_id, m->reverses_movement_id,
+                 what);
+    }
+    return IS_OK;
+}
+
+/*
  * Check a REVERSAL just inserted against its original when that is stored
  * (committed, or earlier in this transaction). IS_OK (it may now be
  * MISMATCH) or an error.
@@ -538,41 +573,13 @@ static is_err_t check_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, si
     }
     stmt_done(ob->w_lookup);
     if (orig) {
-        (void)reversal_mismatch(it, orig);
+        int bad = reversal_mismatch(it, orig);
         invsync__v1__movement__free_unpacked(orig, NULL);
+        /* A valid reversal of a movement this outbox holds: it is the one. */
+        if (!bad)
+            rc = note_reversal(ob, it, errstr, errstr_size);
     }
     return rc;
-}
-
-/*
- * Note a new REVERSAL as its original's reversal. When another movement
- * already reverses that original (stored before, or earlier in this
- * request), the item is a MISMATCH naming it. IS_OK or an error.
- */
-static is_err_t note_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, size_t errstr_size) {
-    const is_movement_t *m = it->m;
-    char first[IS_MOVEMENT_MAX_STR + 1] = "";
-    int src;
-
-    if (m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !m->reverses_movement_id ||
-        !*m->reverses_movement_id)
-        return IS_OK;
-    sqlite3_bind_text(ob->w_reversal, 1, S(m->source_system), -1, SQLITE_STATIC);
-    sqlite3_bind_text(ob->w_reversal, 2, m->reverses_movement_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ob->w_reversal, 3, S(m->movement_id), -1, SQLITE_STATIC);
-    src = sqlite3_step(ob->w_reversal);
-    if (src == SQLITE_ROW)
-        is_errf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(ob->w_reversal, 0));
-    stmt_done(ob->w_reversal);
-    if (src != SQLITE_ROW)
-        return is_db_error(ob->w, "note reversal", errstr, errstr_size);
-    if (strcmp(first, S(m->movement_id)) != 0) {
-        char what[IS_MOVEMENT_MAX_STR + 32];
-        is_errf(what, sizeof(what), "is already reversed by '%s'", first);
-        mismatch(it, "reverses_movement_id", m->reverses_movement_id, m->reverses_movement_id,
-                 what);
-    }
-    return IS_OK;
 }
 
 /* What outbox_append computes per item before taking the writer lock. */
@@ -625,9 +632,6 @@ static is_err_t store_item(outbox_t *ob, outbox_item_t *it, const item_prep_t *p
         it->id = sqlite3_last_insert_rowid(ob->w);
         is_errf(it->stored_tier, sizeof(it->stored_tier), "%s", S(it->tier));
         /* Only a new row: a resent reversal stays a DUPLICATE whatever is stored. */
-        is_err_t rc = note_reversal(ob, it, errstr, errstr_size);
-        if (rc != IS_OK || it->status == OUTBOX_MISMATCH)
-            return rc;
         return check_reversal(ob, it, errstr, errstr_size);
     }
     /* Already stored: the rare path pays for the second look-up. */

@@ -130,8 +130,8 @@ typedef struct outbox_item {
  * another producer's outbox, or arrive after its reversal in a later
  * request. An original later in the same request is checked once the whole
  * request is stored. A DUPLICATE reversal is not re-checked. A movement is
- * reversed once: a new REVERSAL of an original that another accepted
- * REVERSAL already reverses (stored or known or not) is a MISMATCH on
+ * reversed once: a new REVERSAL of a stored original that another accepted
+ * (and matching) REVERSAL already reverses is a MISMATCH on
  * reverses_movement_id naming that reversal.
  *
  * Returns IS_OK after the commit (every status is ACCEPTED or DUPLICATE and

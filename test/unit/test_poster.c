@@ -598,6 +598,59 @@ static void test_second_reversal_inside_window_is_not_posted(void **state) {
 }
 
 /*
+ * A wrong reversal must not block the right one: [C0, C1, r1 (6, not C1's
+ * 5), r2 (right)] in one window. r1 never takes effect: it fails as not
+ * matching and holds the lot (the MES sent something wrong), so C0 and C1
+ * are posted and r2 waits. Once an operator skips r1, r2 is C1's reversal
+ * (not "already reversed by r1") and is posted: on hand is C0's 8.
+ */
+static void test_wrong_reversal_does_not_block_the_right_one(void **state) {
+    fx_t *f = *state;
+    char text[512], sql[160];
+    Invsync__V1__Decimal q8 = INVSYNC__V1__DECIMAL__INIT, q5 = INVSYNC__V1__DECIMAL__INIT,
+                         q6 = INVSYNC__V1__DECIMAL__INIT, r2q = INVSYNC__V1__DECIMAL__INIT;
+    complete_rv9(f, "DR-C0", &q8, 8, T0 + 1000);
+    complete_rv9(f, "DR-C1", &q5, 5, T0 + 2000);
+    is_movement_t wrong = INVSYNC__V1__MOVEMENT__INIT;
+    q6.units = 6;
+    wrong.movement_id = "DR-r1";
+    wrong.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    wrong.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
+    wrong.reverses_movement_id = "DR-C1";
+    wrong.lot = "RV9";
+    wrong.location = "FG";
+    wrong.order_id = "ORD-1";
+    wrong.quantity = &q6;
+    consume(f, &wrong, T0 + 3000);
+    reverse_dr_c1(f, "DR-r2", &r2q, T0 + 4000);
+    poster_t *p = new_poster(f);
+    run_until_idle(p, T0 + 5000);
+    run_until_idle(p, T0 + 40 * 60000);
+    poster_destroy(p);
+    static const char *const want[][2] = {
+        {"DR-C0", "posted"}, {"DR-C1", "posted"}, {"DR-r1", "failed"}, {"DR-r2", "queued"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        snprintf(sql, sizeof(sql), "SELECT state FROM movements WHERE movement_id = '%s'",
+                 want[i][0]);
+        store_text(f, sql, text, sizeof(text));
+        assert_string_equal(text, want[i][1]);
+    }
+    char pid[64], errstr[256];
+    store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
+    assert_non_null(strstr(text, "reversal does not match DR-C1: quantity is 6"));
+    store_text(f, "SELECT posting_id FROM postings WHERE state = 'failed'", pid, sizeof(pid));
+    assert_int_equal(store_failed_skip(f->store, pid, "alice", "wrong reversal", T0 + 41 * 60000,
+                                       errstr, sizeof(errstr)),
+                     IS_OK);
+    p = new_poster(f);
+    run_until_idle(p, T0 + 80 * 60000);
+    poster_destroy(p);
+    store_text(f, "SELECT state FROM movements WHERE movement_id = 'DR-r2'", text, sizeof(text));
+    assert_string_equal(text, "posted");
+    assert_int_equal(rv9_on_hand(f), 8000000);
+}
+
+/*
  * A reversal arriving after its original was cancelled inside the window (by
  * an earlier reversal, in an earlier cycle) is refused too. A REVERSAL stored
  * before store migration 7 has no `reverses`: the cancelled original still
@@ -990,6 +1043,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_second_reversal_inside_window_is_not_posted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_of_a_cancelled_movement_is_not_posted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_reversal_does_not_block_the_right_one, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_of_an_unknown_original_is_posted_once, setup,
                                         teardown),
