@@ -68,13 +68,15 @@ struct forwarder {
     id_vec_t retry;      /* failed permanently, to produce again at retry_at */
     int64_t retry_at;    /* monotonic ms */
     int64_t retry_backoff_ms;
-    int fatal;            /* set by the error callback: recreate the producer */
-    int64_t next_hb;      /* monotonic ms */
-    int64_t next_probe;   /* monotonic ms */
-    int64_t recreate_at;  /* monotonic ms; when rk is NULL */
-    int64_t retention_ms; /* 0 = no pruning */
-    int64_t next_prune;   /* monotonic ms */
-    int64_t prune_after;  /* outbox id: rows up to it were looked at */
+    int fatal;             /* set by the error callback: recreate the producer */
+    int64_t next_hb;       /* monotonic ms */
+    int64_t next_probe;    /* monotonic ms */
+    int64_t recreate_at;   /* monotonic ms; when rk is NULL */
+    int64_t retention_ms;  /* 0 = no pruning */
+    int64_t next_prune;    /* monotonic ms */
+    int64_t prune_after;   /* outbox id: rows up to it were looked at */
+    int64_t republish_gen; /* outbox_republish_generation last seen */
+    int rewind_pending;    /* a republish was seen: drain, then rewind */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -530,16 +532,30 @@ static void shutdown_producer(forwarder_t *fw) {
 }
 
 /*
- * Rows marked unsent again behind the cursor (mes-producer republish). With
- * nothing in flight, delivered-but-unmarked or waiting for a retry, every
- * unsent row lies above the cursor; one below it was re-marked: rewind.
+ * mes-producer republish marks rows below the cursor unsent and bumps the
+ * outbox's republish generation. Seen at a heartbeat tick, a new generation
+ * makes the forwarder stop taking new rows until nothing is in flight or
+ * delivered-but-unmarked, then rewind the cursor to the first unsent row
+ * (retries are dropped: they are unsent and fetched again). Under any load
+ * this takes one drain of the in-flight window, not an idle moment.
  */
-static void rewind_if_republished(forwarder_t *fw) {
+static void check_republish(forwarder_t *fw) {
+    int64_t gen = 0;
+    if (outbox_republish_generation(fw->outbox, &gen) == IS_OK && gen != fw->republish_gen) {
+        fw->republish_gen = gen;
+        fw->rewind_pending = 1;
+    }
+}
+
+static void rewind_if_drained(forwarder_t *fw) {
     int64_t first = 0;
     char id[24];
 
-    if (fw->in_flight > 0 || fw->done.n > 0 || fw->retry.n > 0)
+    if (!fw->rewind_pending || fw->in_flight > 0 || fw->done.n > 0)
         return;
+    fw->rewind_pending = 0;
+    fw->retry.n = 0;
+    fw->retry_at = 0;
     if (outbox_first_unsent_id(fw->outbox, &first) != IS_OK || first <= 0 || first > fw->cursor)
         return;
     snprintf(id, sizeof(id), "%lld", (long long)first);
@@ -582,6 +598,9 @@ static void *forwarder_main(void *arg) {
         fw->cursor = first - 1;
     else
         fw->cursor = 0; /* nothing unsent (or unreadable): fetch from the start, cheaply */
+    /* What was republished before this start is fetched from the first unsent row anyway. */
+    if (outbox_republish_generation(fw->outbox, &fw->republish_gen) != IS_OK)
+        fw->republish_gen = 0;
     fw->next_hb = is_monotonic_ms() + fw->hb_interval_ms;
     fw->next_probe = 0;
     while (!atomic_load(&fw->stop)) {
@@ -598,7 +617,8 @@ static void *forwarder_main(void *arg) {
             if (!fw->rk)
                 continue;
         }
-        n = pump(fw);
+        rewind_if_drained(fw);
+        n = fw->rewind_pending ? 0 : pump(fw); /* a rewind waits for the window to drain */
         rd_kafka_poll(fw->rk, 0);
         if (n == 0 && fw->in_flight == 0)
             outbox_wait_append(fw->outbox, POLL_IDLE_MS); /* woken by the next append */
@@ -610,7 +630,7 @@ static void *forwarder_main(void *arg) {
         retry_failed(fw, now);
         if (now >= fw->next_hb) {
             fw->next_hb = now + fw->hb_interval_ms;
-            rewind_if_republished(fw);
+            check_republish(fw);
             heartbeats(fw);
         }
         if (fw->retention_ms > 0 && now >= fw->next_prune) {

@@ -63,7 +63,8 @@ static void republish_usage(FILE *f) {
           "audit action sequence-gap-skipped names the producer, site and range). Consumers\n"
           "absorb the ones they already have. A running mes-producer publishes them within one\n"
           "heartbeat interval, a stopped one when it starts.\n"
-          "Exit status: 0 done, 1 the outbox could not be changed, 2 bad usage or range.\n",
+          "Exit status: 0 done, 1 the outbox could not be changed or part of the range is no\n"
+          "longer in it (outbox.retention), 2 bad usage or range.\n",
           f);
 }
 
@@ -180,6 +181,15 @@ static int republish_main(int argc, char **argv) {
            "not yet sent\n",
            site, (long long)from, (long long)to, (long long)marked, (long long)(in_range - marked));
     status = 0;
+    /* Sequences are gap-free per site: a row missing from the range was
+     * deleted by outbox.retention and cannot be published from here. */
+    if (in_range < to - from + 1) {
+        fprintf(stderr,
+                "mes-producer republish: %lld movement(s) of the range are no longer in the outbox "
+                "(outbox.retention deleted them): they cannot be published again from here\n",
+                (long long)(to - from + 1 - in_range));
+        status = 1;
+    }
 out:
     outbox_destroy(ob);
     producer_config_release(&cfg);

@@ -1185,6 +1185,13 @@ is_err_t outbox_republish(outbox_t *ob, const char *site, uint64_t from, uint64_
     *marked = sqlite3_changes(ob->w);
     sqlite3_finalize(st);
     st = NULL;
+    /* A running forwarder sees the generation change and rewinds. */
+    rc = is_db_exec(ob->w,
+                    "INSERT INTO outbox_meta(key, value) VALUES('republish_generation', '1')"
+                    " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                    errstr, errstr_size);
+    if (rc != IS_OK)
+        goto fail;
     if (is_db_commit(ob->w) != IS_OK) {
         rc = is_db_error(ob->w, "commit", errstr, errstr_size);
         goto fail;
@@ -1249,4 +1256,21 @@ is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t 
     *deleted = sqlite3_changes(ob->f);
     *after_id = last_old;
     return IS_OK;
+}
+
+is_err_t outbox_republish_generation(outbox_t *ob, int64_t *out) {
+    sqlite3_stmt *st = NULL;
+    char errstr[128];
+    int src;
+    *out = 0;
+    if (is_db_prepare(ob->f,
+                      "SELECT CAST(value AS INTEGER) FROM outbox_meta"
+                      " WHERE key = 'republish_generation'",
+                      &st, errstr, sizeof(errstr)) != IS_OK)
+        return IS_ERR_DB;
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
 }

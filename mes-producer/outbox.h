@@ -241,6 +241,10 @@ is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t 
  * picks them up within a heartbeat interval, a starting one at once.
  * @locality any thread (writer role, under the writer lock).
  */
+/* How many republishes the outbox has seen (outbox_meta; 0 when none).
+ * @locality forwarder thread. */
+is_err_t outbox_republish_generation(outbox_t *ob, int64_t *out) IS_MUST_CHECK;
+
 is_err_t outbox_republish(outbox_t *ob, const char *site, uint64_t from, uint64_t to,
                           int64_t *in_range, int64_t *marked, char *errstr,
                           size_t errstr_size) IS_MUST_CHECK;

@@ -118,3 +118,10 @@ def test_outbox_retention_deletes_delivered_movements(stack):
         "NEW-5", "NEW-6"]
     r = restarted.post(batch("LATER", 1, first=7))
     assert r.status == 202 and r.json()["items"][0]["sequence"] == 7, r.json()
+    # The deleted ones cannot be republished: said, and exit 1.
+    rp = stack.run([binary("mes-producer"), "republish", "--config", restarted.config_path,
+                    "--site", "PLANT1", "--from", "3", "--to", "6", "--by", "qa", "--reason", "t"],
+                   check=False)
+    assert rp.returncode == 1, (rp.returncode, rp.err)
+    assert "2 movement(s) will be published again" in rp.out, rp.out
+    assert "2 movement(s) of the range are no longer in the outbox" in rp.err, rp.err
