@@ -146,6 +146,15 @@ static const char *const store_migrations[] = {
     "ALTER TABLE movements ADD COLUMN reverses TEXT;"
     "CREATE INDEX movements_reverses ON movements(source_system, reverses)"
     "  WHERE reverses IS NOT NULL;",
+    /* 8: sequences a producer gave to a movement the store already holds
+     * under another (producer, site, sequence): an MES resend the producer
+     * accepted again once outbox.retention had forgotten the first, or the
+     * same movement through another producer. Nothing is applied for them,
+     * but they close their producer's watermark like a movement, so later
+     * movements do not wait out consume.gap_timeout for them and they are
+     * not counted as lost. */
+    "CREATE TABLE seq_fills(producer_id TEXT NOT NULL, site TEXT NOT NULL, seq INTEGER NOT NULL,"
+    "  received_at INTEGER NOT NULL, PRIMARY KEY(producer_id, site, seq)) WITHOUT ROWID;",
     // clang-format on
 };
 
@@ -166,7 +175,8 @@ const char *const store_consume_sql[SQ__COUNT] = {
     [SQ_SET_WATERMARK] = "INSERT INTO watermarks(producer_id, site, contiguous) VALUES(?1,?2,?3)"
                          " ON CONFLICT(producer_id, site) DO UPDATE SET contiguous = ?3",
     [SQ_SEQS_AFTER] = "SELECT seq FROM movements WHERE producer_id = ?1 AND site = ?2"
-                      " AND seq > ?3 ORDER BY seq",
+                      " AND seq > ?3 UNION ALL SELECT seq FROM seq_fills WHERE producer_id = ?1"
+                      " AND site = ?2 AND seq > ?3 ORDER BY seq",
     [SQ_UPSERT_HEARTBEAT] =
         "INSERT INTO heartbeats(producer_id, site, last_sequence, hb_time, received_at,"
         " backlog) VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(producer_id, site) DO UPDATE SET"
@@ -179,8 +189,10 @@ const char *const store_consume_sql[SQ__COUNT] = {
     [SQ_SITE_HEARTBEAT] = "INSERT INTO sites(site, last_heartbeat_at) VALUES(?1, ?2)"
                           " ON CONFLICT(site) DO UPDATE SET last_heartbeat_at = ?2",
     /* The UNIQUE(source_system, movement_id) index. */
-    [SQ_STORED_PAYLOAD] = "SELECT payload FROM movements WHERE source_system = ?1"
-                          " AND movement_id = ?2",
+    [SQ_STORED_PAYLOAD] = "SELECT payload, producer_id, site, seq FROM movements"
+                          " WHERE source_system = ?1 AND movement_id = ?2",
+    [SQ_SEQ_FILL] = "INSERT OR IGNORE INTO seq_fills(producer_id, site, seq, received_at)"
+                    " VALUES(?1,?2,?3,?4)",
 };
 
 #define stmt      store_stmt
@@ -285,28 +297,37 @@ typedef struct pair {
 } pair_t;
 
 /*
- * A movement id the store already holds: 1 when the MES content differs
- * (is_movement_fingerprint: the producer's stamps do not count), 0 when it
- * is the same movement again, -1 on a store error. A stored payload that
- * does not decode counts as different.
+ * A movement id the store already holds. *differs: the MES content differs
+ * (is_movement_fingerprint: the producer's stamps do not count; a stored
+ * payload that does not decode counts as different). *other_seq: the stored
+ * row came with another (producer, site, sequence) than m — a resend the
+ * producer accepted again (after outbox.retention forgot the first) or the
+ * same movement through another producer: m's sequence must still count
+ * for its watermark. 0, or -1 on a store error.
  */
-static int conflicts_with_stored(store_t *s, const is_movement_t *m) {
+static int compare_with_stored(store_t *s, const is_movement_t *m, int *differs, int *other_seq) {
     sqlite3_stmt *st = stmt(s, SQ_STORED_PAYLOAD);
     uint8_t a[32], b[32];
-    int differs = 0, src;
+    int src;
+    *differs = *other_seq = 0;
     bind_text(st, 1, m->source_system);
     bind_text(st, 2, m->movement_id);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
         is_movement_t *o = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
                                                          sqlite3_column_blob(st, 0));
-        differs = !o || is_movement_fingerprint(o, a) != IS_OK ||
-                  is_movement_fingerprint(m, b) != IS_OK || memcmp(a, b, sizeof(a)) != 0;
+        *differs = !o || is_movement_fingerprint(o, a) != IS_OK ||
+                   is_movement_fingerprint(m, b) != IS_OK || memcmp(a, b, sizeof(a)) != 0;
         if (o)
             invsync__v1__movement__free_unpacked(o, NULL);
+        const char *producer = (const char *)sqlite3_column_text(st, 1);
+        const char *site = (const char *)sqlite3_column_text(st, 2);
+        *other_seq = (int64_t)m->sequence != sqlite3_column_int64(st, 3) ||
+                     strcmp(producer ? producer : "", m->producer_id) != 0 ||
+                     strcmp(site ? site : "", m->site) != 0;
     }
     sqlite3_reset(st);
-    return src == SQLITE_ROW || src == SQLITE_DONE ? differs : -1;
+    return src == SQLITE_ROW || src == SQLITE_DONE ? 0 : -1;
 }
 
 /* Advance the (producer, site) watermark over contiguous received sequences. */
@@ -399,7 +420,7 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
         goto db_err;
     for (size_t i = 0; i < n; i++) {
         const store_msg_t *msg = &msgs[i];
-        int inserted = 0;
+        int inserted = 0, differs = 0;
         /* Every sequenced message is recorded, even unusable ones, so that the
          * producer's watermark does not stall on its sequence number. */
         if (msg->kind != STORE_MSG_HEARTBEAT && msg->m && msg->m->producer_id[0] &&
@@ -410,7 +431,23 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             rc = insert_movement(s, msg, state, now_ms, &inserted);
             if (rc != IS_OK)
                 goto db_err;
-            if (inserted) {
+            int counted = inserted; /* its sequence now counts for the watermark */
+            if (!inserted) {
+                int other_seq = 0;
+                if (compare_with_stored(s, msg->m, &differs, &other_seq) < 0)
+                    goto db_err;
+                if (other_seq) {
+                    st = stmt(s, SQ_SEQ_FILL);
+                    bind_text(st, 1, msg->m->producer_id);
+                    bind_text(st, 2, msg->m->site);
+                    sqlite3_bind_int64(st, 3, (int64_t)msg->m->sequence);
+                    sqlite3_bind_int64(st, 4, now_ms);
+                    if (sqlite3_step(st) != SQLITE_DONE)
+                        goto db_err;
+                    counted = sqlite3_changes(s->db) > 0;
+                }
+            }
+            if (counted) {
                 size_t k;
                 for (k = 0; k < n_pairs; k++)
                     if (strcmp(pairs[k].producer, msg->m->producer_id) == 0 &&
@@ -432,10 +469,7 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             /* The first version stays. A second one with other content (an
              * MES resend changed after the producer forgot the first, or sent
              * through another producer) is not applied, but never silently. */
-            int c = msg->m ? conflicts_with_stored(s, msg->m) : 0;
-            if (c < 0)
-                goto db_err;
-            if (!c) {
+            if (!differs) {
                 res->duplicates++;
                 break;
             }
@@ -688,8 +722,10 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int6
                          int *skipped, int64_t *sequences, char *errstr, size_t errstr_size) {
     static const char *const sql =
         "SELECT w.producer_id, w.site, w.contiguous,"
-        " (SELECT min(m.seq) FROM movements m WHERE m.producer_id = w.producer_id"
-        "   AND m.site = w.site AND m.seq > w.contiguous) AS next_seq"
+        " (SELECT min(x) FROM (SELECT min(m.seq) AS x FROM movements m"
+        "   WHERE m.producer_id = w.producer_id AND m.site = w.site AND m.seq > w.contiguous"
+        "   UNION ALL SELECT min(f.seq) FROM seq_fills f WHERE f.producer_id = w.producer_id"
+        "   AND f.site = w.site AND f.seq > w.contiguous)) AS next_seq"
         " FROM watermarks w";
     sqlite3_stmt *q = NULL, *at = NULL;
     is_err_t rc;
@@ -702,7 +738,8 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int6
     if (rc == IS_OK)
         rc = is_db_prepare(s->db,
                            "SELECT received_at FROM movements WHERE producer_id = ?1 AND site = ?2"
-                           " AND seq = ?3",
+                           " AND seq = ?3 UNION ALL SELECT received_at FROM seq_fills"
+                           " WHERE producer_id = ?1 AND site = ?2 AND seq = ?3",
                            &at, errstr, errstr_size);
     while (rc == IS_OK && sqlite3_step(q) == SQLITE_ROW) {
         if (sqlite3_column_type(q, 3) == SQLITE_NULL)

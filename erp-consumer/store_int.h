@@ -26,6 +26,7 @@ enum {
     SQ_SITE_MOVEMENT,
     SQ_SITE_HEARTBEAT,
     SQ_STORED_PAYLOAD,
+    SQ_SEQ_FILL,
     /* store_post.c */
     SQ_DUE_RETRY,
     SQ_INFLIGHT,

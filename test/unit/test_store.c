@@ -1674,12 +1674,13 @@ static void test_version_2_store_upgrades_in_place(void **state) {
                      "CREATE INDEX movements_lot ON movements(lot_key, state, producer_id, seq);"
                      "CREATE INDEX movements_posting ON movements(posting_id);"
                      "CREATE INDEX postings_state ON postings(state, next_at);"
+                     "DROP TABLE seq_fills;"
                      "DELETE FROM schema_version WHERE version > 2;",
                      NULL, NULL, NULL),
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 7);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 8);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
@@ -1744,12 +1745,13 @@ static void test_version_6_store_gains_the_reversed_movement(void **state) {
     assert_int_equal(sqlite3_exec(store_db(f->s),
                                   "DROP INDEX movements_reverses;"
                                   "ALTER TABLE movements DROP COLUMN reverses;"
+                                  "DROP TABLE seq_fills;"
                                   "DELETE FROM schema_version WHERE version > 6;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 7);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 8);
     store_text(f, "SELECT count(*) FROM sqlite_master WHERE name = 'movements_reverses'", text,
                sizeof(text));
     assert_string_equal(text, "1");
@@ -1823,10 +1825,44 @@ static void test_same_id_other_content_is_a_conflict_not_a_duplicate(void **stat
     assert_string_equal(text, "1");
 }
 
+/*
+ * An MES resend the producer accepted again (outbox.retention had forgotten
+ * the first) comes with a new sequence: nothing is applied for it, but its
+ * sequence closes the watermark, so the next movement does not wait out
+ * consume.gap_timeout and nothing is counted as lost. A plain redelivery
+ * (same sequence) adds nothing.
+ */
+static void test_resend_with_a_new_sequence_closes_the_watermark(void **state) {
+    fixture_t *f = *state;
+    char text[64], errstr[256];
+    is_movement_t m;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    assert_int_equal(apply(f, "M1", "S1", "L1", 1, 10).received, 1);
+    assert_int_equal(apply(f, "M2", "S1", "L1", 2, 11).received, 1);
+    assert_int_equal(apply(f, "M1", "S1", "L1", 1, 12).duplicates, 1); /* redelivery */
+    make(&m, &q, "M1", "S1", "L1", 3);                                 /* re-accepted */
+    assert_int_equal(apply_m(f, &m, 13, 0).duplicates, 1);
+    assert_int_equal(apply(f, "M4", "S1", "L1", 4, 14).received, 1);
+    store_text(f, "SELECT contiguous FROM watermarks WHERE producer_id = 'P1' AND site = 'S1'",
+               text, sizeof(text));
+    assert_string_equal(text, "4");
+    store_text(f, "SELECT group_concat(seq) FROM seq_fills", text, sizeof(text));
+    assert_string_equal(text, "3");
+    int skipped = -1;
+    int64_t sequences = -1;
+    assert_int_equal(
+        store_skip_gaps(f->s, 1000000, 5000, 0, &skipped, &sequences, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(skipped, 0);
+    assert_int_equal(sequences, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_id_other_content_is_a_conflict_not_a_duplicate,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_with_a_new_sequence_closes_the_watermark, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_posting_ids_are_deterministic_and_time_ordered, setup,
