@@ -223,7 +223,7 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     char errstr[1024], hex[IS_SHA256_HEX_LEN + 1], posting_id[40], legacy_id[40];
     json_error_t jerr;
     json_t *rows = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr), *row;
-    size_t n = 0, i;
+    size_t n = 0, i, n_zero = 0, booked = 0;
     erp_t *erp = NULL;
     is_movement_t *ms = NULL;
     Invsync__V1__Decimal *qs = NULL;
@@ -300,9 +300,9 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
                     errstr);
             goto out;
         }
-        if (is_decimal_sign(q) <= 0) {
+        if (is_decimal_sign(q) < 0) {
             fprintf(stderr,
-                    "erp-consumer: %s: row %zu: quantity '%s' is not above zero (opening stock "
+                    "erp-consumer: %s: row %zu: quantity '%s' is below zero (opening stock "
                     "is what is on hand); nothing was booked\n",
                     file, i, v[5]);
             goto out;
@@ -355,10 +355,19 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         /* Opening stock is the ERP's own, not an MES movement: no movement ids, so
          * "one document per movement" checks and traceability see only MES data. */
         ms[i].movement_id = "";
-        lines[i].m = &ms[i];
+        /* On-hand exports list empty bins too: nothing to book for them. */
+        lines[i].m = is_decimal_sign(q) == 0 ? NULL : &ms[i];
+        n_zero += lines[i].m == NULL;
         lines[i].quantity = q;
         lines[i].movement_ids = NULL;
         lines[i].n_movement_ids = 0;
+    }
+    if (n_zero)
+        fprintf(stderr, "erp-consumer: %s: %zu row(s) with quantity 0 skipped (nothing on hand)\n",
+                file, n_zero);
+    if (n_zero == n) {
+        status = 0;
+        goto out;
     }
     if (erp_open(&cfg->erp, &erp, errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
@@ -412,7 +421,7 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
                     ms[i].site,
                     rc == IS_ERR_PERMANENT ? "the ERP refused it" : "the ERP could not be asked",
                     res.message);
-            if (i > 0)
+            if (booked > 0)
                 fprintf(stderr,
                         "erp-consumer: the sites printed above were booked; correct the file "
                         "and run it again: rows already booked are not booked twice\n");
@@ -421,6 +430,7 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
         }
         printf("{\"site\":\"%s\",\"document\":\"%s\",\"lines\":%zu}\n", ms[i].site, res.document,
                k);
+        booked++;
     }
 out:
     erp_close(erp);

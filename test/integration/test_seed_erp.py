@@ -103,8 +103,7 @@ def test_seed_refuses_a_bad_row_and_books_nothing(stack):
     # A misspelt key, a quantity that is no stock, rows that are not rows.
     typo = dict(ok_row, stock_satus="BLOCKED")
     for rows, says in [([ok_row, typo], "row 1: unknown key 'stock_satus'"),
-                       ([ok_row, dict(ok_row, quantity="0")], "row 1: quantity '0' is not above zero"),
-                       ([dict(ok_row, quantity="-5")], "row 0: quantity '-5' is not above zero"),
+                       ([dict(ok_row, quantity="-5")], "row 0: quantity '-5' is below zero"),
                        ([ok_row, "PLANT1,RM-101"], "row 1: expected an object"),
                        ([], "no on-hand rows: nothing to book")]:
         path = write_rows(stack.path("bad.json"), rows)
@@ -118,6 +117,12 @@ def test_seed_refuses_a_bad_row_and_books_nothing(stack):
     assert r.returncode == 2 and "duplicate object key" in r.err, r.err
     actual, _ = stack.on_hand(consumer)
     assert actual == []
+    # Empty bins (quantity 0) are skipped, the rest booked.
+    path = write_rows(stack.path("zeros.json"), [ok_row, dict(ok_row, lot="L0", quantity="0")])
+    r = stack.consumer_cli(consumer, "seed-erp", path)
+    assert "1 row(s) with quantity 0 skipped" in r.err, r.err
+    actual, _ = stack.on_hand(consumer)
+    assert rows_key(actual) == rows_key([ok_row])
 
 
 def test_seed_refused_by_the_erp_for_one_site_says_what_was_booked(stack):
