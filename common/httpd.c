@@ -81,10 +81,14 @@ const char *is_http_query(const is_http_request_t *req, const char *name) {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-/* The scheme is case-insensitive (RFC 7235); the token is one word. */
+/* The scheme is case-insensitive (RFC 7235); the token is one word.
+ * Whitespace around it is not part of it (RFC 7230 optional whitespace):
+ * the token is copied without it into a per-thread buffer. */
 const char *is_http_bearer(const is_http_request_t *req) {
+    static _Thread_local char buf[1024];
     const char *v = is_http_header(req, "Authorization");
     const char *tok, *p;
+    size_t len;
 
     if (!v)
         return NULL;
@@ -95,13 +99,16 @@ const char *is_http_bearer(const is_http_request_t *req) {
     tok = v + 6;
     while (*tok == ' ' || *tok == '\t')
         tok++;
-    if (!*tok)
-        return NULL;
-    for (p = tok; *p; p++) {
-        if (*p == ' ' || *p == '\t')
-            return NULL;
-    }
-    return tok;
+    for (p = tok; *p && *p != ' ' && *p != '\t'; p++)
+        ;
+    len = (size_t)(p - tok);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (len == 0 || *p || len >= sizeof(buf))
+        return NULL; /* none, two words, or longer than any configured token */
+    memcpy(buf, tok, len);
+    buf[len] = '\0';
+    return buf;
 }
 
 /* ---- response helpers -------------------------------------------------- */

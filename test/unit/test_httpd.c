@@ -547,6 +547,7 @@ static void test_bearer_parsing(void **state) {
         {"Authorization: Bearer ", NULL},
         {"Authorization: Bearerabc", NULL},
         {"Authorization: Bearer two words", NULL},
+        {"Authorization: Bearer trailing-space  ", "trailing-space"},
         {NULL, NULL},
     };
     suite_t *s = *state;
