@@ -346,6 +346,8 @@ static is_err_t advance_watermark(store_t *s, const char *producer, const char *
     sqlite3_bind_int64(st, 3, wm);
     while (sqlite3_step(st) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
+        if (seq <= wm)
+            continue; /* in both tables (a producer that reused a sequence) */
         if (seq != wm + 1)
             break;
         wm = seq;

@@ -553,11 +553,13 @@ static void rewind_if_drained(forwarder_t *fw) {
 
     if (!fw->rewind_pending || fw->in_flight > 0 || fw->done.n > 0)
         return;
+    if (outbox_first_unsent_id(fw->outbox, &first) != IS_OK)
+        return; /* tried again next round, retry list kept */
     fw->rewind_pending = 0;
-    fw->retry.n = 0;
-    fw->retry_at = 0;
-    if (outbox_first_unsent_id(fw->outbox, &first) != IS_OK || first <= 0 || first > fw->cursor)
+    if (first <= 0 || first > fw->cursor)
         return;
+    fw->retry.n = 0; /* unsent: fetched again from first */
+    fw->retry_at = 0;
     snprintf(id, sizeof(id), "%lld", (long long)first);
     is_log(IS_LOG_INFO, "publishing again movements marked unsent (mes-producer republish)",
            "from_outbox_id", id, NULL);
@@ -594,13 +596,14 @@ static void *forwarder_main(void *arg) {
     forwarder_t *fw = arg;
     int64_t first = 0;
 
+    /* The generation first: a republish committed after it is seen as new
+     * (and rewinds); one before it is below the first unsent row anyway. */
+    if (outbox_republish_generation(fw->outbox, &fw->republish_gen) != IS_OK)
+        fw->republish_gen = 0;
     if (outbox_first_unsent_id(fw->outbox, &first) == IS_OK && first > 0)
         fw->cursor = first - 1;
     else
         fw->cursor = 0; /* nothing unsent (or unreadable): fetch from the start, cheaply */
-    /* What was republished before this start is fetched from the first unsent row anyway. */
-    if (outbox_republish_generation(fw->outbox, &fw->republish_gen) != IS_OK)
-        fw->republish_gen = 0;
     fw->next_hb = is_monotonic_ms() + fw->hb_interval_ms;
     fw->next_probe = 0;
     while (!atomic_load(&fw->stop)) {

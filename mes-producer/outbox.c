@@ -62,12 +62,13 @@ struct outbox {
     /* writer role: appends, under wmu */
     pthread_mutex_t wmu;
     sqlite3 *w;
-    sqlite3_stmt *w_lookup;   /* (source_system, movement_id) → id, fingerprint, seq, tier,
-                                 payload */
-    sqlite3_stmt *w_seq_set;  /* write one site's last_seq */
-    sqlite3_stmt *w_seq_load; /* every (site, last_seq) */
-    sqlite3_stmt *w_insert;   /* ON CONFLICT(source_system, movement_id) DO NOTHING */
-    sqlite3_stmt *w_reversal; /* note a reversal; returns the original's (first) reversal */
+    sqlite3_stmt *w_lookup;       /* (source_system, movement_id) → id, fingerprint, seq, tier,
+                                     payload */
+    sqlite3_stmt *w_seq_set;      /* write one site's last_seq */
+    sqlite3_stmt *w_seq_load;     /* every (site, last_seq) */
+    sqlite3_stmt *w_insert;       /* ON CONFLICT(source_system, movement_id) DO NOTHING */
+    sqlite3_stmt *w_reversal;     /* note a reversal; returns the original's (first) reversal */
+    sqlite3_stmt *w_reversal_get; /* the original's noted reversal, if any */
     sqlite3_stmt *w_probe;
     sqlite3_stmt *w_sp;          /* SAVEPOINT req: one per request of a group */
     sqlite3_stmt *w_sp_release;  /* RELEASE req */
@@ -226,11 +227,11 @@ static is_err_t ctr_flush(outbox_t *ob) {
 }
 
 static void finalize_all(outbox_t *ob) {
-    sqlite3_stmt *all[] = {ob->w_lookup,      ob->w_seq_set, ob->w_seq_load, ob->w_insert,
-                           ob->w_reversal,    ob->w_probe,   ob->w_sp,       ob->w_sp_release,
-                           ob->w_sp_rollback, ob->f_fetch,   ob->f_mark,     ob->f_first,
-                           ob->s_count,       ob->s_oldest,  ob->s_last_seq, ob->s_sites,
-                           ob->s_fingerprint};
+    sqlite3_stmt *all[] = {ob->w_lookup,     ob->w_seq_set,      ob->w_seq_load, ob->w_insert,
+                           ob->w_reversal,   ob->w_reversal_get, ob->w_probe,    ob->w_sp,
+                           ob->w_sp_release, ob->w_sp_rollback,  ob->f_fetch,    ob->f_mark,
+                           ob->f_first,      ob->s_count,        ob->s_oldest,   ob->s_last_seq,
+                           ob->s_sites,      ob->s_fingerprint};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -319,6 +320,8 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
          "INSERT INTO reversals(source_system, original_id, reversal_id) VALUES(?1, ?2, ?3)"
          " ON CONFLICT(source_system, original_id) DO UPDATE SET reversal_id = reversal_id"
          " RETURNING reversal_id"},
+        {ob->w, &ob->w_reversal_get,
+         "SELECT reversal_id FROM reversals WHERE source_system = ?1 AND original_id = ?2"},
         {ob->f, &ob->f_mark,
          "UPDATE outbox SET sent_at = ?3 WHERE id BETWEEN ?1 AND ?2 AND sent_at IS NULL"},
         {ob->w, &ob->w_sp, "SAVEPOINT req"},
@@ -515,23 +518,28 @@ static int reversal_mismatch(outbox_item_t *it, const is_movement_t *orig) {
  * judged here, and a wrong one must not block a corrected one (the consumer
  * refuses a second valid reversal). IS_OK or an error.
  */
-static is_err_t note_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, size_t errstr_size) {
+static is_err_t note_reversal(outbox_t *ob, outbox_item_t *it, int known, char *errstr,
+                              size_t errstr_size) {
     const is_movement_t *m = it->m;
     char first[IS_MOVEMENT_MAX_STR + 1] = "";
+    sqlite3_stmt *st = known ? ob->w_reversal : ob->w_reversal_get;
     int src;
 
     if (m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL || !m->reverses_movement_id ||
         !*m->reverses_movement_id)
         return IS_OK;
-    sqlite3_bind_text(ob->w_reversal, 1, S(m->source_system), -1, SQLITE_STATIC);
-    sqlite3_bind_text(ob->w_reversal, 2, m->reverses_movement_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ob->w_reversal, 3, S(m->movement_id), -1, SQLITE_STATIC);
-    src = sqlite3_step(ob->w_reversal);
+    sqlite3_bind_text(st, 1, S(m->source_system), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m->reverses_movement_id, -1, SQLITE_STATIC);
+    if (known)
+        sqlite3_bind_text(st, 3, S(m->movement_id), -1, SQLITE_STATIC);
+    src = sqlite3_step(st);
     if (src == SQLITE_ROW)
-        is_errf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(ob->w_reversal, 0));
-    stmt_done(ob->w_reversal);
-    if (src != SQLITE_ROW)
+        is_errf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(st, 0));
+    stmt_done(st);
+    if (src != SQLITE_ROW && !(src == SQLITE_DONE && !known))
         return is_db_error(ob->w, "note reversal", errstr, errstr_size);
+    if (!first[0])
+        return IS_OK; /* original not held and not reversed here */
     if (strcmp(first, S(m->movement_id)) != 0) {
         char what[IS_MOVEMENT_MAX_STR + 32];
         is_errf(what, sizeof(what), "is already reversed by '%s'", first);
@@ -577,7 +585,11 @@ static is_err_t check_reversal(outbox_t *ob, outbox_item_t *it, char *errstr, si
         invsync__v1__movement__free_unpacked(orig, NULL);
         /* A valid reversal of a movement this outbox holds: it is the one. */
         if (!bad)
-            rc = note_reversal(ob, it, errstr, errstr_size);
+            rc = note_reversal(ob, it, 1, errstr, errstr_size);
+    } else if (rc == IS_OK && src == SQLITE_DONE) {
+        /* The original is gone (outbox.retention) or was never here: one
+         * noted while it was here still counts. */
+        rc = note_reversal(ob, it, 0, errstr, errstr_size);
     }
     return rc;
 }

@@ -448,6 +448,32 @@ static void test_prune_deletes_delivered_rows_past_retention(void **state) {
     assert_int_equal(seq, 11);
 }
 
+/* A reversal noted while its original was here still counts once
+ * outbox.retention has deleted the original: a second one is refused. */
+static void test_reversal_noted_survives_its_original_pruned(void **state) {
+    fixture_t *f = *state;
+    mv_t orig, r1, r2;
+    outbox_item_t it[1];
+    int64_t ids[2] = {1, 2}, after = 0, n = 0;
+    char err[256] = "";
+    uint64_t seq;
+    int done = 0;
+
+    mv_init(&orig, "MV-1", "P1", 5000);
+    assert_int_equal(append1(f, &orig, &seq, T0), OUTBOX_ACCEPTED);
+    mv_reversal(&r1, "RV-1", &orig);
+    assert_int_equal(append1(f, &r1, &seq, T0 + 10), OUTBOX_ACCEPTED);
+    assert_int_equal(outbox_mark_sent(f->ob, ids, 2, T0 + 20, err, sizeof err), IS_OK);
+    assert_int_equal(outbox_prune(f->ob, T0 + 5, 10, &after, &n, &done, err, sizeof err), IS_OK);
+    assert_int_equal(n, 1); /* MV-1 gone, RV-1 kept */
+    mv_reversal(&r2, "RV-2", &orig);
+    item_init(&it[0], &r2, "nearline");
+    assert_int_equal(outbox_append(f->ob, it, 1, T0 + 30, err, sizeof err), IS_ERR_INVALID);
+    assert_string_equal(it[0].mismatch, "reverses_movement_id is 'MV-1' but movement 'MV-1' is"
+                                        " already reversed by 'RV-1'");
+    free(it[0].mismatch);
+}
+
 /* A duplicate (stored earlier or in the same request) uses no sequence. */
 static void test_duplicate_uses_no_sequence(void **state) {
     fixture_t *f = *state;
@@ -890,6 +916,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_second_reversal_of_a_movement_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prune_deletes_delivered_rows_past_retention, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reversal_noted_survives_its_original_pruned, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sequences_gap_free_per_site_across_reopen, setup,
                                         teardown),
