@@ -348,18 +348,24 @@ static void complete_t11a(fx_t *f, Invsync__V1__Decimal *q5) {
     consume(f, &co, T0 + 1000);
 }
 
-/* The REVERSAL T11-RV of T11-A, carrying T11-A's fields. */
-static is_movement_t reversal_of_t11a(Invsync__V1__Decimal *q5) {
+/* REVERSAL `id` of COMPLETION `orig` (lot, FG, ORD-1, quantity q). */
+static is_movement_t completion_reversal(const char *id, const char *orig, const char *lot,
+                                         Invsync__V1__Decimal *q) {
     is_movement_t rv = INVSYNC__V1__MOVEMENT__INIT;
-    rv.movement_id = "T11-RV";
+    rv.movement_id = (char *)id;
     rv.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
     rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
-    rv.reverses_movement_id = "T11-A";
-    rv.lot = "LOT-T11-A";
+    rv.reverses_movement_id = (char *)orig;
+    rv.lot = (char *)lot;
     rv.location = "FG";
     rv.order_id = "ORD-1";
-    rv.quantity = q5;
+    rv.quantity = q;
     return rv;
+}
+
+/* The REVERSAL T11-RV of T11-A, carrying T11-A's fields. */
+static is_movement_t reversal_of_t11a(Invsync__V1__Decimal *q5) {
+    return completion_reversal("T11-RV", "T11-A", "LOT-T11-A", q5);
 }
 
 /*
@@ -473,6 +479,18 @@ static void test_reversal_not_matching_inside_window_cancels_nothing(void **stat
                      5000000);
 }
 
+/* Each movement_id of want (id, state) is in that state in the store. */
+static void assert_states(fx_t *f, const char *const (*want)[2], size_t n) {
+    char sql[160], text[64];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(sql, sizeof(sql), "SELECT state FROM movements WHERE movement_id = '%s'",
+                 want[i][0]);
+        store_text(f, sql, text, sizeof(text));
+        if (strcmp(text, want[i][1]) != 0)
+            fail_msg("%s is %s, not %s", want[i][0], text, want[i][1]);
+    }
+}
+
 /* The tester's DR case: DR-<id>, a COMPLETION of `units` into FG, lot RV9 (periodic). */
 static void complete_rv9(fx_t *f, const char *id, Invsync__V1__Decimal *q, int64_t units,
                          int64_t accepted) {
@@ -494,16 +512,8 @@ static int64_t rv9_on_hand(fx_t *f) {
 
 /* REVERSAL `id` of DR-C1 (5 of lot RV9), matching it field for field (real time). */
 static void reverse_dr_c1(fx_t *f, const char *id, Invsync__V1__Decimal *q5, int64_t accepted) {
-    is_movement_t rv = INVSYNC__V1__MOVEMENT__INIT;
     q5->units = 5;
-    rv.movement_id = (char *)id;
-    rv.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
-    rv.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
-    rv.reverses_movement_id = "DR-C1";
-    rv.lot = "RV9";
-    rv.location = "FG";
-    rv.order_id = "ORD-1";
-    rv.quantity = q5;
+    is_movement_t rv = completion_reversal(id, "DR-C1", "RV9", q5);
     consume(f, &rv, accepted);
 }
 
@@ -582,15 +592,9 @@ static void test_second_reversal_inside_window_is_not_posted(void **state) {
     assert_int_equal(c.cancelled, 2);
     assert_int_equal(c.posted, 1);
     assert_int_equal(c.failed, 1);
-    char sql[160];
     static const char *const want[][2] = {
         {"DR-C0", "posted"}, {"DR-C1", "cancelled"}, {"DR-r1", "cancelled"}, {"DR-r2", "failed"}};
-    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-        snprintf(sql, sizeof(sql), "SELECT state FROM movements WHERE movement_id = '%s'",
-                 want[i][0]);
-        store_text(f, sql, text, sizeof(text));
-        assert_string_equal(text, want[i][1]);
-    }
+    assert_states(f, want, sizeof(want) / sizeof(want[0]));
     assert_int_equal(rv9_on_hand(f), 8000000);
     assert_int_equal(ledger_int(f, "SELECT count(*) FROM doc_movements"), 1); /* DR-C0 */
     store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
@@ -606,21 +610,13 @@ static void test_second_reversal_inside_window_is_not_posted(void **state) {
  */
 static void test_wrong_reversal_does_not_block_the_right_one(void **state) {
     fx_t *f = *state;
-    char text[512], sql[160];
+    char text[512];
     Invsync__V1__Decimal q8 = INVSYNC__V1__DECIMAL__INIT, q5 = INVSYNC__V1__DECIMAL__INIT,
                          q6 = INVSYNC__V1__DECIMAL__INIT, r2q = INVSYNC__V1__DECIMAL__INIT;
     complete_rv9(f, "DR-C0", &q8, 8, T0 + 1000);
     complete_rv9(f, "DR-C1", &q5, 5, T0 + 2000);
-    is_movement_t wrong = INVSYNC__V1__MOVEMENT__INIT;
-    q6.units = 6;
-    wrong.movement_id = "DR-r1";
-    wrong.type = INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
-    wrong.reversed_type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
-    wrong.reverses_movement_id = "DR-C1";
-    wrong.lot = "RV9";
-    wrong.location = "FG";
-    wrong.order_id = "ORD-1";
-    wrong.quantity = &q6;
+    q6.units = 6; /* not DR-C1's 5 */
+    is_movement_t wrong = completion_reversal("DR-r1", "DR-C1", "RV9", &q6);
     consume(f, &wrong, T0 + 3000);
     reverse_dr_c1(f, "DR-r2", &r2q, T0 + 4000);
     poster_t *p = new_poster(f);
@@ -629,12 +625,7 @@ static void test_wrong_reversal_does_not_block_the_right_one(void **state) {
     poster_destroy(p);
     static const char *const want[][2] = {
         {"DR-C0", "posted"}, {"DR-C1", "posted"}, {"DR-r1", "failed"}, {"DR-r2", "queued"}};
-    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-        snprintf(sql, sizeof(sql), "SELECT state FROM movements WHERE movement_id = '%s'",
-                 want[i][0]);
-        store_text(f, sql, text, sizeof(text));
-        assert_string_equal(text, want[i][1]);
-    }
+    assert_states(f, want, sizeof(want) / sizeof(want[0]));
     char pid[64], errstr[256];
     store_text(f, "SELECT last_error FROM postings WHERE state = 'failed'", text, sizeof(text));
     assert_non_null(strstr(text, "reversal does not match DR-C1: quantity is 6"));
