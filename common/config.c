@@ -42,9 +42,10 @@ typedef struct cfg_load {
     size_t n_entries;
     void *out;
     const char *path;
-    int *file_line;          /* per entry: line where the file set it, 0 if not */
-    is_strmap_t *kafka;      /* may be NULL */
-    is_strmap_t kafka_lines; /* kafka key → line set in the file, for duplicates */
+    int *file_line;            /* per entry: line where the file set it, 0 if not */
+    is_strmap_t *kafka;        /* may be NULL */
+    is_strmap_t kafka_lines;   /* kafka key → line set in the file, for duplicates */
+    is_cfg_sources_t *sources; /* may be NULL */
     char *errstr;
     size_t errstr_size;
 } cfg_load_t;
@@ -501,6 +502,11 @@ static is_err_t set_list_csv(cfg_load_t *ld, const is_cfg_entry_t *e, const char
     return IS_OK;
 }
 
+/* Note that key's value came from where (is_cfg_source). */
+static is_err_t record_source(cfg_load_t *ld, const char *key, const char *where) {
+    return ld->sources ? is_strmap_set(&ld->sources->where, key, where) : IS_OK;
+}
+
 /* A plain ~ / null / empty scalar: "not set here". */
 static int is_null(const is_yaml_node_t *n) {
     return n->kind == IS_YAML_SCALAR && !n->quoted &&
@@ -524,6 +530,8 @@ static is_err_t file_value(cfg_load_t *ld, const is_cfg_entry_t *e, const is_yam
     ld->file_line[idx] = v->line;
     if (is_null(v))
         return IS_OK;
+    if (record_source(ld, e->key, src.where) != IS_OK)
+        return IS_ERR_NOMEM;
 
     if (e->type == IS_CFG_STRMAP) {
         is_strmap_t *m = p;
@@ -575,7 +583,7 @@ static is_err_t join_key(char *buf, size_t size, const char *prefix, const char 
 
 /* Collect everything under `kafka` (node v at dotted name kkey, "" for the root). */
 static is_err_t kafka_value(cfg_load_t *ld, const char *kkey, const is_yaml_node_t *v) {
-    char name[CFG_NAME_MAX], line[16];
+    char name[CFG_NAME_MAX], line[16], where[CFG_NAME_MAX + 64];
     const char *prev;
     size_t i;
 
@@ -606,6 +614,10 @@ static is_err_t kafka_value(cfg_load_t *ld, const char *kkey, const is_yaml_node
     }
     snprintf(line, sizeof(line), "%d", v->line);
     if (is_strmap_set(&ld->kafka_lines, kkey, line) != IS_OK)
+        return IS_ERR_NOMEM;
+    snprintf(name, sizeof(name), CFG_KAFKA ".%s", kkey);
+    snprintf(where, sizeof(where), "%s:%d: key '%s'", ld->path, v->line, name);
+    if (record_source(ld, name, where) != IS_OK)
         return IS_ERR_NOMEM;
     if (!ld->kafka)
         return IS_OK;
@@ -818,7 +830,8 @@ static is_err_t check_env_names(cfg_load_t *ld, const char *prefix) {
 }
 
 static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
-    char name[CFG_NAME_MAX], kkey[CFG_NAME_MAX];
+    char name[CFG_NAME_MAX], kkey[CFG_NAME_MAX], key[CFG_NAME_MAX + 8];
+    char where[2 * CFG_NAME_MAX + 32];
     size_t i, klen;
     char **ep;
     is_err_t rc;
@@ -836,6 +849,10 @@ static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
             continue;
         snprintf(src.where, sizeof(src.where), "environment %s", name);
         rc = e->type == IS_CFG_STRLIST ? set_list_csv(ld, e, val) : set_scalar(ld, e, val, &src);
+        if (rc == IS_OK) {
+            snprintf(src.where, sizeof(src.where), "environment %s (key '%s')", name, e->key);
+            rc = record_source(ld, e->key, src.where);
+        }
         if (rc != IS_OK) {
             if (rc == IS_ERR_NOMEM)
                 is_errf(ld->errstr, ld->errstr_size, "environment %s: out of memory", name);
@@ -864,7 +881,11 @@ static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
             kkey[j] = ch == '_' ? '.' : (char)tolower((unsigned char)ch);
         }
         kkey[nlen] = '\0';
-        if (is_strmap_set(ld->kafka, kkey, eq + 1) != IS_OK) {
+        snprintf(where, sizeof(where), "environment %.*s (key '" CFG_KAFKA ".%s')", (int)(eq - *ep),
+                 *ep, kkey);
+        snprintf(key, sizeof(key), CFG_KAFKA ".%s", kkey);
+        if (is_strmap_set(ld->kafka, kkey, eq + 1) != IS_OK ||
+            record_source(ld, key, where) != IS_OK) {
             is_errf(ld->errstr, ld->errstr_size, "environment: out of memory");
             return IS_ERR_NOMEM;
         }
@@ -875,8 +896,8 @@ static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
 /* ---- public ---------------------------------------------------------------------------- */
 
 is_err_t is_cfg_load(const is_cfg_entry_t *table, void *out, const char *path,
-                     const char *env_prefix, is_strmap_t *kafka_out, char *errstr,
-                     size_t errstr_size) {
+                     const char *env_prefix, is_strmap_t *kafka_out, is_cfg_sources_t *sources_out,
+                     char *errstr, size_t errstr_size) {
     cfg_load_t ld;
     size_t i;
     is_err_t rc;
@@ -892,6 +913,7 @@ is_err_t is_cfg_load(const is_cfg_entry_t *table, void *out, const char *path,
     ld.out = out;
     ld.path = path;
     ld.kafka = kafka_out;
+    ld.sources = sources_out;
     ld.errstr = errstr;
     ld.errstr_size = errstr_size;
     /* out may be uninitialised: zero every field first so release is always safe. */
@@ -900,6 +922,13 @@ is_err_t is_cfg_load(const is_cfg_entry_t *table, void *out, const char *path,
     ld.n_entries = i;
 
     rc = IS_ERR_NOMEM;
+    if (sources_out) {
+        memset(sources_out, 0, sizeof(*sources_out)); /* may be uninitialised too */
+        if (path && !(sources_out->path = strdup(path))) {
+            is_errf(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+    }
     ld.file_line = calloc(ld.n_entries + 1, sizeof(*ld.file_line));
     if (!ld.file_line) {
         is_errf(errstr, errstr_size, "out of memory");
@@ -936,6 +965,24 @@ done:
     free(ld.file_line);
     is_strmap_release(&ld.kafka_lines);
     return rc;
+}
+
+const char *is_cfg_source(const is_cfg_sources_t *sources, const char *key, char *buf,
+                          size_t size) {
+    const char *where = sources ? is_strmap_get(&sources->where, key) : NULL;
+    if (where)
+        return where;
+    snprintf(buf, size, "%s: key '%s'",
+             sources && sources->path ? sources->path : "no --config file, environment only", key);
+    return buf;
+}
+
+void is_cfg_sources_release(is_cfg_sources_t *sources) {
+    if (!sources)
+        return;
+    free(sources->path);
+    sources->path = NULL;
+    is_strmap_release(&sources->where);
 }
 
 void is_cfg_print_help(const is_cfg_entry_t *table, const char *env_prefix, FILE *f) {

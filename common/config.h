@@ -19,6 +19,9 @@
  * Error messages name the source, the key and the bad value:
  *   "producer.yaml: key 'http.max_body_bytes': 'abc' is not a size (e.g. 8MiB)"
  *   "environment INVSYNC_HTTP_THREADS: '0' is below the minimum 1"
+ * Checks a service makes after the load name the source the same way through
+ * is_cfg_source(): "producer.yaml:7: key 'http.listen'" or
+ * "environment INVSYNC_HTTP_LISTEN (key 'http.listen')".
  */
 #ifndef INVSYNC_CONFIG_H
 #define INVSYNC_CONFIG_H
@@ -62,16 +65,34 @@ typedef struct is_strlist {
     char **items; /* malloc'd */
 } is_strlist_t;
 
+/* Where each value came from, recorded by is_cfg_load(), read by is_cfg_source(). */
+typedef struct is_cfg_sources {
+    char *path;        /* the file loaded (a copy), NULL when there was none */
+    is_strmap_t where; /* dotted key → "f.yaml:7: key 'k'" or "environment V (key 'k')" */
+} is_cfg_sources_t;
+
 /*
  * Load defaults, then the YAML file at path (NULL: no file), then the
  * environment. kafka_out (may be NULL) receives every `kafka.*` key with the
- * prefix stripped, from file and environment. On error nothing needs to be
- * released by the caller beyond is_cfg_release(), which is always safe.
- * The table ends with an entry whose key is NULL.
+ * prefix stripped, from file and environment. sources_out (may be NULL) is
+ * reset and receives where each key set by the file or the environment came
+ * from, `kafka.*` keys included. On error nothing needs to be released by the
+ * caller beyond is_cfg_release() and is_cfg_sources_release(), which are
+ * always safe. The table ends with an entry whose key is NULL.
  */
 is_err_t is_cfg_load(const is_cfg_entry_t *table, void *out, const char *path,
-                     const char *env_prefix, is_strmap_t *kafka_out, char *errstr,
-                     size_t errstr_size) IS_MUST_CHECK;
+                     const char *env_prefix, is_strmap_t *kafka_out, is_cfg_sources_t *sources_out,
+                     char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/*
+ * Where the value of key came from, to begin a message about it:
+ * "f.yaml:7: key 'k'", "environment INVSYNC_K (key 'k')", or for a key
+ * neither set (a default, or no value) "f.yaml: key 'k'", without a file
+ * "no --config file, environment only: key 'k'". Returns the recorded text or
+ * buf (filled then); valid as long as both are.
+ */
+const char *is_cfg_source(const is_cfg_sources_t *sources, const char *key, char *buf, size_t size);
+void is_cfg_sources_release(is_cfg_sources_t *sources);
 
 /* Free every string, map and list the table describes inside out. */
 void is_cfg_release(const is_cfg_entry_t *table, void *out);

@@ -88,34 +88,35 @@ const is_cfg_entry_t consumer_config_table[] = {
 
 is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) {
-    char listen_err[300];
+    char listen_err[300], where[512], where2[512];
     is_err_t rc;
-    const char *where = path ? path : "no --config file, environment only";
     memset(cfg, 0, sizeof(*cfg));
-    rc = is_cfg_load(consumer_config_table, cfg, path, CONSUMER_ENV_PREFIX, &cfg->kafka, errstr,
-                     errstr_size);
+    rc = is_cfg_load(consumer_config_table, cfg, path, CONSUMER_ENV_PREFIX, &cfg->kafka,
+                     &cfg->sources, errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
+#define WHERE(key) is_cfg_source(&cfg->sources, key, where, sizeof(where))
+    /* Each message begins with WHERE the value came from: "file.yaml:7: key 'k'" or
+     * "environment INVSYNC_K (key 'k')". */
     if (is_httpd_check_listen(cfg->http_listen, listen_err, sizeof(listen_err)) != IS_OK) {
-        is_errf(errstr, errstr_size, "%s: key 'http.listen': %s", where, listen_err);
+        is_errf(errstr, errstr_size, "%s: %s", WHERE("http.listen"), listen_err);
         return IS_ERR_CONFIG;
     }
     if (!cfg->policy_path || !*cfg->policy_path) {
-        is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", where);
+        is_errf(errstr, errstr_size, "%s is required", WHERE("policy.path"));
         return IS_ERR_CONFIG;
     }
     /* store.sync, consume.mode, erp.adapter, log.level: checked by the load (choices). */
     if (strcmp(cfg->erp.adapter, "http-json") == 0 && (!cfg->erp.http_url || !*cfg->erp.http_url)) {
-        is_errf(errstr, errstr_size, "%s: key 'erp.http.url' is required for erp.adapter http-json",
-                where);
+        is_errf(errstr, errstr_size, "%s is required for erp.adapter http-json",
+                WHERE("erp.http.url"));
         return IS_ERR_CONFIG;
     }
     if (strcmp(cfg->erp.adapter, "http-json") == 0 &&
         strncmp(cfg->erp.http_url, "http://", 7) != 0 &&
         strncmp(cfg->erp.http_url, "https://", 8) != 0) {
-        is_errf(errstr, errstr_size,
-                "%s: key 'erp.http.url': '%s' must start with http:// or https://", where,
-                cfg->erp.http_url);
+        is_errf(errstr, errstr_size, "%s: '%s' must start with http:// or https://",
+                WHERE("erp.http.url"), cfg->erp.http_url);
         return IS_ERR_CONFIG;
     }
     /* Compiled as consume.c and replay do: the site part of the topic names. */
@@ -130,9 +131,8 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
         free(pattern);
         if (bad) {
             is_errf(errstr, errstr_size,
-                    "%s: key 'sites_regex': '%s' is not a valid (POSIX extended) regular "
-                    "expression",
-                    where, cfg->sites_regex);
+                    "%s: '%s' is not a valid (POSIX extended) regular expression",
+                    WHERE("sites_regex"), cfg->sites_regex);
             return IS_ERR_CONFIG;
         }
     }
@@ -140,25 +140,27 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
     if (cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from &&
         is_parse_rfc3339(cfg->time_ordered_ids_from, &cfg->time_ordered_ids_from_ms) != IS_OK) {
         is_errf(errstr, errstr_size,
-                "%s: key 'poster.time_ordered_ids_from': '%s' is not an RFC 3339 time such as "
-                "2026-12-01T00:00:00Z",
-                where, cfg->time_ordered_ids_from);
+                "%s: '%s' is not an RFC 3339 time such as 2026-12-01T00:00:00Z",
+                WHERE("poster.time_ordered_ids_from"), cfg->time_ordered_ids_from);
         return IS_ERR_CONFIG;
     }
     if (cfg->retry_max_ms < cfg->retry_base_ms) {
-        is_errf(errstr, errstr_size, "%s: key 'retry.max' must not be below retry.base", where);
+        is_errf(errstr, errstr_size, "%s must not be below retry.base (%s)", WHERE("retry.max"),
+                is_cfg_source(&cfg->sources, "retry.base", where2, sizeof(where2)));
         return IS_ERR_CONFIG;
     }
     if (!is_strmap_get(&cfg->kafka, "bootstrap.servers")) {
-        is_errf(errstr, errstr_size, "%s: key 'kafka.bootstrap.servers' is required", where);
+        is_errf(errstr, errstr_size, "%s is required", WHERE("kafka.bootstrap.servers"));
         return IS_ERR_CONFIG;
     }
+#undef WHERE
     return IS_OK;
 }
 
 void consumer_config_release(consumer_config_t *cfg) {
     is_cfg_release(consumer_config_table, cfg);
     is_strmap_release(&cfg->kafka);
+    is_cfg_sources_release(&cfg->sources);
 }
 
 is_db_sync_t consumer_config_store_sync(const consumer_config_t *cfg) {

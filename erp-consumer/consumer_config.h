@@ -37,6 +37,7 @@ typedef struct consumer_config {
     char *uom_path;                   /* MES → ERP unit conversions CSV (NULL: none) */
     is_strlist_t erp_sources;         /* loop guard: ERP-origin source systems to drop */
     is_strmap_t kafka;                /* kafka.* passthrough */
+    is_cfg_sources_t sources;         /* where each value came from (is_cfg_source) */
 } consumer_config_t;
 
 extern const is_cfg_entry_t consumer_config_table[];

@@ -502,7 +502,7 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
  * and the ERP adapter's name. Exit 0 and "configuration ok", or 2.
  */
 static int cmd_check_config(const consumer_config_t *cfg, const char *config_path) {
-    char errstr[1024];
+    char errstr[1024], key[300], src[512];
     const char *where = config_path ? config_path : "environment";
     is_policy_t *policy = NULL;
     rd_kafka_conf_t *conf = NULL;
@@ -516,7 +516,9 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
     for (size_t i = 0; i < cfg->kafka.n; i++)
         if (is_kafka_conf_set(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr,
                               sizeof(errstr)) != IS_OK) {
-            fprintf(stderr, "erp-consumer: %s: %s\n", where, errstr);
+            snprintf(key, sizeof(key), "kafka.%s", cfg->kafka.keys[i]);
+            fprintf(stderr, "erp-consumer: %s: %s\n",
+                    is_cfg_source(&cfg->sources, key, src, sizeof(src)), errstr);
             goto out;
         }
     /* The adapters erp_open knows (erp.c); opening one would create or reach the ERP. */
@@ -528,7 +530,8 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
     if (cfg->uom_path && *cfg->uom_path) {
         uom_table_t *uom = NULL;
         if (uom_load(cfg->uom_path, &uom, errstr, sizeof(errstr)) != IS_OK) {
-            fprintf(stderr, "erp-consumer: %s: key 'uom.conversions': %s\n", where, errstr);
+            fprintf(stderr, "erp-consumer: %s: %s\n",
+                    is_cfg_source(&cfg->sources, "uom.conversions", src, sizeof(src)), errstr);
             goto out;
         }
         uom_free(uom);

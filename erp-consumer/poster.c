@@ -78,9 +78,16 @@ is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq
     if (rc != IS_OK)
         goto err;
     store_set_shared(p->store, cfg->consume_mode && strcmp(cfg->consume_mode, "group") == 0);
-    if (cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from) {
+    /* Unset is INT64_MAX whatever time_ordered_ids_from_ms holds (a config
+     * built without consumer_config_load has 0 there, the epoch). */
+    int ids_set = cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from;
+    rc = store_pin_time_ordered_ids_from(p->store,
+                                         ids_set ? cfg->time_ordered_ids_from_ms : INT64_MAX,
+                                         is_clock_now_ms(NULL), errstr, errstr_size);
+    if (rc != IS_OK)
+        goto err;
+    if (ids_set) {
         /* Every instance posting to one ERP must log the same value here. */
-        store_set_time_ordered_ids_from(p->store, cfg->time_ordered_ids_from_ms);
         is_log(IS_LOG_INFO, "time-ordered posting ids for movements accepted from",
                "poster.time_ordered_ids_from", cfg->time_ordered_ids_from, NULL);
     }

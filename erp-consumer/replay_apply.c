@@ -9,7 +9,9 @@
  *      not the ERP's own, of a site this consumer owns: sites_regex) is
  *      inserted as the consume loop inserts it, state `queued`, with its
  *      Kafka coordinates and due now; its producer's watermark advances
- *      over it. The Kafka offsets the consumer keeps are NOT touched.
+ *      over it (store_advance_watermark: over movements and seq_fills, as
+ *      in the consume loop). The Kafka offsets the consumer keeps are NOT
+ *      touched.
  *   2. A replayed movement the store has as `posted` is checked in the ERP:
  *      its posting_id is looked up (erp_lookup_reference, the same call the
  *      poster uses after a crash). When the ERP does not know it (its
@@ -18,13 +20,18 @@
  *      ERP has it, nothing changes.
  *   3. Everything else already known (pending, failed, dead, cancelled,
  *      skipped) is left alone and counted.
+ *   Whatever its state, a replayed movement of an owned site whose id the
+ *   store holds under another (producer, site, sequence) has its sequence
+ *   recorded in seq_fills and its watermark advanced, as the consume loop
+ *   does for such a duplicate (store_note_seq_fill).
  * The running poster then posts the queued movements at its next cycle,
  * with the same deterministic posting ids; the ERP's idempotency reference
  * guards the rest. A lookup the ERP cannot answer aborts before anything
  * is changed.
  *
- * Load: one indexed store statement per replayed movement applied, and one
- * ERP lookup per distinct posting checked.
+ * Load: one indexed store statement per replayed movement applied, one per
+ * movement already known (its stored sequence), and one ERP lookup per
+ * distinct posting checked.
  */
 #include <jansson.h>
 #include <regex.h>
@@ -149,37 +156,17 @@ static int exec(sqlite3 *db, const char *sql, const char *types, const void *con
     return ok;
 }
 
-/* Advance (producer, site)'s watermark over contiguous sequences (as store.c does). */
-static int advance_watermark(sqlite3 *db, const char *producer, const char *site) {
-    sqlite3_stmt *st = NULL;
-    int64_t wm = 0;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT coalesce((SELECT contiguous FROM watermarks WHERE producer_id = ?1"
-            " AND site = ?2), 0)",
-            -1, &st, NULL) != SQLITE_OK)
+/*
+ * m's id is in the store: when under another (producer, site, sequence), m's
+ * sequence closes its watermark (seq_fills), as in the consume loop.
+ */
+static int note_seq_fill(store_t *s, const is_movement_t *m, int64_t now) {
+    int counted = 0;
+    if (!m->producer_id[0] || m->sequence == 0)
+        return 1;
+    if (store_note_seq_fill(s, m, now, NULL, &counted) != IS_OK)
         return 0;
-    sqlite3_bind_text(st, 1, producer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, site, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        wm = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT seq FROM movements WHERE producer_id = ?1 AND site = ?2"
-                           " AND seq > ?3 ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_text(st, 1, producer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, site, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, wm);
-    while (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == wm + 1)
-        wm++;
-    sqlite3_finalize(st);
-    const void *args[] = {producer, site, &wm};
-    return exec(db,
-                "INSERT INTO watermarks(producer_id, site, contiguous) VALUES(?1, ?2, ?3)"
-                " ON CONFLICT(producer_id, site) DO UPDATE SET contiguous = max(contiguous, ?3)",
-                "tti", args, NULL);
+    return !counted || store_advance_watermark(s, m->producer_id, m->site) == IS_OK;
 }
 
 static int insert_movement(sqlite3 *db, const replay_row_t *r, const is_movement_t *m, int64_t now,
@@ -237,8 +224,9 @@ static json_t *opt_str(const char *s) {
 }
 
 /* Each row's part of --apply (see the top of this file). */
-static int apply_row(sqlite3 *db, const consumer_config_t *cfg, const regex_t *sites,
+static int apply_row(store_t *s, const consumer_config_t *cfg, const regex_t *sites,
                      replay_row_t *r, int64_t now, replay_apply_counts_t *c) {
+    sqlite3 *db = store_db(s);
     is_movement_t *m;
     int inserted = 0, ok = 1, moved = 0;
     if (!r->decodable) {
@@ -251,6 +239,14 @@ static int apply_row(sqlite3 *db, const consumer_config_t *cfg, const regex_t *s
         return 1;
     }
     if (r->in_store) {
+        if (regexec(sites, r->site, 0, NULL, 0) == 0) {
+            m = replay_row_decode(r);
+            ok = m && note_seq_fill(s, m, now);
+            if (m)
+                invsync__v1__movement__free_unpacked(m, NULL);
+            if (!ok)
+                return 0;
+        }
         if (strcmp(r->erp_check, "missing") != 0) {
             c->already_known++;
             return 1;
@@ -274,8 +270,9 @@ static int apply_row(sqlite3 *db, const consumer_config_t *cfg, const regex_t *s
         ok = insert_movement(db, r, m, now, &inserted);
         if (ok && !inserted) {
             c->already_known++; /* the consume loop got it meanwhile */
+            ok = note_seq_fill(s, m, now);
         } else if (ok) {
-            ok = advance_watermark(db, m->producer_id, m->site);
+            ok = store_advance_watermark(s, m->producer_id, m->site) == IS_OK;
             snprintf(r->action, sizeof(r->action), "queued");
             c->newly_queued++;
         }
@@ -323,7 +320,7 @@ is_err_t replay_apply(const consumer_config_t *cfg, store_t *s, replay_row_t *ro
         return is_db_error(db, "cannot begin the replay-apply transaction", errstr, errstr_size);
     }
     for (size_t i = 0; i < n; i++)
-        if (!apply_row(db, cfg, &re, &rows[i], now, c))
+        if (!apply_row(s, cfg, &re, &rows[i], now, c))
             goto db_err;
     for (size_t i = 0; i < n; i++)
         in_selection += strcmp(rows[i].action, "re-queued") == 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "duration.h"
 #include "hash.h"
 #include "store_int.h"
 
@@ -155,6 +156,11 @@ static const char *const store_migrations[] = {
      * not counted as lost. */
     "CREATE TABLE seq_fills(producer_id TEXT NOT NULL, site TEXT NOT NULL, seq INTEGER NOT NULL,"
     "  received_at INTEGER NOT NULL, PRIMARY KEY(producer_id, site, seq)) WITHOUT ROWID;",
+    /* 9: settings the store must keep across restarts because what it
+     * already did depends on them: poster.time_ordered_ids_from (ms UTC;
+     * store_pin_time_ordered_ids_from). */
+    "CREATE TABLE settings(key TEXT PRIMARY KEY, value INTEGER NOT NULL,"
+    "  set_at INTEGER NOT NULL) WITHOUT ROWID;",
     // clang-format on
 };
 
@@ -232,11 +238,6 @@ void store_rollback(store_t *s) {
     is_db_rollback(s->db);
 }
 
-static int step_done(sqlite3_stmt *st) {
-    int rc = sqlite3_step(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW;
-}
-
 void store_bind_text(sqlite3_stmt *st, int i, const char *v) {
     if (v)
         sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC); /* see store_int.h */
@@ -290,6 +291,128 @@ void store_set_time_ordered_ids_from(store_t *s, int64_t from_ms) {
     s->time_ids_from = from_ms;
 }
 
+#define TIME_IDS_KEY "poster.time_ordered_ids_from"
+
+static void format_cut_over(int64_t ms, char *buf, size_t size) {
+    char t[IS_RFC3339_LEN];
+    if (ms == INT64_MAX) {
+        snprintf(buf, size, "unset");
+        return;
+    }
+    is_format_rfc3339(ms, t);
+    snprintf(buf, size, "%s", t);
+}
+
+/* One integer setting (migration 9); *found = 0 when never set. */
+static int get_setting(sqlite3 *db, const char *key, int64_t *value, int *found) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    *found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM settings WHERE key = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *value = sqlite3_column_int64(st, 0);
+        *found = 1;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+/* The first movement accepted in [from, to) that was put in a posting:
+ * its id would change form with the cut-over. id[0] = '\0' when none. */
+static int posted_between(sqlite3 *db, int64_t from, int64_t to, char *id, size_t size) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    id[0] = '\0';
+    if (sqlite3_prepare_v2(db,
+                           "SELECT movement_id FROM movements WHERE posting_id IS NOT NULL"
+                           " AND accepted_at >= ?1 AND accepted_at < ?2 LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, to);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(id, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+/* Record the cut-over (INT64_MAX: unset) as the store's. */
+static int put_setting(sqlite3 *db, const char *key, int64_t value, int64_t now_ms) {
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(db,
+                                "INSERT INTO settings(key, value, set_at) VALUES(?1, ?2, ?3)"
+                                " ON CONFLICT(key) DO UPDATE SET value = ?2, set_at = ?3",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, value);
+        sqlite3_bind_int64(st, 3, now_ms);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+is_err_t store_pin_time_ordered_ids_from(store_t *s, int64_t from_ms, int64_t now_ms, char *errstr,
+                                         size_t errstr_size) {
+    int64_t pinned = INT64_MAX;
+    int found = 0;
+    char was[IS_RFC3339_LEN + 8], now[IS_RFC3339_LEN + 8], id[IS_MOVEMENT_MAX_STR + 1];
+    is_err_t rc;
+
+    if (store_begin(s) != IS_OK)
+        goto db_err;
+    if (!get_setting(s->db, TIME_IDS_KEY, &pinned, &found))
+        goto db_err;
+    if (!found) {
+        /* A new store, or one an older version ran: what it ran with is not
+         * known here, so the configured value is taken as the store's. */
+        if (!put_setting(s->db, TIME_IDS_KEY, from_ms, now_ms))
+            goto db_err;
+    } else if (pinned != from_ms) {
+        int64_t lo = pinned < from_ms ? pinned : from_ms, hi = pinned < from_ms ? from_ms : pinned;
+        if (!posted_between(s->db, lo, hi, id, sizeof(id)))
+            goto db_err;
+        format_cut_over(pinned, was, sizeof(was));
+        format_cut_over(from_ms, now, sizeof(now));
+        if (id[0]) {
+            is_errf(errstr, errstr_size,
+                    "poster.time_ordered_ids_from is %s, but this store posted with %s:"
+                    " movement %s (and maybe more) was accepted between the two, so a posting of"
+                    " it made again (from a rebuilt store, by a failover instance, by replay"
+                    " --apply) would get another posting id and the ERP would book it twice;"
+                    " set it back to %s",
+                    now, was, id, was);
+            store_rollback(s);
+            return IS_ERR_INVALID;
+        }
+        if (!put_setting(s->db, TIME_IDS_KEY, from_ms, now_ms))
+            goto db_err;
+        char detail[160];
+        snprintf(detail, sizeof(detail), "{\"from\":\"%s\",\"to\":\"%s\"}", was, now);
+        rc = store_audit(s, now_ms, "poster", "setting-changed", TIME_IDS_KEY, detail, errstr,
+                         errstr_size);
+        if (rc != IS_OK) {
+            store_rollback(s);
+            return rc;
+        }
+    }
+    if (store_commit(s) != IS_OK)
+        goto db_err;
+    s->time_ids_from = from_ms;
+    return IS_OK;
+db_err:;
+    rc = is_db_error(s->db, "cannot check poster.time_ordered_ids_from against the store", errstr,
+                     errstr_size);
+    store_rollback(s);
+    return rc;
+}
+
 /* ---- consume side --------------------------------------------------------- */
 
 typedef struct pair {
@@ -297,54 +420,75 @@ typedef struct pair {
 } pair_t;
 
 /*
- * A movement id the store already holds. *differs: the MES content differs
- * (is_movement_fingerprint: the producer's stamps do not count; a stored
- * payload that does not decode counts as different). *other_seq: the stored
- * row came with another (producer, site, sequence) than m — a resend the
- * producer accepted again (after outbox.retention forgot the first) or the
- * same movement through another producer: m's sequence must still count
- * for its watermark. 0, or -1 on a store error.
+ * A movement id the store may already hold (store.h). The stored row came
+ * with another (producer, site, sequence) than m: a resend the producer
+ * accepted again (after outbox.retention forgot the first) or the same
+ * movement through another producer — m's sequence still counts for its
+ * watermark, through seq_fills.
  */
-static int compare_with_stored(store_t *s, const is_movement_t *m, int *differs, int *other_seq) {
+is_err_t store_note_seq_fill(store_t *s, const is_movement_t *m, int64_t now_ms, int *differs,
+                             int *counted) {
     sqlite3_stmt *st = stmt(s, SQ_STORED_PAYLOAD);
     uint8_t a[32], b[32];
-    int src;
-    *differs = *other_seq = 0;
+    int src, other_seq = 0;
+    *counted = 0;
+    if (differs)
+        *differs = 0;
     bind_text(st, 1, m->source_system);
     bind_text(st, 2, m->movement_id);
     src = sqlite3_step(st);
     if (src == SQLITE_ROW) {
-        is_movement_t *o = invsync__v1__movement__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
-                                                         sqlite3_column_blob(st, 0));
-        *differs = !o || is_movement_fingerprint(o, a) != IS_OK ||
-                   is_movement_fingerprint(m, b) != IS_OK || memcmp(a, b, sizeof(a)) != 0;
-        if (o)
-            invsync__v1__movement__free_unpacked(o, NULL);
+        if (differs) {
+            is_movement_t *o = invsync__v1__movement__unpack(
+                NULL, (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_blob(st, 0));
+            *differs = !o || is_movement_fingerprint(o, a) != IS_OK ||
+                       is_movement_fingerprint(m, b) != IS_OK || memcmp(a, b, sizeof(a)) != 0;
+            if (o)
+                invsync__v1__movement__free_unpacked(o, NULL);
+        }
         const char *producer = (const char *)sqlite3_column_text(st, 1);
         const char *site = (const char *)sqlite3_column_text(st, 2);
-        *other_seq = (int64_t)m->sequence != sqlite3_column_int64(st, 3) ||
-                     strcmp(producer ? producer : "", m->producer_id) != 0 ||
-                     strcmp(site ? site : "", m->site) != 0;
+        other_seq = (int64_t)m->sequence != sqlite3_column_int64(st, 3) ||
+                    strcmp(producer ? producer : "", m->producer_id) != 0 ||
+                    strcmp(site ? site : "", m->site) != 0;
     }
     sqlite3_reset(st);
-    return src == SQLITE_ROW || src == SQLITE_DONE ? 0 : -1;
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return IS_ERR_DB;
+    if (!other_seq)
+        return IS_OK;
+    st = stmt(s, SQ_SEQ_FILL);
+    bind_text(st, 1, m->producer_id);
+    bind_text(st, 2, m->site);
+    sqlite3_bind_int64(st, 3, (int64_t)m->sequence);
+    sqlite3_bind_int64(st, 4, now_ms);
+    src = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (src != SQLITE_DONE)
+        return IS_ERR_DB;
+    *counted = sqlite3_changes(s->db) > 0;
+    return IS_OK;
 }
 
 /* Advance the (producer, site) watermark over contiguous received sequences. */
-static is_err_t advance_watermark(store_t *s, const char *producer, const char *site) {
+is_err_t store_advance_watermark(store_t *s, const char *producer, const char *site) {
     sqlite3_stmt *st = stmt(s, SQ_GET_WATERMARK);
     int64_t wm = 0, start;
+    int src;
     bind_text(st, 1, producer);
     bind_text(st, 2, site);
-    if (sqlite3_step(st) == SQLITE_ROW)
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
         wm = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return IS_ERR_DB; /* never write a watermark from an unread one */
     start = wm;
     st = stmt(s, SQ_SEQS_AFTER);
     bind_text(st, 1, producer);
     bind_text(st, 2, site);
     sqlite3_bind_int64(st, 3, wm);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
         if (seq <= wm)
             continue; /* in both tables (a producer that reused a sequence) */
@@ -353,13 +497,17 @@ static is_err_t advance_watermark(store_t *s, const char *producer, const char *
         wm = seq;
     }
     sqlite3_reset(st);
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return IS_ERR_DB;
     if (wm == start && start != 0)
         return IS_OK;
     st = stmt(s, SQ_SET_WATERMARK);
     bind_text(st, 1, producer);
     bind_text(st, 2, site);
     sqlite3_bind_int64(st, 3, wm);
-    return step_done(st) ? IS_OK : IS_ERR_DB;
+    src = sqlite3_step(st);
+    sqlite3_reset(st);
+    return src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
 }
 
 static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *state,
@@ -434,21 +582,8 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             if (rc != IS_OK)
                 goto db_err;
             int counted = inserted; /* its sequence now counts for the watermark */
-            if (!inserted) {
-                int other_seq = 0;
-                if (compare_with_stored(s, msg->m, &differs, &other_seq) < 0)
-                    goto db_err;
-                if (other_seq) {
-                    st = stmt(s, SQ_SEQ_FILL);
-                    bind_text(st, 1, msg->m->producer_id);
-                    bind_text(st, 2, msg->m->site);
-                    sqlite3_bind_int64(st, 3, (int64_t)msg->m->sequence);
-                    sqlite3_bind_int64(st, 4, now_ms);
-                    if (sqlite3_step(st) != SQLITE_DONE)
-                        goto db_err;
-                    counted = sqlite3_changes(s->db) > 0;
-                }
-            }
+            if (!inserted && store_note_seq_fill(s, msg->m, now_ms, &differs, &counted) != IS_OK)
+                goto db_err;
             if (counted) {
                 size_t k;
                 for (k = 0; k < n_pairs; k++)
@@ -548,7 +683,7 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             goto db_err;
     }
     for (size_t k = 0; k < n_pairs; k++) {
-        if (advance_watermark(s, pairs[k].producer, pairs[k].site) != IS_OK)
+        if (store_advance_watermark(s, pairs[k].producer, pairs[k].site) != IS_OK)
             goto db_err;
         /* pairs are per (producer, site): the same site twice is harmless. */
         st = stmt(s, SQ_SITE_MOVEMENT);
@@ -779,7 +914,7 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int6
                          errstr_size);
         free(detail);
         if (rc == IS_OK)
-            rc = advance_watermark(s, producer, site) == IS_OK ? IS_OK : IS_ERR_DB;
+            rc = store_advance_watermark(s, producer, site);
         if (rc == IS_OK) {
             (*skipped)++;
             n_seq += next - 1 - wm;

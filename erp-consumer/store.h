@@ -114,6 +114,27 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
                            store_batch_result_t *res, char *errstr,
                            size_t errstr_size) IS_MUST_CHECK;
 
+/*
+ * The consume loop's sequence bookkeeping, for a caller that writes movements
+ * in its own transaction on store_db (replay --apply). Both run inside a
+ * transaction the caller holds and neither commits.
+ *
+ * store_note_seq_fill: m's id (source_system, movement_id) may already be
+ * stored. When the stored row came with another (producer, site, sequence)
+ * than m — an MES resend the producer accepted again once outbox.retention
+ * had forgotten the first, or the same movement through another producer —
+ * m's sequence is recorded in seq_fills: nothing is applied for it, but it
+ * counts for m's watermark. *counted: it was newly recorded (advance m's
+ * watermark). differs (NULL: not computed): the MES content differs
+ * (is_movement_fingerprint).
+ *
+ * store_advance_watermark: move the (producer, site) watermark over the
+ * contiguous sequences after it, of movements and of seq_fills.
+ */
+is_err_t store_note_seq_fill(store_t *s, const is_movement_t *m, int64_t now_ms, int *differs,
+                             int *counted) IS_MUST_CHECK;
+is_err_t store_advance_watermark(store_t *s, const char *producer, const char *site) IS_MUST_CHECK;
+
 /* Next offset to read for a partition; IS_ERR_NOT_FOUND when never consumed. */
 is_err_t store_get_offset(store_t *s, const char *topic, int32_t partition,
                           int64_t *next_offset) IS_MUST_CHECK;
@@ -158,6 +179,20 @@ void store_set_shared(store_t *s, int shared);
  * use the same value (config poster.time_ordered_ids_from).
  */
 void store_set_time_ordered_ids_from(store_t *s, int64_t from_ms);
+
+/*
+ * The service's way in: set the cut-over (INT64_MAX = unset) and keep it in
+ * the store (table settings). The first start of this version records the
+ * configured value (unset included) as the store's: a new store, or one an
+ * older version ran, whose value is not known. A store that has one
+ * refuses another (IS_ERR_INVALID, errstr naming both and a movement) when a
+ * movement accepted between the two was put in a posting: that posting made
+ * again would get another id, and the ERP would book it twice. A change that
+ * touches no such movement (a typo fixed before any posting, a time not yet
+ * reached) is taken and audited (setting-changed).
+ */
+is_err_t store_pin_time_ordered_ids_from(store_t *s, int64_t from_ms, int64_t now_ms, char *errstr,
+                                         size_t errstr_size) IS_MUST_CHECK;
 
 /* A posting to make: one or more movements of one lot (same site and tier). */
 typedef struct store_posting {

@@ -191,7 +191,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 
 /* Our defaults, then the passthrough (so a deployment may override them). */
 static is_err_t build_conf(const is_strmap_t *kafka, const char *client_id, rd_kafka_conf_t **out,
-                           char *errstr, size_t errstr_size) {
+                           const char **bad_key, char *errstr, size_t errstr_size) {
     static const char *const defaults[][2] = {
         {"enable.idempotence", "true"},
         {"acks", "all"},
@@ -210,8 +210,11 @@ static is_err_t build_conf(const is_strmap_t *kafka, const char *client_id, rd_k
         rc = is_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, errstr_size);
     if (rc == IS_OK && client_id)
         rc = is_kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size);
-    for (i = 0; rc == IS_OK && kafka && i < kafka->n; i++)
+    for (i = 0; rc == IS_OK && kafka && i < kafka->n; i++) {
         rc = is_kafka_conf_set(conf, kafka->keys[i], kafka->vals[i], errstr, errstr_size);
+        if (rc != IS_OK && bad_key)
+            *bad_key = kafka->keys[i];
+    }
     if (rc != IS_OK) {
         rd_kafka_conf_destroy(conf);
         return rc;
@@ -220,9 +223,12 @@ static is_err_t build_conf(const is_strmap_t *kafka, const char *client_id, rd_k
     return IS_OK;
 }
 
-is_err_t forwarder_check_config(const is_strmap_t *kafka, char *errstr, size_t errstr_size) {
+is_err_t forwarder_check_config(const is_strmap_t *kafka, const char **bad_key, char *errstr,
+                                size_t errstr_size) {
     rd_kafka_conf_t *conf = NULL;
-    is_err_t rc = build_conf(kafka, NULL, &conf, errstr, errstr_size);
+    if (bad_key)
+        *bad_key = NULL;
+    is_err_t rc = build_conf(kafka, NULL, &conf, bad_key, errstr, errstr_size);
     if (rc == IS_OK)
         rd_kafka_conf_destroy(conf);
     return rc;
@@ -231,7 +237,7 @@ is_err_t forwarder_check_config(const is_strmap_t *kafka, char *errstr, size_t e
 static is_err_t producer_create(forwarder_t *fw, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = NULL;
     char err[512];
-    is_err_t rc = build_conf(&fw->kafka, fw->producer_id, &conf, errstr, errstr_size);
+    is_err_t rc = build_conf(&fw->kafka, fw->producer_id, &conf, NULL, errstr, errstr_size);
 
     if (rc != IS_OK)
         return rc;

@@ -70,9 +70,10 @@ typedef struct forwarder_opts {
 /*
  * Check the librdkafka configuration (our defaults + passthrough) without
  * connecting: unknown keys and bad values are IS_ERR_CONFIG with errstr
- * naming the key ("kafka.linger.ms: ...").
+ * naming the key ("kafka.linger.ms: ..."). *bad_key (bad_key may be NULL):
+ * the passthrough key refused (borrowed from kafka), NULL when none was.
  */
-is_err_t forwarder_check_config(const is_strmap_t *kafka, char *errstr,
+is_err_t forwarder_check_config(const is_strmap_t *kafka, const char **bad_key, char *errstr,
                                 size_t errstr_size) IS_MUST_CHECK;
 
 /*

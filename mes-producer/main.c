@@ -246,8 +246,15 @@ int main(int argc, char **argv) {
         exit_code = 2;
         goto out;
     }
-    if (forwarder_check_config(&cfg.kafka, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "mes-producer: %s: %s\n", config_path ? config_path : "environment",
+    const char *bad_key = NULL;
+    if (forwarder_check_config(&cfg.kafka, &bad_key, errstr, sizeof(errstr)) != IS_OK) {
+        /* Blame what set the refused key: its file line or its INVSYNC_KAFKA_* variable. */
+        char key[300], src[512];
+        snprintf(key, sizeof(key), "kafka.%s", bad_key ? bad_key : "");
+        fprintf(stderr, "mes-producer: %s: %s\n",
+                bad_key       ? is_cfg_source(&cfg.sources, key, src, sizeof(src))
+                : config_path ? config_path
+                              : "environment",
                 errstr);
         exit_code = 2;
         goto out;

@@ -54,21 +54,22 @@ const is_cfg_entry_t producer_config_table[] = {
     {NULL, IS_CFG_STR, 0, 0, 0, NULL, NULL, NULL},
 };
 
-static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char *errstr,
-                             size_t errstr_size) {
+static is_err_t check_tokens(const producer_config_t *cfg, char *errstr, size_t errstr_size) {
+    char buf[512];
+    /* A map comes from the file only (the loader refuses INVSYNC_AUTH_TOKENS). */
+    const char *src = is_cfg_source(&cfg->sources, "auth.tokens", buf, sizeof(buf));
     size_t i;
     for (i = 0; i < cfg->auth_tokens.n; i++) {
         const char *site = cfg->auth_tokens.keys[i];
         const char *tok = cfg->auth_tokens.vals[i];
         if (strcmp(site, "*") != 0 && !is_topic_part_valid(site)) {
             is_errf(errstr, errstr_size,
-                    "%s: key 'auth.tokens': '%s' is not a site name ([A-Za-z0-9_-], 1..64) or '*'",
-                    src, site);
+                    "%s: '%s' is not a site name ([A-Za-z0-9_-], 1..64) or '*'", src, site);
             return IS_ERR_CONFIG;
         }
         /* Never echo a token, not even a bad one. */
         if (!tok || !*tok) {
-            is_errf(errstr, errstr_size, "%s: key 'auth.tokens.%s': empty token", src, site);
+            is_errf(errstr, errstr_size, "%s: site '%s': empty token", src, site);
             return IS_ERR_CONFIG;
         }
     }
@@ -77,43 +78,43 @@ static is_err_t check_tokens(const producer_config_t *cfg, const char *src, char
 
 is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *errstr,
                               size_t errstr_size) {
-    char listen_err[300];
-    const char *src = path ? path : "no --config file, environment only";
+    char listen_err[300], where[512];
     is_err_t rc;
 
     memset(cfg, 0, sizeof(*cfg));
-    rc = is_cfg_load(producer_config_table, cfg, path, PRODUCER_ENV_PREFIX, &cfg->kafka, errstr,
-                     errstr_size);
+    rc = is_cfg_load(producer_config_table, cfg, path, PRODUCER_ENV_PREFIX, &cfg->kafka,
+                     &cfg->sources, errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
+#define WHERE(key) is_cfg_source(&cfg->sources, key, where, sizeof(where))
+    /* Each message begins with WHERE the value came from: "file.yaml:7: key 'k'" or
+     * "environment INVSYNC_K (key 'k')". */
     if (is_httpd_check_listen(cfg->http_listen, listen_err, sizeof(listen_err)) != IS_OK) {
-        is_errf(errstr, errstr_size, "%s: key 'http.listen': %s", src, listen_err);
+        is_errf(errstr, errstr_size, "%s: %s", WHERE("http.listen"), listen_err);
         return IS_ERR_CONFIG;
     }
     if (!cfg->policy_path || !*cfg->policy_path) {
-        is_errf(errstr, errstr_size, "%s: key 'policy.path' is required", src);
+        is_errf(errstr, errstr_size, "%s is required", WHERE("policy.path"));
         return IS_ERR_CONFIG;
     }
     if (!is_strmap_get(&cfg->kafka, "bootstrap.servers")) {
-        is_errf(
-            errstr, errstr_size,
-            "%s: key 'kafka.bootstrap.servers' is required (or INVSYNC_KAFKA_BOOTSTRAP_SERVERS)",
-            src);
+        is_errf(errstr, errstr_size, "%s is required (or INVSYNC_KAFKA_BOOTSTRAP_SERVERS)",
+                WHERE("kafka.bootstrap.servers"));
         return IS_ERR_CONFIG;
     }
     /* outbox.sync and log.level: checked by the load (choices). */
     if (!*cfg->producer_id || !is_topic_part_valid(cfg->producer_id)) {
-        is_errf(errstr, errstr_size,
-                "%s: key 'producer_id': '%s' must be 1..64 chars of [A-Za-z0-9_-]", src,
-                cfg->producer_id);
+        is_errf(errstr, errstr_size, "%s: '%s' must be 1..64 chars of [A-Za-z0-9_-]",
+                WHERE("producer_id"), cfg->producer_id);
         return IS_ERR_CONFIG;
     }
     if (!*cfg->outbox_path || strcmp(cfg->outbox_path, ":memory:") == 0) {
-        is_errf(errstr, errstr_size, "%s: key 'outbox.path': '%s' must be a file", src,
+        is_errf(errstr, errstr_size, "%s: '%s' must be a file", WHERE("outbox.path"),
                 cfg->outbox_path);
         return IS_ERR_CONFIG;
     }
-    return check_tokens(cfg, src, errstr, errstr_size);
+#undef WHERE
+    return check_tokens(cfg, errstr, errstr_size);
 }
 
 void producer_config_release(producer_config_t *cfg) {
@@ -121,6 +122,7 @@ void producer_config_release(producer_config_t *cfg) {
         return;
     is_cfg_release(producer_config_table, cfg);
     is_strmap_release(&cfg->kafka);
+    is_cfg_sources_release(&cfg->sources);
 }
 
 void producer_config_print_help(FILE *f) {

@@ -42,6 +42,7 @@ typedef struct producer_config {
     int64_t outbox_retention_ms;   /* 0: keep every movement */
     int64_t forwarder_batch;       /* outbox rows fetched per forwarder round */
     is_strmap_t kafka;             /* kafka.* passthrough, prefix stripped */
+    is_cfg_sources_t sources;      /* where each value came from (is_cfg_source) */
 } producer_config_t;
 
 /* The table, NULL-key terminated (for --help and for tests that check keys). */

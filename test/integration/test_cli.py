@@ -3,6 +3,7 @@ environment overrides, a clean exit on SIGTERM."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,12 +19,14 @@ SERVICES = {
 }
 
 
-def run_expecting_failure(stack, argv, timeout=15):
-    """Run a service that must refuse to start; returns its combined output."""
+def run_expecting_failure(stack, argv, timeout=15, env=None):
+    """Run a service that must refuse to start, with no INVSYNC_* variables
+    but those in env; returns its combined output."""
     try:
         r = subprocess.run(argv, cwd=stack.dir, capture_output=True, timeout=timeout,
                            stdin=subprocess.DEVNULL,
-                           env={k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")})
+                           env=dict({k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")},
+                                    **(env or {})))
     except subprocess.TimeoutExpired:
         pytest.fail("%s should have refused to start but was still running after %ds"
                     % (" ".join(argv), timeout))
@@ -139,6 +142,37 @@ def test_consumer_check_config_finds_what_start_would_refuse(stack):
         assert says in out, (overrides, out)
 
 
+def test_consumer_check_config_names_the_environment_variable(stack):
+    """A bad value that came from an INVSYNC_* variable is blamed on the
+    variable (and its key), not on the configuration file."""
+    path = stack.write_config("c-env", stack.consumer_config(bootstrap="127.0.0.1:1"))
+    for env, says in [
+            ({"INVSYNC_SITES_REGEX": "("},
+             "environment INVSYNC_SITES_REGEX (key 'sites_regex'): '(' is not a valid"),
+            ({"INVSYNC_UOM_CONVERSIONS": stack.path("missing.csv")},
+             "environment INVSYNC_UOM_CONVERSIONS (key 'uom.conversions'): cannot open")]:
+        out = run_expecting_failure(stack, [binary("erp-consumer"), "--config", path,
+                                            "--check-config"], env=env)
+        assert says in out and "c-env.yaml" not in out, (env, out)
+
+
+def test_producer_kafka_property_names_the_environment_variable(stack):
+    """A kafka.* property librdkafka refuses is blamed on what set it: the
+    INVSYNC_KAFKA_* variable (and its key), not the configuration file; one
+    the file set, on its line."""
+    path = stack.write_config("p-env", stack.producer_config(bootstrap="127.0.0.1:1"))
+    out = run_expecting_failure(stack, [binary("mes-producer"), "--config", path,
+                                        "--check-config"],
+                                env={"INVSYNC_KAFKA_BATCH_SIZE": "abc"})
+    assert "environment INVSYNC_KAFKA_BATCH_SIZE (key 'kafka.batch.size')" in out, out
+    assert "p-env.yaml" not in out, out
+    cfg = stack.producer_config(bootstrap="127.0.0.1:1")
+    cfg["kafka"]["batch.size"] = "abc"
+    out = run_expecting_failure(stack, [binary("mes-producer"), "--config",
+                                        stack.write_config("p-file", cfg), "--check-config"])
+    assert re.search(r"p-file\.yaml:\d+: key 'kafka\.batch\.size'", out), out
+
+
 def test_second_instance_on_the_same_file_is_refused(stack):
     """Two producers on one outbox would hand out the same sequence numbers,
     two consumers on one store post from one state twice: the second
@@ -175,6 +209,30 @@ def test_consumer_time_ordered_ids_from_is_a_time(stack):
     bad = stack.write_config("consumer-ids-bad", cfg)
     out = run_expecting_failure(stack, [binary("erp-consumer"), "--config", bad, "--check-config"])
     assert "poster.time_ordered_ids_from" in out and "'next monday' is not an RFC 3339 time" in out, out
+
+
+def test_consumer_time_ordered_ids_from_cannot_move_past_a_posting(stack):
+    """The store keeps poster.time_ordered_ids_from. Restarted with the
+    setting removed after a movement it covers was posted, the consumer
+    refuses to start, naming the value to set back (a posting made again
+    would get another id and be booked twice); with it set back, it runs."""
+    stack.start_kafka(partitions=1)
+    producer = stack.start_producer()
+    cfg = stack.consumer_config(overrides={
+        "consume": {"mode": "assign", "discovery": "500ms"},
+        "poster": {"time_ordered_ids_from": "1970-01-01T00:00:00Z"}})
+    consumer = stack.start_consumer(config=cfg)
+    assert producer.post([movement("CUT-1", "PLANT1")]).status == 202
+    stack.wait_for(lambda: (consumer.posted_count() or 0) == 1, 30, "CUT-1 to be posted")
+    consumer.stop()
+    moved = dict(cfg)
+    del moved["poster"]
+    path = stack.write_config("consumer-cut-over-unset", moved)
+    out = run_expecting_failure(stack, [binary("erp-consumer"), "run", "--config", path])
+    assert "poster.time_ordered_ids_from is unset" in out, out
+    assert "movement CUT-1" in out and "set it back to 1970-01-01T00:00:00.000Z" in out, out
+    again = stack.start_consumer(config=cfg)
+    assert again.alive()
 
 
 def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):

@@ -63,17 +63,24 @@ static void write_file(const char *text) {
     close(fd);
 }
 
-/* Load text (NULL: no file) into c with kafka into k; returns rc, err filled. */
-static is_err_t load(const char *text, tcfg_t *c, is_strmap_t *k, char *err, size_t n) {
+/* Load text (NULL: no file) into c, kafka into k, sources into s; returns rc, err filled. */
+static is_err_t load_sources(const char *text, tcfg_t *c, is_strmap_t *k, is_cfg_sources_t *s,
+                             char *err, size_t n) {
     is_err_t rc;
     /* Garbage first: the loader must not rely on a zeroed struct. */
     memset(c, 0xAB, sizeof(*c));
+    if (s)
+        memset(s, 0xAB, sizeof(*s));
     if (text)
         write_file(text);
-    rc = is_cfg_load(table, c, text ? g_path : NULL, "INVSYNC_", k, err, n);
+    rc = is_cfg_load(table, c, text ? g_path : NULL, "INVSYNC_", k, s, err, n);
     if (text)
         unlink(g_path);
     return rc;
+}
+
+static is_err_t load(const char *text, tcfg_t *c, is_strmap_t *k, char *err, size_t n) {
+    return load_sources(text, c, k, NULL, err, n);
 }
 
 static void test_defaults(void **state) {
@@ -323,7 +330,7 @@ static void test_bad_default(void **state) {
     int64_t v;
     char err[256];
     (void)state;
-    assert_int_equal(is_cfg_load(bad, &v, NULL, NULL, NULL, err, sizeof(err)), IS_ERR_CONFIG);
+    assert_int_equal(is_cfg_load(bad, &v, NULL, NULL, NULL, NULL, err, sizeof(err)), IS_ERR_CONFIG);
     assert_string_equal(err, "default for key 'a.b': 'soon' is not a duration (e.g. 150ms, 30s, "
                              "5m, 2h, 1d)");
 }
@@ -412,6 +419,61 @@ static void test_kafka_styles(void **state) {
     }
 }
 
+/*
+ * is_cfg_source names where each value came from, for the services' checks
+ * after the load: the file and line, or the environment variable (which
+ * overrides the file), or the bare file for a default.
+ */
+static void test_sources(void **state) {
+    tcfg_t c;
+    is_strmap_t k = {0};
+    is_cfg_sources_t s;
+    char err[256] = "", buf[256], want[256];
+    (void)state;
+    setenv("INVSYNC_HTTP_THREADS", "8", 1);
+    setenv("INVSYNC_SITES", "A,B", 1);
+    setenv("INVSYNC_KAFKA_BOOTSTRAP_SERVERS", "env:9092", 1);
+    is_err_t rc = load_sources("http:\n  listen: file:1\n  threads: 2\n  tls: ~\n"
+                               "kafka:\n  acks: all\n  bootstrap.servers: f:1\n",
+                               &c, &k, &s, err, sizeof(err));
+    unsetenv("INVSYNC_HTTP_THREADS");
+    unsetenv("INVSYNC_SITES");
+    unsetenv("INVSYNC_KAFKA_BOOTSTRAP_SERVERS");
+    if (rc != IS_OK)
+        fail_msg("%s", err);
+    snprintf(want, sizeof(want), "%s:2: key 'http.listen'", g_path);
+    assert_string_equal(is_cfg_source(&s, "http.listen", buf, sizeof(buf)), want);
+    assert_string_equal(is_cfg_source(&s, "http.threads", buf, sizeof(buf)),
+                        "environment INVSYNC_HTTP_THREADS (key 'http.threads')");
+    assert_string_equal(is_cfg_source(&s, "sites", buf, sizeof(buf)),
+                        "environment INVSYNC_SITES (key 'sites')");
+    snprintf(want, sizeof(want), "%s:6: key 'kafka.acks'", g_path);
+    assert_string_equal(is_cfg_source(&s, "kafka.acks", buf, sizeof(buf)), want);
+    assert_string_equal(is_cfg_source(&s, "kafka.bootstrap.servers", buf, sizeof(buf)),
+                        "environment INVSYNC_KAFKA_BOOTSTRAP_SERVERS (key "
+                        "'kafka.bootstrap.servers')");
+    /* A default, and a null in the file (the default stays): the file, no line. */
+    snprintf(want, sizeof(want), "%s: key 'http.timeout'", g_path);
+    assert_string_equal(is_cfg_source(&s, "http.timeout", buf, sizeof(buf)), want);
+    snprintf(want, sizeof(want), "%s: key 'http.tls'", g_path);
+    assert_string_equal(is_cfg_source(&s, "http.tls", buf, sizeof(buf)), want);
+    is_cfg_release(table, &c);
+    is_strmap_release(&k);
+    is_cfg_sources_release(&s);
+    /* Without a file. */
+    setenv("INVSYNC_DB_PATH", "x.db", 1);
+    rc = is_cfg_load(table, &c, NULL, "INVSYNC_", NULL, &s, err, sizeof(err));
+    unsetenv("INVSYNC_DB_PATH");
+    assert_int_equal(rc, IS_OK);
+    assert_string_equal(is_cfg_source(&s, "db.path", buf, sizeof(buf)),
+                        "environment INVSYNC_DB_PATH (key 'db.path')");
+    assert_string_equal(is_cfg_source(&s, "http.listen", buf, sizeof(buf)),
+                        "no --config file, environment only: key 'http.listen'");
+    is_cfg_release(table, &c);
+    is_cfg_sources_release(&s);
+    is_cfg_sources_release(&s); /* idempotent */
+}
+
 static void test_kafka_list_and_preseed(void **state) {
     tcfg_t c;
     is_strmap_t k = {0};
@@ -438,9 +500,9 @@ static void test_missing_file(void **state) {
     char err[256];
     (void)state;
     memset(&c, 0xAB, sizeof(c));
-    assert_int_equal(
-        is_cfg_load(table, &c, "/nonexistent/invsync.yaml", "INVSYNC_", NULL, err, sizeof(err)),
-        IS_ERR_IO);
+    assert_int_equal(is_cfg_load(table, &c, "/nonexistent/invsync.yaml", "INVSYNC_", NULL, NULL,
+                                 err, sizeof(err)),
+                     IS_ERR_IO);
     assert_string_equal(err, "cannot open '/nonexistent/invsync.yaml': No such file or directory");
     is_cfg_release(table, &c); /* safe after any error */
 }
@@ -494,7 +556,7 @@ int main(void) {
         cmocka_unit_test(test_env_overrides), cmocka_unit_test(test_env_map_is_refused),
         cmocka_unit_test(test_kafka_styles),  cmocka_unit_test(test_kafka_list_and_preseed),
         cmocka_unit_test(test_missing_file),  cmocka_unit_test(test_help),
-        cmocka_unit_test(test_strmap),
+        cmocka_unit_test(test_strmap),        cmocka_unit_test(test_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

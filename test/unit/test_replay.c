@@ -443,6 +443,109 @@ static void test_apply_audit_without_filters_records_them_as_null(void **state) 
     json_decref(d);
 }
 
+/* One integer or text of the store, as text ("" for NULL). */
+static void store_text(fx_t *f, const char *sql, char *out, size_t size) {
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->store), sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const unsigned char *v = sqlite3_column_text(st, 0);
+    snprintf(out, size, "%s", v ? (const char *)v : "");
+    sqlite3_finalize(st);
+}
+
+#define WATERMARK "SELECT contiguous FROM watermarks WHERE producer_id = 'P1' AND site = '" SITE "'"
+#define SEQ_FILLS "SELECT group_concat(seq) FROM (SELECT seq FROM seq_fills ORDER BY seq)"
+
+/* --apply of the timeline's rows, unfiltered; the counts. */
+static replay_apply_counts_t apply_all(fx_t *f) {
+    char errstr[512];
+    consumer_config_t cfg;
+    replay_apply_counts_t c = {0};
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.sites_regex = SITE;
+    replay_apply_req_t req = {.by = "ops",
+                              .reason = "r",
+                              .from = "2026-03-02T07:00:00Z",
+                              .to = "2026-03-02T09:00:00Z",
+                              .filter = &f->filter};
+    if (replay_apply(&cfg, f->store, f->t.rows, f->t.n, &req, &c, errstr, sizeof(errstr)) != IS_OK)
+        fail_msg("replay_apply: %s", errstr);
+    return c;
+}
+
+/*
+ * The watermark --apply advances is the consume loop's: over movements and
+ * seq_fills (a sequence the producer gave to a movement the store holds
+ * under another one). Sequences 1..3 stored, 4 a seq fill, the watermark
+ * stuck at 3: --apply queues 5, and the watermark moves to 5, not staying
+ * at 3 until consume.gap_timeout.
+ */
+static void test_apply_advances_the_watermark_over_seq_fills(void **state) {
+    fx_t *f = *state;
+    char text[64];
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        char id[8];
+        snprintf(id, sizeof(id), "M-%d", (int)seq);
+        tmov_t m = {
+            .seq = seq, .id = id, .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+        consume(f, &m, NULL, (int64_t)seq - 1);
+    }
+    exec_sql(f, "INSERT INTO seq_fills(producer_id, site, seq, received_at)"
+                " VALUES('P1', '" SITE "', 4, 0)");
+    store_text(f, WATERMARK, text, sizeof(text));
+    assert_string_equal(text, "3");
+    tmov_t m5 = {
+        .seq = 5, .id = "M-5", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    deliver(f, &m5, 4);
+    replay_apply_counts_t c = apply_all(f);
+    assert_int_equal(c.newly_queued, 1);
+    store_text(f, WATERMARK, text, sizeof(text));
+    assert_string_equal(text, "5");
+}
+
+/*
+ * A replayed movement whose id the store holds under another sequence (an
+ * MES resend the producer accepted again after outbox.retention forgot the
+ * first) is not applied, but its sequence lands in seq_fills and closes the
+ * watermark, as in the consume loop: whether the store had it when the
+ * timeline was read (M-1 resent as 3) or the consume loop stored it, under
+ * another sequence, meanwhile (M-4 replayed as 4, stored as 5). A second
+ * --apply adds nothing.
+ */
+static void test_apply_records_a_resend_under_another_sequence(void **state) {
+    fx_t *f = *state;
+    char text[64];
+    tmov_t m1 = {
+        .seq = 1, .id = "M-1", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    tmov_t m2 = {
+        .seq = 2, .id = "M-2", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    tmov_t m1_again = m1,
+           m4 = {
+               .seq = 4, .id = "M-4", .lot = "L1", .type = INVSYNC__V1__MOVEMENT_TYPE__COMPLETION};
+    tmov_t m4_stored = m4;
+    m1_again.seq = 3;
+    m4_stored.seq = 5;
+    consume(f, &m1, NULL, 0);
+    consume(f, &m2, NULL, 1);
+    deliver(f, &m1_again, 2);
+    deliver(f, &m4, 3);
+    consume(f, &m4_stored, NULL, 4); /* after the timeline was read */
+    store_text(f, WATERMARK, text, sizeof(text));
+    assert_string_equal(text, "2");
+    replay_apply_counts_t c = apply_all(f);
+    assert_int_equal(c.newly_queued, 0);
+    assert_int_equal(c.already_known, 2);
+    store_text(f, SEQ_FILLS, text, sizeof(text));
+    assert_string_equal(text, "3,4");
+    store_text(f, WATERMARK, text, sizeof(text));
+    assert_string_equal(text, "5");
+    store_text(f, "SELECT count(*) FROM movements", text, sizeof(text));
+    assert_string_equal(text, "3");
+    apply_all(f);
+    store_text(f, SEQ_FILLS, text, sizeof(text));
+    assert_string_equal(text, "3,4");
+}
+
 /* The poster writes a chunked posting's references and document with these;
  * replay's ERP check reads them back. */
 static void test_chunk_spelling_round_trips(void **state) {
@@ -530,6 +633,10 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_audit_without_filters_records_them_as_null,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_advances_the_watermark_over_seq_fills, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_apply_records_a_resend_under_another_sequence, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_check_erp_finds_chunked_postings, setup, teardown),
         cmocka_unit_test(test_chunk_spelling_round_trips),
     };

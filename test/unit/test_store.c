@@ -1214,6 +1214,110 @@ static void test_pause_resume_and_flush(void **state) {
     store_posting_list_release(&l);
 }
 
+/* Count the audit rows of one action. */
+static int audit_rows(fixture_t *f, const char *action) {
+    sqlite3_stmt *st;
+    int n;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s),
+                                        "SELECT count(*) FROM audit WHERE action = ?1", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* poster.time_ordered_ids_from is kept in the store. Moving it across a
+ * movement that was put in a posting would give that posting, made again,
+ * another id (the ERP would book it twice): refused, naming both values and
+ * the movement. A move that crosses no posted movement is taken and
+ * audited, and the store survives a reopen with the value it pinned. */
+static void test_time_ordered_ids_from_is_pinned_in_the_store(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[512];
+    const int64_t t0 = 1795000000000; /* 2026-11-18T11:06:40Z */
+    is_movement_t a, b;
+    Invsync__V1__Decimal aq, bq;
+
+    /* Unset on a new store: kept as unset. Then a typo fixed before any
+     * posting: both changes taken and audited. */
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, INT64_MAX, 1000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(audit_rows(f, "setting-changed"), 0);
+    assert_int_equal(
+        store_pin_time_ordered_ids_from(f->s, t0 + 86400000, 1000, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, t0, 1000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(audit_rows(f, "setting-changed"), 2);
+
+    /* A, accepted an hour after the cut-over, is posted under a time-ordered id. */
+    make(&a, &aq, "A", "S1", "L1", 1);
+    a.event_time = t0 + 3600000;
+    a.accepted_time = t0 + 3600000;
+    apply_m(f, &a, 0, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+
+    /* Unset, or later than A: A's posting would change id. Refused. */
+    errstr[0] = '\0';
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, INT64_MAX, 2000, errstr, sizeof(errstr)),
+                     IS_ERR_INVALID);
+    assert_non_null(strstr(errstr, "poster.time_ordered_ids_from is unset"));
+    assert_non_null(strstr(errstr, "posted with 2026-11-18T11:06:40.000Z"));
+    assert_non_null(strstr(errstr, "movement A "));
+    assert_int_equal(
+        store_pin_time_ordered_ids_from(f->s, t0 + 7200000, 2000, errstr, sizeof(errstr)),
+        IS_ERR_INVALID);
+    /* Earlier than the pinned value, with nothing posted in between: taken. */
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, t0 - 1000, 2000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(audit_rows(f, "setting-changed"), 3);
+
+    /* B, accepted before every cut-over so far, posted with the hash id:
+     * now an earlier cut-over would cross it. */
+    make(&b, &bq, "B", "S1", "L2", 2);
+    b.event_time = t0 - 5000;
+    b.accepted_time = t0 - 5000;
+    apply_m(f, &b, 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, t0 - 9000, 3000, errstr, sizeof(errstr)),
+                     IS_ERR_INVALID);
+    assert_non_null(strstr(errstr, "movement B "));
+
+    /* Reopened: the pinned value holds; the same value is fine. */
+    store_close(f->s);
+    assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, INT64_MAX, 4000, errstr, sizeof(errstr)),
+                     IS_ERR_INVALID);
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, t0 - 1000, 4000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(audit_rows(f, "setting-changed"), 3);
+
+    /* A store an older version ran (no settings row): what it ran with is
+     * not known, so the configured value is taken, posted movements or not
+     * (refusing would stop every upgrade that had the setting). From then
+     * on it is kept. */
+    assert_int_equal(sqlite3_exec(store_db(f->s), "DELETE FROM settings", NULL, NULL, NULL),
+                     SQLITE_OK);
+    /* A (t0 + 1 h) posted, and the hash ids before: an unknown store takes t0. */
+    assert_int_equal(store_pin_time_ordered_ids_from(f->s, t0, 5000, errstr, sizeof(errstr)),
+                     IS_OK);
+    assert_int_equal(audit_rows(f, "setting-changed"), 3);
+    assert_int_equal(
+        store_pin_time_ordered_ids_from(f->s, t0 + 7200000, 5000, errstr, sizeof(errstr)),
+        IS_ERR_INVALID);
+    assert_non_null(strstr(errstr, "movement A "));
+    assert_non_null(strstr(errstr, "set it back to 2026-11-18T11:06:40.000Z"));
+}
+
 static void test_failed_retry_and_skip_are_audited(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
@@ -1674,13 +1778,13 @@ static void test_version_2_store_upgrades_in_place(void **state) {
                      "CREATE INDEX movements_lot ON movements(lot_key, state, producer_id, seq);"
                      "CREATE INDEX movements_posting ON movements(posting_id);"
                      "CREATE INDEX postings_state ON postings(state, next_at);"
-                     "DROP TABLE seq_fills;"
+                     "DROP TABLE seq_fills; DROP TABLE settings;"
                      "DELETE FROM schema_version WHERE version > 2;",
                      NULL, NULL, NULL),
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 8);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 9);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
@@ -1745,13 +1849,13 @@ static void test_version_6_store_gains_the_reversed_movement(void **state) {
     assert_int_equal(sqlite3_exec(store_db(f->s),
                                   "DROP INDEX movements_reverses;"
                                   "ALTER TABLE movements DROP COLUMN reverses;"
-                                  "DROP TABLE seq_fills;"
+                                  "DROP TABLE seq_fills; DROP TABLE settings;"
                                   "DELETE FROM schema_version WHERE version > 6;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 8);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 9);
     store_text(f, "SELECT count(*) FROM sqlite_master WHERE name = 'movements_reverses'", text,
                sizeof(text));
     assert_string_equal(text, "1");
@@ -1865,6 +1969,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_time_ordered_ids_from_is_pinned_in_the_store, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_posting_ids_are_deterministic_and_time_ordered, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_posting_holds_its_lot_only, setup, teardown),
