@@ -229,9 +229,10 @@ class Rel:
         cfg = config or self.producer_config(name, overrides)
         return self.stack.start_producer(config=cfg, name=name, env=env)
 
-    def start_consumer(self, name="consumer", erp_sim=None, overrides=None, env=None, config=None):
+    def start_consumer(self, name="consumer", erp_sim=None, overrides=None, env=None, config=None,
+                       wait=True):
         cfg = config or self.consumer_config(name, erp_sim, overrides)
-        return self.stack.start_consumer(config=cfg, name=name, env=env)
+        return self.stack.start_consumer(config=cfg, name=name, env=env, wait=wait)
 
     def start_erp_sim(self, name="erp-sim", allow_negative=False, seed=None):
         sim = ErpSim(self.stack, self.stack._name(name), self.stack.path(name + "-ledger.db"),
