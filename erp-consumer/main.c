@@ -499,7 +499,8 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
  * --check-config: what the service would refuse at start-up, checked without
  * connecting to Kafka or the ERP (the configuration itself was loaded by the
  * caller): the policy file, every kafka.* property as librdkafka reads it,
- * and the ERP adapter's name. Exit 0 and "configuration ok", or 2.
+ * the ERP adapter's name, and poster.time_ordered_ids_from against what an
+ * existing store recorded (read-only). Exit 0 and "configuration ok", or 2.
  */
 static int cmd_check_config(const consumer_config_t *cfg, const char *config_path) {
     char errstr[1024], key[300], src[512];
@@ -535,6 +536,19 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
             goto out;
         }
         uom_free(uom);
+    }
+    /* The one setting the store pins (store.h): refused at start-up when a
+     * movement between the recorded and the configured cut-over was posted. */
+    if (cfg->store_path && *cfg->store_path &&
+        store_check_time_ordered_ids_from(cfg->store_path,
+                                          cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from
+                                              ? cfg->time_ordered_ids_from_ms
+                                              : INT64_MAX,
+                                          errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: %s: %s\n",
+                is_cfg_source(&cfg->sources, "poster.time_ordered_ids_from", src, sizeof(src)),
+                errstr);
+        goto out;
     }
     printf("configuration ok (policy %s)\n", is_policy_version(policy));
     status = 0;

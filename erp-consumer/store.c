@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "duration.h"
 #include "hash.h"
@@ -358,11 +359,37 @@ static int put_setting(sqlite3 *db, const char *key, int64_t value, int64_t now_
     return ok;
 }
 
+/*
+ * Whether the store, whose recorded cut-over is pinned, may move to from_ms:
+ * 1 when it may, 0 (errstr says why) when a movement accepted between the
+ * two was put in a posting, -1 on a database error.
+ */
+static int cut_over_allowed(sqlite3 *db, int64_t pinned, int64_t from_ms, char *errstr,
+                            size_t errstr_size) {
+    char was[IS_RFC3339_LEN + 8], now[IS_RFC3339_LEN + 8], id[IS_MOVEMENT_MAX_STR + 1];
+    int64_t lo = pinned < from_ms ? pinned : from_ms, hi = pinned < from_ms ? from_ms : pinned;
+    if (pinned == from_ms)
+        return 1;
+    if (!posted_between(db, lo, hi, id, sizeof(id)))
+        return -1;
+    if (!id[0])
+        return 1;
+    format_cut_over(pinned, was, sizeof(was));
+    format_cut_over(from_ms, now, sizeof(now));
+    is_errf(errstr, errstr_size,
+            "poster.time_ordered_ids_from is %s, but this store posted with %s:"
+            " movement %s (and maybe more) was accepted between the two, so a posting of"
+            " it made again (from a rebuilt store, by a failover instance, by replay"
+            " --apply) would get another posting id and the ERP would book it twice;"
+            " set it back to %s",
+            now, was, id, was);
+    return 0;
+}
+
 is_err_t store_pin_time_ordered_ids_from(store_t *s, int64_t from_ms, int64_t now_ms, char *errstr,
                                          size_t errstr_size) {
     int64_t pinned = INT64_MAX;
-    int found = 0;
-    char was[IS_RFC3339_LEN + 8], now[IS_RFC3339_LEN + 8], id[IS_MOVEMENT_MAX_STR + 1];
+    int found = 0, allowed;
     is_err_t rc;
 
     if (store_begin(s) != IS_OK)
@@ -375,25 +402,18 @@ is_err_t store_pin_time_ordered_ids_from(store_t *s, int64_t from_ms, int64_t no
         if (!put_setting(s->db, TIME_IDS_KEY, from_ms, now_ms))
             goto db_err;
     } else if (pinned != from_ms) {
-        int64_t lo = pinned < from_ms ? pinned : from_ms, hi = pinned < from_ms ? from_ms : pinned;
-        if (!posted_between(s->db, lo, hi, id, sizeof(id)))
+        char was[IS_RFC3339_LEN + 8], now[IS_RFC3339_LEN + 8], detail[160];
+        allowed = cut_over_allowed(s->db, pinned, from_ms, errstr, errstr_size);
+        if (allowed < 0)
             goto db_err;
-        format_cut_over(pinned, was, sizeof(was));
-        format_cut_over(from_ms, now, sizeof(now));
-        if (id[0]) {
-            is_errf(errstr, errstr_size,
-                    "poster.time_ordered_ids_from is %s, but this store posted with %s:"
-                    " movement %s (and maybe more) was accepted between the two, so a posting of"
-                    " it made again (from a rebuilt store, by a failover instance, by replay"
-                    " --apply) would get another posting id and the ERP would book it twice;"
-                    " set it back to %s",
-                    now, was, id, was);
+        if (!allowed) {
             store_rollback(s);
             return IS_ERR_INVALID;
         }
         if (!put_setting(s->db, TIME_IDS_KEY, from_ms, now_ms))
             goto db_err;
-        char detail[160];
+        format_cut_over(pinned, was, sizeof(was));
+        format_cut_over(from_ms, now, sizeof(now));
         snprintf(detail, sizeof(detail), "{\"from\":\"%s\",\"to\":\"%s\"}", was, now);
         rc = store_audit(s, now_ms, "poster", "setting-changed", TIME_IDS_KEY, detail, errstr,
                          errstr_size);
@@ -410,6 +430,39 @@ db_err:;
     rc = is_db_error(s->db, "cannot check poster.time_ordered_ids_from against the store", errstr,
                      errstr_size);
     store_rollback(s);
+    return rc;
+}
+
+is_err_t store_check_time_ordered_ids_from(const char *path, int64_t from_ms, char *errstr,
+                                           size_t errstr_size) {
+    sqlite3 *db = NULL;
+    int64_t pinned = INT64_MAX;
+    int found = 0, allowed = 1;
+    is_err_t rc = IS_OK;
+
+    if (access(path, F_OK) != 0)
+        return IS_OK; /* no store yet: the first start records the value */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        rc = is_db_error(db, "cannot open the store read-only", errstr, errstr_size);
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (!get_setting(db, TIME_IDS_KEY, &pinned, &found)) {
+        /* A store older than migration 9 has no settings table: the first
+         * start of this version adopts the configured value. */
+        if (!strstr(sqlite3_errmsg(db), "no such table"))
+            rc = is_db_error(db, "cannot read poster.time_ordered_ids_from from the store", errstr,
+                             errstr_size);
+    } else if (found) {
+        allowed = cut_over_allowed(db, pinned, from_ms, errstr, errstr_size);
+        if (allowed < 0)
+            rc = is_db_error(db, "cannot check poster.time_ordered_ids_from against the store",
+                             errstr, errstr_size);
+        else if (!allowed)
+            rc = IS_ERR_INVALID;
+    }
+    sqlite3_close(db);
     return rc;
 }
 

@@ -194,6 +194,16 @@ void store_set_time_ordered_ids_from(store_t *s, int64_t from_ms);
 is_err_t store_pin_time_ordered_ids_from(store_t *s, int64_t from_ms, int64_t now_ms, char *errstr,
                                          size_t errstr_size) IS_MUST_CHECK;
 
+/*
+ * The same check for --check-config, on the store file at path opened
+ * read-only and left as it is (nothing migrated or recorded): IS_OK when
+ * the store does not exist yet, records no value (a first start adopts
+ * the configured one) or may move to from_ms; IS_ERR_INVALID with errstr
+ * as store_pin_time_ordered_ids_from's when the start would be refused.
+ */
+is_err_t store_check_time_ordered_ids_from(const char *path, int64_t from_ms, char *errstr,
+                                           size_t errstr_size) IS_MUST_CHECK;
+
 /* A posting to make: one or more movements of one lot (same site and tier). */
 typedef struct store_posting {
     char posting_id[33]; /* deterministic: a function of the movements (posting_id_of) */

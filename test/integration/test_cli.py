@@ -228,6 +228,14 @@ def test_consumer_time_ordered_ids_from_cannot_move_past_a_posting(stack):
     moved = dict(cfg)
     del moved["poster"]
     path = stack.write_config("consumer-cut-over-unset", moved)
+    # --check-config says so before a restart is tried, and leaves the store as it is.
+    r = stack.run([binary("erp-consumer"), "--config", path, "--check-config"], check=False,
+                  timeout=15)
+    assert r.returncode == 2, (r.returncode, r.out, r.err)
+    assert "poster.time_ordered_ids_from is unset" in r.err and "movement CUT-1" in r.err, r.err
+    same = stack.write_config("consumer-cut-over-same", cfg)
+    r = stack.run([binary("erp-consumer"), "--config", same, "--check-config"], timeout=15)
+    assert "configuration ok" in r.out, r.out
     out = run_expecting_failure(stack, [binary("erp-consumer"), "run", "--config", path])
     assert "poster.time_ordered_ids_from is unset" in out, out
     assert "movement CUT-1" in out and "set it back to 1970-01-01T00:00:00.000Z" in out, out
