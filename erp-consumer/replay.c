@@ -277,8 +277,15 @@ static is_err_t read_parts(rd_kafka_t *rk, part_t *parts, size_t n, size_t remai
             info->retention_gap = 1;
         }
         p->seen = 1;
-        if (ts > to_ms) {
-            finish(rk, p, &remaining);
+        if (ts > to_ms || ts < from_ms) {
+            /* Not the end of the range: a partition is not in timestamp
+             * order. A movement published again (mes-producer republish)
+             * keeps its accepted time and lands at the end of the log, past
+             * later ones, so the read goes on to the end the partition had
+             * when the replay began (p->high). */
+            info->outside_range++;
+            if (msg->offset >= p->high - 1)
+                finish(rk, p, &remaining);
             rd_kafka_message_destroy(msg);
             continue;
         }

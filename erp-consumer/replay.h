@@ -12,11 +12,13 @@
  *
  * Topics are <prefix>.<site>.<tier> from the cluster's metadata (the dlq
  * topics excluded), narrowed by site and tier. Each partition is read from
- * rd_kafka_offsets_for_times(from) and stops at the first message whose
- * timestamp is after `to`, or at the high watermark seen at the start
- * (messages produced while replaying are not waited for). Message
- * timestamps are the producer's CreateTime: when mes-producer forwarded
- * the movement to Kafka, normally moments after it accepted it.
+ * rd_kafka_offsets_for_times(from) to the high watermark seen at the start
+ * (messages produced while replaying are not waited for), delivering the
+ * messages whose timestamp is in [from, to]. Message timestamps are the
+ * producer's CreateTime, the movement's accepted time, so a partition is
+ * not in timestamp order: a movement published again (mes-producer
+ * republish) lands at the end of the log with its old time, which is why
+ * the read does not stop at the first message after `to`.
  *
  * Retention: when a partition's first offset at or after `from` is its log
  * start offset and that is not 0, older messages were deleted; if the
@@ -68,6 +70,7 @@ typedef int (*replay_cb)(void *opaque, const replay_msg_t *msg);
 typedef struct replay_info {
     size_t topics, partitions;     /* selected */
     size_t messages;               /* delivered to the callback */
+    size_t outside_range;          /* read, timestamp outside [from, to]: not delivered */
     int retention_gap;             /* the range starts before the oldest data kept */
     int64_t retention_earliest_ms; /* retention_gap: timestamp of the oldest message kept */
 } replay_info_t;

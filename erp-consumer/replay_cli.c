@@ -62,6 +62,7 @@ static json_t *summary_json(const replay_timeline_t *t, const replay_info_t *inf
                   info->retention_gap);
     if (!d)
         return NULL;
+    json_object_set_new(d, "outside_range", json_integer((json_int_t)info->outside_range));
     if (checked) {
         json_object_set_new(d, "postings_checked", json_integer((json_int_t)c->postings_checked));
         json_object_set_new(d, "postings_missing_in_erp",

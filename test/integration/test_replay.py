@@ -340,6 +340,46 @@ def test_replay_apply_queues_what_the_store_never_received(stack, apache_kafka):
 
 
 @pytest.mark.reliability
+def test_replay_finds_a_republished_movement_in_its_time_slot(stack, apache_kafka):
+    """`mes-producer republish` publishes a movement again with its accepted
+    time as the Kafka timestamp, so it lands at the end of the log, after
+    later movements. A replay of its original time range must still list
+    it (the reader used to stop at the first message after --to)."""
+    site = "RPLAY5"
+    consumer, producer = start_site(stack, apache_kafka, site)
+    t1 = utc_in(-1)
+    # One type and one lot: one topic and one partition for all of them.
+    early = [movement("EARLY-%d" % i, site, lot="LOT-RP") for i in range(1, 4)]
+    late = [movement("LATE-%d" % i, site, lot="LOT-RP") for i in range(1, 4)]
+    assert producer.post(early).status == 202
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 60,
+                   "the producer to forward the early movements")
+    t_mid = utc()
+    stack.wait_for(lambda: utc() > t_mid, 5, "the clock to pass the end of the early range")
+    assert producer.post(late).status == 202
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 60,
+                   "the producer to forward the late movements")
+    seqs = [s for (s,) in query(producer.outbox, "SELECT site_seq FROM outbox WHERE movement_id LIKE"
+                                                      " 'EARLY-%' ORDER BY site_seq")]
+    assert len(seqs) == 3, seqs
+    stack.run([binary("mes-producer"), "republish", "--config", producer.config_path, "--site", site,
+               "--from", str(seqs[0]), "--to", str(seqs[-1]), "--by", "qa", "--reason", "test"])
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 60,
+                   "the producer to publish the early movements again")
+
+    summary_path = stack.path("republished-summary.json")
+    rows = timeline(replay(stack, consumer, "--from", t1, "--to", t_mid, "--site", site,
+                           "--summary", summary_path))
+    ids = sorted(row["movement_id"] for row in rows)
+    assert ids == sorted(["EARLY-1", "EARLY-2", "EARLY-3"] * 2), (
+        "each early movement twice (the first copy and the republished one), no late one: %r" % ids)
+    offsets = {(row["partition"], row["offset"]) for row in rows}
+    assert len(offsets) == 6, rows
+    assert all(t1 <= row["timestamp"] <= t_mid for row in rows), rows
+    assert load_json(summary_path)["outside_range"] >= 3
+
+
+@pytest.mark.reliability
 def test_replay_edge_cases_have_clear_messages(stack, apache_kafka):
     site = "RPLAY4"
     consumer, producer = start_site(stack, apache_kafka, site)
