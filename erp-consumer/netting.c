@@ -68,11 +68,16 @@ is_err_t netting_build(is_movement_t *const *ms, size_t n, int net, netting_t *o
         size_t n_fx = is_movement_effects(ms[i], fx);
         is_decimal_t q = is_movement_qty(ms[i]);
         size_t gi = n_groups;
+        is_decimal_t merged = q;
         if (net) {
             size_t lo = n_groups > NETTING_SCAN ? n_groups - NETTING_SCAN : 0;
             for (size_t k = n_groups; k > lo; k--) {
                 if (same_key(groups[k - 1].rep, ms[i])) {
-                    if (may_merge(groups, n_groups, k - 1, fx, n_fx))
+                    /* A sum the ERP cannot book would fail a posting whose
+                     * movements it books one by one: start a new line. */
+                    if (may_merge(groups, n_groups, k - 1, fx, n_fx) &&
+                        is_decimal_add(groups[k - 1].sum, q, &merged) == IS_OK &&
+                        is_movement_qty_in_range(merged))
                         gi = k - 1;
                     break; /* only the latest line of a key is a candidate */
                 }
@@ -84,9 +89,8 @@ is_err_t netting_build(is_movement_t *const *ms, size_t n, int net, netting_t *o
             g->sum = q;
             memcpy(g->fx, fx, sizeof(fx));
             g->n_fx = n_fx;
-        } else if (is_decimal_add(groups[gi].sum, q, &groups[gi].sum) != IS_OK) {
-            rc = IS_ERR_OVERFLOW;
-            goto out;
+        } else {
+            groups[gi].sum = merged;
         }
         groups[gi].count++;
         member_group[i] = gi;

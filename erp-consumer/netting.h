@@ -10,8 +10,11 @@
  * only when no line in between touches that stock. Otherwise it starts a new
  * line. So 10,000 issues from one location become one line, while a transfer
  * into a location stays before the issues from it. REVERSALs never merge.
- * A line whose net quantity is zero (ADJUSTMENT +5 then -5) is dropped; its
- * movements are still recorded with the posting.
+ * A line's quantity stays within what the ERP books (fewer than
+ * IS_MOVEMENT_MAX_QTY_DIGITS integer digits, as each movement's): a movement
+ * that would take it beyond starts a new line. A line whose net quantity is
+ * zero (ADJUSTMENT +5 then -5) is dropped; its movements are still recorded
+ * with the posting.
  *
  * With netting off (immediate tiers), one line per movement.
  */

@@ -209,12 +209,42 @@ static void test_adjustments_netting_to_zero_are_dropped(void **state) {
     netting_release(&nt);
 }
 
+/* Ten completions of 999,999,999,999 each: the ERP books every one of them
+ * (12 integer digits), but not their sum. Netting must not turn postable
+ * movements into a refused line: the sum is split into lines it can book,
+ * in order, each movement in exactly one. */
+static void test_sum_beyond_what_the_erp_books_starts_a_new_line(void **state) {
+    (void)state;
+    seq_t s;
+    memset(&s, 0, sizeof(s));
+    for (size_t i = 0; i < 10; i++)
+        init_m(&s, i, INVSYNC__V1__MOVEMENT_TYPE__COMPLETION, "A", NULL, 999999999999LL);
+    s.n = 10;
+    netting_t nt;
+    assert_int_equal(netting_build(s.pm, s.n, 1, &nt), IS_OK);
+    assert_true(nt.n_lines > 1);
+    size_t ids = 0;
+    for (size_t l = 0; l < nt.n_lines; l++) {
+        assert_true(is_movement_qty_in_range(nt.lines[l].quantity));
+        assert_int_equal(nt.lines[l].quantity.units,
+                         999999999999LL * (int64_t)nt.lines[l].n_movement_ids);
+        for (size_t k = 0; k < nt.lines[l].n_movement_ids; k++, ids++) {
+            char want[16];
+            snprintf(want, sizeof want, "M%zu", ids);
+            assert_string_equal(nt.lines[l].movement_ids[k], want);
+        }
+    }
+    assert_int_equal(ids, 10);
+    netting_release(&nt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_netting_keeps_feasibility_property),
         cmocka_unit_test(test_ten_thousand_issues_one_line),
         cmocka_unit_test(test_transfer_stays_before_issue_from_destination),
         cmocka_unit_test(test_adjustments_netting_to_zero_are_dropped),
+        cmocka_unit_test(test_sum_beyond_what_the_erp_books_starts_a_new_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
