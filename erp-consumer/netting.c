@@ -29,6 +29,7 @@ static int same_key(const is_movement_t *a, const is_movement_t *b) {
     return a->type == b->type && a->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&
            same_str(a->location, b->location) && same_str(a->to_location, b->to_location) &&
            same_str(a->order_id, b->order_id) && same_str(a->uom, b->uom) &&
+           same_str(a->serial, b->serial) && same_str(a->operation, b->operation) &&
            a->from_status == b->from_status && a->to_status == b->to_status &&
            same_str(a->reason_code, b->reason_code) && same_str(a->site, b->site) &&
            same_str(a->material, b->material) && same_str(a->lot, b->lot);

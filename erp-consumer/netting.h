@@ -3,8 +3,10 @@
  *
  * All movements of a posting belong to one lot and come in acceptance order.
  * With netting on (windowed tiers), a movement joins an earlier line with the
- * same key — (type, location, to_location, order, uom, stock statuses,
- * reason code; site/material/lot are the posting's) — when that cannot make
+ * same key — (type, location, to_location, order, operation, serial, uom,
+ * stock statuses, reason code; site/material/lot are the posting's): a line
+ * carries its first movement's fields, so movements that differ in any of
+ * them never share one — when that cannot make
  * the ERP refuse what the un-netted sequence would accept: moving a movement
  * earlier is safe for the stock it adds to, and for the stock it takes from
  * only when no line in between touches that stock. Otherwise it starts a new

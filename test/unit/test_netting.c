@@ -238,6 +238,41 @@ static void test_sum_beyond_what_the_erp_books_starts_a_new_line(void **state) {
     netting_release(&nt);
 }
 
+/* A line carries its first movement's fields: completions of three serial
+ * numbers, or issues to two operations, netted into one line would book the
+ * first serial (operation) with the others' quantity and lose the rest. */
+static void test_serials_and_operations_are_not_netted_together(void **state) {
+    (void)state;
+    seq_t s;
+    memset(&s, 0, sizeof(s));
+    for (size_t i = 0; i < 3; i++)
+        init_m(&s, i, INVSYNC__V1__MOVEMENT_TYPE__COMPLETION, "A", NULL, 1);
+    s.m[0].serial = "SN-0";
+    s.m[1].serial = "SN-1";
+    s.m[2].serial = "SN-0";
+    for (size_t i = 3; i < 6; i++) {
+        init_m(&s, i, INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE, "A", NULL, 1);
+        s.m[i].operation = i == 5 ? "0020" : "0010";
+    }
+    s.n = 6;
+    netting_t nt;
+    assert_int_equal(netting_build(s.pm, s.n, 1, &nt), IS_OK);
+    /* SN-0 twice, SN-1, op 0010 twice, op 0020. */
+    assert_int_equal(nt.n_lines, 4);
+    for (size_t l = 0; l < nt.n_lines; l++) {
+        for (size_t k = 0; k < nt.lines[l].n_movement_ids; k++) {
+            const is_movement_t *m = s.pm[atoi(nt.lines[l].movement_ids[k] + 1)];
+            assert_string_equal(m->serial ? m->serial : "",
+                                nt.lines[l].m->serial ? nt.lines[l].m->serial : "");
+            assert_string_equal(m->operation ? m->operation : "",
+                                nt.lines[l].m->operation ? nt.lines[l].m->operation : "");
+        }
+    }
+    assert_int_equal(nt.lines[0].n_movement_ids, 2);
+    assert_int_equal(nt.lines[0].quantity.units, 2);
+    netting_release(&nt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_netting_keeps_feasibility_property),
@@ -245,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_transfer_stays_before_issue_from_destination),
         cmocka_unit_test(test_adjustments_netting_to_zero_are_dropped),
         cmocka_unit_test(test_sum_beyond_what_the_erp_books_starts_a_new_line),
+        cmocka_unit_test(test_serials_and_operations_are_not_netted_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
