@@ -170,6 +170,39 @@ def test_failed_posting_holds_its_lot_and_retries_over_http(stack):
     assert len(rows) == 1 and rows[0][0] == "carol" and "stock booked" in rows[0][1]
 
 
+def test_flushed_window_nets_only_what_one_line_can_carry(stack):
+    """A window of completions netted at flush: serial numbers keep their own
+    lines (a line carries its first movement's serial), and quantities each
+    within the 12-digit limit are not summed into a line beyond it (ten of
+    them overflowed the sum: the posting failed and held the lot)."""
+    stack.start_kafka()
+    policy = {"policy": {"path": DEPLOY_POLICY}}  # periodic: every 30m, netted
+    consumer = stack.start_consumer(overrides=dict(policy, consume={"mode": "assign", "discovery": "500ms"}))
+    producer = stack.start_producer(overrides=policy)
+    big = "999999999999.999999"
+    batch = [movement("SER-%d" % i, "PLANT1", material="RM-101", lot="LOT-SER", location="WH-01",
+                      quantity="1", uom="EA", serial="SN-%d" % (i % 2)) for i in range(4)]
+    batch += [movement("BIG-%d" % i, "PLANT1", material="RM-101", lot="LOT-BIG", location="WH-01",
+                       quantity=big, uom="KG") for i in range(5)]
+    r = producer.post(batch)
+    assert r.status == 202 and {i["tier"] for i in r.json()["items"]} == {"periodic"}, r
+    stack.wait_for(lambda: consumer.store_count() == 9, 60, "the consumer to store 9 movements")
+    r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "t", "reason": "test"})
+    assert r.status == 200 and r.json()["movements"] == 9, r
+    stack.wait_for(lambda: (consumer.posted_count() or 0) == 9, 30, "the flushed movements to post",
+                   detail=lambda: query(consumer.store, "SELECT posting_id, state, last_error FROM postings"))
+    lines = query(consumer.erp, "SELECT serial, quantity, movement_ids FROM doc_lines WHERE lot = 'LOT-SER'"
+                                " ORDER BY serial")
+    assert [(s, q, sorted(json.loads(ids))) for s, q, ids in lines] == [
+        ("SN-0", "2", ["SER-0", "SER-2"]), ("SN-1", "2", ["SER-1", "SER-3"])], lines
+    big_lines = query(consumer.erp, "SELECT quantity FROM doc_lines WHERE lot = 'LOT-BIG'")
+    assert len(big_lines) > 1, big_lines
+    assert all(len(q.split(".")[0]) <= 12 for (q,) in big_lines), big_lines
+    units = sum(int(q.replace(".", "")) for (q,) in big_lines)  # all at 6 decimals
+    assert units == 5 * 999999999999999999, big_lines
+    assert scalar(consumer.store, "SELECT count(*) FROM postings WHERE state = 'failed'") == 0
+
+
 def test_policy_check_previews_a_change(stack):
     sample = stack.path("day.jsonl")
     stack.sim("gen", "--sites", "PLANT1,PLANT2", "--seed", 11, "--movements", 3000, "--out", sample)
