@@ -658,6 +658,20 @@ static is_err_t store_item(outbox_t *ob, outbox_item_t *it, const item_prep_t *p
     return IS_OK;
 }
 
+/* The index of the item after i that is new here and is the movement
+ * REVERSAL items[i] reverses; n when there is none. */
+static size_t original_later(const outbox_item_t *items, size_t n, size_t i) {
+    const is_movement_t *rv = items[i].m;
+    if (!rv->reverses_movement_id || !*rv->reverses_movement_id)
+        return n;
+    for (size_t j = i + 1; j < n; j++)
+        if (items[j].status == OUTBOX_ACCEPTED &&
+            strcmp(S(items[j].m->movement_id), rv->reverses_movement_id) == 0 &&
+            strcmp(S(items[j].m->source_system), S(rv->source_system)) == 0)
+            return j;
+    return n;
+}
+
 /*
  * Store one request's items inside the writer's open transaction and write
  * the touched sites to site_seq. IS_OK, IS_ERR_CONFLICT (n_conflict items
@@ -679,13 +693,28 @@ static is_err_t append_items(outbox_t *ob, outbox_item_t *items, size_t n, const
         n_conflict += items[i].status == OUTBOX_CONFLICT;
         n_mismatch += items[i].status == OUTBOX_MISMATCH;
     }
-    /* A reversal whose original comes later in this request: checked now
-     * that the original is stored too (one more look-up per new REVERSAL;
-     * one already matched matches again). */
+    /* A reversal checked again now that every original of this request is
+     * stored (one more look-up per new REVERSAL; one already matched
+     * matches again). One whose original is new later in the request is
+     * refused: it would get the earlier sequence, and the consumer posts
+     * in sequence order, so the ERP would be asked to reverse a movement
+     * it has not booked yet. */
     for (i = 0; i < n; i++) {
         if (items[i].status != OUTBOX_ACCEPTED ||
             items[i].m->type != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL)
             continue;
+        size_t later = original_later(items, n, i);
+        if (later < n) {
+            char what[96];
+            snprintf(what, sizeof(what),
+                     "is new at index %zu of this request, after its reversal: send the original"
+                     " first",
+                     later);
+            mismatch(&items[i], "reverses_movement_id", items[i].m->reverses_movement_id,
+                     items[i].m->reverses_movement_id, what);
+            n_mismatch++;
+            continue;
+        }
         rc = check_reversal(ob, &items[i], errstr, errstr_size);
         if (rc != IS_OK)
             return rc;

@@ -735,20 +735,39 @@ static void test_422_reversal_must_match_original_in_same_request(void **state) 
     assert_one_error(f, 2, "T12-RV", "serial", "serial is 'SN-9' but movement 'T12-A' has ''");
     assert_int_equal(stored(f), 1);
 
-    /* The original after its reversal in the same request: checked all the
-     * same (the consumer would find both, so the answer must not depend on
-     * the order). */
+    /* The original after its reversal in the same request: refused, even
+     * when they match (the reversal would get the earlier sequence, and the
+     * consumer posts in sequence order: the ERP would be asked to reverse a
+     * movement it has not booked). Nothing is stored. */
     snprintf(body, sizeof body, "[%s,%s]", rv, orig);
     assert_int_equal(post_json(f, TOK_P1, body), 422);
-    assert_one_error(f, 0, "T12-RV", "serial", "serial is 'SN-9' but movement 'T12-A' has ''");
+    assert_one_error(f, 0, "T12-RV", "reverses_movement_id",
+                     "reverses_movement_id is 'T12-A' but movement 'T12-A' is new at index 1 of"
+                     " this request, after its reversal: send the original first");
     assert_int_equal(stored(f), 1);
-
-    /* Matching: accepted together, in either order. */
     mv_json(rv, sizeof rv, "T12-RV", "REVERSAL", "LOT-1", "5", RV_OF_COMPLETION("T12-A"));
     snprintf(body, sizeof body, "[%s,%s]", rv, orig);
+    assert_int_equal(post_json(f, TOK_P1, body), 422);
+    assert_one_error(f, 0, "T12-RV", "reverses_movement_id",
+                     "reverses_movement_id is 'T12-A' but movement 'T12-A' is new at index 1 of"
+                     " this request, after its reversal: send the original first");
+    assert_int_equal(stored(f), 1);
+
+    /* Matching, the original first: accepted together. */
+    snprintf(body, sizeof body, "[%s,%s]", orig, rv);
     assert_int_equal(post_json(f, TOK_P1, body), 202);
     assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 2);
     assert_int_equal(stored(f), 3);
+
+    /* The original stored by an earlier request and resent after its
+     * reversal: a duplicate, not new here, so the order is fine. */
+    mv_json(orig, sizeof orig, "T12-B", "COMPLETION", "LOT-1", "5", ",\"order_id\":\"ORD-1\"");
+    assert_int_equal(post_json(f, TOK_P1, orig), 202);
+    mv_json(rv, sizeof rv, "T12-RVB", "REVERSAL", "LOT-1", "5", RV_OF_COMPLETION("T12-B"));
+    snprintf(body, sizeof body, "[%s,%s]", rv, orig);
+    assert_int_equal(post_json(f, TOK_P1, body), 202);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 1);
+    assert_int_equal(stored(f), 5);
 }
 
 /* Stock statuses are compared by effect: an omitted status matches its
