@@ -30,8 +30,8 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
     json_t *res = NULL;
     is_policy_t *policy = NULL;
     int status = 1;
-    if (store_open(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
-                   sizeof(errstr)) != IS_OK) {
+    if (store_open_existing(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
+                            sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         return 1;
     }

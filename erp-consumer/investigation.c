@@ -29,8 +29,8 @@ is_err_t investigation_store_movements(const consumer_config_t *cfg, const char 
                                        size_t errstr_size) {
     store_t *s = NULL;
     sqlite3_stmt *st = NULL;
-    is_err_t rc =
-        store_open(cfg->store_path, consumer_config_store_sync(cfg), &s, errstr, errstr_size);
+    is_err_t rc = store_open_existing(cfg->store_path, consumer_config_store_sync(cfg), &s, errstr,
+                                      errstr_size);
     if (rc != IS_OK)
         return rc;
     rc = is_db_prepare(store_db(s), sql, &st, errstr, errstr_size);

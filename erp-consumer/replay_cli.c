@@ -297,8 +297,8 @@ int replay_cli(int argc, char **argv) {
         goto out;
     }
     status = 1;
-    if (store_open(cfg.store_path, consumer_config_store_sync(&cfg), &store, errstr,
-                   sizeof(errstr)) != IS_OK ||
+    if (store_open_existing(cfg.store_path, consumer_config_store_sync(&cfg), &store, errstr,
+                            sizeof(errstr)) != IS_OK ||
         replay_timeline_prepare(&t, store_db(store), errstr, sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "erp-consumer replay: cannot read the store '%s': %s\n", cfg.store_path,
                 errstr);

@@ -6,10 +6,12 @@
  * a few hundred postings per transaction. Statements used in loops are
  * prepared once per connection.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "duration.h"
@@ -273,6 +275,24 @@ is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *er
     }
     *out = s;
     return IS_OK;
+}
+
+is_err_t store_open_existing(const char *path, is_db_sync_t sync, store_t **out, char *errstr,
+                             size_t errstr_size) {
+    struct stat sb;
+    *out = NULL;
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        if (e == ENOENT)
+            is_errf(errstr, errstr_size,
+                    "store '%s' does not exist (key 'store.path'): check the path; "
+                    "`erp-consumer run` creates the store when it first starts",
+                    path);
+        else
+            is_errf(errstr, errstr_size, "cannot open store '%s': %s", path, strerror(e));
+        return IS_ERR_NOT_FOUND;
+    }
+    return store_open(path, sync, out, errstr, errstr_size);
 }
 
 void store_close(store_t *s) {

@@ -72,6 +72,12 @@ typedef struct store store_t;
 
 is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *errstr,
                     size_t errstr_size) IS_MUST_CHECK;
+/* store_open for the command-line tools, which read or change what a running
+ * (or stopped) consumer recorded: a path that does not exist is
+ * IS_ERR_NOT_FOUND naming it, never a new empty store (whose empty audit
+ * trail, failed list or pauses would answer for the real one). */
+is_err_t store_open_existing(const char *path, is_db_sync_t sync, store_t **out, char *errstr,
+                             size_t errstr_size) IS_MUST_CHECK;
 void store_close(store_t *s); /* NULL is a no-op */
 sqlite3 *store_db(store_t *s);
 

@@ -297,3 +297,32 @@ def test_sigterm_answers_the_request_in_flight(stack):
     assert producer.proc.wait(timeout=20) == 0
     producer.expected_exit = True
     assert producer.outbox_count() == 500
+
+
+def test_commands_refuse_a_store_that_does_not_exist(stack):
+    """A mistyped store.path (or a volume not mounted) must not look like an
+    empty, healthy consumer: `audit verify` would say the trail is intact,
+    `failed list` that nothing failed, `pause` would pause nothing and
+    `replay --apply` would queue into a store no consumer reads. Every command
+    that works on the store refuses a file that does not exist, names it, and
+    creates nothing."""
+    cfg = stack.consumer_config(bootstrap="127.0.0.1:%d" % free_port())
+    missing = stack.path("no-such-store.db")
+    cfg["store"]["path"] = missing
+    path = stack.write_config("consumer-missing-store", cfg)
+    mes = stack.path("mes.csv")
+    with open(mes, "w") as f:
+        f.write("site,material,lot,location,stock_status,uom,quantity\nPLANT1,M,L,LOC,,EA,1\n")
+    commands = [
+        ["audit", "verify"], ["failed", "list"], ["status"], ["trace", "--movement", "M-1"],
+        ["pause", "--site", "*", "--by", "qa", "--reason", "test"],
+        ["failed", "skip", "0123", "--by", "qa", "--reason", "test"],
+        ["genealogy", "--lot", "L"], ["reconcile", "--mes", mes],
+        ["replay", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z",
+         "--apply", "--by", "qa", "--reason", "test"],
+    ]
+    for argv in commands:
+        r = stack.run([binary("erp-consumer"), argv[0], "--config", path] + argv[1:], check=False, timeout=30)
+        assert r.returncode == 1, (argv, r.returncode, r.out[-500:], r.err[-500:])
+        assert "no-such-store.db' does not exist" in r.err, (argv, r.err[-500:])
+        assert not os.path.exists(missing), "%s created the store %s" % (argv, missing)
