@@ -9,6 +9,7 @@
  *   erp-consumer status --config FILE       queue and posting state as JSON
  *   erp-consumer --help                     usage and every configuration key
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -559,7 +560,29 @@ out:
     return status;
 }
 
+static int run_command(int argc, char **argv);
+
+/*
+ * The commands write their results to stdout, often into a file that a
+ * scheduler keeps (`reconcile … > report.json`, `replay … > day.jsonl`): an
+ * output that could not be written in full (a full disk, a closed pipe) must
+ * not end in a status that says the report is there. 0 and 3 (a result was
+ * written) become 1; a status that already says something failed stays.
+ */
+static int output_status(int status) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return status;
+    fprintf(stderr, "erp-consumer: cannot write the output (stdout): %s\n",
+            errno ? strerror(errno) : "write error");
+    return status == 0 || status == 3 ? 1 : status;
+}
+
 int main(int argc, char **argv) {
+    return output_status(run_command(argc, argv));
+}
+
+static int run_command(int argc, char **argv) {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},   {"site", required_argument, NULL, 's'},
         {"tier", required_argument, NULL, 't'},     {"by", required_argument, NULL, 'b'},

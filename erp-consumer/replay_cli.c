@@ -341,10 +341,16 @@ int replay_cli(int argc, char **argv) {
         replay_write_row(stdout, &t.rows[i], strcmp(a.format, "csv") == 0);
     fflush(stdout);
     summary = summary_json(&t, &info, &counts, a.check, a.apply);
+    int summary_failed = a.summary && !summary;
     if (summary) {
         print_summary(stderr, summary);
-        if (a.summary && json_dump_file(summary, a.summary, JSON_INDENT(2)) != 0)
-            fprintf(stderr, "erp-consumer replay: cannot write the summary to '%s'\n", a.summary);
+        summary_failed = a.summary && json_dump_file(summary, a.summary, JSON_INDENT(2)) != 0;
+    }
+    if (summary_failed) {
+        /* Asked for and missing: the run did not deliver what it was asked for. */
+        fprintf(stderr, "erp-consumer replay: cannot write the summary to '%s'\n", a.summary);
+        status = 1;
+        goto out;
     }
     status = 0;
     if (info.retention_gap) {

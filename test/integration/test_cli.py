@@ -326,3 +326,25 @@ def test_commands_refuse_a_store_that_does_not_exist(stack):
         assert r.returncode == 1, (argv, r.returncode, r.out[-500:], r.err[-500:])
         assert "no-such-store.db' does not exist" in r.err, (argv, r.err[-500:])
         assert not os.path.exists(missing), "%s created the store %s" % (argv, missing)
+
+
+def test_output_that_cannot_be_written_fails_the_command(stack):
+    """A report written into a full disk (or a closed pipe) is truncated: the
+    command must not exit 0 (or 3, "here is the drift") as if it were there,
+    since a scheduler keeps `reconcile … > report.json` by its exit status."""
+    consumer = stack.start_consumer(config=stack.consumer_config(bootstrap="127.0.0.1:%d" % free_port()))
+    snap = stack.path("snapshot.csv")
+    with open(snap, "w") as f:
+        f.write("site,material,lot,location,stock_status,uom,quantity\nPLANT1,M,L,LOC,,EA,1\n")
+    commands = [["audit", "verify"], ["status"], ["failed", "list"], ["on-hand"],
+                ["reconcile", "--mes", snap, "--erp", snap]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")}
+    for argv in commands:
+        full = [binary("erp-consumer"), argv[0], "--config", consumer.config_path] + argv[1:]
+        ok = subprocess.run(full, cwd=stack.dir, capture_output=True, timeout=30, env=env)
+        assert ok.returncode == 0, (argv, ok.returncode, ok.stderr[-500:])
+        with open("/dev/full", "wb") as devfull:
+            r = subprocess.run(full, cwd=stack.dir, stdout=devfull, stderr=subprocess.PIPE, timeout=30, env=env)
+        err = r.stderr.decode("utf-8", "replace")
+        assert r.returncode == 1, (argv, r.returncode, err[-500:])
+        assert "cannot write the output" in err, (argv, err[-500:])
