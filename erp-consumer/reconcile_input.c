@@ -238,10 +238,23 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
                               : side < 0                         ? factor_cols
                                                                  : row_cols;
     size_t n_cols = side < 0 ? 4 : 7, n_required = side < 0 ? 3 : 7;
-    int idx[7], have_header = 0;
+    int idx[7], have_header = 0, header_fields = 0;
     is_err_t rc = read_all(path, &text, &len, errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
+    /* The parsers below read C strings: a NUL would end the file there and
+     * silently drop every row after it (a damaged or UTF-16 export). */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        for (const char *c = text; c < nul; c++)
+            lineno += *c == '\n';
+        is_errf(errstr, errstr_size,
+                "%s:%zu: a NUL byte at offset %zu: not a text snapshot (a damaged file, or "
+                "UTF-16: export it as UTF-8)",
+                path, lineno + 1, (size_t)(nul - text));
+        free(text);
+        return IS_ERR_INVALID;
+    }
     p = text;
     if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
         p += 3;
@@ -293,16 +306,27 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
             /* uom.conversions may have no header (uom.h): the columns are positional. */
             for (size_t k = 0; k < n_cols; k++)
                 idx[k] = (int)k;
+            header_fields = (int)n_cols;
             have_header = 1;
         }
         if (!have_header) {
             char missing[200] = "";
             size_t n_missing = 0, used = 0;
-            for (size_t k = 0; k < n_cols; k++) {
+            for (size_t k = 0; k < n_cols && rc == IS_OK; k++) {
                 idx[k] = -1;
-                for (int c = 0; c < n; c++)
-                    if (strcmp(fields[c], cols[k]) == 0)
-                        idx[k] = c;
+                for (int c = 0; c < n; c++) {
+                    if (strcmp(fields[c], cols[k]) != 0)
+                        continue;
+                    if (idx[k] >= 0) {
+                        /* Which of the two holds the value is a guess: refuse. */
+                        is_errf(errstr, errstr_size,
+                                "%s: the header names the column '%s' twice (columns %d and %d)",
+                                where, cols[k], idx[k] + 1, c + 1);
+                        rc = IS_ERR_INVALID;
+                        break;
+                    }
+                    idx[k] = c;
+                }
                 if (idx[k] < 0 && k < n_required && used < sizeof(missing)) {
                     int w = snprintf(missing + used, sizeof(missing) - used, "%s'%s'",
                                      n_missing ? ", " : "", cols[k]);
@@ -310,14 +334,28 @@ is_err_t reconcile_load_file(reconcile_t *r, int side, const char *path, char *e
                     n_missing++;
                 }
             }
-            if (n_missing) {
+            if (rc == IS_OK && n_missing) {
                 is_errf(errstr, errstr_size, "%s: the header has no column%s %s (needed: %s)",
                         where, n_missing > 1 ? "s" : "", missing, header_of(side));
                 rc = IS_ERR_INVALID;
             }
+            header_fields = n;
             have_header = 1;
             continue;
         }
+        /* A value beyond the header's columns shifted the row: an unquoted
+         * comma ("1,000" read as 1). Empty trailing fields are harmless. */
+        for (int c = header_fields; c < n && rc == IS_OK; c++) {
+            if (*fields[c]) {
+                is_errf(errstr, errstr_size,
+                        "%s: %d column(s), the header has %d: a value with an unquoted comma "
+                        "(quote it: \"1,000\")?",
+                        where, n, header_fields);
+                rc = IS_ERR_INVALID;
+            }
+        }
+        if (rc != IS_OK)
+            break;
         for (size_t k = 0; k < n_cols; k++) {
             if (idx[k] >= n && k < n_required) {
                 is_errf(errstr, errstr_size, "%s: %d column(s), the header has more", where, n);

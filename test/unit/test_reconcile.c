@@ -442,6 +442,12 @@ static void test_bad_files_name_file_line_and_value(void **state) {
         {"site,material,lot,location,stock_status,uom,quantity\nP1,M,\"L,WH,,EA,1\n",
          "mes.csv:2: malformed CSV"},
         {"site,material,lot,location,stock_status,uom,quantity\nP1,M,L\n", "mes.csv:2: 3 column"},
+        /* an unquoted thousands separator: read as 1, it would be drift that is not there */
+        {"site,material,lot,location,stock_status,uom,quantity\nP1,M,L,WH,,EA,1,000\n",
+         "mes.csv:2: 8 column(s), the header has 7: a value with an unquoted comma"},
+        /* two columns of one name: which one holds the value is a guess */
+        {"site,material,lot,location,stock_status,uom,quantity,site\nP1,M,L,WH,,EA,1,P2\n",
+         "mes.csv:1: the header names the column 'site' twice (columns 1 and 8)"},
         {"", "empty file"},
         {"[{\"site\":\"P1\",\"material\":\"M\",\"lot\":\"L\",\"location\":\"W\",\"uom\":\"EA\","
          "\"quantity\":1.5}]",
@@ -465,6 +471,35 @@ static void test_bad_files_name_file_line_and_value(void **state) {
         reconcile_load_file(r, RECONCILE_MES, "/nonexistent/x.csv", errstr, sizeof(errstr)),
         IS_ERR_IO);
     assert_non_null(strstr(errstr, "cannot open '/nonexistent/x.csv'"));
+    reconcile_free(r);
+}
+
+/* A NUL ends a C string: every row after it would be dropped without a word, and a
+ * snapshot missing its second half reads as lots missing in MES. */
+static void test_snapshot_with_a_nul_byte_is_refused(void **state) {
+    files_t *f = *state;
+    static const char text[] = "site,material,lot,location,stock_status,uom,quantity\n"
+                               "P1,M,L1,WH,,EA,1\n"
+                               "\0P1,M,L2,WH,,EA,2\n";
+    char path[200], errstr[256] = "";
+    reconcile_t *r = NULL;
+    snprintf(path, sizeof(path), "%s/nul.csv", f->dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, sizeof(text) - 1, fp), sizeof(text) - 1);
+    fclose(fp);
+    assert_int_equal(reconcile_new(&r), IS_OK);
+    assert_int_equal(reconcile_load_file(r, RECONCILE_MES, path, errstr, sizeof(errstr)),
+                     IS_ERR_INVALID);
+    assert_non_null(strstr(errstr, "nul.csv:3: a NUL byte at offset 70"));
+    reconcile_free(r);
+    /* Empty fields after the header's last column (a trailing comma) shift nothing. */
+    const char *ok = write_file(f, "trailing.csv",
+                                "site,material,lot,location,stock_status,uom,quantity\n"
+                                "P1,M,L1,WH,,EA,1,,\n");
+    assert_int_equal(reconcile_new(&r), IS_OK);
+    assert_int_equal(reconcile_load_file(r, RECONCILE_MES, ok, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(reconcile_rows(r, RECONCILE_MES), 1);
     reconcile_free(r);
 }
 
@@ -674,6 +709,8 @@ int main(void) {
                                         files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_csv_quirks_are_accepted, files_setup, files_teardown),
         cmocka_unit_test_setup_teardown(test_bad_files_name_file_line_and_value, files_setup,
+                                        files_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_with_a_nul_byte_is_refused, files_setup,
                                         files_teardown),
         cmocka_unit_test_setup_teardown(test_factor_file_and_metrics_textfile, files_setup,
                                         files_teardown),
