@@ -311,21 +311,54 @@ static void row_ready_pause(sqlite3_stmt *st, void *arg) {
         snprintf(rp->text + len, sizeof(rp->text) - len, "%s%s/%s", len ? ", " : "", site, tier);
 }
 
+typedef struct ready_stale {
+    const is_policy_t *policy;
+    int64_t now_ms;
+    json_t *list; /* [{"site","tier","oldest_unposted_age_s","stale_after_s"}] */
+} ready_stale_t;
+
+/* A (site, tier) of the backlog whose oldest unposted movement is past the tier's stale_after
+ * (the rule of the status grid, row_backlog). */
+static void row_ready_stale(sqlite3_stmt *st, void *arg) {
+    ready_stale_t *rs = arg;
+    const is_tier_t *t = is_policy_tier_by_name(rs->policy, col(st, 1));
+    double age = age_s(rs->now_ms, sqlite3_column_int64(st, 2));
+    if (t && age * 1000.0 > (double)t->stale_after_ms)
+        json_array_append_new(rs->list,
+                              json_pack("{s:s,s:s,s:f,s:f}", "site", col(st, 0), "tier", col(st, 1),
+                                        "oldest_unposted_age_s", age, "stale_after_s",
+                                        (double)t->stale_after_ms / 1000.0));
+}
+
 /*
  * 200 when the store answers and Kafka is reachable, unless posting is paused
  * for all sites and tiers. A partial pause keeps the pod in service (the other
- * sites and tiers post) but shows in "posting" and in "paused".
+ * sites and tiers post) but shows in "posting" and in "paused"; stale tiers
+ * show in "stale" and keep it in service too (restarting it would not post
+ * them: the cause is a pause, a failed posting or the ERP).
  */
 static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     api_t *a = ctx;
     char errstr[256], posting[300];
     ready_pauses_t rp = {json_array(), 0, ""};
+    ready_stale_t rs = {a->policy, is_clock_now_ms(NULL), json_array()};
     int store_ok, kafka_ok = atomic_load(&a->stats->kafka_up);
     (void)req;
     pthread_mutex_lock(&a->mu);
+    // clang-format off
     store_ok = store_ping(a->store, errstr, sizeof(errstr)) == IS_OK &&
                each_row(a->store, "SELECT site, tier FROM pauses ORDER BY site, tier",
-                        row_ready_pause, &rp, errstr, sizeof(errstr));
+                        row_ready_pause, &rp, errstr, sizeof(errstr)) &&
+               each_row(a->store,
+                        /* the backlog, as in api_status_json: the two partial indexes */
+                        "SELECT site, tier, min(received_at)"
+                        " FROM (SELECT site, tier, received_at FROM movements"
+                        "  WHERE " STORE_QUEUED " UNION ALL"
+                        "  SELECT site, tier, received_at FROM movements"
+                        "  WHERE " STORE_OPEN("") ")"
+                        " GROUP BY site, tier ORDER BY site, tier",
+                        row_ready_stale, &rs, errstr, sizeof(errstr));
+    // clang-format on
     pthread_mutex_unlock(&a->mu);
     if (rp.all)
         snprintf(posting, sizeof(posting), "paused for all sites and tiers");
@@ -335,14 +368,14 @@ static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t
         snprintf(posting, sizeof(posting), "running");
     int ready = store_ok && kafka_ok && !rp.all;
     is_http_respond_json(resp, ready ? 200 : 503,
-                         json_pack("{s:b,s:s,s:s,s:s,s:o}", "ready", ready, "store",
+                         json_pack("{s:b,s:s,s:s,s:s,s:o,s:o}", "ready", ready, "store",
                                    store_ok ? "ok" : errstr, "kafka",
                                    kafka_ok ? "connected"
                                    : atomic_load(&a->stats->messages) > 0
                                        ? "unreachable (messages were received "
                                          "before)"
                                        : "no message received yet or unreachable",
-                                   "posting", posting, "paused", rp.list));
+                                   "posting", posting, "paused", rp.list, "stale", rs.list));
 }
 
 /* Append printf-style text to a growing buffer; returns 0 on ENOMEM. */

@@ -1,7 +1,7 @@
 /*
  * test_api.c — erp-consumer's HTTP API (api.c) on a real store and server,
- * talked to with libcurl: /readyz names partial pauses but stays 200 (only a
- * pause of everything takes the pod out of service); the admin endpoints
+ * talked to with libcurl: /readyz names partial pauses and stale tiers but
+ * stays 200 (only a pause of everything takes the pod out of service); the admin endpoints
  * refuse unknown or non-string fields naming them, and check the tier
  * against the policy.
  */
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "duration.h"
 #include "store.h"
 
 #define TOKEN "test-admin-token"
@@ -200,6 +201,47 @@ static void test_readyz_says_whether_kafka_was_ever_reached(void **state) {
     json_decref(doc);
 }
 
+/* A stale (site, tier) is named in /readyz (issue 5: "visible in metrics, readiness
+ * detail and the status page") and keeps the consumer in service. */
+static void test_readyz_names_stale_tiers_and_stays_ready(void **state) {
+    fx_t *f = *state;
+    long status;
+    char sql[1024];
+    int64_t now = is_clock_now_ms(NULL);
+    json_t *doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_array_size(json_object_get(doc, "stale")), 0);
+    json_decref(doc);
+
+    /* PLANT1/realtime waits 3 minutes (limit 2m): stale. PLANT1/periodic waits
+     * 10 minutes (limit 90m) and PLANT2/realtime was posted 3 hours ago: not. */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO movements(source_system, movement_id, producer_id, site, seq, lot_key,"
+             " tier, type, topic, part, off, received_at, accepted_at, due_at, state, payload)"
+             " VALUES('MES', 'M-1', 'p', 'PLANT1', 1, 'PLANT1/M/L1', 'realtime', 4,"
+             "        'invsync.PLANT1.realtime', 0, 0, %lld, %lld, %lld, 'queued', x''),"
+             "       ('MES', 'M-2', 'p', 'PLANT1', 2, 'PLANT1/M/L2', 'periodic', 1,"
+             "        'invsync.PLANT1.periodic', 0, 0, %lld, %lld, %lld, 'queued', x''),"
+             "       ('MES', 'M-3', 'p', 'PLANT2', 1, 'PLANT2/M/L3', 'realtime', 4,"
+             "        'invsync.PLANT2.realtime', 0, 0, %lld, %lld, %lld, 'posted', x'')",
+             (long long)(now - 180000), (long long)(now - 180000), (long long)(now - 180000),
+             (long long)(now - 600000), (long long)(now - 600000), (long long)(now + 600000),
+             (long long)(now - 10800000), (long long)(now - 10800000), (long long)(now - 10800000));
+    assert_int_equal(sqlite3_exec(store_db(f->store), sql, NULL, NULL, NULL), SQLITE_OK);
+
+    doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(status, 200);
+    assert_true(json_is_true(json_object_get(doc, "ready")));
+    json_t *stale = json_object_get(doc, "stale");
+    assert_int_equal(json_array_size(stale), 1);
+    json_t *cell = json_array_get(stale, 0);
+    assert_string_equal(str(cell, "site"), "PLANT1");
+    assert_string_equal(str(cell, "tier"), "realtime");
+    assert_true(json_number_value(json_object_get(cell, "oldest_unposted_age_s")) >= 180.0);
+    assert_true(json_number_value(json_object_get(cell, "stale_after_s")) == 120.0);
+    json_decref(doc);
+}
+
 static void test_admin_refuses_unknown_and_non_string_fields(void **state) {
     fx_t *f = *state;
     long status;
@@ -249,6 +291,8 @@ static void test_admin_checks_the_tier_against_the_policy(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_readyz_says_whether_kafka_was_ever_reached, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_readyz_names_stale_tiers_and_stays_ready, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_readyz_names_a_partial_pause_and_stays_ready, setup,
                                         teardown),
