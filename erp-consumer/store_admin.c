@@ -5,7 +5,9 @@
  * Audit chain: row i's hash = SHA-256 hex of
  *   prev_hash \x1f id \x1f at \x1f actor \x1f action \x1f subject \x1f detail
  * with prev_hash of the first row = 64 zeros. audit_head keeps the last row's
- * id and hash, so removing rows from the end is detected too. The chain
+ * id and hash, so removing rows from the end is detected too, and settled
+ * postings (each audited in the transaction that settled it) give away a
+ * trail deleted whole with its head. The chain
  * makes tampering evident, not impossible: someone who can rewrite the whole
  * table and the head can forge it; export the head hash to another system
  * (logs, a ticket) to anchor it. Load: one audit row per posting.
@@ -184,6 +186,26 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
         rc = IS_ERR_CONFLICT;
     }
     sqlite3_reset(st);
+    if (rc == IS_OK && last_id == 0 && head_id == 0) {
+        /* No rows and no head: a new store, or one whose trail was deleted
+         * whole. Every settled posting was audited in the transaction that
+         * settled it, so settled postings without a single row are the latter. */
+        sqlite3_stmt *q = NULL;
+        rc = is_db_prepare(s->db,
+                           "SELECT count(*) FROM postings"
+                           " WHERE state = 'posted' OR state = 'failed' OR state = 'skipped'",
+                           &q, errstr, errstr_size);
+        if (rc == IS_OK && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) > 0) {
+            is_errf(errstr, errstr_size,
+                    "the audit trail is empty but the store holds %" PRId64
+                    " settled posting(s), each audited when it was settled: the trail and its "
+                    "head were removed",
+                    (int64_t)sqlite3_column_int64(q, 0));
+            *bad_id = 1;
+            rc = IS_ERR_CONFLICT;
+        }
+        sqlite3_finalize(q);
+    }
     return rc;
 }
 

@@ -1429,6 +1429,31 @@ static void test_audit_chain_detects_removed_tail(void **state) {
     assert_non_null(strstr(errstr, "removed from the end"));
 }
 
+/* Deleting every audit row and the head needs no hash at all: the postings the
+ * trail should hold give it away. An empty trail of a store with nothing
+ * settled is still fine (a new store). */
+static void test_audit_chain_detects_a_trail_deleted_whole(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256];
+    int64_t rows = 0, bad = 0;
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
+    apply(f, "W1", "S1", "LW", 1, 0);
+    assert_int_equal(store_fetch_due(f->s, NULL, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 1);
+    post_all(f, &l, 1000);
+    store_posting_list_release(&l);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
+    assert_true(rows >= 1);
+    assert_int_equal(
+        sqlite3_exec(store_db(f->s), "DELETE FROM audit; DELETE FROM audit_head", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)),
+                     IS_ERR_CONFLICT);
+    assert_int_equal(bad, 1);
+    assert_non_null(strstr(errstr, "the audit trail is empty but the store holds 1 settled"));
+}
+
 static void test_retries_of_one_lot_go_in_acceptance_order(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
@@ -2017,6 +2042,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_retry_and_skip_are_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_edit_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_removed_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_chain_detects_a_trail_deleted_whole, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_audit_rows_from_a_callers_own_transaction_keep_the_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_of_one_lot_go_in_acceptance_order, setup,
