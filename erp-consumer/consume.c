@@ -20,6 +20,8 @@
 #include "schedule.h"
 #include "topic.h"
 
+#define CLOSE_TIMEOUT_MS 5000 /* leaving the group at shutdown (close_group) */
+
 /* The ownership period of an assigned partition (group mode; store_begin_period). */
 typedef struct owned {
     char topic[250];
@@ -402,6 +404,39 @@ err:
     return rc;
 }
 
+/*
+ * Leave the group (final offset commit, partitions revoked through
+ * rebalance_cb) for at most CLOSE_TIMEOUT_MS. rd_kafka_consumer_close()
+ * has no limit of its own: with the brokers gone it waited minutes, and a
+ * container stop would end in SIGKILL. Giving up is safe: every offset
+ * Kafka has not received is at or before the store's, which holds what was
+ * read (a later owner reads a few messages twice; the dedup absorbs them).
+ */
+static int close_group(rd_kafka_t *rk) {
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_error_t *error = q ? rd_kafka_consumer_close_queue(rk, q) : NULL;
+    int64_t deadline = is_monotonic_ms() + CLOSE_TIMEOUT_MS;
+    int closed = 0;
+    if (q && !error) {
+        while (!(closed = rd_kafka_consumer_closed(rk)) && is_monotonic_ms() < deadline)
+            rd_kafka_queue_poll_callback(q, 100);
+    }
+    if (error) {
+        is_log(IS_LOG_WARN, "cannot leave the consumer group", "error",
+               rd_kafka_error_string(error), NULL);
+        rd_kafka_error_destroy(error);
+    } else if (!closed) {
+        is_logf(IS_LOG_WARN,
+                "Kafka did not confirm leaving the consumer group within %d s; stopping without"
+                " it (the store holds what was read; the group rebalances after "
+                "session.timeout.ms)",
+                CLOSE_TIMEOUT_MS / 1000);
+    }
+    if (q)
+        rd_kafka_queue_destroy(q);
+    return closed;
+}
+
 void consume_destroy(consume_t *c) {
     if (!c)
         return;
@@ -409,9 +444,13 @@ void consume_destroy(consume_t *c) {
         /* Assign mode: the store holds the offsets; do not wait on a group to leave. */
         if (c->assign_mode) {
             rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-        } else {
-            rd_kafka_consumer_close(c->rk);
+        } else if (close_group(c->rk)) {
             rd_kafka_destroy(c->rk);
+        } else {
+            /* rd_kafka_destroy() would wait for the unfinished close (up to
+             * session.timeout.ms, measured 45 s). The process is stopping:
+             * the handle and c (its opaque) are left to the exit. */
+            return;
         }
     }
     if (c->have_re)
