@@ -261,17 +261,28 @@ json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size) {
     return rows ? json_pack("{s:o}", "failed", rows) : NULL;
 }
 
+/*
+ * A posting cut into chunks (max_lines) is several ERP documents: its erp_doc
+ * reads "<first>+<n-1>", and each chunk's own document and movements are in
+ * posting_chunks / chunk_movements (store migration 10). Trace answers the
+ * chunk's document; `chunk` is its number, null for a posting sent whole. A
+ * movement of a chunked posting in no chunk (its line netted to zero) keeps
+ * the posting's document.
+ */
 json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
                              size_t errstr_size) {
     json_t *rows = rows_json(
         s,
         "SELECT m.movement_id, m.source_system, m.site, m.lot_key AS lot, m.tier, m.state,"
         " m.seq AS sequence, m.producer_id, m.policy_version, m.topic, m.part AS partition,"
-        " m.off AS offset, m.reason, m.note, m.posting_id, p.erp_doc AS document,"
+        " m.off AS offset, m.reason, m.note, m.posting_id,"
+        " coalesce(c.erp_doc, p.erp_doc) AS document, c.chunk,"
         " p.state AS posting_state, p.last_error AS posting_error,"
         " (SELECT count(*) FROM movements x WHERE x.posting_id = m.posting_id AND x.id != m.id)"
         "   AS netted_with_count"
         " FROM movements m LEFT JOIN postings p ON p.posting_id = m.posting_id"
+        " LEFT JOIN chunk_movements cm ON cm.mid = m.id AND cm.posting_id = m.posting_id"
+        " LEFT JOIN posting_chunks c ON c.posting_id = cm.posting_id AND c.chunk = cm.chunk"
         " WHERE m.movement_id = ?1",
         movement_id, errstr, errstr_size);
     if (!rows)
@@ -284,16 +295,31 @@ json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
     return rows;
 }
 
+/* The document of a posting sent whole, the document of one chunk, or (asked
+ * for by it) the "<first>+<n-1>" of a chunked posting: all its movements. A
+ * chunked posting recorded before migration 10 has no chunk rows: its first
+ * chunk's document still finds all of it, as it did. */
 json_t *admin_trace_document(store_t *s, const char *document, char *errstr, size_t errstr_size) {
-    json_t *rows = rows_json(s,
-                             "SELECT p.posting_id, p.site, p.tier, p.lines, p.updated_at,"
-                             " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch')"
-                             "   AS updated_time,"
-                             " (SELECT group_concat(movement_id, ',') FROM"
-                             "  (SELECT movement_id FROM movements m"
-                             "   WHERE m.posting_id = p.posting_id ORDER BY m.seq)) AS movements"
-                             " FROM postings p WHERE p.erp_doc = ?1 OR p.erp_doc LIKE ?1 || '+%'",
-                             document, errstr, errstr_size);
+    json_t *rows = rows_json(
+        s,
+        "SELECT p.posting_id, p.site, p.tier, NULL AS chunk, p.lines, p.updated_at,"
+        " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch') AS updated_time,"
+        " (SELECT group_concat(movement_id, ',') FROM"
+        "  (SELECT movement_id FROM movements m"
+        "   WHERE m.posting_id = p.posting_id ORDER BY m.seq)) AS movements"
+        " FROM postings p WHERE p.erp_doc = ?1"
+        "  OR (p.erp_doc > ?1 || '+' AND p.erp_doc < ?1 || ','" /* "<?1>+..." by the index */
+        "   AND NOT EXISTS (SELECT 1 FROM posting_chunks x WHERE x.posting_id = p.posting_id))"
+        " UNION ALL"
+        " SELECT p.posting_id, p.site, p.tier, c.chunk, c.lines, p.updated_at,"
+        " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch') AS updated_time,"
+        " (SELECT group_concat(movement_id, ',') FROM"
+        "  (SELECT m.movement_id FROM chunk_movements cm JOIN movements m ON m.id = cm.mid"
+        "   WHERE cm.posting_id = c.posting_id AND cm.chunk = c.chunk ORDER BY m.seq))"
+        "   AS movements"
+        " FROM posting_chunks c JOIN postings p ON p.posting_id = c.posting_id"
+        " WHERE c.erp_doc = ?1",
+        document, errstr, errstr_size);
     if (!rows)
         return NULL;
     if (json_array_size(rows) == 0) {

@@ -49,9 +49,11 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
 /* {"failed":[{posting_id, site, tier, lot, attempts, error, movements:[...], updated_at}]} */
 json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size);
 
-/* Which ERP document holds a movement: {movement_id, state, tier, posting_id, document, ...}. */
+/* Which ERP document holds a movement: {movement_id, state, tier, posting_id, document,
+ * chunk, ...}; of a posting cut into chunks (max_lines), the chunk's own document. */
 json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr, size_t errstr_size);
-/* Which movements made an ERP document: {document, postings:[{posting_id, movements:[...]}]}. */
+/* Which movements made an ERP document: {document, postings:[{posting_id, chunk, lines,
+ * movements}]}; a chunk's document lists that chunk's movements only. */
 json_t *admin_trace_document(store_t *s, const char *document, char *errstr, size_t errstr_size);
 
 /* {"ok":bool, "rows":n, "first_bad_row":id, "error":...} */

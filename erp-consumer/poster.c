@@ -241,6 +241,26 @@ static void dead_letter(poster_t *p, const store_posting_t *sp, const char *answ
     }
 }
 
+/*
+ * What a posting posted in chunks tells the store besides its result: each
+ * chunk's document and the chunk of each of its movements (trace names the
+ * chunk that holds a movement, store migration 10). Owned by its cycle:
+ * recorded after the netting it was read from is gone.
+ */
+typedef struct chunked {
+    store_chunk_t *chunks;    /* n_chunks, documents in docs */
+    char (*docs)[64];         /* chunk k+1's document */
+    uint32_t *movement_chunk; /* per movement of the posting: 1..n_chunks, 0 = none */
+    size_t n_chunks;
+} chunked_t;
+
+static void chunked_release(chunked_t *c) {
+    free(c->chunks);
+    free(c->docs);
+    free(c->movement_chunk);
+    memset(c, 0, sizeof(*c));
+}
+
 /* A posting ready for the ERP: ERP units applied, movements netted into lines. */
 typedef struct prepared {
     netting_t nt;
@@ -319,11 +339,61 @@ static void observe(poster_t *p, const struct timespec *t0, size_t n, const is_e
  * its own reference (<posting_id>-<k>), so re-posting after a failure or a
  * crash is idempotent chunk by chunk.
  */
+/* A movement id of a line and the index of its movement in the posting:
+ * netting's lines point at the movements' own movement_id strings. */
+typedef struct id_index {
+    const char *id;
+    size_t j;
+} id_index_t;
+
+static int id_index_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const id_index_t *)a)->id,
+              y = (uintptr_t)((const id_index_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Fill ch (documents already in ch->docs): each chunk's lines and the chunk
+ * of each movement. 0 on out of memory. */
+static int chunked_map(const store_posting_t *sp, const prepared_t *pr, chunked_t *ch) {
+    size_t chunk = sp->max_lines;
+    id_index_t *idx = malloc((sp->n ? sp->n : 1) * sizeof(*idx));
+    ch->chunks = calloc(ch->n_chunks, sizeof(*ch->chunks));
+    ch->movement_chunk = calloc(sp->n ? sp->n : 1, sizeof(*ch->movement_chunk));
+    if (!idx || !ch->chunks || !ch->movement_chunk) {
+        free(idx);
+        return 0;
+    }
+    for (size_t j = 0; j < sp->n; j++)
+        idx[j] = (id_index_t){sp->m[j]->movement_id, j};
+    qsort(idx, sp->n, sizeof(*idx), id_index_cmp);
+    for (size_t l = 0; l < pr->nt.n_lines; l++) {
+        const erp_line_t *line = &pr->nt.lines[l];
+        size_t k = l / chunk;
+        ch->chunks[k].document = ch->docs[k];
+        ch->chunks[k].lines++;
+        for (size_t i = 0; i < line->n_movement_ids; i++) {
+            id_index_t key = {line->movement_ids[i], 0};
+            const id_index_t *hit = bsearch(&key, idx, sp->n, sizeof(*idx), id_index_cmp);
+            if (hit)
+                ch->movement_chunk[hit->j] = (uint32_t)(k + 1);
+        }
+    }
+    free(idx);
+    return 1;
+}
+
 static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepared_t *pr,
-                             int64_t now_ms, erp_result_t *er) {
+                             int64_t now_ms, erp_result_t *er, chunked_t *ch) {
     size_t chunk = sp->max_lines;
     char first_doc[64] = "";
     is_err_t rc = IS_OK;
+    chunked_release(ch);
+    ch->n_chunks = pr->n_chunks;
+    ch->docs = calloc(pr->n_chunks, sizeof(*ch->docs));
+    if (!ch->docs) {
+        snprintf(er->message, sizeof(er->message), "out of memory");
+        return IS_ERR_RETRYABLE;
+    }
     for (size_t k = 0; k < pr->n_chunks; k++) {
         char ref[64];
         struct timespec t0;
@@ -336,11 +406,22 @@ static is_err_t post_chunked(poster_t *p, const store_posting_t *sp, const prepa
         observe(p, &t0, 1, &rc, NULL);
         if (rc != IS_OK)
             break;
+        snprintf(ch->docs[k], sizeof(ch->docs[k]), "%s", er->document);
         if (k == 0)
             snprintf(first_doc, sizeof(first_doc), "%s", er->document);
     }
-    if (rc == IS_OK)
-        erp_chunked_document(er->document, sizeof(er->document), first_doc, pr->n_chunks);
+    if (rc == IS_OK && !chunked_map(sp, pr, ch)) {
+        /* Booked, but which chunk holds what cannot be recorded: retried,
+         * the same references give back the same documents (the ERP's
+         * idempotency), recorded then. */
+        snprintf(er->message, sizeof(er->message), "out of memory recording the chunks");
+        rc = IS_ERR_RETRYABLE;
+    }
+    if (rc != IS_OK) {
+        chunked_release(ch);
+        return rc;
+    }
+    erp_chunked_document(er->document, sizeof(er->document), first_doc, pr->n_chunks);
     return rc;
 }
 
@@ -399,7 +480,7 @@ static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc
  * chunked postings — a cycle is one round: one durable ERP write.
  */
 static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, erp_result_t *er,
-                    int64_t now_ms) {
+                    chunked_t *ch, int64_t now_ms) {
     prepared_t *pr = calloc(l->n, sizeof(*pr));
     erp_posting_t *batch = calloc(l->n, sizeof(*batch));
     erp_result_t *bres = calloc(l->n, sizeof(*bres));
@@ -459,8 +540,13 @@ static int post_all(poster_t *p, store_posting_list_t *l, store_result_t *res, e
                     wait = 1; /* after the batch has settled this lot's earlier postings */
                     continue;
                 }
-                is_err_t rc = post_chunked(p, sp, &pr[i], now_ms, &er[i]);
+                is_err_t rc = post_chunked(p, sp, &pr[i], now_ms, &er[i], &ch[i]);
                 decide(p, sp, &pr[i], rc, &er[i], &res[i], now_ms);
+                if (rc == IS_OK) {
+                    res[i].chunks = ch[i].chunks;
+                    res[i].n_chunks = ch[i].n_chunks;
+                    res[i].movement_chunk = ch[i].movement_chunk;
+                }
                 handled++;
                 blocked = rc != IS_OK;
                 continue;
@@ -510,6 +596,7 @@ typedef struct cycle {
     store_posting_list_t l;
     store_result_t *res;
     erp_result_t *er;
+    chunked_t *ch; /* per posting: its chunks when posted in chunks */
     int64_t now_ms;
     int handled; /* post_all: postings decided, or a negative is_err_t */
 } cycle_t;
@@ -517,6 +604,9 @@ typedef struct cycle {
 static void cycle_free(cycle_t *c) {
     if (!c)
         return;
+    for (size_t i = 0; c->ch && i < c->l.n; i++)
+        chunked_release(&c->ch[i]);
+    free(c->ch);
     free(c->res);
     free(c->er);
     store_posting_list_release(&c->l);
@@ -575,7 +665,8 @@ static int cycle_take(poster_t *p, int64_t now_ms, cycle_t **out) {
     }
     c->res = calloc(c->l.n, sizeof(*c->res));
     c->er = calloc(c->l.n, sizeof(*c->er));
-    if (!c->res || !c->er) {
+    c->ch = calloc(c->l.n, sizeof(*c->ch));
+    if (!c->res || !c->er || !c->ch) {
         rc = IS_ERR_NOMEM;
         snprintf(errstr, sizeof(errstr), "out of memory");
         goto fail;
@@ -593,7 +684,7 @@ fail:
 
 /* Post the cycle; dead letters are in Kafka before this returns. */
 static void cycle_post(poster_t *p, cycle_t *c) {
-    c->handled = post_all(p, &c->l, c->res, c->er, c->now_ms);
+    c->handled = post_all(p, &c->l, c->res, c->er, c->ch, c->now_ms);
     if (c->handled < 0)
         return;
     /* Dead letters must be in Kafka before the failure is recorded as handled. */

@@ -216,7 +216,9 @@ static int requeue_posting(sqlite3 *db, const char *posting_id, int64_t now, int
                 " note = 're-queued by replay-apply: the ERP does not have posting ' || ?1"
                 " WHERE posting_id = ?1 AND state = 'posted'",
                 "ti", args, n) &&
-           exec(db, "DELETE FROM postings WHERE posting_id = ?1", "t", args, NULL);
+           exec(db, "DELETE FROM postings WHERE posting_id = ?1", "t", args, NULL) &&
+           exec(db, "DELETE FROM posting_chunks WHERE posting_id = ?1", "t", args, NULL) &&
+           exec(db, "DELETE FROM chunk_movements WHERE posting_id = ?1", "t", args, NULL);
 }
 
 static json_t *opt_str(const char *s) {

@@ -38,13 +38,14 @@ typedef struct row {
     int dead_lettered; /* not in movements but in dead_letters (undecodable, or unsequenced) */
     char state[16];    /* the store's movement state */
     char posting_id[40];
-    char *document;    /* owned or NULL: the ERP document */
-    char *detail;      /* owned or NULL: error, reason or note */
-    int64_t netted;    /* other movements in the same posting */
-    char *netted_ids;  /* owned or NULL: up to 10 of them */
-    char erp_check[8]; /* "", "found", "partial" (some chunks), "missing" */
-    char action[12];   /* --apply: "queued", "re-queued" */
-    int requeue;       /* --apply: the first row of a posting the ERP lost */
+    char *document;       /* owned or NULL: the posting's ERP document (chunked: "<first>+<n-1>") */
+    char *chunk_document; /* owned or NULL: the document of the movement's chunk (max_lines) */
+    char *detail;         /* owned or NULL: error, reason or note */
+    int64_t netted;       /* other movements in the same posting */
+    char *netted_ids;     /* owned or NULL: up to 10 of them */
+    char erp_check[8];    /* "", "found", "partial" (some chunks), "missing" */
+    char action[12];      /* --apply: "queued", "re-queued" */
+    int requeue;          /* --apply: the first row of a posting the ERP lost */
 } replay_row_t;
 
 typedef struct replay_skip replay_skip_t; /* an operator's skip, from the audit trail */

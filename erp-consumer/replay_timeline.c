@@ -29,13 +29,17 @@ struct replay_skip {
 
 /* Columns: 0 state, 1 posting_id, 2 erp_doc, 3 the ERP's last error or the movement's
  * reason or note, 4 and 5 the other movements of its posting, 6 lot_key, 7 the ERP's
- * last error alone. */
+ * last error alone, 8 the document of the movement's chunk when its posting was cut
+ * into chunks (store migration 10). */
 static const char *const lookup_sql =
     "SELECT m.state, m.posting_id, p.erp_doc, coalesce(p.last_error, m.reason, m.note),"
     " (SELECT count(*) FROM movements x WHERE x.posting_id = m.posting_id AND x.id != m.id),"
     " (SELECT group_concat(movement_id, ' ') FROM (SELECT x.movement_id FROM movements x"
     "   WHERE x.posting_id = m.posting_id AND x.id != m.id ORDER BY x.seq LIMIT 10)),"
-    " m.lot_key, p.last_error"
+    " m.lot_key, p.last_error,"
+    " (SELECT c.erp_doc FROM chunk_movements cm JOIN posting_chunks c"
+    "   ON c.posting_id = cm.posting_id AND c.chunk = cm.chunk"
+    "   WHERE cm.mid = m.id AND cm.posting_id = m.posting_id)"
     " FROM movements m LEFT JOIN postings p ON p.posting_id = m.posting_id"
     " WHERE m.source_system = ?1 AND m.movement_id = ?2";
 
@@ -218,6 +222,7 @@ static void lookup_store(replay_timeline_t *t, replay_row_t *r, const is_movemen
         v = sqlite3_column_text(st, 1);
         snprintf(r->posting_id, sizeof(r->posting_id), "%s", v ? (const char *)v : "");
         r->document = col_dup(st, 2);
+        r->chunk_document = col_dup(st, 8);
         r->detail = col_dup(st, 3);
         r->netted = sqlite3_column_int64(st, 4);
         r->netted_ids = col_dup(st, 5);
@@ -245,6 +250,7 @@ static void row_release(replay_row_t *r) {
     free(r->payload);
     free(r->producer);
     free(r->document);
+    free(r->chunk_document);
     free(r->detail);
     free(r->netted_ids);
 }
@@ -397,9 +403,10 @@ static json_t *row_json(const replay_row_t *r) {
                   S(m->order_id), "event_time", ev, "accepted_time", acc, "producer_id",
                   S(m->producer_id), "sequence", seq, "policy_version", S(m->policy_version),
                   "status", erp_status(r), "posting_id", r->posting_id, "erp_document",
-                  O(r->document), "netted_with", (json_int_t)r->netted, "netted_movements",
-                  O(r->netted_ids), "erp_check", r->erp_check, "apply_action", r->action, "detail",
-                  O(r->detail), "reverses_movement_id", reverses, "reversed_type", reversed_type);
+                  r->chunk_document ? r->chunk_document : O(r->document), "netted_with",
+                  (json_int_t)r->netted, "netted_movements", O(r->netted_ids), "erp_check",
+                  r->erp_check, "apply_action", r->action, "detail", O(r->detail),
+                  "reverses_movement_id", reverses, "reversed_type", reversed_type);
 #undef S
 #undef O
     if (m)

@@ -164,6 +164,20 @@ static const char *const store_migrations[] = {
      * store_pin_time_ordered_ids_from). */
     "CREATE TABLE settings(key TEXT PRIMARY KEY, value INTEGER NOT NULL,"
     "  set_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 10: the documents of a posting cut into chunks (max_lines): each chunk
+     * is its own ERP document, and trace must name the one that holds a
+     * movement. One row per chunk, and the chunk of each of the posting's
+     * movements (movements.id; none for one whose line netted to zero).
+     * Written with the posting's result (store_record_results), by chunked
+     * postings only. The posting's erp_doc stays "<first>+<n-1>": replay
+     * counts the chunks to look up from it. */
+    "CREATE TABLE posting_chunks(posting_id TEXT NOT NULL, chunk INTEGER NOT NULL,"
+    "  erp_doc TEXT NOT NULL, lines INTEGER NOT NULL, PRIMARY KEY(posting_id, chunk))"
+    "  WITHOUT ROWID;"
+    "CREATE INDEX posting_chunks_doc ON posting_chunks(erp_doc);"
+    "CREATE TABLE chunk_movements(mid INTEGER PRIMARY KEY, posting_id TEXT NOT NULL,"
+    "  chunk INTEGER NOT NULL);"
+    "CREATE INDEX chunk_movements_chunk ON chunk_movements(posting_id, chunk);",
     // clang-format on
 };
 

@@ -286,15 +286,29 @@ typedef enum store_outcome {
     STORE_CANCELLED,  /* a `cancel` entry: already applied by store_mark_posting */
 } store_outcome_t;
 
+/* One chunk of a posting posted in chunks (its max_lines): its own ERP document. */
+typedef struct store_chunk {
+    const char *document; /* the ERP document the chunk made */
+    int lines;            /* ERP lines in it */
+} store_chunk_t;
+
 typedef struct store_result {
     store_outcome_t outcome;
-    const char *document; /* POSTED */
+    const char *document; /* POSTED (chunked: "<first chunk's>+<n-1>", erp_chunked_document) */
     const char *error;    /* RETRY / FAILED: the ERP's answer */
     int64_t next_at_ms;   /* RETRY */
     int lines;            /* POSTED: ERP lines sent (after netting) */
+    /* POSTED in chunks; NULL / 0 otherwise (nothing more is written). chunks[k]
+     * is chunk k+1; movement_chunk[j] the chunk (1..n_chunks) holding the
+     * posting's movement j (items[i].m[j], row_ids[j]), 0 for none (its line
+     * netted to zero). Borrowed for the call. */
+    const store_chunk_t *chunks;
+    size_t n_chunks;
+    const uint32_t *movement_chunk;
 } store_result_t;
 
-/* Record the outcome of each posting of l (results[i] for l->items[i]) in one transaction. */
+/* Record the outcome of each posting of l (results[i] for l->items[i]) in one
+ * transaction, with the chunks of a posting posted in chunks (trace). */
 is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
                               const store_result_t *results, int64_t now_ms, char *errstr,
                               size_t errstr_size) IS_MUST_CHECK;

@@ -51,6 +51,10 @@ enum {
     SQ_REQUEUE_RETRY,
     SQ_TIER_POSTED,
     SQ_TIER_ERROR,
+    SQ_CHUNKS_CLEAR,
+    SQ_CHUNK_MOVEMENTS_CLEAR,
+    SQ_CHUNK,
+    SQ_CHUNK_MOVEMENT,
     /* store_admin.c */
     SQ_AUDIT_LAST,
     SQ_AUDIT_INSERT,

@@ -92,6 +92,14 @@ const char *const store_post_sql[SQ__COUNT] = {
     [SQ_TIER_ERROR] = "INSERT INTO tier_activity(site, tier, last_error, last_error_at)"
                       " VALUES(?1,?2,?3,?4) ON CONFLICT(site, tier) DO UPDATE SET"
                       " last_error = ?3, last_error_at = ?4",
+    /* A posting posted in chunks (migration 10). Cleared first: a posting id
+     * that replay re-queued may come back cut otherwise. */
+    [SQ_CHUNKS_CLEAR] = "DELETE FROM posting_chunks WHERE posting_id = ?1",
+    [SQ_CHUNK_MOVEMENTS_CLEAR] = "DELETE FROM chunk_movements WHERE posting_id = ?1",
+    [SQ_CHUNK] = "INSERT INTO posting_chunks(posting_id, chunk, erp_doc, lines)"
+                 " VALUES(?1,?2,?3,?4)",
+    [SQ_CHUNK_MOVEMENT] = "INSERT OR REPLACE INTO chunk_movements(mid, posting_id, chunk)"
+                          " VALUES(?1,?2,?3)",
 };
 
 /* Remember the last success / error of a site's tier (status page, metrics).
@@ -1030,6 +1038,42 @@ static int set_movements_state(store_t *s, const char *posting_id, const char *s
     return sqlite3_step(st) == SQLITE_DONE;
 }
 
+/* The chunks of a posting posted in chunks, and the chunk of each of its
+ * movements (migration 10). 1 when written (or nothing to write). */
+static int record_chunks(store_t *s, const store_posting_t *p, const store_result_t *r) {
+    sqlite3_stmt *st;
+    if (!r->chunks || r->n_chunks == 0)
+        return 1;
+    st = stmt(s, SQ_CHUNKS_CLEAR);
+    bind_text(st, 1, p->posting_id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return 0;
+    st = stmt(s, SQ_CHUNK_MOVEMENTS_CLEAR);
+    bind_text(st, 1, p->posting_id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return 0;
+    for (size_t k = 0; k < r->n_chunks; k++) {
+        st = stmt(s, SQ_CHUNK);
+        bind_text(st, 1, p->posting_id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)(k + 1));
+        bind_text(st, 3, r->chunks[k].document ? r->chunks[k].document : "");
+        sqlite3_bind_int(st, 4, r->chunks[k].lines);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return 0;
+    }
+    for (size_t j = 0; r->movement_chunk && j < p->n; j++) {
+        if (r->movement_chunk[j] == 0 || r->movement_chunk[j] > r->n_chunks)
+            continue; /* in no chunk: its line netted to zero */
+        st = stmt(s, SQ_CHUNK_MOVEMENT);
+        sqlite3_bind_int64(st, 1, p->row_ids[j]);
+        bind_text(st, 2, p->posting_id);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)r->movement_chunk[j]);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return 0;
+    }
+    return 1;
+}
+
 static is_err_t record_results(store_t *s, const store_posting_list_t *l,
                                const store_result_t *results, int64_t now_ms, char *errstr,
                                size_t errstr_size);
@@ -1074,7 +1118,7 @@ static is_err_t record_results(store_t *s, const store_posting_list_t *l,
             sqlite3_bind_int(st, 4, r->lines);
             ok = sqlite3_step(st) == SQLITE_DONE &&
                  set_movements_state(s, p->posting_id, "posted") &&
-                 note_tier_once(s, l, results, i, now_ms);
+                 note_tier_once(s, l, results, i, now_ms) && record_chunks(s, p, r);
             {
                 char buf[512];
                 char *txt = posted_detail(p, r, buf, sizeof(buf));

@@ -203,6 +203,63 @@ def test_flushed_window_nets_only_what_one_line_can_carry(stack):
     assert scalar(consumer.store, "SELECT count(*) FROM postings WHERE state = 'failed'") == 0
 
 
+def test_trace_names_each_chunk_document_of_a_posting_cut_by_max_lines(stack):
+    """A posting cut by max_lines is one ERP document per chunk, and trace
+    (HTTP and CLI, both directions) names the chunk's own document: five
+    completions of one lot with different orders, max_lines 2, are three
+    documents. Before, the store kept only "<first>+2": every movement traced
+    to that, the second and third documents were not found (404), and the
+    first listed all five movements."""
+    stack.start_kafka()
+    with open(DEPLOY_POLICY) as f:
+        text = f.read()
+    periodic = "  periodic:\n    cadence: every 30m\n    stale_after: 90m\n"
+    assert periodic in text
+    policy_path = stack.path("policy-chunked.yaml")
+    with open(policy_path, "w") as f:
+        f.write(text.replace(periodic, periodic + "    max_lines: 2\n"))
+    os.symlink(os.path.join(REPO, "deploy", "materials.csv"), stack.path("materials.csv"))
+    policy = {"policy": {"path": policy_path}}
+    consumer = stack.start_consumer(overrides=dict(policy, consume={"mode": "assign", "discovery": "500ms"}))
+    producer = stack.start_producer(overrides=policy)
+    ids = ["CHUNK-%d" % i for i in range(1, 6)]
+    r = producer.post([movement(mid, "PLANT1", material="RM-101", lot="LOT-CHUNK", location="WH-01",
+                                quantity="1", uom="KG", order_id="ORD-%s" % mid) for mid in ids])
+    assert r.status == 202 and {i["tier"] for i in r.json()["items"]} == {"periodic"}, r
+    stack.wait_for(lambda: consumer.store_count() == 5, 60, "the consumer to store 5 movements")
+    r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "t", "reason": "test"})
+    assert r.status == 200 and r.json()["movements"] == 5, r
+    stack.wait_for(lambda: (consumer.posted_count() or 0) == 5, 30, "the flushed movements to post",
+                   detail=lambda: query(consumer.store, "SELECT posting_id, state, last_error FROM postings"))
+    # What the ERP booked: three documents, each under its chunk reference.
+    booked = query(consumer.erp, "SELECT dm.movement_id, d.doc_no, d.posting_id FROM doc_movements dm"
+                                 " JOIN documents d USING (doc_no) ORDER BY d.doc_no, dm.movement_id")
+    doc_of = {mid: doc for mid, doc, _ in booked}
+    assert sorted(doc_of) == ids, booked
+    docs = sorted(set(doc_of.values()))
+    assert len(docs) == 3 and all(ref.rsplit("-", 1)[1] in "123" for _, _, ref in booked), booked
+    held = {doc: sorted(m for m in ids if doc_of[m] == doc) for doc in docs}
+    stored = scalar(consumer.store, "SELECT erp_doc FROM postings")
+    assert stored == docs[0] + "+2", stored  # the posting's own document is unchanged
+
+    for mid in ids:
+        r = http("GET", consumer.base + "/v1/trace?movement_id=" + mid)
+        assert r.status == 200, r
+        assert r.json()[0]["document"] == doc_of[mid], (mid, r.json())
+        t = json.loads(stack.consumer_cli(consumer, "trace", "--movement", mid).out)
+        assert t[0]["document"] == doc_of[mid], (mid, t)
+    for doc in docs:
+        r = http("GET", consumer.base + "/v1/trace?document=" + doc)
+        assert r.status == 200, (doc, r)
+        rows = r.json()["postings"]
+        assert len(rows) == 1 and sorted(rows[0]["movements"].split(",")) == held[doc], (doc, rows)
+        t = json.loads(stack.consumer_cli(consumer, "trace", "--document", doc).out)
+        assert [sorted(p["movements"].split(",")) for p in t["postings"]] == [held[doc]], (doc, t)
+    # The posting as a whole, by the document it is recorded under.
+    r = http("GET", consumer.base + "/v1/trace?document=" + stored.replace("+", "%2B"))
+    assert r.status == 200 and sorted(r.json()["postings"][0]["movements"].split(",")) == ids, r
+
+
 def test_policy_check_previews_a_change(stack):
     sample = stack.path("day.jsonl")
     stack.sim("gen", "--sites", "PLANT1,PLANT2", "--seed", 11, "--movements", 3000, "--out", sample)

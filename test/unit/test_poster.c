@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "duration.h"
 #include "erp_sqlite.h"
 #include "poster.h"
@@ -954,6 +955,28 @@ static void assert_booked_once_in_two_chunks(fx_t *f, const char *pid) {
     snprintf(sql, sizeof(sql), "SELECT erp_doc FROM postings WHERE posting_id = '%s'", pid);
     store_text(f, sql, doc, sizeof(doc));
     assert_int_equal(erp_document_chunks(doc), 2);
+    /* Trace names each chunk's own document: GI-1 and GI-2 in chunk 1's, GI-3 in chunk 2's. */
+    static const char *const chunk_movements[2] = {"GI-1,GI-2", "GI-3"};
+    for (int k = 1; k <= 2; k++) {
+        char chunk_doc[32];
+        snprintf(sql, sizeof(sql), "SELECT doc_no FROM documents WHERE posting_id = '%s-%d'", pid,
+                 k);
+        snprintf(chunk_doc, sizeof(chunk_doc), "%lld", (long long)ledger_int(f, sql));
+        json_t *res = admin_trace_document(f->store, chunk_doc, errstr, sizeof(errstr));
+        if (!res)
+            fail_msg("trace of chunk %d's document %s: %s", k, chunk_doc, errstr);
+        json_t *row = json_array_get(json_object_get(res, "postings"), 0);
+        assert_int_equal(json_array_size(json_object_get(res, "postings")), 1);
+        assert_string_equal(json_string_value(json_object_get(row, "movements")),
+                            chunk_movements[k - 1]);
+        json_decref(res);
+        json_t *rows =
+            admin_trace_movement(f->store, k == 1 ? "GI-2" : "GI-3", errstr, sizeof(errstr));
+        assert_non_null(rows);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "document")),
+                            chunk_doc);
+        json_decref(rows);
+    }
 }
 
 /*

@@ -546,6 +546,32 @@ static void test_apply_records_a_resend_under_another_sequence(void **state) {
     assert_string_equal(text, "3,4");
 }
 
+/* A movement of a posting cut into chunks (max_lines) is shown with its
+ * chunk's ERP document, not the posting's "<first>+<n-1>" (store migration 10). */
+static void test_chunked_posting_shows_each_movement_in_its_chunk_document(void **state) {
+    fx_t *f = *state;
+    static const tmov_t c1 = {1, "C1", "L1", INVSYNC__V1__MOVEMENT_TYPE__COMPLETION, NULL, 0, 0};
+    static const tmov_t c2 = {2, "C2", "L1", INVSYNC__V1__MOVEMENT_TYPE__COMPLETION, NULL, 0, 0};
+    consume(f, &c1, NULL, 0);
+    consume(f, &c2, NULL, 1);
+    exec_sql(f, "INSERT INTO postings(posting_id, site, tier, lot_key, state, attempts, erp_doc,"
+                " lines, created_at, updated_at) SELECT 'P1', site, tier, lot_key, 'posted', 1,"
+                " '4900000001+1', 2, 0, 0 FROM movements WHERE movement_id = 'C1';"
+                "UPDATE movements SET state = 'posted', posting_id = 'P1';"
+                "INSERT INTO posting_chunks VALUES('P1', 1, '4900000001', 1),"
+                " ('P1', 2, '4900000002', 1);"
+                "INSERT INTO chunk_movements SELECT id, 'P1', seq FROM movements;");
+    deliver(f, &c1, 0);
+    deliver(f, &c2, 1);
+    static const char *const want[2] = {"4900000001", "4900000002"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *o = row(f, i);
+        assert_string_equal(str(o, "status"), "posted");
+        assert_string_equal(str(o, "erp_document"), want[i]);
+        json_decref(o);
+    }
+}
+
 /* The poster writes a chunked posting's references and document with these;
  * replay's ERP check reads them back. */
 static void test_chunk_spelling_round_trips(void **state) {
@@ -638,6 +664,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_apply_records_a_resend_under_another_sequence, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_check_erp_finds_chunked_postings, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_chunked_posting_shows_each_movement_in_its_chunk_document, setup, teardown),
         cmocka_unit_test(test_chunk_spelling_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

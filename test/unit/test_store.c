@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "admin.h"
 #include "hash.h"
 #include "store.h"
 #include "store_int.h" /* store_post_sql, sync_relaxed */
@@ -456,6 +457,110 @@ static is_policy_t *netting_policy(fixture_t *f) {
     fclose(pf);
     assert_int_equal(is_policy_load(path, &policy, errstr, sizeof(errstr)), IS_OK);
     return policy;
+}
+
+/* The document trace answers for movement id. */
+static void expect_trace_movement(fixture_t *f, const char *id, const char *document, int chunk) {
+    char errstr[256];
+    json_t *rows = admin_trace_movement(f->s, id, errstr, sizeof(errstr));
+    assert_non_null(rows);
+    assert_int_equal(json_array_size(rows), 1);
+    json_t *row = json_array_get(rows, 0);
+    assert_string_equal(json_string_value(json_object_get(row, "document")), document);
+    if (chunk)
+        assert_int_equal(json_integer_value(json_object_get(row, "chunk")), chunk);
+    else
+        assert_true(json_is_null(json_object_get(row, "chunk")));
+    json_decref(rows);
+}
+
+/* The movements trace answers for ERP document doc ("A,B,..."), and its lines. */
+static void expect_trace_document(fixture_t *f, const char *doc, const char *movements, int lines) {
+    char errstr[256];
+    json_t *res = admin_trace_document(f->s, doc, errstr, sizeof(errstr));
+    if (!res)
+        fail_msg("trace of document %s: %s", doc, errstr);
+    json_t *postings = json_object_get(res, "postings");
+    assert_int_equal(json_array_size(postings), 1);
+    json_t *p = json_array_get(postings, 0);
+    assert_string_equal(json_string_value(json_object_get(p, "movements")), movements);
+    assert_int_equal(json_integer_value(json_object_get(p, "lines")), lines);
+    json_decref(res);
+}
+
+static int64_t count_rows(fixture_t *f, const char *sql) {
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->s), sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/*
+ * A posting cut into chunks (max_lines 2: five lines, three ERP documents)
+ * is recorded with each chunk's document and movements: trace names the
+ * document that holds a movement, and a chunk's document lists its own
+ * movements only. Before, only "<first>+2" was kept: C4 traced to
+ * "4900000015+2", 4900000016 was not found, 4900000015 listed all five.
+ * A posting sent whole writes no chunk rows.
+ */
+static void test_chunked_posting_traces_each_chunk_document(void **state) {
+    fixture_t *f = *state;
+    store_posting_list_t l = {0};
+    char errstr[256], id[8];
+    is_movement_t m[6];
+    Invsync__V1__Decimal q[6];
+    for (int i = 0; i < 6; i++) {
+        static char ids[6][8];
+        snprintf(ids[i], sizeof(ids[i]), i < 5 ? "C%d" : "W%d", i + 1);
+        make(&m[i], &q[i], ids[i], "S1", i < 5 ? "L1" : "L2", (uint64_t)i + 1);
+        m[i].tier = "periodic";
+        apply_m(f, &m[i], i, 0);
+    }
+    is_policy_t *policy = netting_policy(f);
+    assert_int_equal(store_fetch_due(f->s, policy, 1000, 10, &l, errstr, sizeof(errstr)), IS_OK);
+    is_policy_destroy(policy);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.items[0].n, 5);
+    assert_int_equal(l.items[1].n, 1);
+    assert_int_equal(store_mark_posting(f->s, &l, 1000, errstr, sizeof(errstr)), IS_OK);
+    /* As post_chunked leaves it: C1 C2 | C3 C4 | C5 (movement j in acceptance order). */
+    static const store_chunk_t chunks[] = {{"4900000015", 2}, {"4900000016", 2}, {"4900000017", 1}};
+    uint32_t movement_chunk[5];
+    for (int j = 0; j < 5; j++) {
+        snprintf(id, sizeof(id), "C%d", j + 1);
+        assert_string_equal(l.items[0].m[j]->movement_id, id);
+        movement_chunk[j] = (uint32_t)(j / 2 + 1);
+    }
+    store_result_t res[2] = {
+        {.outcome = STORE_POSTED,
+         .document = "4900000015+2",
+         .lines = 5,
+         .chunks = chunks,
+         .n_chunks = 3,
+         .movement_chunk = movement_chunk},
+        {.outcome = STORE_POSTED, .document = "4900000020", .lines = 1},
+    };
+    assert_int_equal(store_record_results(f->s, &l, res, 1000, errstr, sizeof(errstr)), IS_OK);
+    store_posting_list_release(&l);
+
+    expect_trace_movement(f, "C1", "4900000015", 1);
+    expect_trace_movement(f, "C4", "4900000016", 2);
+    expect_trace_movement(f, "C5", "4900000017", 3);
+    expect_trace_movement(f, "W6", "4900000020", 0);
+    expect_trace_document(f, "4900000015", "C1,C2", 2);
+    expect_trace_document(f, "4900000016", "C3,C4", 2);
+    expect_trace_document(f, "4900000017", "C5", 1);
+    expect_trace_document(f, "4900000015+2", "C1,C2,C3,C4,C5", 5); /* the whole posting */
+    expect_trace_document(f, "4900000020", "W6", 1);
+    assert_null(admin_trace_document(f->s, "49000000", errstr, sizeof(errstr)));
+    /* The posting's own document is unchanged (replay counts chunks from it);
+     * the unchunked posting wrote nothing more. */
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM postings WHERE erp_doc = '4900000015+2'"),
+                     1);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM posting_chunks"), 3);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM chunk_movements"), 5);
 }
 
 /* The expected posting id, spelled out: the first 32 hex digits of SHA-256
@@ -1804,12 +1909,13 @@ static void test_version_2_store_upgrades_in_place(void **state) {
                      "CREATE INDEX movements_posting ON movements(posting_id);"
                      "CREATE INDEX postings_state ON postings(state, next_at);"
                      "DROP TABLE seq_fills; DROP TABLE settings;"
+                     "DROP TABLE posting_chunks; DROP TABLE chunk_movements;"
                      "DELETE FROM schema_version WHERE version > 2;",
                      NULL, NULL, NULL),
         SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 9);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 10);
     assert_int_equal(store_counts(f->s, &after, errstr, sizeof(errstr)), IS_OK);
     assert_memory_equal(&before, &after, sizeof(before));
     sqlite3_stmt *st;
@@ -1875,12 +1981,13 @@ static void test_version_6_store_gains_the_reversed_movement(void **state) {
                                   "DROP INDEX movements_reverses;"
                                   "ALTER TABLE movements DROP COLUMN reverses;"
                                   "DROP TABLE seq_fills; DROP TABLE settings;"
+                                  "DROP TABLE posting_chunks; DROP TABLE chunk_movements;"
                                   "DELETE FROM schema_version WHERE version > 6;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     store_close(f->s);
     assert_int_equal(store_open(f->path, IS_DB_SYNC_OFF, &f->s, errstr, sizeof(errstr)), IS_OK);
-    assert_int_equal(is_db_schema_version(store_db(f->s)), 9);
+    assert_int_equal(is_db_schema_version(store_db(f->s)), 10);
     store_text(f, "SELECT count(*) FROM sqlite_master WHERE name = 'movements_reverses'", text,
                sizeof(text));
     assert_string_equal(text, "1");
@@ -2061,6 +2168,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_version_6_store_gains_the_reversed_movement, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_status_counts_read_indexes_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_posting_traces_each_chunk_document, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
