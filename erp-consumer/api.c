@@ -181,11 +181,11 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
     // clang-format off
     ok = ok && each_row(store,
                         /* the backlog: the two partial indexes, not the history */
-                        "SELECT site, tier, count(*), min(received_at),"
+                        "SELECT site, tier, count(*), min(accepted_at),"
                         " coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'retry'), 0)"
-                        " FROM (SELECT site, tier, received_at, state FROM movements"
+                        " FROM (SELECT site, tier, accepted_at, state FROM movements"
                         "  WHERE " STORE_QUEUED " UNION ALL"
-                        "  SELECT site, tier, received_at, state FROM movements"
+                        "  SELECT site, tier, accepted_at, state FROM movements"
                         "  WHERE " STORE_OPEN("") ")"
                         " GROUP BY site, tier",
                         row_backlog, &sc, errstr, errstr_size);
@@ -351,10 +351,10 @@ static void h_readyz(void *ctx, const is_http_request_t *req, is_http_response_t
                         row_ready_pause, &rp, errstr, sizeof(errstr)) &&
                each_row(a->store,
                         /* the backlog, as in api_status_json: the two partial indexes */
-                        "SELECT site, tier, min(received_at)"
-                        " FROM (SELECT site, tier, received_at FROM movements"
+                        "SELECT site, tier, min(accepted_at)"
+                        " FROM (SELECT site, tier, accepted_at FROM movements"
                         "  WHERE " STORE_QUEUED " UNION ALL"
-                        "  SELECT site, tier, received_at FROM movements"
+                        "  SELECT site, tier, accepted_at FROM movements"
                         "  WHERE " STORE_OPEN("") ")"
                         " GROUP BY site, tier ORDER BY site, tier",
                         row_ready_stale, &rs, errstr, sizeof(errstr));

@@ -886,8 +886,8 @@ const char store_counts_sql[] =
     " (SELECT count(*) FROM postings WHERE state = 'failed'),"
     " (SELECT count(*) FROM postings WHERE state = 'skipped'),"
     " coalesce((SELECT min(r) FROM ("
-    "  SELECT min(received_at) r FROM movements WHERE " STORE_QUEUED
-    "  UNION ALL SELECT min(received_at) FROM movements WHERE " STORE_OPEN("") ")), 0)";
+    "  SELECT min(accepted_at) r FROM movements WHERE " STORE_QUEUED
+    "  UNION ALL SELECT min(accepted_at) FROM movements WHERE " STORE_OPEN("") ")), 0)";
 // clang-format on
 
 is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr, size_t errstr_size) {

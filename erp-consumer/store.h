@@ -318,7 +318,7 @@ is_err_t store_record_results(store_t *s, const store_posting_list_t *l,
 typedef struct store_counts {
     int64_t movements, queued, posting, retry, posted, failed, dead, cancelled, skipped;
     int64_t postings, postings_posted, postings_failed, postings_retry;
-    int64_t oldest_unposted_ms; /* received_at of the oldest queued/retry/failed; 0 if none */
+    int64_t oldest_unposted_ms; /* accepted_at of the oldest queued/retry/failed; 0 if none */
 } store_counts_t;
 
 /* One cheap read (readiness probes): IS_OK when the store answers. */

@@ -242,6 +242,46 @@ static void test_readyz_names_stale_tiers_and_stays_ready(void **state) {
     json_decref(doc);
 }
 
+/* Staleness is the age of the data, from the producer's acceptance: a
+ * movement that waited 3 minutes in the producer's outbox (Kafka down) and
+ * was received just now is 3 minutes old, stale for realtime (2m), in the
+ * status grid, /readyz and /metrics alike. Counted from receipt it read 0. */
+static void test_staleness_counts_from_acceptance_not_receipt(void **state) {
+    fx_t *f = *state;
+    long status;
+    char sql[1024];
+    int64_t now = is_clock_now_ms(NULL);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO movements(source_system, movement_id, producer_id, site, seq, lot_key,"
+             " tier, type, topic, part, off, received_at, accepted_at, due_at, state, payload)"
+             " VALUES('MES', 'M-LATE', 'p', 'PLANT1', 1, 'PLANT1/M/L1', 'realtime', 4,"
+             "        'invsync.PLANT1.realtime', 0, 0, %lld, %lld, %lld, 'queued', x'')",
+             (long long)now, (long long)(now - 180000), (long long)now);
+    assert_int_equal(sqlite3_exec(store_db(f->store), sql, NULL, NULL, NULL), SQLITE_OK);
+
+    json_t *doc = call(f, "/v1/status", NULL, &status);
+    assert_int_equal(status, 200);
+    json_t *grid = json_object_get(doc, "grid"), *c, *found = NULL;
+    size_t i;
+    json_array_foreach(grid, i, c) {
+        if (strcmp(str(c, "site"), "PLANT1") == 0 && strcmp(str(c, "tier"), "realtime") == 0)
+            found = c;
+    }
+    assert_non_null(found);
+    assert_true(json_is_true(json_object_get(found, "stale")));
+    assert_true(json_number_value(json_object_get(found, "oldest_unposted_age_s")) >= 180.0);
+    json_decref(doc);
+
+    doc = call(f, "/readyz", NULL, &status);
+    assert_int_equal(json_array_size(json_object_get(doc, "stale")), 1);
+    json_decref(doc);
+
+    store_counts_t counts;
+    char errstr[256];
+    assert_int_equal(store_counts(f->store, &counts, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(counts.oldest_unposted_ms, now - 180000);
+}
+
 static void test_admin_refuses_unknown_and_non_string_fields(void **state) {
     fx_t *f = *state;
     long status;
@@ -291,6 +331,8 @@ static void test_admin_checks_the_tier_against_the_policy(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_readyz_says_whether_kafka_was_ever_reached, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_staleness_counts_from_acceptance_not_receipt, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_readyz_names_stale_tiers_and_stays_ready, setup,
                                         teardown),
