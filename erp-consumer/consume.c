@@ -296,15 +296,22 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
         /* A broker answers a fetch as soon as data arrives; the cap only bounds
          * an idle long poll (and the embedded cluster waits it out). */
         {"fetch.wait.max.ms", "50"},
-        /* Memory: librdkafka prefetches up to 64 MiB (and 100,000 messages per
-         * partition) by default; the store, not the prefetch, is the
-         * bottleneck. These keep the consumer's peak RSS within budget with a
-         * backlog of millions of messages (docs/PERFORMANCE.md, memory). */
         /* Commits confirmed sooner let a REVERSAL cancel its original in short
          * windows (store_begin_period); one small request a second. */
         {"auto.commit.interval.ms", "1000"},
-        {"queued.max.messages.kbytes", "4096"},
-        {"queued.min.messages", "20000"},
+        /* Memory: librdkafka prefetches up to 64 MiB (and 100,000 messages per
+         * partition) by default; the store, not the prefetch, is the
+         * bottleneck. These keep the consumer's peak RSS within budget with a
+         * backlog of millions of messages (docs/PERFORMANCE.md, memory).
+         * Both thresholds count the whole prefetch queue, and librdkafka
+         * 2.0 stops fetching once either is reached and looks again only
+         * when its broker thread next wakes (up to ~1 s; 2.2 added
+         * fetch.queue.backoff.ms): at 20,000 messages / 4 MiB one 4 MiB
+         * fetch filled the queue and the consumer idled between fetches
+         * (netted apply 27k/s). Room for two fetches keeps it fed: 43k/s,
+         * same peak RSS (docs/PERFORMANCE.md §5.12). */
+        {"queued.max.messages.kbytes", "8192"},
+        {"queued.min.messages", "40000"},
         {"fetch.max.bytes", "4194304"},
     };
     /* What the exactly-once design depends on: not overridable. */
