@@ -64,7 +64,8 @@ const is_cfg_entry_t consumer_config_table[] = {
     {"consume.batch", IS_CFG_INT, OFF(consume_batch), 1, 100000, "2000",
      "Kafka messages applied per store transaction", NULL},
     {"consume.mode", IS_CFG_STR, OFF(consume_mode), 0, 0, "group",
-     "group: join kafka.group.id and subscribe by regex (several instances share the work); "
+     "group: join kafka.group.id and subscribe by regex (a second instance takes the partitions "
+     "over on failover; not load sharing: run the standby stopped, or split sites by sites_regex); "
      "assign: list topics every consume.discovery and assign every matching partition "
      "(one instance owns its sites; no group coordinator needed, e.g. the embedded cluster)",
      "group|assign"},
