@@ -69,6 +69,14 @@ static void usage(FILE *f) {
                "       erp-consumer --help\n\n"
                "configuration keys (YAML; environment overrides shown):\n");
     is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f); /* ends with kafka.* */
+    fputs("\n  kafka.bootstrap.servers is required. The consumer sets "
+          "group.id=invsync-erp-consumer,\n"
+          "  auto.offset.reset=earliest, session.timeout.ms=10000 (an instance gone without\n"
+          "  leaving the group loses its partitions after 10 s) and\n"
+          "  topic.metadata.refresh.interval.ms=10000 (a new site's topics are found within\n"
+          "  10 s in group mode) before applying the kafka keys, so a deployment can override\n"
+          "  them.\n",
+          f);
 }
 
 static int cmd_run(consumer_config_t *cfg, is_policy_t *policy) {

@@ -250,6 +250,15 @@ def test_consumer_help_lists_kafka_once_and_genealogy_depth(stack):
     assert genealogy and "--depth N" in genealogy[0], r.out
 
 
+def test_consumer_help_names_the_kafka_defaults_it_sets(stack):
+    """README (Stopping, Adding a site) relies on these defaults; --help must show them."""
+    r = stack.run([binary("erp-consumer"), "--help"], timeout=15)
+    text = " ".join(r.out.split())
+    for kv in ("kafka.bootstrap.servers is required", "group.id=invsync-erp-consumer",
+               "session.timeout.ms=10000", "topic.metadata.refresh.interval.ms=10000"):
+        assert kv in text, (kv, r.out[-800:])
+
+
 @pytest.mark.parametrize("argv", [
     ["mes-producer"], ["erp-consumer"],
     *[["erp-consumer", c] for c in ("run", "seed-erp", "on-hand", "status", "pause", "resume",
