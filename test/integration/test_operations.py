@@ -170,6 +170,15 @@ def test_failed_posting_holds_its_lot_and_retries_over_http(stack):
     assert len(rows) == 1 and rows[0][0] == "carol" and "stock booked" in rows[0][1]
 
 
+def flush_periodic_and_wait(stack, consumer, n):
+    """Wait for n movements in the store, flush PLANT1/periodic, wait for all n posted."""
+    stack.wait_for(lambda: consumer.store_count() == n, 60, "the consumer to store %d movements" % n)
+    r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "t", "reason": "test"})
+    assert r.status == 200 and r.json()["movements"] == n, r
+    stack.wait_for(lambda: (consumer.posted_count() or 0) == n, 30, "the flushed movements to post",
+                   detail=lambda: query(consumer.store, "SELECT posting_id, state, last_error FROM postings"))
+
+
 def test_flushed_window_nets_only_what_one_line_can_carry(stack):
     """A window of completions netted at flush: serial numbers keep their own
     lines (a line carries its first movement's serial), and quantities each
@@ -186,11 +195,7 @@ def test_flushed_window_nets_only_what_one_line_can_carry(stack):
                        quantity=big, uom="KG") for i in range(5)]
     r = producer.post(batch)
     assert r.status == 202 and {i["tier"] for i in r.json()["items"]} == {"periodic"}, r
-    stack.wait_for(lambda: consumer.store_count() == 9, 60, "the consumer to store 9 movements")
-    r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "t", "reason": "test"})
-    assert r.status == 200 and r.json()["movements"] == 9, r
-    stack.wait_for(lambda: (consumer.posted_count() or 0) == 9, 30, "the flushed movements to post",
-                   detail=lambda: query(consumer.store, "SELECT posting_id, state, last_error FROM postings"))
+    flush_periodic_and_wait(stack, consumer, 9)
     lines = query(consumer.erp, "SELECT serial, quantity, movement_ids FROM doc_lines WHERE lot = 'LOT-SER'"
                                 " ORDER BY serial")
     assert [(s, q, sorted(json.loads(ids))) for s, q, ids in lines] == [
@@ -226,11 +231,7 @@ def test_trace_names_each_chunk_document_of_a_posting_cut_by_max_lines(stack):
     r = producer.post([movement(mid, "PLANT1", material="RM-101", lot="LOT-CHUNK", location="WH-01",
                                 quantity="1", uom="KG", order_id="ORD-%s" % mid) for mid in ids])
     assert r.status == 202 and {i["tier"] for i in r.json()["items"]} == {"periodic"}, r
-    stack.wait_for(lambda: consumer.store_count() == 5, 60, "the consumer to store 5 movements")
-    r = admin(consumer, "/admin/flush", {"site": "PLANT1", "tier": "periodic", "by": "t", "reason": "test"})
-    assert r.status == 200 and r.json()["movements"] == 5, r
-    stack.wait_for(lambda: (consumer.posted_count() or 0) == 5, 30, "the flushed movements to post",
-                   detail=lambda: query(consumer.store, "SELECT posting_id, state, last_error FROM postings"))
+    flush_periodic_and_wait(stack, consumer, 5)
     # What the ERP booked: three documents, each under its chunk reference.
     booked = query(consumer.erp, "SELECT dm.movement_id, d.doc_no, d.posting_id FROM doc_movements dm"
                                  " JOIN documents d USING (doc_no) ORDER BY d.doc_no, dm.movement_id")
