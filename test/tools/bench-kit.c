@@ -397,6 +397,59 @@ static void bk_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *
     }
 }
 
+/*
+ * After a fill: every partition of every topic written must still start at
+ * offset 0. The mock cluster silently drops a partition's oldest message sets
+ * beyond 5 MiB (librdkafka 2.0.2 rdkafka_mock.c, max_size); a consumer
+ * benchmark over such a topic would wait for movements that are gone. Say so
+ * now, naming the partition, instead of timing out later.
+ */
+static int bk_check_kept(rd_kafka_t *rk, const bk_data_t *d) {
+    const char *seen[64];
+    size_t n_seen = 0;
+    int bad = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const char *topic = bk_str(d, d->recs[i].topic);
+        size_t k = 0;
+        while (k < n_seen && strcmp(seen[k], topic) != 0)
+            k++;
+        if (k < n_seen)
+            continue;
+        if (n_seen == sizeof(seen) / sizeof(seen[0]))
+            break;
+        seen[n_seen++] = topic;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+            fprintf(stderr, "bench-kit: no metadata for topic '%s' after the fill\n", topic);
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            return -1;
+        }
+        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+            int32_t id = md->topics[0].partitions[p].id;
+            int64_t lo = 0, hi = 0;
+            err = rd_kafka_query_watermark_offsets(rk, topic, id, &lo, &hi, 10000);
+            if (err) {
+                fprintf(stderr, "bench-kit: watermarks of %s [%d]: %s\n", topic, (int)id,
+                        rd_kafka_err2str(err));
+                bad = -1;
+            } else if (lo > 0) {
+                fprintf(stderr,
+                        "bench-kit: the broker no longer holds the first %lld messages of %s "
+                        "[%d] (offsets %lld..%lld kept): the mock cluster keeps at most 5 MiB per "
+                        "partition; create the topic with more partitions\n",
+                        (long long)lo, topic, (int)id, (long long)lo, (long long)hi);
+                bad = -1;
+            }
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    return bad;
+}
+
 static int bk_fill(const bk_opts_t *o) {
     static const char *const defaults[][2] = {{"enable.idempotence", "true"},
                                               {"acks", "all"},
@@ -469,6 +522,8 @@ static int bk_fill(const bk_opts_t *o) {
                 (long long)(d.n - (size_t)dr.delivered), d.n, dr.first_error);
         goto out;
     }
+    if (bk_check_kept(rk, &d) != 0)
+        goto out;
     if (o->seq_state && bk_seq_save(&d, o->seq_state) != 0) {
         fprintf(stderr, "bench-kit: cannot write --seq-state '%s'\n", o->seq_state);
         goto out;
