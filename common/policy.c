@@ -1310,6 +1310,46 @@ int is_policy_names_site(const is_policy_t *p, const char *site) {
     return 0;
 }
 
+/* The i-th site name the policy mentions: under `sites:` (sorted), then each
+ * rule's `site` list in file order; repeats included. NULL past the end. */
+static const char *site_mention(const is_policy_t *p, size_t i) {
+    if (i < p->n_sites)
+        return p->sites[i].name;
+    i -= p->n_sites;
+    for (size_t r = 0; r < p->n_rules; r++) {
+        if (i < p->rules[r].n_sites)
+            return p->rules[r].sites[i];
+        i -= p->rules[r].n_sites;
+    }
+    return NULL;
+}
+
+static int cmp_cstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Quadratic in the mentions: a policy names a handful of sites, and this
+ * runs only for an operator's error message. */
+size_t is_policy_site_names(const is_policy_t *p, const char **names, size_t max) {
+    size_t total = 0, stored = 0;
+    const char *s;
+    if (!p)
+        return 0;
+    for (size_t i = 0; (s = site_mention(p, i)) != NULL; i++) {
+        size_t j = 0;
+        while (j < i && strcmp(site_mention(p, j), s) != 0)
+            j++;
+        if (j < i)
+            continue; /* mentioned before */
+        total++;
+        if (stored < max)
+            names[stored++] = s;
+    }
+    if (stored > 1)
+        qsort(names, stored, sizeof(*names), cmp_cstr);
+    return total;
+}
+
 const char *is_policy_site_timezone(const is_policy_t *p, const char *site) {
     site_t key = {(char *)site, NULL};
     const site_t *s;

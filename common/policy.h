@@ -118,6 +118,12 @@ const is_tier_t *is_policy_tier_by_name(const is_policy_t *p, const char *name);
 const is_shift_calendar_t *is_policy_calendar(const is_policy_t *p, const char *name);
 /* 1 when the policy names site: under `sites:` or in a rule's `site` list. */
 int is_policy_names_site(const is_policy_t *p, const char *site);
+/*
+ * The distinct sites the policy names (under `sites:` or in a rule), sorted:
+ * at most max of them into names (pointers into p, valid while p lives).
+ * Returns how many there are in all, which may exceed max; 0 for a NULL p.
+ */
+size_t is_policy_site_names(const is_policy_t *p, const char **names, size_t max);
 /* IANA zone of a site ("UTC" when not configured). */
 const char *is_policy_site_timezone(const is_policy_t *p, const char *site);
 

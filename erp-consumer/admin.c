@@ -93,16 +93,21 @@ static int names_valid(store_t *s, const is_policy_t *policy, const char *site, 
         /* A site the policy names may be paused before its first movement
          * (adding a site: hold it until the ERP's master data is ready). */
         if (!in && !is_policy_names_site(policy, site)) {
-            if (known[0])
-                is_errf(errstr, errstr_size,
-                        "unknown site '%s': the sites are %s, or one the policy names (or "
-                        "\"*\" for all sites)",
-                        site, known);
-            else
-                is_errf(errstr, errstr_size,
-                        "unknown site '%s': no site has sent a heartbeat or movement yet and the "
-                        "policy does not name it (use \"*\" for all sites)",
-                        site);
+            const char *named[16];
+            char policy_sites[384] = "";
+            size_t n = is_policy_site_names(policy, named, 16);
+            for (size_t i = 0; i < n && i < 16; i++)
+                list_add(policy_sites, sizeof(policy_sites), named[i]);
+            if (n > 16)
+                list_add(policy_sites, sizeof(policy_sites), "...");
+            /* Both sources of valid names, so a new site's operator sees why
+             * it is refused (neither heard from nor in the policy). */
+            is_errf(errstr, errstr_size, "unknown site '%s': %s%s; %s%s (or \"*\" for all sites)",
+                    site,
+                    known[0] ? "the sites heard from are "
+                             : "no site has sent a heartbeat or "
+                               "movement yet",
+                    known, n ? "the policy names " : "the policy names no site", policy_sites);
             return 0;
         }
     }

@@ -28,20 +28,24 @@ typedef struct admin_request {
     const char *posting_id;    /* retry/skip */
     const char *by;            /* required, not only white space */
     const char *reason;        /* required, not only white space */
-    const is_policy_t *policy; /* pause/resume/flush: the tiers a tier may be; NULL = the
-                                  tiers the store has seen (tier_activity, unposted movements) */
+    const is_policy_t *policy; /* pause/resume/flush: the tiers a tier may be and sites
+                                  known besides those heard from; NULL = no such sites, and
+                                  the tiers the store has seen (tier_activity, unposted
+                                  movements) */
 } admin_request_t;
 
 /*
  * Validate and perform. Returns a JSON result ({"ok":true,...}) or NULL with
  * *status (400 bad request, 404 nothing to do, 500) and errstr.
  *
- * Pause, resume and flush name a site the store knows (the sites table: every
- * site a heartbeat or movement came from) or "*", and a tier of the policy (see
- * `policy`) or "*"; names match exactly (case included). An unknown name is 400
- * with the valid ones listed. Resume skips that check when the exact pause row
- * exists, so a pause stored before the check (or for a site or tier since gone)
- * can always be lifted.
+ * Pause, resume and flush name a known site or "*", and a tier of the policy
+ * (see `policy`) or "*"; names match exactly (case included). A known site is
+ * one the store has heard from (the sites table: every site a heartbeat or
+ * movement came from) or one `policy` names (under `sites:` or in a rule), so
+ * a new site can be paused before it sends anything. An unknown name is 400
+ * with the valid ones listed, for a site both sources. Resume skips that check when the exact pause
+ * row exists, so a pause stored before the check (or for a site or tier since gone) can always be
+ * lifted.
  */
 json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, int *status,
                       char *errstr, size_t errstr_size);

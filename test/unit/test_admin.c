@@ -1,9 +1,9 @@
 /*
  * test_admin.c — operator actions (admin.c) on a real store: pause, resume
- * and flush accept only a site the store knows and a tier of the policy (or
- * "*"), exactly as spelled, and say which names are valid; without a policy
- * (the CLI) the tiers the store has seen count; a pause stored before the
- * check can still be resumed; who and why must not be blank.
+ * and flush accept only a site the store has heard from or the policy names
+ * and a tier of the policy (or "*"), exactly as spelled, and say which names are valid; without a
+ * policy (the CLI) the tiers the store has seen count; a pause stored before the check can still be
+ * resumed; who and why must not be blank.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -161,6 +161,7 @@ static void test_unknown_site_when_no_site_is_known_yet(void **state) {
                      400);
     assert_non_null(strstr(errstr, "unknown site 'PLANT1'"));
     assert_non_null(strstr(errstr, "no site has sent a heartbeat or movement yet"));
+    assert_non_null(strstr(errstr, "the policy names PLANT7"));
     assert_int_equal(perform(f, ADMIN_PAUSE, "*", "periodic", "alice", "test", f->policy, errstr,
                              sizeof(errstr)),
                      200);
@@ -178,7 +179,41 @@ static void test_site_named_by_the_policy_can_be_paused_before_it_sends(void **s
     assert_int_equal(
         perform(f, ADMIN_PAUSE, "PLANT8", "*", "alice", "typo", f->policy, errstr, sizeof(errstr)),
         400);
-    assert_non_null(strstr(errstr, "or one the policy names"));
+    /* The refusal lists both sources of valid names: heard from, and the
+     * policy's (under sites: and in rules, each once, sorted). */
+    assert_string_equal(errstr, "unknown site 'PLANT8': the sites heard from are PLANT1, PLANT2; "
+                                "the policy names PLANT7 (or \"*\" for all sites)");
+}
+
+/* A site named only in a rule's site list is known too, and listed once
+ * even when the policy names it in several places. */
+static void test_sites_named_in_rules_are_listed_once(void **state) {
+    fx_t *f = *state;
+    char errstr[512], path[160];
+    is_policy_t *p = NULL;
+    snprintf(path, sizeof(path), "%s/rules.yaml", f->dir);
+    FILE *pf = fopen(path, "w");
+    assert_non_null(pf);
+    fputs("sites: {PLANT7: {timezone: UTC}}\n"
+          "tiers: {realtime: {cadence: immediate, stale_after: 2m}}\n"
+          "rules:\n"
+          "  - {when: {site: [PLANT5, PLANT7]}, tier: realtime}\n"
+          "  - {when: {site: [PLANT5]}, tier: realtime}\n"
+          "default_tier: realtime\n",
+          pf);
+    fclose(pf);
+    assert_int_equal(is_policy_load(path, &p, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(
+        perform(f, ADMIN_PAUSE, "PLANT5", "*", "alice", "new site", p, errstr, sizeof(errstr)),
+        200);
+    assert_int_equal(
+        perform(f, ADMIN_PAUSE, "PLANT4", "*", "alice", "typo", p, errstr, sizeof(errstr)), 400);
+    assert_non_null(strstr(errstr, "; the policy names PLANT5, PLANT7 (or"));
+    exec_sql(f, "DELETE FROM sites");
+    assert_int_equal(
+        perform(f, ADMIN_PAUSE, "PLANT4", "*", "alice", "typo", NULL, errstr, sizeof(errstr)), 400);
+    assert_non_null(strstr(errstr, "yet; the policy names no site"));
+    is_policy_destroy(p);
 }
 
 /* The CLI has no policy loaded: the tiers the store has posted to or holds movements for. */
@@ -264,6 +299,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_site_named_by_the_policy_can_be_paused_before_it_sends,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sites_named_in_rules_are_listed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_site_when_no_site_is_known_yet, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_without_policy_the_tiers_the_store_has_seen_count,
