@@ -35,7 +35,7 @@ typedef struct node {
     const char *key; /* borrowed from a raw */
     int is_order;
     char *site, *material, *lot, *order_id; /* split copy of the key (one allocation: site) */
-    char *id;                               /* "lot:S/M/L" | "order:S/O" */
+    char *id; /* "lot:S/M/L" | "order:S/O"; '%' and '/' in a field as %25, %2F */
 } node_t;
 
 typedef struct edge {
@@ -165,6 +165,41 @@ static size_t node_index(const genealogy_t *g, const char *key) {
     return SIZE_MAX;
 }
 
+/*
+ * Append field to the id being built in *buf, with '%' written "%25" and '/'
+ * "%2F": the id joins its fields with '/', and a material or lot may contain
+ * one (material "A/B" lot "C" and material "A" lot "B/C" must stay two
+ * nodes). Ids without either character read as before. *buf is freed and
+ * set to NULL when out of memory.
+ */
+static void id_append(char **buf, size_t *len, const char *sep, const char *field) {
+    size_t need = *len + strlen(sep) + 3 * strlen(field) + 1;
+    char *p;
+    if (!*buf)
+        return;
+    p = realloc(*buf, need);
+    if (!p) {
+        free(*buf);
+        *buf = NULL;
+        return;
+    }
+    *buf = p;
+    p += *len;
+    memcpy(p, sep, strlen(sep));
+    p += strlen(sep);
+    for (; *field; field++) {
+        if (*field == '%' || *field == '/') {
+            *p++ = '%';
+            *p++ = "0123456789ABCDEF"[(unsigned char)*field >> 4];
+            *p++ = "0123456789ABCDEF"[(unsigned char)*field & 15];
+        } else {
+            *p++ = *field;
+        }
+    }
+    *p = '\0';
+    *len = (size_t)(p - *buf);
+}
+
 /* Split a node key into its fields and its display id. */
 static is_err_t node_fill(node_t *n) {
     char *p, *f[3] = {NULL, NULL, NULL};
@@ -180,17 +215,21 @@ static is_err_t node_fill(node_t *n) {
             break;
         *p++ = '\0';
     }
+    size_t len = 0;
+    n->id = strdup(n->is_order ? "order" : "lot");
+    if (n->id)
+        len = strlen(n->id);
+    id_append(&n->id, &len, ":", n->site);
     if (n->is_order) {
         n->order_id = f[1] ? f[1] : "";
-        if (asprintf(&n->id, "order:%s/%s", n->site, n->order_id) < 0)
-            return IS_ERR_NOMEM;
+        id_append(&n->id, &len, "/", n->order_id);
     } else {
         n->material = f[1] ? f[1] : "";
         n->lot = f[2] ? f[2] : "";
-        if (asprintf(&n->id, "lot:%s/%s/%s", n->site, n->material, n->lot) < 0)
-            return IS_ERR_NOMEM;
+        id_append(&n->id, &len, "/", n->material);
+        id_append(&n->id, &len, "/", n->lot);
     }
-    return IS_OK;
+    return n->id ? IS_OK : IS_ERR_NOMEM;
 }
 
 /* Sort records: self-contained, so the comparators need no context. */

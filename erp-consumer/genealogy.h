@@ -59,7 +59,9 @@ is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) IS_MUS
  *    "edges":[{"from","to","kind":"consumed"|"produced","quantity","uom",
  *              "movements":[ids]}],
  *    "inputs":[{"id","generation"}], "outputs":[{"id","generation"}]}
- * where ids are "lot:<site>/<material>/<lot>" and "order:<site>/<order>",
+ * where ids are "lot:<site>/<material>/<lot>" and "order:<site>/<order>"
+ * with '%' and '/' inside a field written %25 and %2F (one id per node; the
+ * node's own fields are unescaped),
  * level is signed edge hops from the root (negative backward) and
  * generation the signed lot generation. NULL with errstr when no such lot
  * has a GOODS_ISSUE or COMPLETION (IS_ERR_NOT_FOUND in *rc) or on ENOMEM.

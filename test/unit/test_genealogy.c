@@ -213,6 +213,35 @@ static void test_unknown_lot_and_late_add(void **state) {
     assert_int_equal(genealogy_add(g, &m, NULL), IS_ERR_INVALID); /* the graph is built */
 }
 
+/* Ids join their fields with '/': a '/' (or the escape character '%') inside
+ * a material or lot is escaped, so material "A/B" lot "C" and material "A"
+ * lot "B/C" stay two nodes with two ids. */
+static void test_ids_escape_slash_so_lots_do_not_merge(void **state) {
+    genealogy_t *g = NULL;
+    size_t i;
+    json_t *n;
+    (void)state;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add(g, "S1", GI, "A/B", "C", "ORD/1", 1, 0);
+    add(g, "S2", GI, "A", "B/C", "ORD/1", 2, 0);
+    add(g, "S3", GI, "A%2FB", "C", "ORD/1", 4, 0); /* already looks escaped */
+    add(g, "S4", CO, "FG-1", "X", "ORD/1", 7, 0);
+    json_t *doc = walk(g, "X", NULL, GENEALOGY_BACKWARD, 0);
+    char in[512];
+    lots_of(doc, "inputs", in, sizeof(in));
+    assert_string_equal(in, "lot:P1/A%252FB/C@-1;lot:P1/A%2FB/C@-1;lot:P1/A/B%2FC@-1;");
+    assert_int_equal(json_array_size(json_object_get(doc, "edges")), 4);
+    json_array_foreach(json_object_get(doc, "nodes"), i, n) {
+        /* The fields themselves stay as the MES sent them. */
+        if (strcmp(json_string_value(json_object_get(n, "id")), "lot:P1/A/B%2FC") == 0)
+            assert_string_equal(json_string_value(json_object_get(n, "lot")), "B/C");
+        if (strcmp(json_string_value(json_object_get(n, "kind")), "order") == 0)
+            assert_string_equal(json_string_value(json_object_get(n, "id")), "order:P1/ORD%2F1");
+    }
+    json_decref(doc);
+    genealogy_free(g);
+}
+
 static void test_dot_output(void **state) {
     genealogy_t *g = NULL;
     char path[] = "/tmp/test_genealogy.XXXXXX", text[4096];
@@ -248,6 +277,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test(test_rework_cycle_terminates),
         cmocka_unit_test(test_material_narrows_the_roots),
+        cmocka_unit_test(test_ids_escape_slash_so_lots_do_not_merge),
         cmocka_unit_test_setup_teardown(test_unknown_lot_and_late_add, setup, teardown),
         cmocka_unit_test(test_dot_output),
     };
