@@ -59,6 +59,42 @@ is_err_t replay_check_range(int64_t from_ms, int64_t to_ms, int64_t now_ms, char
     return IS_OK;
 }
 
+void replay_empty_hint(const replay_info_t *info, const char *prefix, const replay_filter_t *f,
+                       int64_t from_ms, int64_t to_ms, size_t read, size_t movements, char *buf,
+                       size_t size) {
+    char a[IS_RFC3339_LEN], b[IS_RFC3339_LEN], next[IS_RFC3339_LEN], topics[IS_TOPIC_MAX + 40];
+    is_format_rfc3339(from_ms, a);
+    is_format_rfc3339(to_ms, b);
+    snprintf(topics, sizeof(topics), "%zu topic(s) %s.%s.%s", info->topics, prefix,
+             f && f->site ? f->site : "<site>", f && f->tier ? f->tier : "<tier>");
+    if (movements > 0) {
+        snprintf(buf, size,
+                 "%zu movement(s) between %s and %s in %s, none matches the filters "
+                 "(--material, --lot, --order, --type)",
+                 movements, a, b, topics);
+    } else if (read > 0) {
+        snprintf(buf, size,
+                 "no movements between %s and %s in %s: the %zu message(s) there are heartbeats "
+                 "or undecodable",
+                 a, b, topics, read);
+    } else if (info->partitions_with_data == 0) {
+        snprintf(buf, size, "no movements between %s and %s: the %s hold nothing%s", a, b, topics,
+                 info->retention_gap ? " (retention deleted all they had)" : "");
+    } else if (info->next_after_ms > 0) {
+        is_format_rfc3339(info->next_after_ms, next);
+        snprintf(buf, size,
+                 "no movements between %s and %s in %s; the first message after %s is at %s", a, b,
+                 topics, a, next);
+    } else if (info->partitions_older == info->partitions_with_data) {
+        snprintf(buf, size,
+                 "no movements between %s and %s in %s; every message in these topics is older "
+                 "than %s",
+                 a, b, topics, a);
+    } else {
+        snprintf(buf, size, "no movements between %s and %s in %s", a, b, topics);
+    }
+}
+
 /* ---- the Kafka reader ------------------------------------------------------ */
 
 typedef struct part {
@@ -278,6 +314,8 @@ static is_err_t read_parts(rd_kafka_t *rk, part_t *parts, size_t n, size_t remai
         }
         p->seen = 1;
         if (ts > to_ms || ts < from_ms) {
+            if (ts > to_ms && (info->next_after_ms == 0 || ts < info->next_after_ms))
+                info->next_after_ms = ts; /* for the hint when nothing is in range */
             /* Not the end of the range: a partition is not in timestamp
              * order. A movement published again (mes-producer republish)
              * keeps its accepted time and lands at the end of the log, past
@@ -355,6 +393,10 @@ is_err_t replay_read(const consumer_config_t *cfg, const char *prefix, int64_t f
         }
         unanswered += p->start < 0 && p->high > p->low;
         all_deleted += p->low > 0 && p->low == p->high;
+        info->partitions_with_data += p->high > p->low;
+        /* No offset at `from` in a partition with data: all of it is older
+         * (a cluster that cannot look up by time is refused below). */
+        info->partitions_older += p->start < 0 && p->high > p->low;
     }
     if (rc != IS_OK)
         goto out;

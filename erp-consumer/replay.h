@@ -73,7 +73,22 @@ typedef struct replay_info {
     size_t outside_range;          /* read, timestamp outside [from, to]: not delivered */
     int retention_gap;             /* the range starts before the oldest data kept */
     int64_t retention_earliest_ms; /* retention_gap: timestamp of the oldest message kept */
+    size_t partitions_with_data;   /* selected partitions holding messages at the start */
+    size_t partitions_older;       /* of those, holding only messages older than `from` */
+    int64_t next_after_ms;         /* earliest timestamp read after `to`; 0: none read */
 } replay_info_t;
+
+/*
+ * Why a replay found nothing to show, for stderr: one line (no newline)
+ * into buf from what the reader learnt (info), the topic selection (prefix,
+ * f) and the timeline's counts of messages and movements delivered in
+ * range. It names the range and the topics and says which case it is: the
+ * topics hold nothing; everything is older than `from`; the next message
+ * is at <time>; only heartbeats; or movements that no filter matched.
+ */
+void replay_empty_hint(const replay_info_t *info, const char *prefix, const replay_filter_t *f,
+                       int64_t from_ms, int64_t to_ms, size_t read, size_t movements, char *buf,
+                       size_t size);
 
 /*
  * Check a range against the clock: IS_ERR_INVALID with a message naming

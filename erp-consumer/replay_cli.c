@@ -26,7 +26,9 @@ static void usage(FILE *f) {
             "  --apply (implies it) queues what the store lacks and re-queues postings the\n"
             "  ERP lost, through the consumer's dedup store (nothing is posted twice).\n"
             "  Exit: 0 ok, 2 bad arguments/range/site, 3 the range reaches before what\n"
-            "  Kafka keeps (retention), 1 Kafka, store or ERP failure.\n");
+            "  Kafka keeps (retention), 1 Kafka, store or ERP failure. Nothing in the range\n"
+            "  is exit 0, with a line on stderr saying why (topics empty, all older, the\n"
+            "  next message's time, or no movement matching the filters).\n");
 }
 
 /* The run in numbers: printed on stderr, and written as JSON with --summary. */
@@ -353,6 +355,13 @@ int replay_cli(int argc, char **argv) {
         goto out;
     }
     status = 0;
+    if (t.n == 0) {
+        /* An empty timeline is a valid answer (exit 0), but say why: a
+         * mistyped range or site looks the same as a quiet hour otherwise. */
+        replay_empty_hint(&info, is_policy_topic_prefix(policy), &a.filter, a.from_ms, a.to_ms,
+                          t.read, t.movements, errstr, sizeof(errstr));
+        fprintf(stderr, "erp-consumer replay: %s\n", errstr);
+    }
     if (info.retention_gap) {
         char ts[IS_RFC3339_LEN];
         is_format_rfc3339(info.retention_earliest_ms, ts);

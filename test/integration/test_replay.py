@@ -399,6 +399,15 @@ def test_replay_edge_cases_have_clear_messages(stack, apache_kafka):
     # Retention: the oldest half of each partition is deleted (DeleteRecords moves the
     # log start offset at once, as retention would after a week).
     t1, t2, _, accepted = run_day(stack, consumer, producer, site, movements=60)
+    # An empty result says why on stderr, and is still a success (exit 0).
+    r = replay(stack, consumer, "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z",
+               "--site", site)
+    assert timeline(r) == [], r.out
+    assert "no movements between 2026-01-01T00:00:00.000Z and 2026-01-01T01:00:00.000Z in " in r.err, r.err
+    assert "topic(s) invsync.%s.<tier>; the first message after 2026-01-01T00:00:00.000Z is at 20" % site \
+        in r.err, r.err
+    r = replay(stack, consumer, "--from", t1, "--to", t2, "--site", site, "--lot", "NO-SUCH-LOT")
+    assert timeline(r) == [] and "none matches the filters" in r.err, r.err
     # Half of this run's messages per partition (the topics may hold older runs' data too).
     cut = {(t, p): (lo + hi + 1) // 2 for t, p, lo, hi in query(
         consumer.store, "SELECT topic, part, min(off), max(off) FROM movements GROUP BY topic, part") if hi > lo}

@@ -647,6 +647,68 @@ static void test_check_erp_finds_chunked_postings(void **state) {
     assert_int_equal(c.posted_missing, 1);
 }
 
+/* An empty replay says why on stderr: each case of what the reader learnt
+ * (watermarks, offsets for `from`, messages read past `to`) gives its own
+ * hint naming the range and the topics. */
+static void test_an_empty_replay_says_why(void **state) {
+    (void)state;
+    static const int64_t FROM = 1764460800000, TO = 1764464400000; /* 2025-11-30T00..01Z */
+    static const struct {
+        const char *name;
+        replay_info_t info;
+        size_t read, movements;
+        const char *want;
+    } cases[] = {
+        {"topics empty",
+         {.topics = 3, .partitions = 3},
+         0,
+         0,
+         "no movements between 2025-11-30T00:00:00.000Z and 2025-11-30T01:00:00.000Z: the 3 "
+         "topic(s) invsync.PLANT1.<tier> hold nothing"},
+        {"all deleted",
+         {.topics = 1, .partitions = 1, .retention_gap = 1},
+         0,
+         0,
+         "hold nothing (retention deleted all they had)"},
+        {"range before the data",
+         {.topics = 3, .partitions = 3, .partitions_with_data = 2, .next_after_ms = TO + 60000},
+         0,
+         0,
+         "no movements between 2025-11-30T00:00:00.000Z and 2025-11-30T01:00:00.000Z in 3 "
+         "topic(s) invsync.PLANT1.<tier>; the first message after 2025-11-30T00:00:00.000Z is at "
+         "2025-11-30T01:01:00.000Z"},
+        {"range after the data",
+         {.topics = 3, .partitions = 3, .partitions_with_data = 2, .partitions_older = 2},
+         0,
+         0,
+         "; every message in these topics is older than 2025-11-30T00:00:00.000Z"},
+        {"only heartbeats",
+         {.topics = 3, .partitions = 3, .partitions_with_data = 3},
+         4,
+         0,
+         "the 4 message(s) there are heartbeats or undecodable"},
+        {"filtered out",
+         {.topics = 3, .partitions = 3, .partitions_with_data = 3},
+         9,
+         7,
+         "7 movement(s) between 2025-11-30T00:00:00.000Z and 2025-11-30T01:00:00.000Z in 3 "
+         "topic(s) invsync.PLANT1.<tier>, none matches the filters"},
+    };
+    replay_filter_t filter = {.site = "PLANT1"};
+    char hint[512];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        replay_empty_hint(&cases[i].info, "invsync", &filter, FROM, TO, cases[i].read,
+                          cases[i].movements, hint, sizeof(hint));
+        if (!strstr(hint, cases[i].want))
+            fail_msg("%s: \"%s\" lacks \"%s\"", cases[i].name, hint, cases[i].want);
+    }
+    filter.site = NULL;
+    filter.tier = "daily";
+    replay_info_t none = {.topics = 2};
+    replay_empty_hint(&none, "invsync", &filter, FROM, TO, 0, 0, hint, sizeof(hint));
+    assert_non_null(strstr(hint, "2 topic(s) invsync.<site>.daily hold nothing"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_movement_held_behind_a_failed_posting_says_which,
@@ -667,6 +729,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(
             test_chunked_posting_shows_each_movement_in_its_chunk_document, setup, teardown),
         cmocka_unit_test(test_chunk_spelling_round_trips),
+        cmocka_unit_test(test_an_empty_replay_says_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
