@@ -75,6 +75,21 @@ static int pause_row_exists(store_t *s, const char *site, const char *tier) {
     return found;
 }
 
+/* The posting's state into buf, or "" when there is no such posting (or the
+ * query fails: the caller then says the id is unknown, which is the likelier). */
+static void posting_state(store_t *s, const char *posting_id, char *buf, size_t size) {
+    sqlite3_stmt *st = NULL;
+    char errstr[256];
+    buf[0] = '\0';
+    if (is_db_prepare(store_db(s), "SELECT state FROM postings WHERE posting_id = ?1", &st, errstr,
+                      sizeof(errstr)) != IS_OK)
+        return;
+    sqlite3_bind_text(st, 1, posting_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
 /*
  * Check that site and tier name what exists (or "*"). On failure *status is
  * 400 (an unknown name, errstr lists the valid ones) or 500 and 0 is returned.
@@ -205,8 +220,22 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
                  : store_failed_skip(s, req->posting_id, req->by, req->reason, now_ms, errstr,
                                      errstr_size);
         if (rc == IS_ERR_NOT_FOUND) {
+            /* Not found, as for trace of an unknown movement: 404, exit 1. Say
+             * whether the id is unknown or the posting is past failing, and
+             * where the ids that can be retried or skipped are listed. */
+            char state[32] = "";
             *status = 404;
-            is_errf(errstr, errstr_size, "posting '%s' is not a failed posting", req->posting_id);
+            posting_state(s, req->posting_id, state, sizeof(state));
+            if (state[0])
+                is_errf(errstr, errstr_size,
+                        "posting '%s' is %s, not failed: only a failed posting can be %s; "
+                        "`erp-consumer failed list` (GET /admin/failed) lists them",
+                        req->posting_id, state, req->action == ADMIN_RETRY ? "retried" : "skipped");
+            else
+                is_errf(errstr, errstr_size,
+                        "no posting '%s' in this consumer's store; `erp-consumer failed list` "
+                        "(GET /admin/failed) lists the failed postings",
+                        req->posting_id);
             return NULL;
         }
         if (rc != IS_OK) {

@@ -10,8 +10,10 @@
  *   trace  --movement ID | --document DOC
  *   audit  verify
  *
- * Output is JSON on stdout; errors on stderr. Exit 0 ok, 1 failed/not found,
- * 2 usage.
+ * Output is JSON on stdout; errors on stderr. Exit 0 ok, 1 failed/not found
+ * (an id that is not a failed posting, a movement or document unknown, a
+ * pause that does not exist: HTTP 404 in the API), 2 usage or an unknown
+ * site or tier name (HTTP 400).
  */
 #ifndef INVSYNC_CLI_H
 #define INVSYNC_CLI_H

@@ -66,7 +66,11 @@ static void usage(FILE *f) {
                "docs/INVESTIGATIONS.md)\n"
                "       erp-consumer policy-check --policy NEW.yaml [--against CURRENT.yaml] "
                "[--sample movements.jsonl] [--json]\n"
-               "       erp-consumer --help\n\n"
+               "       erp-consumer --help\n"
+               "  pause, resume, flush, failed, trace, audit exit 0 done; 1 nothing to act on\n"
+               "  (failed retry|skip of an id that is not a failed posting, resume of what is\n"
+               "  not paused, trace of an unknown movement or document, audit verify finding\n"
+               "  a mismatch) or the store failed; 2 bad usage or an unknown site or tier.\n\n"
                "configuration keys (YAML; environment overrides shown):\n");
     is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f); /* ends with kafka.* */
     fputs("\n  kafka.bootstrap.servers is required. The consumer sets "

@@ -10,7 +10,7 @@ import os
 
 import sqlite3
 
-from conftest import ADMIN_TOKEN, REPO, binary, http, movement, query, scalar
+from conftest import ADMIN_TOKEN, REPO, binary, free_port, http, movement, query, scalar
 
 DEPLOY_POLICY = os.path.join(REPO, "deploy", "policy.yaml")
 ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"}
@@ -336,3 +336,23 @@ def test_consumer_ready_on_an_idle_cluster(stack):
     stack.wait_for(lambda: http("GET", consumer.base + "/readyz").status == 200, 60,
                    "the consumer to be ready without any message",
                    detail=lambda: http("GET", consumer.base + "/readyz").text)
+
+
+def test_admin_commands_on_an_unknown_id_exit_1_naming_it(stack):
+    """`failed retry|skip` of an id that is no failed posting exits 1 like
+    `trace` of an unknown movement (not found), naming the id and where the
+    failed postings are listed."""
+    consumer = stack.start_consumer(config=stack.consumer_config(bootstrap="127.0.0.1:%d" % free_port()))
+    for action in ("retry", "skip"):
+        r = stack.consumer_cli(consumer, "failed", action, "0123abcd", "--by", "qa", "--reason", "test",
+                               check=False)
+        assert r.returncode == 1, (action, r.returncode, r.err)
+        assert "no posting '0123abcd' in this consumer's store" in r.err, r.err
+        assert "erp-consumer failed list" in r.err, r.err
+        assert r.out == "", r.out
+    r = stack.consumer_cli(consumer, "trace", "--movement", "NO-SUCH-MOVEMENT", check=False)
+    assert r.returncode == 1 and "'NO-SUCH-MOVEMENT'" in r.err, (r.returncode, r.err)
+    r = admin(consumer, "/admin/failed/0123abcd/retry", {"by": "qa", "reason": "test"})
+    assert r.status == 404 and "no posting '0123abcd'" in r.json()["error"], r
+    r = stack.run([binary("erp-consumer"), "--help"], check=False)
+    assert "1 nothing to act on" in r.out, r.out

@@ -291,6 +291,33 @@ static void test_blank_by_or_reason_is_refused(void **state) {
     assert_int_equal(pause_rows(f), 0);
 }
 
+/* retry/skip of an id that is no failed posting: 404 (the CLI's exit 1, as
+ * for trace of an unknown movement), naming the id, saying whether it is
+ * unknown or in another state, and where failed postings are listed. */
+static void test_retry_or_skip_of_a_posting_that_is_not_failed_says_so(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    exec_sql(f, "INSERT INTO postings(posting_id, site, tier, lot_key, state, created_at,"
+                " updated_at) VALUES('p-posted', 'PLANT1', 'periodic', 'k', 'posted', 1, 1)");
+    for (int action = ADMIN_RETRY; action <= ADMIN_SKIP; action++) {
+        admin_request_t req = {
+            .action = action, .posting_id = "no-such-id", .by = "carol", .reason = "test"};
+        int status = 0;
+        assert_null(admin_perform(f->store, &req, 1000, &status, errstr, sizeof(errstr)));
+        assert_int_equal(status, 404);
+        assert_string_equal(errstr, "no posting 'no-such-id' in this consumer's store; "
+                                    "`erp-consumer failed list` (GET /admin/failed) lists the "
+                                    "failed postings");
+        req.posting_id = "p-posted";
+        assert_null(admin_perform(f->store, &req, 1000, &status, errstr, sizeof(errstr)));
+        assert_int_equal(status, 404);
+        assert_non_null(strstr(errstr, "posting 'p-posted' is posted, not failed: only a failed "
+                                       "posting can be "));
+        assert_non_null(strstr(errstr, action == ADMIN_RETRY ? "retried" : "skipped"));
+        assert_non_null(strstr(errstr, "`erp-consumer failed list`"));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
@@ -307,6 +334,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resume_lifts_a_stored_pause_with_an_invalid_name,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_blank_by_or_reason_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_or_skip_of_a_posting_that_is_not_failed_says_so,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
