@@ -26,6 +26,20 @@ static int missing(const char *s) {
     return 1;
 }
 
+int admin_text_invalid(const char *what, const char *value, char *errstr, size_t errstr_size) {
+    for (size_t i = 0; value && value[i]; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f) {
+            is_errf(errstr, errstr_size,
+                    "%s must not contain control characters (byte 0x%02x at position %zu): it "
+                    "goes into the audit trail",
+                    what, c, i + 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Append name to the ", "-separated list in buf, keeping room for a final ", ..." when the
  * names do not all fit. */
 static void list_add(char *buf, size_t size, const char *name) {
@@ -168,6 +182,13 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
                 " and must not be blank");
         return NULL;
     }
+    /* The CLI checks first with its option names (--by); this covers the HTTP API. */
+    if (admin_text_invalid("'by'", req->by, errstr, errstr_size) ||
+        admin_text_invalid("'reason'", req->reason, errstr, errstr_size) ||
+        admin_text_invalid("'site'", req->site, errstr, errstr_size) ||
+        admin_text_invalid("'tier'", req->tier, errstr, errstr_size) ||
+        admin_text_invalid("'posting_id'", req->posting_id, errstr, errstr_size))
+        return NULL;
     switch (req->action) {
     case ADMIN_PAUSE:
     case ADMIN_RESUME:

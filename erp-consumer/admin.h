@@ -36,7 +36,9 @@ typedef struct admin_request {
 
 /*
  * Validate and perform. Returns a JSON result ({"ok":true,...}) or NULL with
- * *status (400 bad request, 404 nothing to do, 500) and errstr.
+ * *status (400 bad request, 404 nothing to do, 500) and errstr. Every text
+ * of the request is refused (400) when it holds a control character
+ * (admin_text_invalid), naming the field.
  *
  * Pause, resume and flush name a known site or "*", and a tier of the policy
  * (see `policy`) or "*"; names match exactly (case included). A known site is
@@ -62,6 +64,15 @@ json_t *admin_trace_document(store_t *s, const char *document, char *errstr, siz
 
 /* {"ok":bool, "rows":n, "first_bad_row":id, "error":...} */
 json_t *admin_audit_verify(store_t *s);
+
+/*
+ * 1 when value (may be NULL) holds a control character (a byte below 0x20,
+ * or 0x7f), with errstr naming `what` (the option or field, e.g. "--by") and
+ * the byte; else 0. Operator text goes into the audit trail, whose hash
+ * joins fields with 0x1f unescaped: a field holding that byte could make two
+ * different rows hash alike, so such text is refused before it is stored.
+ */
+int admin_text_invalid(const char *what, const char *value, char *errstr, size_t errstr_size);
 
 /* Parse "pause"/"resume"/"flush"/"retry"/"skip"; -1 when unknown. */
 int admin_action_parse(const char *name);

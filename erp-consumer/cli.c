@@ -62,6 +62,17 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
     } else {
         admin_request_t req = {.site = a->site, .tier = a->tier, .by = a->by, .reason = a->reason};
         int http_status = 0;
+        /* Named as the operator typed them; admin_perform checks again for HTTP. */
+        if (admin_text_invalid("--by", a->by, errstr, sizeof(errstr)) ||
+            admin_text_invalid("--reason", a->reason, errstr, sizeof(errstr)) ||
+            admin_text_invalid("--site", a->site, errstr, sizeof(errstr)) ||
+            admin_text_invalid("--tier", a->tier, errstr, sizeof(errstr)) ||
+            (strcmp(cmd, "failed") == 0 && a->argc >= 2 &&
+             admin_text_invalid("POSTING_ID", a->argv[1], errstr, sizeof(errstr)))) {
+            fprintf(stderr, "erp-consumer: %s\n", errstr);
+            status = 2;
+            goto out;
+        }
         if (strcmp(cmd, "failed") == 0) {
             int action = admin_action_parse(a->argv[0]);
             if ((action != ADMIN_RETRY && action != ADMIN_SKIP) || a->argc < 2) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "duration.h"
 #include "investigation.h"
 #include "policy.h"
@@ -244,6 +245,25 @@ static int parse_args(int argc, char **argv, replay_args_t *a) {
     if (a->apply && (!a->by || !*a->by || !a->reason || !*a->reason)) {
         fprintf(stderr, "erp-consumer replay: --apply needs --by WHO and --reason WHY (audited)\n");
         return 2;
+    }
+    if (a->apply) {
+        /* What --apply writes into its audit row: actor, subject and detail. */
+        const char *const names[] = {"--by",   "--reason",   "--from", "--to",   "--site",
+                                     "--tier", "--material", "--lot",  "--order"};
+        const char *const values[] = {a->by,
+                                      a->reason,
+                                      a->from,
+                                      a->to,
+                                      a->filter.site,
+                                      a->filter.tier,
+                                      a->filter.material,
+                                      a->filter.lot,
+                                      a->filter.order_id};
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            if (admin_text_invalid(names[i], values[i], errstr, sizeof(errstr))) {
+                fprintf(stderr, "erp-consumer replay: %s\n", errstr);
+                return 2;
+            }
     }
     int bad_from = is_parse_rfc3339(a->from, &a->from_ms) != IS_OK;
     if (bad_from || is_parse_rfc3339(a->to, &a->to_ms) != IS_OK) {

@@ -4,7 +4,10 @@
  *
  * Audit chain: row i's hash = SHA-256 hex of
  *   prev_hash \x1f id \x1f at \x1f actor \x1f action \x1f subject \x1f detail
- * with prev_hash of the first row = 64 zeros. audit_head keeps the last row's
+ * with prev_hash of the first row = 64 zeros. The fields are not escaped (the
+ * format is kept so existing trails verify): operator text with control
+ * characters is refused before it gets here (admin_text_invalid), and
+ * verify flags an id or at not stored as an integer. audit_head keeps the last row's
  * id and hash, so removing rows from the end is detected too, and settled
  * postings (each audited in the transaction that settled it) give away a
  * trail deleted whole with its head. The chain
@@ -135,8 +138,8 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
     *bad_id = 0;
     snprintf(prev, sizeof(prev), "%s", GENESIS);
     rc = is_db_prepare(s->db,
-                       "SELECT id, at, actor, action, subject, detail, prev_hash, hash"
-                       " FROM audit ORDER BY id",
+                       "SELECT id, at, actor, action, subject, detail, prev_hash, hash,"
+                       " typeof(id), typeof(at) FROM audit ORDER BY id",
                        &st, errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
@@ -144,6 +147,23 @@ is_err_t store_audit_verify(store_t *s, int64_t *rows, int64_t *bad_id, char *er
         int64_t id = sqlite3_column_int64(st, 0);
         const char *stored_prev = (const char *)sqlite3_column_text(st, 6);
         const char *stored = (const char *)sqlite3_column_text(st, 7);
+        /* The hash covers id and at as integers: read as one, a text '123abc'
+         * would be 123 and hash alike. Only the store writes them, as
+         * integers, so any other type is an edit. */
+        const char *bad_col =
+            strcmp((const char *)sqlite3_column_text(st, 8), "integer") != 0   ? "id"
+            : strcmp((const char *)sqlite3_column_text(st, 9), "integer") != 0 ? "at"
+                                                                               : NULL;
+        if (bad_col) {
+            int col = bad_col[0] == 'i' ? 0 : 1;
+            const char *v = (const char *)sqlite3_column_text(st, col);
+            *bad_id = id;
+            is_errf(errstr, errstr_size,
+                    "audit row %" PRId64 " was altered ('%s' is %s '%s', not an integer)", id,
+                    bad_col, (const char *)sqlite3_column_text(st, 8 + col), v ? v : "NULL");
+            rc = IS_ERR_CONFLICT;
+            break;
+        }
         audit_hash(prev, id, sqlite3_column_int64(st, 1), (const char *)sqlite3_column_text(st, 2),
                    (const char *)sqlite3_column_text(st, 3),
                    (const char *)sqlite3_column_text(st, 4),

@@ -356,3 +356,25 @@ def test_admin_commands_on_an_unknown_id_exit_1_naming_it(stack):
     assert r.status == 404 and "no posting '0123abcd'" in r.json()["error"], r
     r = stack.run([binary("erp-consumer"), "--help"], check=False)
     assert "1 nothing to act on" in r.out, r.out
+
+
+def test_control_characters_in_audited_text_are_refused(stack):
+    """The audit hash joins its fields with 0x1f unescaped: --by, --reason and
+    every other operator text that reaches the audit trail is refused with a
+    control character in it (CLI exit 2, HTTP 400), naming the option, and
+    nothing is audited."""
+    consumer = stack.start_consumer(config=stack.consumer_config(bootstrap="127.0.0.1:%d" % free_port()))
+    for args, option in [
+            (["pause", "--site", "*", "--by", "al\x1fice", "--reason", "r"], "--by"),
+            (["pause", "--site", "*", "--by", "alice", "--reason", "ERP\x1fupgrade"], "--reason"),
+            (["resume", "--site", "*", "--tier", "x\x7f", "--by", "a", "--reason", "r"], "--tier"),
+            (["failed", "skip", "p\x1f1", "--by", "a", "--reason", "r"], "POSTING_ID"),
+            (["replay", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z", "--apply",
+              "--by", "qa", "--reason", "lost\nday"], "--reason")]:
+        r = stack.consumer_cli(consumer, *args, check=False)
+        assert r.returncode == 2, (args, r.returncode, r.err)
+        assert "%s must not contain control characters" % option in r.err, (args, r.err)
+    r = admin(consumer, "/admin/pause", {"site": "*", "tier": "*", "by": "a", "reason": "x\x1fy"})
+    assert r.status == 400 and "'reason' must not contain control characters" in r.json()["error"], r
+    assert scalar(consumer.store, "SELECT count(*) FROM audit") == 0
+    assert scalar(consumer.store, "SELECT count(*) FROM pauses") == 0

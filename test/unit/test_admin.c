@@ -318,6 +318,61 @@ static void test_retry_or_skip_of_a_posting_that_is_not_failed_says_so(void **st
     }
 }
 
+static int audit_count(fx_t *f) {
+    sqlite3_stmt *st = NULL;
+    int n;
+    assert_int_equal(
+        sqlite3_prepare_v2(store_db(f->store), "SELECT count(*) FROM audit", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* The audit hash joins fields with 0x1f unescaped: operator text holding a
+ * control character is refused (400) naming the field, and nothing is
+ * stored or audited. */
+static void test_control_characters_in_operator_text_are_refused(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    static const struct {
+        admin_action_t action;
+        const char *site, *tier, *posting_id, *by, *reason;
+        const char *want;
+    } bad[] = {
+        {ADMIN_PAUSE, "PLANT1", "periodic", NULL, "al\x1fice", "upgrade",
+         "'by' must not contain control characters (byte 0x1f at position 3)"},
+        {ADMIN_PAUSE, "PLANT1", "periodic", NULL, "alice", "ERP\x1f upgrade", "'reason'"},
+        {ADMIN_PAUSE, "PLANT1", "periodic", NULL, "alice", "two\nlines", "byte 0x0a"},
+        {ADMIN_FLUSH, "PLANT1", "periodic", NULL, "alice\x7f", "x", "byte 0x7f"},
+        {ADMIN_PAUSE, "PLANT1\x1f", "periodic", NULL, "alice", "x", "'site'"},
+        {ADMIN_PAUSE, "PLANT1", "periodic\x01", NULL, "alice", "x", "'tier'"},
+        {ADMIN_RETRY, NULL, NULL, "p1\x1f", "carol", "x", "'posting_id'"},
+        {ADMIN_SKIP, NULL, NULL, "p1", "carol", "x\tand tab", "'reason'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        admin_request_t req = {.action = bad[i].action,
+                               .site = bad[i].site,
+                               .tier = bad[i].tier,
+                               .posting_id = bad[i].posting_id,
+                               .by = bad[i].by,
+                               .reason = bad[i].reason,
+                               .policy = f->policy};
+        int status = 0;
+        json_t *res = admin_perform(f->store, &req, 1000, &status, errstr, sizeof(errstr));
+        if (res || status != 400 || !strstr(errstr, bad[i].want))
+            fail_msg("case %zu: status %d, error \"%s\"", i, status, errstr);
+    }
+    assert_int_equal(pause_rows(f), 0);
+    assert_int_equal(audit_count(f), 0);
+    /* Printable text (UTF-8 included) is fine. */
+    assert_int_equal(perform(f, ADMIN_PAUSE, "PLANT1", "periodic", "Zoë Müller", "ERP-Upgrade: 2/3",
+                             f->policy, errstr, sizeof(errstr)),
+                     200);
+    assert_int_equal(audit_count(f), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
@@ -334,6 +389,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resume_lifts_a_stored_pause_with_an_invalid_name,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_blank_by_or_reason_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_characters_in_operator_text_are_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_retry_or_skip_of_a_posting_that_is_not_failed_says_so,
                                         setup, teardown),
     };

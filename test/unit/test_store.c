@@ -1500,6 +1500,36 @@ static void test_audit_chain_detects_edit_and_delete(void **state) {
     assert_int_equal(bad, 3);
 }
 
+/* `at` is hashed as an integer: a text '1002abc' (or a blob) in row 3
+ * would read as 1002 and hash alike, so verify flags any type but integer. */
+static void test_audit_verify_flags_a_non_integer_at(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    int64_t rows = 0, bad = 0;
+    static const char *const edits[] = {"'1002abc'", "x'31303032'"};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(
+            store_audit(f->s, 1000 + i, "test", "posted", "P", "{\"n\":1}", errstr, sizeof(errstr)),
+            IS_OK);
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "UPDATE audit SET at = %s WHERE id = 3", edits[i]);
+        assert_int_equal(sqlite3_exec(store_db(f->s), sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)),
+                         IS_ERR_CONFLICT);
+        assert_int_equal(bad, 3);
+        assert_int_equal(rows, 2);
+        assert_non_null(strstr(errstr, "audit row 3 was altered ('at' is "));
+        assert_non_null(strstr(errstr, "not an integer"));
+    }
+    /* The integer back: the chain verifies again (the hash format is unchanged). */
+    assert_int_equal(
+        sqlite3_exec(store_db(f->s), "UPDATE audit SET at = 1002 WHERE id = 3", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(store_audit_verify(f->s, &rows, &bad, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(rows, 5);
+}
+
 static void test_audit_rows_from_a_callers_own_transaction_keep_the_chain(void **state) {
     fixture_t *f = *state;
     char errstr[256];
@@ -2148,6 +2178,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_pause_resume_and_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_retry_and_skip_are_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_edit_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_verify_flags_a_non_integer_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_removed_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_chain_detects_a_trail_deleted_whole, setup,
                                         teardown),
