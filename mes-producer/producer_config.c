@@ -135,8 +135,10 @@ void producer_config_print_help(FILE *f) {
           f);
     is_cfg_print_help(producer_config_table, PRODUCER_ENV_PREFIX, f);
     fputs("\n  kafka.bootstrap.servers is required. The forwarder sets enable.idempotence=true,\n"
-          "  acks=all and message.timeout.ms=0 (never give up while Kafka is down) before\n"
-          "  applying kafka.*, so a deployment can override them.\n",
+          "  acks=all, message.timeout.ms=0 (never give up while Kafka is down) and\n"
+          "  linger.ms=1 (low latency; raise kafka.linger.ms for a distant broker) before\n"
+          "  applying kafka.*, so a deployment can override them (an override of\n"
+          "  enable.idempotence or acks is logged as a warning: it weakens delivery).\n",
           f);
 }
 

@@ -259,6 +259,16 @@ def test_consumer_help_names_the_kafka_defaults_it_sets(stack):
         assert kv in text, (kv, r.out[-800:])
 
 
+def test_producer_help_names_the_kafka_defaults_it_sets(stack):
+    """README (Capacity) says linger.ms defaults to 1 ms; --help must show every default
+    the forwarder sets before the kafka.* keys."""
+    r = stack.run([binary("mes-producer"), "--help"], timeout=15)
+    text = " ".join(r.out.split())
+    for kv in ("kafka.bootstrap.servers is required", "enable.idempotence=true", "acks=all",
+               "message.timeout.ms=0", "linger.ms=1"):
+        assert kv in text, (kv, r.out[-800:])
+
+
 @pytest.mark.parametrize("argv", [
     ["mes-producer"], ["erp-consumer"],
     *[["erp-consumer", c] for c in ("run", "seed-erp", "on-hand", "status", "pause", "resume",
