@@ -226,8 +226,14 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
         json_t *e = json_pack("{s:s, s:i, s:i, s:i}", "error", "", "line", jerr.line, "column",
                               jerr.column, "position", jerr.position);
         char msg[320];
+        /* jansson names its own flag here ("... without JSON_ALLOW_NUL"):
+         * tell the MES what is wrong instead. */
+        static const char nul_prefix[] = "\\u0000 is not allowed";
+        const char *why = strncmp(jerr.text, nul_prefix, sizeof nul_prefix - 1) == 0
+                              ? "\\u0000 (NUL) is not allowed in a string"
+                              : jerr.text;
         snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
-                 jerr.column, jerr.text);
+                 jerr.column, why);
         if (e)
             json_object_set_new(e, "error", json_string(msg));
         is_http_respond_json(resp, 400, e);

@@ -219,6 +219,10 @@ static void test_400_malformed_json(void **state) {
     assert_non_null(strstr(body_str(f, "error"), "malformed JSON at line 2"));
     assert_int_equal(json_integer_value(json_object_get(f->body, "line")), 2);
     assert_true(json_integer_value(json_object_get(f->body, "column")) > 0);
+    /* A NUL in a string: the reason, not jansson's flag name. */
+    assert_int_equal(post_json(f, TOK_P1, "{\"movement_id\": \"MV\\u0000\"}"), 400);
+    assert_non_null(strstr(body_str(f, "error"), "\\u0000 (NUL) is not allowed in a string"));
+    assert_null(strstr(body_str(f, "error"), "JSON_ALLOW_NUL"));
     assert_int_equal(post_json(f, TOK_P1, ""), 400);
     assert_string_equal(body_str(f, "error"),
                         "empty body: send one JSON movement or an array of them");
