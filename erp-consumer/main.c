@@ -44,7 +44,9 @@ static void on_signal(int sig) {
     stop_flag = 1;
 }
 
-static void usage(FILE *f) {
+/* With keys, the whole --help; without, the commands only (after a usage
+ * error, so that the error is not scrolled away by the key table). */
+static void usage(FILE *f, int keys) {
     fprintf(f, "usage: erp-consumer [run] --config FILE [--check-config]\n"
                "       erp-consumer seed-erp --config FILE OPENING.json\n"
                "       erp-consumer on-hand --config FILE [--site SITE]\n"
@@ -70,8 +72,12 @@ static void usage(FILE *f) {
                "  pause, resume, flush, failed, trace, audit exit 0 done; 1 nothing to act on\n"
                "  (failed retry|skip of an id that is not a failed posting, resume of what is\n"
                "  not paused, trace of an unknown movement or document, audit verify finding\n"
-               "  a mismatch) or the store failed; 2 bad usage or an unknown site or tier.\n\n"
-               "configuration keys (YAML; environment overrides shown):\n");
+               "  a mismatch) or the store failed; 2 bad usage or an unknown site or tier.\n");
+    if (!keys) {
+        fputs("(erp-consumer --help also lists the configuration keys)\n", f);
+        return;
+    }
+    fputs("\nconfiguration keys (YAML; environment overrides shown):\n", f);
     is_cfg_print_help(consumer_config_table, CONSUMER_ENV_PREFIX, f); /* ends with kafka.* */
     fputs("\n  kafka.bootstrap.servers is required. The consumer sets "
           "group.id=invsync-erp-consumer,\n"
@@ -649,13 +655,13 @@ static int run_command(int argc, char **argv) {
             cli.document = optarg;
             break;
         case 'h':
-            usage(stdout);
+            usage(stdout, 1);
             return 0;
         case 'K':
             check_only = 1;
             break;
         default:
-            usage(stderr);
+            usage(stderr, 0);
             return 2;
         }
     }
@@ -664,7 +670,7 @@ static int run_command(int argc, char **argv) {
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "seed-erp") != 0 && strcmp(cmd, "on-hand") != 0 &&
         strcmp(cmd, "status") != 0 && !cli_is_admin_command(cmd)) {
         fprintf(stderr, "erp-consumer: unknown command '%s'\n", cmd);
-        usage(stderr);
+        usage(stderr, 0);
         return 2;
     }
     if (check_only && strcmp(cmd, "run") != 0) {

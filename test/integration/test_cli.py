@@ -280,6 +280,19 @@ def test_every_command_answers_help(stack, argv):
     assert r.returncode == 0 and "usage:" in r.out, (argv, r.returncode, r.out[-500:], r.err[-500:])
 
 
+def test_consumer_usage_error_is_not_buried_under_the_key_table(stack):
+    """A mistyped option or command: the error and the commands, not the 50-line key
+    table of --help after them (the error scrolled out of sight)."""
+    for argv in (["trace", "--config", "x.yaml", "--document"], ["frobnicate"], ["--bogus"]):
+        r = stack.run([binary("erp-consumer")] + argv, check=False, timeout=15)
+        assert r.returncode == 2, (argv, r.returncode, r.err)
+        assert "usage: erp-consumer" in r.err and "--help also lists" in r.err, (argv, r.err)
+        assert "environment overrides shown" not in r.err and "store.path" not in r.err, (argv, r.err)
+        assert len(r.err.splitlines()) < 25, (argv, r.err)
+    r = stack.run([binary("erp-consumer"), "--help"], timeout=15)
+    assert "environment overrides shown" in r.out and "store.path" in r.out, r.out[-500:]
+
+
 def test_consumer_refuses_extra_arguments(stack):
     """A word the command does not take is a mistake, not something to ignore."""
     cfg = stack.write_config("consumer-extra", stack.consumer_config(bootstrap="127.0.0.1:1"))
