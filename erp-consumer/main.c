@@ -597,6 +597,9 @@ static int output_status(int status) {
 }
 
 int main(int argc, char **argv) {
+    /* Before the configuration is read: its warnings (an unknown INVSYNC_*
+     * variable) name this service too. run_command sets the level later. */
+    is_log_init("erp-consumer", IS_LOG_INFO);
     return output_status(run_command(argc, argv));
 }
 

@@ -214,6 +214,9 @@ int main(int argc, char **argv) {
     int claim = -1;
 
     json_arena_install(); /* before any other jansson call */
+    /* Before the configuration is read: its warnings (an unknown INVSYNC_*
+     * variable) name this service too. The level follows the configuration. */
+    is_log_init("mes-producer", IS_LOG_INFO);
     if (argc > 1 && strcmp(argv[1], "republish") == 0)
         return republish_main(argc - 1, argv + 1);
     memset(&cfg, 0, sizeof(cfg));

@@ -293,6 +293,21 @@ def test_consumer_usage_error_is_not_buried_under_the_key_table(stack):
     assert "environment overrides shown" in r.out and "store.path" in r.out, r.out[-500:]
 
 
+@pytest.mark.parametrize("name", ["mes-producer", "erp-consumer"])
+def test_unknown_variable_warning_names_the_service(stack, name):
+    """The configuration is read before the level is known; its warnings must still
+    carry the service's name (they said "invsync", which a log filter by service loses)."""
+    path = stack.write_config(name + "-warn", SERVICES[name](stack))
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")},
+               INVSYNC_HTPP_LISTEN="127.0.0.1:1")
+    r = subprocess.run([binary(name), "--config", path, "--check-config"], cwd=stack.dir,
+                       capture_output=True, timeout=15, stdin=subprocess.DEVNULL, env=env)
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.returncode == 0, (r.returncode, err)
+    warnings = [json.loads(line) for line in err.splitlines() if "INVSYNC_HTPP_LISTEN" in line]
+    assert warnings and all(w["service"] == name for w in warnings), err
+
+
 def test_consumer_refuses_extra_arguments(stack):
     """A word the command does not take is a mistake, not something to ignore."""
     cfg = stack.write_config("consumer-extra", stack.consumer_config(bootstrap="127.0.0.1:1"))
