@@ -7,11 +7,13 @@
  * failure (outbox, Kafka client, listen address), 2 a usage, configuration
  * or policy error.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "db.h"
@@ -82,6 +84,7 @@ static int republish_main(int argc, char **argv) {
     outbox_t *ob = NULL;
     int64_t from, to, in_range = 0, marked = 0;
     uint64_t last = 0;
+    struct stat sb;
     int c, status = 2;
 
     memset(&cfg, 0, sizeof(cfg));
@@ -143,6 +146,15 @@ static int republish_main(int argc, char **argv) {
     }
     is_log_init("mes-producer", IS_LOG_INFO);
     status = 1;
+    /* A mistyped outbox.path must not create an empty outbox (pinned to this
+     * producer_id) and then say the site has accepted nothing. */
+    if (stat(cfg.outbox_path, &sb) != 0 && errno == ENOENT) {
+        fprintf(stderr,
+                "mes-producer republish: outbox '%s' does not exist (key 'outbox.path'): check "
+                "the path and run republish with the producer's own configuration\n",
+                cfg.outbox_path);
+        goto out;
+    }
     if (outbox_open(cfg.outbox_path, producer_config_db_sync(&cfg), cfg.producer_id, &ob, errstr,
                     sizeof(errstr)) != IS_OK) {
         fprintf(stderr, "mes-producer republish: cannot open the outbox %s: %s\n", cfg.outbox_path,

@@ -125,3 +125,19 @@ def test_outbox_retention_deletes_delivered_movements(stack):
     assert rp.returncode == 1, (rp.returncode, rp.err)
     assert "2 movement(s) will be published again" in rp.out, rp.out
     assert "2 movement(s) of the range are no longer in the outbox" in rp.err, rp.err
+
+
+def test_republish_refuses_an_outbox_that_does_not_exist(stack):
+    """A mistyped outbox.path (or the wrong configuration) is said, exit 1, and no empty
+    outbox is created: before, republish made one (pinned to the config's producer_id)
+    and answered that the site had accepted no movement."""
+    import os
+    cfg = stack.producer_config(bootstrap="127.0.0.1:1")
+    missing = stack.path("no-such-outbox.db")
+    cfg["outbox"]["path"] = missing
+    path = stack.write_config("producer-missing-outbox", cfg)
+    rp = stack.run([binary("mes-producer"), "republish", "--config", path, "--site", "PLANT1",
+                    "--from", "1", "--to", "2", "--by", "qa", "--reason", "t"], check=False)
+    assert rp.returncode == 1, (rp.returncode, rp.err)
+    assert "outbox '%s' does not exist (key 'outbox.path')" % missing in rp.err, rp.err
+    assert not os.path.exists(missing), "republish created an outbox"
