@@ -7,6 +7,7 @@
 
 #include "admin.h"
 #include "db.h"
+#include "duration.h"
 
 int admin_action_parse(const char *name) {
     static const char *const names[] = {"pause", "resume", "flush", "retry", "skip"};
@@ -316,6 +317,19 @@ json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size) {
     return rows ? json_pack("{s:o}", "failed", rows) : NULL;
 }
 
+/* "; movements finished before <horizon> have been pruned (store.retention)"
+ * when store.retention ever deleted any, "" otherwise: what a lookup that
+ * finds nothing cannot rule out. */
+static void pruned_note(store_t *s, char *buf, size_t size) {
+    char err[128], ts[IS_RFC3339_LEN];
+    int64_t horizon = 0;
+    buf[0] = '\0';
+    if (store_pruned_before(s, &horizon, err, sizeof(err)) != IS_OK || horizon <= 0)
+        return;
+    is_format_rfc3339(horizon, ts);
+    snprintf(buf, size, "; movements finished before %s have been pruned (store.retention)", ts);
+}
+
 /*
  * A posting cut into chunks (max_lines) is several ERP documents: its erp_doc
  * reads "<first>+<n-1>", and each chunk's own document and movements are in
@@ -343,8 +357,11 @@ json_t *admin_trace_movement(store_t *s, const char *movement_id, char *errstr,
     if (!rows)
         return NULL;
     if (json_array_size(rows) == 0) {
+        char before[IS_RFC3339_LEN + 160] = "";
         json_decref(rows);
-        is_errf(errstr, errstr_size, "movement '%s' is not in this consumer's store", movement_id);
+        pruned_note(s, before, sizeof(before));
+        is_errf(errstr, errstr_size, "movement '%s' is not in this consumer's store%s", movement_id,
+                before);
         return NULL;
     }
     return rows;
@@ -383,7 +400,19 @@ json_t *admin_trace_document(store_t *s, const char *document, char *errstr, siz
                 document);
         return NULL;
     }
-    return json_pack("{s:s,s:o}", "document", document, "postings", rows);
+    /* The posting stays; its movement rows may be gone (store.retention). */
+    size_t i;
+    json_t *row;
+    int pruned = 0;
+    json_array_foreach(rows, i, row) pruned |= json_is_null(json_object_get(row, "movements"));
+    json_t *doc = json_pack("{s:s,s:o}", "document", document, "postings", rows);
+    char note[IS_RFC3339_LEN + 160];
+    if (doc && pruned) {
+        pruned_note(s, note, sizeof(note));
+        if (note[0])
+            json_object_set_new(doc, "note", json_string(note + 2));
+    }
+    return doc;
 }
 
 json_t *admin_audit_verify(store_t *s) {

@@ -168,7 +168,7 @@ static void row_pause(sqlite3_stmt *st, void *arg) {
 }
 
 json_t *api_status_json(store_t *store, const is_policy_t *policy, const consumer_stats_t *stats,
-                        int64_t now_ms, char *errstr, size_t errstr_size) {
+                        int64_t retention_ms, int64_t now_ms, char *errstr, size_t errstr_size) {
     store_counts_t c;
     status_ctx_t sc = {policy, json_object(), json_object(), now_ms};
     json_t *doc = NULL, *grid, *sites, *paused = json_array();
@@ -247,10 +247,22 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
                 json_pack("{s:s,s:f}", "name", is_policy_tier(policy, t)->name, "stale_after_s",
                           (double)is_policy_tier(policy, t)->stale_after_ms / 1000.0));
         json_object_set_new(doc, "tiers", tiers);
+        int64_t horizon = 0;
+        if (store_pruned_before(store, &horizon, errstr, errstr_size) != IS_OK) {
+            json_decref(doc);
+            doc = NULL;
+            goto out;
+        }
+        json_object_set_new(
+            doc, "retention",
+            json_pack("{s:o,s:o}", "store_retention_s",
+                      retention_ms > 0 ? json_integer(retention_ms / 1000) : json_null(),
+                      "pruned_before", rfc3339_or_null(horizon)));
     }
     if (doc && stats) {
         json_object_set_new(doc, "counters",
-                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+                                      "s:b}",
                                       "messages", (json_int_t)atomic_load(&stats->messages),
                                       "received", (json_int_t)atomic_load(&stats->received),
                                       "duplicates", (json_int_t)atomic_load(&stats->duplicates),
@@ -263,8 +275,10 @@ json_t *api_status_json(store_t *store, const is_policy_t *policy, const consume
                                       (json_int_t)atomic_load(&stats->failed), "recovered",
                                       (json_int_t)atomic_load(&stats->recovered),
                                       "sequences_skipped",
-                                      (json_int_t)atomic_load(&stats->sequences_skipped),
-                                      "kafka_up", atomic_load(&stats->kafka_up)));
+                                      (json_int_t)atomic_load(&stats->sequences_skipped), "pruned",
+                                      (json_int_t)atomic_load(&stats->pruned), "before_horizon",
+                                      (json_int_t)atomic_load(&stats->before_horizon), "kafka_up",
+                                      atomic_load(&stats->kafka_up)));
     }
 out:
     json_decref(paused);
@@ -285,8 +299,8 @@ static void h_status(void *ctx, const is_http_request_t *req, is_http_response_t
     json_t *doc;
     (void)req;
     pthread_mutex_lock(&a->mu);
-    doc = api_status_json(a->store, a->policy, a->stats, is_clock_now_ms(NULL), errstr,
-                          sizeof(errstr));
+    doc = api_status_json(a->store, a->policy, a->stats, a->cfg->store_retention_ms,
+                          is_clock_now_ms(NULL), errstr, sizeof(errstr));
     pthread_mutex_unlock(&a->mu);
     if (!doc) {
         is_http_respond_error(resp, 500, "%s", errstr);
@@ -456,10 +470,14 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
             "invsync_consumer_movements_total{outcome=\"duplicate\"} %lld\n"
             "invsync_consumer_movements_total{outcome=\"conflict\"} %lld\n"
             "invsync_consumer_movements_total{outcome=\"dead_letter\"} %lld\n"
-            "invsync_consumer_movements_total{outcome=\"loop_guard\"} %lld\n",
+            "invsync_consumer_movements_total{outcome=\"loop_guard\"} %lld\n"
+            "invsync_consumer_movements_total{outcome=\"before_horizon\"} %lld\n",
             (long long)atomic_load(&s->received), (long long)atomic_load(&s->duplicates),
             (long long)atomic_load(&s->conflicts), (long long)atomic_load(&s->dead),
-            (long long)atomic_load(&s->ignored));
+            (long long)atomic_load(&s->ignored), (long long)atomic_load(&s->before_horizon));
+    metric_head(&b, "invsync_store_pruned_total", "counter",
+                "Finished movements deleted from the store by store.retention");
+    bprintf(&b, "invsync_store_pruned_total %lld\n", (long long)atomic_load(&s->pruned));
     metric_head(&b, "invsync_sequences_skipped_total", "counter",
                 "Movements given up as lost: sequence gaps that did not close within "
                 "consume.gap_timeout while the consumer was caught up");
@@ -500,7 +518,8 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
                 (double)is_policy_tier(a->policy, t)->stale_after_ms / 1000.0);
 
     pthread_mutex_lock(&a->mu);
-    doc = api_status_json(a->store, a->policy, s, is_clock_now_ms(NULL), errstr, sizeof(errstr));
+    doc = api_status_json(a->store, a->policy, s, a->cfg->store_retention_ms, is_clock_now_ms(NULL),
+                          errstr, sizeof(errstr));
     pthread_mutex_unlock(&a->mu);
     if (!doc) {
         free(b.p);
@@ -556,6 +575,18 @@ static void h_metrics(void *ctx, const is_http_request_t *req, is_http_response_
         bprintf(&b, "invsync_dead_letters{site=\"%s\"} %lld\n",
                 json_string_value(json_object_get(c, "site")),
                 (long long)json_integer_value(json_object_get(c, "dead_letters")));
+    {
+        /* 0 until store.retention first deletes something. */
+        int64_t horizon = 0;
+        json_t *h = json_object_get(json_object_get(doc, "retention"), "pruned_before");
+        if (json_is_string(h) && is_parse_rfc3339(json_string_value(h), &horizon) != IS_OK)
+            horizon = 0;
+        metric_head(&b, "invsync_store_pruned_before_timestamp_seconds", "gauge",
+                    "The store's pruned horizon: finished movements accepted before it may have "
+                    "been deleted (store.retention); 0 when none was");
+        bprintf(&b, "invsync_store_pruned_before_timestamp_seconds %.3f\n",
+                (double)horizon / 1000.0);
+    }
     json_decref(doc);
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -27,9 +27,11 @@ void api_stop(api_t *a); /* NULL is a no-op */
  * The status document (also printed by `erp-consumer status`): counts by
  * movement and posting state, and per (site, tier) the queue depth and the
  * age of the oldest unposted movement against the tier's stale_after.
+ * "retention": store.retention (retention_ms, 0 = unset: null) and the store's
+ * pruned horizon (null when nothing was ever pruned).
  * stats may be NULL (CLI). Returns a new reference or NULL with errstr.
  */
 json_t *api_status_json(store_t *store, const is_policy_t *policy, const consumer_stats_t *stats,
-                        int64_t now_ms, char *errstr, size_t errstr_size);
+                        int64_t retention_ms, int64_t now_ms, char *errstr, size_t errstr_size);
 
 #endif

@@ -729,16 +729,61 @@ out:
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/*
+ * Movements the store parked: accepted before its pruned horizon and unknown
+ * to it (store_apply_batch). They are copied to the dead-letter topic after
+ * the commit, because only the store's transaction can tell them from
+ * duplicates. The store's record (the dead row with its reason, dead_letters,
+ * the audit row movement-before-horizon) is the durable one: a crash before
+ * this copy leaves it without its dead letter in Kafka, and the movement
+ * read again is then a duplicate of its dead row.
+ */
+static void dead_letter_parked(consume_t *c, const slot_t *slots, const store_msg_t *sm, size_t n,
+                               const store_batch_result_t *res) {
+    char err[256], why[256];
+    for (size_t i = 0; i < n; i++) {
+        if (!res->parked_at[i])
+            continue;
+        const rd_kafka_message_t *msg = slots[i].msg;
+        const is_movement_t *m = sm[i].m;
+        store_horizon_reason(m->accepted_time, res->pruned_before, why, sizeof(why));
+        dlq_letter_t l = {
+            .site = m->site, /* the topic's (classify checked it) */
+            .key = msg->key,
+            .key_len = msg->key_len,
+            .value = msg->payload,
+            .value_len = msg->len,
+            .error = why,
+            .source_topic = sm[i].topic,
+            .source_partition = msg->partition,
+            .source_offset = msg->offset,
+            .movement_id = m->movement_id,
+        };
+        if (dlq_publish(c->dlq, &l, err, sizeof(err)) != IS_OK) {
+            atomic_fetch_add(&c->stats->dlq_errors, 1);
+            is_log(IS_LOG_ERROR, "cannot dead-letter", "movement_id", m->movement_id, "error", err,
+                   NULL);
+        }
+        is_log(IS_LOG_ERROR, "movement accepted before the store's pruned horizon: not posted",
+               "movement_id", m->movement_id, "topic", sm[i].topic, "reason", why, NULL);
+    }
+    atomic_fetch_add(&c->stats->before_horizon, (long long)res->parked);
+    if (dlq_flush(c->dlq, 10000) != IS_OK)
+        atomic_fetch_add(&c->stats->dlq_errors, 1);
+}
+
 is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
     size_t cap = (size_t)c->cfg->consume_batch;
     slot_t *slots = calloc(cap, sizeof(*slots));
     store_msg_t *sm = calloc(cap, sizeof(*sm));
+    unsigned char *parked = calloc(cap, 1);
     is_err_t rc = IS_OK;
     char errstr[512];
 
-    if (!slots || !sm) {
+    if (!slots || !sm || !parked) {
         free(slots);
         free(sm);
+        free(parked);
         return IS_ERR_NOMEM;
     }
     while (!*stop) {
@@ -802,7 +847,7 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
                 }
             }
         }
-        store_batch_result_t res;
+        store_batch_result_t res = {.parked_at = parked};
         for (;;) {
             rc = store_apply_batch(c->store, sm, n, is_clock_now_ms(NULL), &res, errstr,
                                    sizeof(errstr));
@@ -829,6 +874,8 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
             atomic_fetch_add(&c->stats->dead, (long long)res.dead);
             atomic_fetch_add(&c->stats->ignored, (long long)res.ignored);
             atomic_fetch_add(&c->stats->heartbeats, (long long)res.heartbeats);
+            if (res.parked)
+                dead_letter_parked(c, slots, sm, n, &res);
             if (res.duplicates && is_log_enabled(IS_LOG_DEBUG))
                 is_logf(IS_LOG_DEBUG, "%zu duplicate movement(s) absorbed", res.duplicates);
             if (res.received && c->notify)
@@ -839,5 +886,6 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
     }
     free(slots);
     free(sm);
+    free(parked);
     return *stop ? IS_OK : rc;
 }

@@ -28,6 +28,14 @@ const is_cfg_entry_t consumer_config_table[] = {
      "SQLite file with dedup keys, posting queue, offsets (keep on a persistent volume)", NULL},
     {"store.sync", IS_CFG_STR, OFF(store_sync), 0, 0, "full",
      "full (survives power loss) or normal (survives a process crash)", "full|normal"},
+    {"store.retention", IS_CFG_DURATION, OFF(store_retention_ms), 1000, INT64_C(315360000000), NULL,
+     "delete finished movements (posted, cancelled, dead, ignored, skipped) accepted longer ago "
+     "than this (e.g. 400d); unset: keep every movement. Keep it above the Kafka topics' "
+     "retention and the producer's outbox.retention: a movement read again after its row was "
+     "deleted is parked (dead-lettered), never posted twice",
+     NULL},
+    {"store.prune_interval", IS_CFG_DURATION, OFF(prune_interval_ms), 100, 3600000, "1m",
+     "how often store.retention is applied (also at start)", NULL},
     {"policy.path", IS_CFG_STR, OFF(policy_path), 0, 0, NULL, "tier policy YAML (required)", NULL},
     {"sites_regex", IS_CFG_STR, OFF(sites_regex), 0, 0, "[^.]+",
      "regular expression of the sites this instance owns (topic <prefix>.<site>.<tier>)", NULL},

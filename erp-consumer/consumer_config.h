@@ -20,6 +20,8 @@ typedef struct consumer_config {
     int64_t http_threads;
     char *store_path;                 /* SQLite state */
     char *store_sync;                 /* full | normal */
+    int64_t store_retention_ms;       /* delete finished movements older than this; 0 = keep */
+    int64_t prune_interval_ms;        /* how often store.retention is applied */
     char *policy_path;                /* tier policy YAML */
     char *sites_regex;                /* sites this instance owns, e.g. "PLANT[12]" */
     erp_config_t erp;                 /* adapter settings */

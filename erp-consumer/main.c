@@ -501,8 +501,8 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
     json_t *doc = NULL;
     if (store_open_existing(cfg->store_path, consumer_config_store_sync(cfg), &store, errstr,
                             sizeof(errstr)) != IS_OK ||
-        !(doc = api_status_json(store, policy, NULL, is_clock_now_ms(NULL), errstr,
-                                sizeof(errstr)))) {
+        !(doc = api_status_json(store, policy, NULL, cfg->store_retention_ms, is_clock_now_ms(NULL),
+                                errstr, sizeof(errstr)))) {
         fprintf(stderr, "erp-consumer: %s\n", errstr);
         store_close(store);
         return 1;

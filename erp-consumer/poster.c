@@ -48,6 +48,14 @@ struct poster {
     long crash_after;
     long posted_total;
     uom_table_t *uom; /* NULL: units pass through */
+    /* store.retention (prune_step): a tick deletes up to PRUNE_BATCHES batches,
+     * one per cycle, so that posting goes on between them. */
+    int64_t next_prune;   /* monotonic ms of the next tick; 0 = at the first cycle */
+    int pruning;          /* a tick is in progress */
+    int prune_batches;    /* batches run in this tick */
+    int64_t prune_cutoff; /* this tick's cutoff (ms UTC) */
+    int64_t prune_after;  /* this tick's cursor (movements.id) */
+    int64_t prune_total;  /* rows deleted in this tick */
 };
 
 is_err_t poster_new(const consumer_config_t *cfg, const is_policy_t *policy, dlq_t *dlq,
@@ -613,6 +621,52 @@ static void cycle_free(cycle_t *c) {
     free(c);
 }
 
+#define PRUNE_BATCH   5000
+#define PRUNE_BATCHES 20 /* per tick: a backlog of old rows goes over several minutes */
+
+/*
+ * store.retention: at start and every store.prune_interval, delete finished
+ * movements accepted longer ago than the retention (store_prune), one batch
+ * per poster cycle so that postings are taken between the batches. A tick
+ * ends when a batch reaches the young rows or after PRUNE_BATCHES batches;
+ * the next tick starts over from the first row (rows kept because they were
+ * not finished yet are looked at again).
+ */
+static void prune_step(poster_t *p, int64_t now_ms) {
+    char errstr[256];
+    int64_t n = 0;
+    int done = 0;
+    if (p->cfg->store_retention_ms <= 0)
+        return;
+    if (!p->pruning) {
+        if (is_monotonic_ms() < p->next_prune)
+            return;
+        p->pruning = 1;
+        p->prune_batches = 0;
+        p->prune_after = 0;
+        p->prune_total = 0;
+        p->prune_cutoff = now_ms - p->cfg->store_retention_ms;
+    }
+    if (store_prune(p->store, p->prune_cutoff, PRUNE_BATCH, &p->prune_after, &n, &done, errstr,
+                    sizeof(errstr)) != IS_OK) {
+        is_log(IS_LOG_ERROR, "cannot apply store.retention", "error", errstr, NULL);
+        done = 1; /* tried again next tick */
+    }
+    p->prune_total += n;
+    atomic_fetch_add(&p->stats->pruned, (long long)n);
+    if (!done && ++p->prune_batches < PRUNE_BATCHES)
+        return;
+    p->pruning = 0;
+    p->next_prune = is_monotonic_ms() + p->cfg->prune_interval_ms;
+    if (p->prune_total > 0) {
+        char rows[24], horizon[IS_RFC3339_LEN];
+        snprintf(rows, sizeof(rows), "%lld", (long long)p->prune_total);
+        is_format_rfc3339(p->prune_cutoff, horizon);
+        is_log(IS_LOG_INFO, "deleted finished movements past store.retention", "rows", rows,
+               "pruned_before", horizon, NULL);
+    }
+}
+
 /* Recovery (once), gap skips, fetch and mark. *out: the cycle, or NULL when
  * nothing is due. Returns postings taken, 0, or a negative is_err_t. */
 static int cycle_take(poster_t *p, int64_t now_ms, cycle_t **out) {
@@ -648,6 +702,7 @@ static int cycle_take(poster_t *p, int64_t now_ms, cycle_t **out) {
                     (long long)lost, skipped);
         }
     }
+    prune_step(p, now_ms);
     c = calloc(1, sizeof(*c));
     if (!c) {
         rc = IS_ERR_NOMEM;

@@ -20,6 +20,10 @@
  *      ERP has it, nothing changes.
  *   3. Everything else already known (pending, failed, dead, cancelled,
  *      skipped) is left alone and counted.
+ *   4. A replayed movement the store does not know but accepted before the
+ *      store's pruned horizon (store.retention, store_prune) is not
+ *      queued: its row may have been pruned after it was posted. Counted
+ *      (before_horizon), its action says so.
  *   Whatever its state, a replayed movement of an owned site whose id the
  *   store holds under another (producer, site, sequence) has its sequence
  *   recorded in seq_fills and its watermark advanced, as the consume loop
@@ -227,7 +231,7 @@ static json_t *opt_str(const char *s) {
 
 /* Each row's part of --apply (see the top of this file). */
 static int apply_row(store_t *s, const consumer_config_t *cfg, const regex_t *sites,
-                     replay_row_t *r, int64_t now, replay_apply_counts_t *c) {
+                     replay_row_t *r, int64_t now, int64_t horizon, replay_apply_counts_t *c) {
     sqlite3 *db = store_db(s);
     is_movement_t *m;
     int inserted = 0, ok = 1, moved = 0;
@@ -268,6 +272,9 @@ static int apply_row(store_t *s, const consumer_config_t *cfg, const regex_t *si
         return 0;
     if (!acceptable(cfg, r, m)) {
         c->not_valid++;
+    } else if (horizon > 0 && m->accepted_time > 0 && m->accepted_time < horizon) {
+        c->before_horizon++;
+        snprintf(r->action, sizeof(r->action), "before-horizon");
     } else {
         ok = insert_movement(db, r, m, now, &inserted);
         if (ok && !inserted) {
@@ -321,8 +328,11 @@ is_err_t replay_apply(const consumer_config_t *cfg, store_t *s, replay_row_t *ro
         regfree(&re);
         return is_db_error(db, "cannot begin the replay-apply transaction", errstr, errstr_size);
     }
+    /* Read inside the transaction, as the consume loop does (store_apply_batch). */
+    if (store_pruned_before(s, &c->pruned_before, errstr, errstr_size) != IS_OK)
+        goto db_err;
     for (size_t i = 0; i < n; i++)
-        if (!apply_row(s, cfg, &re, &rows[i], now, c))
+        if (!apply_row(s, cfg, &re, &rows[i], now, c->pruned_before, c))
             goto db_err;
     for (size_t i = 0; i < n; i++)
         in_selection += strcmp(rows[i].action, "re-queued") == 0;
@@ -337,6 +347,12 @@ is_err_t replay_apply(const consumer_config_t *cfg, store_t *s, replay_row_t *ro
                   (json_int_t)c->requeued, "requeued_postings", (json_int_t)c->postings_missing,
                   "already_known", (json_int_t)c->already_known, "not_valid",
                   (json_int_t)c->not_valid, "not_owned", (json_int_t)c->not_owned);
+    if (d && c->before_horizon) {
+        char ts[IS_RFC3339_LEN];
+        is_format_rfc3339(c->pruned_before, ts);
+        json_object_set_new(d, "before_horizon", json_integer((json_int_t)c->before_horizon));
+        json_object_set_new(d, "pruned_before", json_string(ts));
+    }
     if (d && req->earliest_ms > 0) {
         /* The range reached into data Kafka no longer keeps: what was applied starts here. */
         char ts[IS_RFC3339_LEN];

@@ -85,6 +85,12 @@ static json_t *summary_json(const replay_timeline_t *t, const replay_info_t *inf
         json_object_set_new(d, "already_known", json_integer((json_int_t)c->already_known));
         json_object_set_new(d, "not_valid", json_integer((json_int_t)c->not_valid));
         json_object_set_new(d, "not_owned", json_integer((json_int_t)c->not_owned));
+        json_object_set_new(d, "before_horizon", json_integer((json_int_t)c->before_horizon));
+        if (c->pruned_before > 0) {
+            char ts[IS_RFC3339_LEN];
+            is_format_rfc3339(c->pruned_before, ts);
+            json_object_set_new(d, "pruned_before", json_string(ts));
+        }
     }
     if (info->retention_gap && info->retention_earliest_ms > 0) {
         char ts[IS_RFC3339_LEN];
@@ -129,6 +135,12 @@ static void print_summary(FILE *f, const json_t *d) {
                 " not valid, %" JSON_INTEGER_FORMAT " of sites this consumer does not own\n",
                 num(d, "newly_queued"), num(d, "requeued"), num(d, "requeued_outside_selection"),
                 num(d, "already_known"), num(d, "not_valid"), num(d, "not_owned"));
+    if (num(d, "before_horizon") > 0)
+        fprintf(f,
+                "replay: apply: %" JSON_INTEGER_FORMAT
+                " not in the store and accepted before its pruned horizon %s (store.retention):"
+                " not queued, they may have been posted already; check them in the ERP\n",
+                num(d, "before_horizon"), json_string_value(json_object_get(d, "pruned_before")));
 }
 
 typedef struct replay_args {

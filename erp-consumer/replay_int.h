@@ -44,7 +44,7 @@ typedef struct row {
     int64_t netted;       /* other movements in the same posting */
     char *netted_ids;     /* owned or NULL: up to 10 of them */
     char erp_check[8];    /* "", "found", "partial" (some chunks), "missing" */
-    char action[12];      /* --apply: "queued", "re-queued" */
+    char action[32];      /* --apply: "queued", "re-queued", "before-horizon" */
     int requeue;          /* --apply: the first row of a posting the ERP lost */
 } replay_row_t;
 
@@ -91,6 +91,8 @@ typedef struct apply_counts {
     size_t postings_checked, postings_missing, posted_confirmed, posted_missing;
     size_t postings_partial, posted_partial; /* chunked postings only partly in the ERP */
     size_t newly_queued, requeued, requeued_outside, already_known, not_valid, not_owned;
+    size_t before_horizon; /* not in the store, accepted before its pruned horizon: not queued */
+    int64_t pruned_before; /* that horizon (0: the store was never pruned) */
 } replay_apply_counts_t;
 
 typedef struct apply_req {
@@ -106,7 +108,9 @@ is_err_t replay_check_erp(const consumer_config_t *cfg, replay_row_t *rows, size
 /* --apply (see replay_apply.c): one audited store transaction; on error nothing changed and
  * *c is zeroed. Every row of the selection lands in one counter: newly_queued, requeued
  * (those in the selection: requeued - requeued_outside), already_known, not_valid (also
- * undecodable rows) or not_owned. The audit row's detail holds the whole selection. */
+ * undecodable rows), not_owned or before_horizon (not in the store and accepted before its
+ * pruned horizon: it may have been posted and pruned since, so it is never queued). The audit row's
+ * detail holds the whole selection. */
 is_err_t replay_apply(const consumer_config_t *cfg, store_t *s, replay_row_t *rows, size_t n,
                       const replay_apply_req_t *req, replay_apply_counts_t *c, char *errstr,
                       size_t errstr_size) IS_MUST_CHECK;

@@ -41,6 +41,8 @@ typedef struct consumer_stats {
     atomic_llong erp_call_us;       /* total time in ERP post calls, microseconds */
     atomic_llong dlq_errors;        /* dead letters Kafka did not take */
     atomic_llong sequences_skipped; /* movements given up as lost (sequence gaps skipped) */
+    atomic_llong pruned;            /* movement rows deleted by store.retention */
+    atomic_llong before_horizon;    /* movements parked: unknown, accepted before the horizon */
     atomic_int kafka_up;            /* 1 when the consumer's last poll reached a broker */
     atomic_llong last_posted_ms;    /* time of the last successful posting */
     atomic_llong

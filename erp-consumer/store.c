@@ -216,6 +216,7 @@ const char *const store_consume_sql[SQ__COUNT] = {
                           " WHERE source_system = ?1 AND movement_id = ?2",
     [SQ_SEQ_FILL] = "INSERT OR IGNORE INTO seq_fills(producer_id, site, seq, received_at)"
                     " VALUES(?1,?2,?3,?4)",
+    [SQ_PRUNED_BEFORE] = "SELECT value FROM settings WHERE key = '" STORE_PRUNED_BEFORE_KEY "'",
 };
 
 #define stmt      store_stmt
@@ -598,7 +599,7 @@ is_err_t store_advance_watermark(store_t *s, const char *producer, const char *s
 }
 
 static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *state,
-                                int64_t now_ms, int *inserted) {
+                                const char *reason, int64_t now_ms, int *inserted) {
     const is_movement_t *m = msg->m;
     char lot_key[IS_LOT_KEY_MAX];
     sqlite3_stmt *st = stmt(s, SQ_INSERT_MOVEMENT);
@@ -619,7 +620,7 @@ static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *
     sqlite3_bind_int64(st, 13, m->accepted_time);
     sqlite3_bind_int64(st, 14, msg->due_at);
     bind_text(st, 15, state);
-    bind_text(st, 16, msg->reason);
+    bind_text(st, 16, reason);
     bind_text(st, 17, m->policy_version);
     sqlite3_bind_blob(st, 18, msg->payload ? msg->payload : "", (int)msg->payload_len,
                       SQLITE_STATIC);
@@ -634,6 +635,43 @@ static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *
     return IS_OK;
 }
 
+/* The pruned horizon as the current transaction sees it (0: never pruned). */
+static is_err_t read_horizon(store_t *s, int64_t *before_ms) {
+    sqlite3_stmt *st = stmt(s, SQ_PRUNED_BEFORE);
+    int src = sqlite3_step(st);
+    *before_ms = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
+}
+
+/* A movement parked before the horizon: its dead letter row and audit row
+ * (the operator's record; the caller sends it to the dead-letter topic). */
+static is_err_t note_parked(store_t *s, const store_msg_t *msg, const char *reason, int64_t horizon,
+                            int64_t now_ms) {
+    sqlite3_stmt *st = stmt(s, SQ_INSERT_DEAD);
+    char accepted[IS_RFC3339_LEN], before[IS_RFC3339_LEN], aerr[256];
+    bind_text(st, 1, msg->topic);
+    sqlite3_bind_int(st, 2, msg->partition);
+    sqlite3_bind_int64(st, 3, msg->offset);
+    bind_text(st, 4, msg->m->movement_id);
+    bind_text(st, 5, reason);
+    sqlite3_bind_int64(st, 6, now_ms);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return IS_ERR_DB;
+    is_format_rfc3339(msg->m->accepted_time, accepted);
+    is_format_rfc3339(horizon, before);
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I}", "source_system", msg->m->source_system, "site",
+                  msg->m->site, "accepted_time", accepted, "pruned_before", before, "topic",
+                  msg->topic, "partition", msg->partition, "offset", (json_int_t)msg->offset);
+    char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    is_err_t rc = store_audit(s, now_ms, "consumer", "movement-before-horizon", msg->m->movement_id,
+                              detail, aerr, sizeof(aerr));
+    free(detail);
+    return rc;
+}
+
 is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_t now_ms,
                            store_batch_result_t *res, char *errstr, size_t errstr_size) {
     is_err_t rc;
@@ -641,8 +679,13 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
     const store_msg_t **parts = NULL;
     size_t n_pairs = 0, n_parts = 0;
     sqlite3_stmt *st;
+    unsigned char *parked_at = res->parked_at;
+    int64_t horizon = 0;
 
     memset(res, 0, sizeof(*res));
+    res->parked_at = parked_at;
+    if (parked_at)
+        memset(parked_at, 0, n);
     if (n == 0)
         return IS_OK;
     pairs = calloc(n, sizeof(*pairs));
@@ -655,9 +698,15 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
     rc = store_begin(s);
     if (rc != IS_OK)
         goto db_err;
+    /* Read inside the write transaction: store_prune deletes rows and raises
+     * the horizon in one transaction, so each movement below either finds
+     * its row or sees the horizon that covers its deletion. */
+    if (read_horizon(s, &horizon) != IS_OK)
+        goto db_err;
+    res->pruned_before = horizon;
     for (size_t i = 0; i < n; i++) {
         const store_msg_t *msg = &msgs[i];
-        int inserted = 0, differs = 0;
+        int inserted = 0, differs = 0, parked = 0;
         /* Every sequenced message is recorded, even unusable ones, so that the
          * producer's watermark does not stall on its sequence number. */
         if (msg->kind != STORE_MSG_HEARTBEAT && msg->m && msg->m->producer_id[0] &&
@@ -665,9 +714,29 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
             const char *state = msg->kind == STORE_MSG_MOVEMENT ? "queued"
                                 : msg->kind == STORE_MSG_DEAD   ? "dead"
                                                                 : "ignored";
-            rc = insert_movement(s, msg, state, now_ms, &inserted);
+            const char *reason = msg->reason;
+            char why[256];
+            /* Older than the horizon and new to the store: it may have been
+             * posted and pruned since. Never queued (the ERP must not get it
+             * twice); recorded dead so that an operator decides. */
+            if (msg->kind == STORE_MSG_MOVEMENT && horizon > 0 && msg->m->accepted_time > 0 &&
+                msg->m->accepted_time < horizon) {
+                store_horizon_reason(msg->m->accepted_time, horizon, why, sizeof(why));
+                state = "dead";
+                reason = why;
+                parked = 1;
+            }
+            rc = insert_movement(s, msg, state, reason, now_ms, &inserted);
             if (rc != IS_OK)
                 goto db_err;
+            parked = parked && inserted; /* a row it already has: a duplicate, as always */
+            if (parked) {
+                if (note_parked(s, msg, why, horizon, now_ms) != IS_OK)
+                    goto db_err;
+                res->parked++;
+                if (parked_at)
+                    parked_at[i] = 1;
+            }
             int counted = inserted; /* its sequence now counts for the watermark */
             if (!inserted && store_note_seq_fill(s, msg->m, now_ms, &differs, &counted) != IS_OK)
                 goto db_err;
@@ -686,6 +755,8 @@ is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_
         }
         switch (msg->kind) {
         case STORE_MSG_MOVEMENT:
+            if (parked)
+                break; /* counted in res->parked; its sequence counted above */
             if (inserted) {
                 res->received++;
                 break;

@@ -105,7 +105,13 @@ typedef struct store_msg {
 } store_msg_t;
 
 typedef struct store_batch_result {
-    size_t received;   /* new movements queued */
+    size_t received;       /* new movements queued */
+    size_t parked;         /* movements unknown to the store but accepted before its pruned
+                              horizon (store_prune): recorded dead, not queued */
+    int64_t pruned_before; /* the horizon the batch was checked against (0: never pruned) */
+    /* In: NULL, or an array of n the store fills: 1 where message i was parked
+     * (the caller dead-letters those). Kept across the call's reset of *res. */
+    unsigned char *parked_at;
     size_t duplicates; /* movements already known, with the same content */
     size_t conflicts;  /* movement ids already known with other content: not applied,
                           audited (movement-conflict) */
@@ -115,7 +121,11 @@ typedef struct store_batch_result {
     size_t heartbeats;
 } store_batch_result_t;
 
-/* Apply a poll batch atomically (see above). */
+/* Apply a poll batch atomically (see above). A movement accepted before the
+ * store's pruned horizon (store_prune) whose id the store does not hold is
+ * not queued: the store cannot tell whether it was posted before its row was
+ * pruned. It is recorded `dead` with store_horizon_reason, in dead_letters
+ * and in the audit trail (movement-before-horizon), and counted in parked. */
 is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_t now_ms,
                            store_batch_result_t *res, char *errstr,
                            size_t errstr_size) IS_MUST_CHECK;
@@ -325,6 +335,37 @@ typedef struct store_counts {
 is_err_t store_ping(store_t *s, char *errstr, size_t errstr_size) IS_MUST_CHECK;
 is_err_t store_counts(store_t *s, store_counts_t *out, char *errstr,
                       size_t errstr_size) IS_MUST_CHECK;
+
+/* ---- retention (store_prune.c) --------------------------------------------- */
+
+/* settings key of the pruned horizon (ms UTC): every movement row store_prune
+ * ever deleted was accepted before it. Only grows. */
+#define STORE_PRUNED_BEFORE_KEY "store.pruned_before"
+
+/*
+ * store.retention: delete finished movements accepted before cutoff_ms, with
+ * their chunk_movements rows, reading at most max_rows rows after *after_id
+ * (the caller's cursor, 0 to start over) in id order (the order received), in
+ * one transaction that also raises the horizon to cutoff_ms when it deleted
+ * anything. Finished: posted, cancelled, dead, ignored or skipped, with no
+ * posting open (posting, retry, failed), and at or below its (producer, site)
+ * watermark, so that no sequence the watermark still waits for disappears.
+ * Postings, posting_chunks, audit, watermarks, offsets, seq_fills and
+ * dead_letters are kept. *deleted = movement rows deleted; *done = 1 when the
+ * rows read reached one accepted at or after the cutoff, or the end. Rows
+ * kept (not finished yet) are passed over and looked at again from a fresh
+ * cursor. @locality the poster's store thread (any single writer).
+ */
+is_err_t store_prune(store_t *s, int64_t cutoff_ms, size_t max_rows, int64_t *after_id,
+                     int64_t *deleted, int *done, char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
+/* The pruned horizon: *before_ms = 0 when nothing was ever pruned. */
+is_err_t store_pruned_before(store_t *s, int64_t *before_ms, char *errstr,
+                             size_t errstr_size) IS_MUST_CHECK;
+
+/* Why a movement accepted at accepted_ms, unknown to a store pruned before
+ * horizon_ms, is not posted (the dead row's reason, the dead letter's error). */
+void store_horizon_reason(int64_t accepted_ms, int64_t horizon_ms, char *buf, size_t size);
 
 /* ---- control, audit, traceability (store_admin.c) --------------------------- */
 

@@ -27,6 +27,7 @@ enum {
     SQ_SITE_HEARTBEAT,
     SQ_STORED_PAYLOAD,
     SQ_SEQ_FILL,
+    SQ_PRUNED_BEFORE,
     /* store_post.c */
     SQ_DUE_RETRY,
     SQ_INFLIGHT,
