@@ -170,6 +170,38 @@ static void test_producer_checks_name_the_source(void **state) {
     run_cases(cases, sizeof(cases) / sizeof(cases[0]), load_producer);
 }
 
+/* store.retention: a duration of at least 1s, unset by default (keep everything). */
+static void test_consumer_store_retention(void **state) {
+    static const svc_case_t bad[] = {
+        {"store:\n  retention: 400x\n", NULL,
+         "@:6: key 'store.retention': '400x' is not a duration (e.g. 150ms, 30s, 5m, 2h, 1d)"},
+        {"store:\n  retention: -1d\n", NULL,
+         "@:6: key 'store.retention': '-1d' is not a duration (e.g. 150ms, 30s, 5m, 2h, 1d)"},
+        {"store:\n  retention: 500ms\n", NULL,
+         "@:6: key 'store.retention': '500ms' is below the minimum 1s"},
+        {"", "INVSYNC_STORE_RETENTION=11000d",
+         "environment INVSYNC_STORE_RETENTION: '11000d' is above the maximum 3650d"},
+        {"store:\n  prune_interval: 2h\n", NULL,
+         "@:6: key 'store.prune_interval': '2h' is above the maximum 1h"},
+    };
+    consumer_config_t cfg;
+    char err[512] = "";
+    (void)state;
+    run_cases(bad, sizeof(bad) / sizeof(bad[0]), load_consumer);
+    write_file("");
+    assert_int_equal(consumer_config_load(&cfg, g_path, err, sizeof(err)), IS_OK);
+    assert_int_equal(cfg.store_retention_ms, 0); /* off: keep every movement */
+    assert_int_equal(cfg.prune_interval_ms, 60000);
+    consumer_config_release(&cfg);
+    unlink(g_path);
+    write_file("store:\n  retention: 400d\n  prune_interval: 2s\n");
+    assert_int_equal(consumer_config_load(&cfg, g_path, err, sizeof(err)), IS_OK);
+    assert_int_equal(cfg.store_retention_ms, INT64_C(400) * 86400000);
+    assert_int_equal(cfg.prune_interval_ms, 2000);
+    consumer_config_release(&cfg);
+    unlink(g_path);
+}
+
 /* A required value missing everywhere: the file is where it belongs. */
 static void test_missing_value_names_the_file(void **state) {
     consumer_config_t c;
@@ -189,6 +221,7 @@ static void test_missing_value_names_the_file(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_consumer_store_retention),
         cmocka_unit_test(test_consumer_checks_name_the_source),
         cmocka_unit_test(test_producer_checks_name_the_source),
         cmocka_unit_test(test_missing_value_names_the_file),
