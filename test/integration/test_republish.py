@@ -141,3 +141,59 @@ def test_republish_refuses_an_outbox_that_does_not_exist(stack):
     assert rp.returncode == 1, (rp.returncode, rp.err)
     assert "outbox '%s' does not exist (key 'outbox.path')" % missing in rp.err, rp.err
     assert not os.path.exists(missing), "republish created an outbox"
+
+
+def metric(consumer, pattern):
+    m = re.search(pattern, http("GET", consumer.base + "/metrics").text, re.M)
+    return int(float(m.group(1))) if m else -1
+
+
+def test_store_retention_prunes_and_parks_redelivered_movements(stack):
+    """store.retention: the consumer deletes finished movements accepted longer
+    ago than the retention (invsync_store_pruned_total) and records the pruned
+    horizon. The same movements published again (mes-producer republish, as
+    a Kafka replay would) are then unknown to the store but accepted before
+    the horizon: parked (dead row, dead letter, audit), never posted twice.
+    A new movement still posts."""
+    stack.start_kafka()
+    producer = stack.start_producer()
+    consumer = stack.start_consumer(overrides={
+        "store": {"retention": "2s", "prune_interval": "200ms"}})
+    assert producer.post(batch("OLD", 3)).status == 202
+
+    def erp_movements():
+        return query(consumer.erp, "SELECT count(*) FROM doc_movements")[0][0]
+    stack.wait_for(lambda: erp_movements() == 3, 60, "the three movements to reach the ERP")
+    stack.wait_for(lambda: metric(consumer, r"^invsync_store_pruned_total (\d+)$") == 3, 30,
+                   "the consumer to prune the three posted movements",
+                   detail=lambda: "pruned %d" % metric(consumer, r"^invsync_store_pruned_total (\d+)$"))
+    assert query(consumer.store, "SELECT count(*) FROM movements") == [(0,)]
+    assert query(consumer.store, "SELECT count(*) FROM postings WHERE state = 'posted'") == [(3,)]
+    status = consumer.status()
+    assert status["retention"]["store_retention_s"] == 2, status["retention"]
+    assert status["retention"]["pruned_before"], status["retention"]
+    assert metric(consumer, r"^invsync_store_pruned_before_timestamp_seconds ([0-9.]+)$") > 0
+    # trace says why it finds nothing.
+    tr = stack.run([binary("erp-consumer"), "trace", "--config", consumer.config_path,
+                    "--movement", "OLD-1"], check=False)
+    assert tr.returncode != 0 and "have been pruned (store.retention)" in tr.err, tr.err
+
+    # The same movements again, unchanged (their old accepted time).
+    stack.run([binary("mes-producer"), "republish", "--config", producer.config_path,
+               "--site", "PLANT1", "--from", "1", "--to", "3", "--by", "qa", "--reason", "replay"])
+    horizon = r'^invsync_consumer_movements_total\{outcome="before_horizon"\} (\d+)$'
+    stack.wait_for(lambda: metric(consumer, horizon) == 3, 30,
+                   "the consumer to park the three redelivered movements",
+                   detail=lambda: "before_horizon %d" % metric(consumer, horizon))
+    assert query(consumer.store, "SELECT count(*) FROM audit WHERE action = 'movement-before-horizon'"
+                 ) == [(3,)]
+    reasons = query(consumer.store, "SELECT reason FROM dead_letters ORDER BY movement_id")
+    assert len(reasons) == 3 and all("before the store's pruned horizon" in r for (r,) in reasons), reasons
+
+    # A new movement posts as before; the old ones are still in the ERP once.
+    assert producer.post(batch("NEW", 1, first=4)).status == 202
+    stack.wait_for(lambda: erp_movements() == 4, 60, "the new movement to reach the ERP")
+    assert query(consumer.erp, "SELECT count(*), count(DISTINCT movement_id) FROM doc_movements"
+                 ) == [(4, 4)]
+    assert query(consumer.erp, "SELECT qty_units FROM on_hand WHERE lot = 'LOT-R'") == [
+        (4 * 5 * 1000000,)]
