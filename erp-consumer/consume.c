@@ -739,10 +739,10 @@ out:
  * read again is then a duplicate of its dead row.
  */
 static void dead_letter_parked(consume_t *c, const slot_t *slots, const store_msg_t *sm, size_t n,
-                               const store_batch_result_t *res) {
+                               const unsigned char *parked, const store_batch_result_t *res) {
     char err[256], why[256];
     for (size_t i = 0; i < n; i++) {
-        if (!res->parked_at[i])
+        if (!parked[i])
             continue;
         const rd_kafka_message_t *msg = slots[i].msg;
         const is_movement_t *m = sm[i].m;
@@ -847,10 +847,10 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
                 }
             }
         }
-        store_batch_result_t res = {.parked_at = parked};
+        store_batch_result_t res;
         for (;;) {
-            rc = store_apply_batch(c->store, sm, n, is_clock_now_ms(NULL), &res, errstr,
-                                   sizeof(errstr));
+            rc = store_apply_batch_parked(c->store, sm, n, is_clock_now_ms(NULL), parked, &res,
+                                          errstr, sizeof(errstr));
             if (rc == IS_OK || *stop)
                 break;
             is_log(IS_LOG_ERROR, "store batch failed; retrying", "error", errstr, NULL);
@@ -875,7 +875,7 @@ is_err_t consume_run(consume_t *c, volatile sig_atomic_t *stop) {
             atomic_fetch_add(&c->stats->ignored, (long long)res.ignored);
             atomic_fetch_add(&c->stats->heartbeats, (long long)res.heartbeats);
             if (res.parked)
-                dead_letter_parked(c, slots, sm, n, &res);
+                dead_letter_parked(c, slots, sm, n, parked, &res);
             if (res.duplicates && is_log_enabled(IS_LOG_DEBUG))
                 is_logf(IS_LOG_DEBUG, "%zu duplicate movement(s) absorbed", res.duplicates);
             if (res.received && c->notify)

@@ -674,16 +674,20 @@ static is_err_t note_parked(store_t *s, const store_msg_t *msg, const char *reas
 
 is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_t now_ms,
                            store_batch_result_t *res, char *errstr, size_t errstr_size) {
+    return store_apply_batch_parked(s, msgs, n, now_ms, NULL, res, errstr, errstr_size);
+}
+
+is_err_t store_apply_batch_parked(store_t *s, const store_msg_t *msgs, size_t n, int64_t now_ms,
+                                  unsigned char *parked_at, store_batch_result_t *res, char *errstr,
+                                  size_t errstr_size) {
     is_err_t rc;
     pair_t *pairs = NULL;
     const store_msg_t **parts = NULL;
     size_t n_pairs = 0, n_parts = 0;
     sqlite3_stmt *st;
-    unsigned char *parked_at = res->parked_at;
     int64_t horizon = 0;
 
     memset(res, 0, sizeof(*res));
-    res->parked_at = parked_at;
     if (parked_at)
         memset(parked_at, 0, n);
     if (n == 0)

@@ -109,12 +109,9 @@ typedef struct store_batch_result {
     size_t parked;         /* movements unknown to the store but accepted before its pruned
                               horizon (store_prune): recorded dead, not queued */
     int64_t pruned_before; /* the horizon the batch was checked against (0: never pruned) */
-    /* In: NULL, or an array of n the store fills: 1 where message i was parked
-     * (the caller dead-letters those). Kept across the call's reset of *res. */
-    unsigned char *parked_at;
-    size_t duplicates; /* movements already known, with the same content */
-    size_t conflicts;  /* movement ids already known with other content: not applied,
-                          audited (movement-conflict) */
+    size_t duplicates;     /* movements already known, with the same content */
+    size_t conflicts;      /* movement ids already known with other content: not applied,
+                              audited (movement-conflict) */
     char conflict_id[IS_MOVEMENT_MAX_STR + 1]; /* the first of them, for the log */
     size_t dead;
     size_t ignored;
@@ -129,6 +126,11 @@ typedef struct store_batch_result {
 is_err_t store_apply_batch(store_t *s, const store_msg_t *msgs, size_t n, int64_t now_ms,
                            store_batch_result_t *res, char *errstr,
                            size_t errstr_size) IS_MUST_CHECK;
+/* The same; parked_at (n entries) is set to 1 where message i was parked,
+ * 0 elsewhere (the consume loop dead-letters those). */
+is_err_t store_apply_batch_parked(store_t *s, const store_msg_t *msgs, size_t n, int64_t now_ms,
+                                  unsigned char *parked_at, store_batch_result_t *res, char *errstr,
+                                  size_t errstr_size) IS_MUST_CHECK;
 
 /*
  * The consume loop's sequence bookkeeping, for a caller that writes movements

@@ -80,7 +80,7 @@ static store_batch_result_t apply_kind(fixture_t *f, store_msg_kind_t kind, cons
     is_movement_t m;
     store_msg_t sm;
     unsigned char parked = 0;
-    store_batch_result_t res = {.parked_at = &parked};
+    store_batch_result_t res;
     char errstr[256];
     make(f, &m, id, lot, seq, accepted);
     size_t len = invsync__v1__movement__get_packed_size(&m);
@@ -95,7 +95,8 @@ static store_batch_result_t apply_kind(fixture_t *f, store_msg_kind_t kind, cons
     sm.payload = buf;
     sm.payload_len = len;
     sm.reason = kind == STORE_MSG_DEAD ? "invalid movement: test" : NULL;
-    assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(
+        store_apply_batch_parked(f->s, &sm, 1, 1000, &parked, &res, errstr, sizeof(errstr)), IS_OK);
     if (parked_at)
         *parked_at = parked;
     return res;
