@@ -705,7 +705,7 @@ static is_err_t append_items(outbox_t *ob, outbox_item_t *items, size_t n, const
             continue;
         size_t later = original_later(items, n, i);
         if (later < n) {
-            char what[96];
+            char what[128];
             snprintf(what, sizeof(what),
                      "is new at index %zu of this request, after its reversal: send the original"
                      " first",

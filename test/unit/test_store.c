@@ -508,11 +508,11 @@ static int64_t count_rows(fixture_t *f, const char *sql) {
 static void test_chunked_posting_traces_each_chunk_document(void **state) {
     fixture_t *f = *state;
     store_posting_list_t l = {0};
-    char errstr[256], id[8];
+    char errstr[256], id[16];
     is_movement_t m[6];
     Invsync__V1__Decimal q[6];
     for (int i = 0; i < 6; i++) {
-        static char ids[6][8];
+        static char ids[6][16];
         snprintf(ids[i], sizeof(ids[i]), i < 5 ? "C%d" : "W%d", i + 1);
         make(&m[i], &q[i], ids[i], "S1", i < 5 ? "L1" : "L2", (uint64_t)i + 1);
         m[i].tier = "periodic";
