@@ -485,6 +485,46 @@ static int batch_nul_fields(const char *body, size_t len, size_t n, const char *
     return rc == 0 && i == n ? 0 : -1;
 }
 
+/*
+ * Drop the fields this producer does not know, in msg and the messages it
+ * holds. protobuf-c keeps them and packs them back, so without this they
+ * would be stored and forwarded unchecked: a field of any size (a movement
+ * too large for one Kafka message, acknowledged and then stuck in the
+ * outbox), and part of the fingerprint (a resend from an MES with a newer
+ * .proto answered 409). Skipped, as the README promises. The unpacked
+ * message uses the default allocator, so free() is what free_unpacked would
+ * call.
+ */
+static void strip_unknown_fields(ProtobufCMessage *msg) {
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    char *base = (char *)msg;
+    unsigned i;
+    size_t j;
+
+    for (i = 0; i < msg->n_unknown_fields; i++)
+        free(msg->unknown_fields[i].data);
+    free(msg->unknown_fields);
+    msg->unknown_fields = NULL;
+    msg->n_unknown_fields = 0;
+    for (i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage **arr = *(ProtobufCMessage ***)(base + f->offset);
+            for (j = 0; j < n; j++) {
+                if (arr[j])
+                    strip_unknown_fields(arr[j]);
+            }
+        } else {
+            ProtobufCMessage *sub = *(ProtobufCMessage **)(base + f->offset);
+            if (sub)
+                strip_unknown_fields(sub);
+        }
+    }
+}
+
 /* Protobuf MovementBatch body → items. */
 static int decode_protobuf(request_t *r, const char *body, size_t len, is_http_response_t *resp) {
     const char **nul_bad = NULL;
@@ -494,6 +534,7 @@ static int decode_protobuf(request_t *r, const char *body, size_t len, is_http_r
         is_http_respond_error(resp, 400, "body is not a valid protobuf MovementBatch");
         return 1;
     }
+    strip_unknown_fields(&r->batch->base);
     if (check_count(r, r->batch->n_movements, resp))
         return 1;
     r->items = calloc(r->batch->n_movements, sizeof(*r->items));

@@ -847,6 +847,88 @@ static void test_resend_of_a_movement_stored_under_older_rules_is_a_duplicate(vo
     assert_int_equal(stored(f), 1);
 }
 
+/* ---- unknown protobuf fields ------------------------------------------- */
+
+/* Append a varint to buf at *off. */
+static void put_varint(uint8_t *buf, size_t *off, uint64_t v) {
+    do {
+        uint8_t b = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        buf[(*off)++] = (uint8_t)(v ? b | 0x80 : b);
+    } while (v);
+}
+
+/* Append field id (wire type 2) holding len bytes of c to buf at *off. */
+static void put_fill(uint8_t *buf, size_t *off, uint32_t id, char c, size_t len) {
+    put_varint(buf, off, (uint64_t)id << 3 | 2);
+    put_varint(buf, off, len);
+    memset(buf + *off, c, len);
+    *off += len;
+}
+
+/* A one-movement MovementBatch: m packed, plus an unknown field 99 of
+ * extra bytes (none when 0) inside the movement. malloc'd, *len its size. */
+static uint8_t *batch_with_unknown(const is_movement_t *m, size_t extra, size_t *len) {
+    size_t mlen = invsync__v1__movement__get_packed_size(m), off = 0, mv_len;
+    uint8_t *buf = malloc(mlen + extra + 32), *mv = malloc(mlen + extra + 16);
+    assert_non_null(buf);
+    assert_non_null(mv);
+    /* The movement's bytes, then the unknown field (tag and length take <= 7 bytes). */
+    mv_len = invsync__v1__movement__pack(m, mv);
+    if (extra)
+        put_fill(mv, &mv_len, 99, 'x', extra);
+    put_varint(buf, &off, 1 << 3 | 2);
+    put_varint(buf, &off, mv_len);
+    memcpy(buf + off, mv, mv_len);
+    off += mv_len;
+    free(mv);
+    *len = off;
+    return buf;
+}
+
+static int keep_payload_len(void *opaque, const outbox_row_t *row) {
+    *(size_t *)opaque = row->payload_len;
+    return 0;
+}
+
+/* Fields the producer does not know are skipped: a resend that carries one
+ * (an MES on a newer .proto) is a duplicate, not a 409, and a large one is
+ * not stored, so every acknowledged movement still fits one Kafka message
+ * (before, a 2 MB unknown field was acknowledged and then never left the
+ * outbox: "Message size too large", the site's later movements held behind
+ * the gap). */
+static void test_unknown_protobuf_fields_are_skipped(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    uint8_t *body;
+    size_t len, payload_len = 0, n = 0;
+    char err[256];
+
+    pb_scrap(&m, &q, "PB-UNK", "L1");
+    body = batch_with_unknown(&m, 0, &len);
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, (const char *)body, len), 202);
+    free(body);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "accepted")), 1);
+
+    body = batch_with_unknown(&m, 16, &len);
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, (const char *)body, len), 202);
+    free(body);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "duplicates")), 1);
+    assert_int_equal(stored(f), 1);
+
+    pb_scrap(&m, &q, "PB-BIG", "L1");
+    body = batch_with_unknown(&m, 2 * 1000 * 1000, &len);
+    assert_int_equal(post(f, "application/x-protobuf", TOK_P1, (const char *)body, len), 202);
+    free(body);
+    assert_int_equal(stored(f), 2);
+    assert_int_equal(
+        outbox_fetch_unsent(f->ob, 1, 10, keep_payload_len, &payload_len, &n, err, sizeof err),
+        IS_OK);
+    assert_int_equal(n, 1);
+    assert_true(payload_len < 1024);
+}
+
 /* ---- health, readiness, metrics ---------------------------------------- */
 
 static void call(fixture_t *f, is_http_handler_fn fn, const char *path) {
@@ -959,6 +1041,7 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_reversal_must_match_original_statuses, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_protobuf_fields_are_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_202_body_escapes_like_jansson, setup, teardown),
         cmocka_unit_test_setup_teardown(test_503_outbox_failure_acknowledges_nothing, setup,
