@@ -313,6 +313,16 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
         else if (vlen > IS_MOVEMENT_MAX_ATTR_VALUE)
             add_err(&v, "attributes", "value of '%.64s' is longer than %d bytes (%zu)", k,
                     IS_MOVEMENT_MAX_ATTR_VALUE, vlen);
+        /* A map has one value per key; protobuf's wire can repeat an entry
+         * (JSON cannot: duplicate keys are malformed). Which one counts would
+         * differ between readers, and the fingerprint would take {a:1,a:2}
+         * and {a:2,a:1} for the same content. */
+        for (size_t j = 0; j < i; j++) {
+            if (m->attributes[j] && strcmp(str(m->attributes[j]->key), k) == 0) {
+                add_err(&v, "attributes", "key '%.64s' is given more than once", k);
+                break;
+            }
+        }
     }
     return v.n;
 }

@@ -83,7 +83,7 @@ typedef struct is_validate_opts {
  * REVERSAL); attributes ≤ IS_MOVEMENT_MAX_ATTRS; source_system not refused
  * (compared ignoring case). With opts->ingest also: |quantity| <
  * 10^IS_MOVEMENT_MAX_QTY_DIGITS, no control characters in strings, each attribute
- * key non-empty and ≤ IS_MOVEMENT_MAX_STR, each value ≤
+ * key non-empty, ≤ IS_MOVEMENT_MAX_STR and given once, each value ≤
  * IS_MOVEMENT_MAX_ATTR_VALUE (a movement always fits a Kafka message).
  */
 size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *opts,

@@ -560,6 +560,35 @@ static void test_validate_attributes(void **state) {
     }
 }
 
+/* A map key given twice (protobuf's wire allows it, JSON refuses it as
+ * malformed) is refused at ingest, naming the key: readers disagree on which
+ * value counts, and the fingerprint took {a:1,a:2} and {a:2,a:1} (different
+ * content for a last-wins reader) for the same movement. */
+static void test_validate_attribute_key_given_twice(void **state) {
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    Invsync__V1__Movement__AttributesEntry e[3], *pe[3] = {&e[0], &e[1], &e[2]};
+    const char *keys[3] = {"shift", "operator", "shift"};
+    is_field_error_t errs[2];
+    const is_validate_opts_t at_ingest = {6, NULL, 1, 0}, consumed = {6, NULL, 0, 0};
+    (void)state;
+    fill_valid(&m, &q, T(GOODS_ISSUE));
+    for (int i = 0; i < 3; i++) {
+        invsync__v1__movement__attributes_entry__init(&e[i]);
+        e[i].key = (char *)keys[i];
+        e[i].value = i == 2 ? "late" : "early";
+    }
+    m.n_attributes = 2;
+    m.attributes = pe;
+    assert_int_equal(is_movement_validate(&m, &at_ingest, errs, 2), 0);
+    m.n_attributes = 3;
+    assert_int_equal(is_movement_validate(&m, &consumed, NULL, 0), 0);
+    memset(errs, 0, sizeof errs);
+    assert_int_equal(is_movement_validate(&m, &at_ingest, errs, 2), 1);
+    assert_string_equal(errs[0].field, "attributes");
+    assert_string_equal(errs[0].error, "key 'shift' is given more than once");
+}
+
 /* ---- lot key ------------------------------------------------------------ */
 
 static void test_lot_key(void **state) {
@@ -715,6 +744,7 @@ int main(void) {
         cmocka_unit_test(test_effects),
         cmocka_unit_test(test_effects_no_quantity),
         cmocka_unit_test(test_validate_attributes),
+        cmocka_unit_test(test_validate_attribute_key_given_twice),
         cmocka_unit_test(test_lot_key),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_fingerprint_is_packed_hash),
