@@ -43,8 +43,11 @@
 #define HTTPD_BACKLOG      128
 #define HTTPD_IDLE_TIMEOUT 60u   /* seconds a keep-alive connection may sit idle */
 #define HTTPD_DRAIN_MS     10000 /* at stop: how long requests in flight may take to finish */
-/* Bytes of an oversized chunked body read and dropped before hanging up. */
-#define HTTPD_DISCARD_MAX (1024 * 1024)
+/* Bytes of an oversized chunked body read and dropped before hanging up:
+ * the larger of this and max_body, so that a batch up to twice the limit
+ * gets its 413 (an MES that only sees the connection close takes it for a
+ * passing fault and sends the same batch again, for ever). */
+#define HTTPD_DISCARD_MIN (1024 * 1024)
 
 struct is_httpd {
     struct MHD_Daemon *daemon;
@@ -430,9 +433,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (cs->too_large) {
             /* Discarding the rest of an oversized body so the client can
-             * read the 413; past HTTPD_DISCARD_MAX it is abuse: hang up. */
+             * read the 413; past twice the limit it is abuse: hang up. */
+            size_t most = h->max_body > HTTPD_DISCARD_MIN ? h->max_body : HTTPD_DISCARD_MIN;
             cs->discarded += n;
-            return cs->discarded > HTTPD_DISCARD_MAX ? MHD_NO : MHD_YES;
+            return cs->discarded > most ? MHD_NO : MHD_YES;
         }
         if (body_append(cs, h->max_body, upload_data, n) < 0)
             return MHD_NO;

@@ -786,6 +786,31 @@ static void test_all_interfaces_and_port_in_use(void **state) {
     assert_non_null(strstr(err, "in use"));
 }
 
+/* A chunked body up to twice a large max_body is read to its end and answered
+ * 413 (an MES must learn why); only past that does the server hang up. */
+static void test_chunked_over_large_limit_gets_413(void **state) {
+    is_httpd_t *h = NULL;
+    char err[256] = "", addr[64];
+    size_t limit = 2u << 20;
+    reply_t r;
+    (void)state;
+
+    assert_int_equal(is_httpd_start("127.0.0.1:0", ROUTES, sizeof ROUTES / sizeof ROUTES[0], NULL,
+                                    limit, 1, &h, err, sizeof err),
+                     IS_OK);
+    snprintf(addr, sizeof addr, "http://127.0.0.1:%u", (unsigned)is_httpd_port(h));
+    CURLcode rc = request(NULL, addr, "/v1/movements",
+                          &(req_opts_t){.chunked_bytes = limit + (limit * 3) / 4}, &r);
+    assert_int_equal(rc, CURLE_OK);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(r.body, "{\"error\":\"request body larger than 2097152 bytes\"}");
+    reply_free(&r);
+    rc = request(NULL, addr, "/v1/movements", &(req_opts_t){.chunked_bytes = 3 * limit}, &r);
+    assert_int_not_equal(rc, CURLE_OK);
+    reply_free(&r);
+    is_httpd_stop(h);
+}
+
 static void test_respond_helpers(void **state) {
     is_http_response_t resp = {.status = 200};
     is_http_request_t req = {.method = "GET", .path = "/", .body = "", .conn = NULL};
@@ -836,6 +861,7 @@ int main(void) {
         cmocka_unit_test(test_handlers_run_in_parallel),
         cmocka_unit_test(test_bad_listen_addresses),
         cmocka_unit_test(test_all_interfaces_and_port_in_use),
+        cmocka_unit_test(test_chunked_over_large_limit_gets_413),
         cmocka_unit_test(test_respond_helpers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
