@@ -28,15 +28,17 @@
 #include "log.h"
 #include "movement.h"
 #include "topic.h"
+#include "topic_watch.h"
 
-#define POLL_IDLE_MS        50 /* latency of picking up new outbox rows */
-#define QUEUE_FULL_POLL_MS  100
-#define PROBE_EVERY_MS      5000 /* metadata probe while not connected */
-#define PROBE_TIMEOUT_MS    1000
-#define RETRY_MIN_MS        1000
-#define RETRY_MAX_MS        60000
-#define RECREATE_BACKOFF_MS 1000
-#define IN_FLIGHT_PER_BATCH 10 /* cap = batch × this */
+#define POLL_IDLE_MS         50 /* latency of picking up new outbox rows */
+#define QUEUE_FULL_POLL_MS   100
+#define PROBE_EVERY_MS       5000 /* metadata probe while not connected */
+#define PROBE_TIMEOUT_MS     1000
+#define RETRY_MIN_MS         1000
+#define RETRY_MAX_MS         60000
+#define RECREATE_BACKOFF_MS  1000
+#define IN_FLIGHT_PER_BATCH  10   /* cap = batch × this */
+#define TOPIC_CHECK_EVERY_MS 5000 /* missing-topic check (topic_watch.h) */
 
 typedef struct id_vec {
     int64_t *v;
@@ -68,15 +70,17 @@ struct forwarder {
     id_vec_t retry;      /* failed permanently, to produce again at retry_at */
     int64_t retry_at;    /* monotonic ms */
     int64_t retry_backoff_ms;
-    int fatal;             /* set by the error callback: recreate the producer */
-    int64_t next_hb;       /* monotonic ms */
-    int64_t next_probe;    /* monotonic ms */
-    int64_t recreate_at;   /* monotonic ms; when rk is NULL */
-    int64_t retention_ms;  /* 0 = no pruning */
-    int64_t next_prune;    /* monotonic ms */
-    int64_t prune_after;   /* outbox id: rows up to it were looked at */
-    int64_t republish_gen; /* outbox_republish_generation last seen */
-    int rewind_pending;    /* a republish was seen: drain, then rewind */
+    int fatal;                /* set by the error callback: recreate the producer */
+    int64_t next_hb;          /* monotonic ms */
+    int64_t next_probe;       /* monotonic ms */
+    int64_t recreate_at;      /* monotonic ms; when rk is NULL */
+    int64_t retention_ms;     /* 0 = no pruning */
+    int64_t next_prune;       /* monotonic ms */
+    int64_t prune_after;      /* outbox id: rows up to it were looked at */
+    int64_t republish_gen;    /* outbox_republish_generation last seen */
+    int rewind_pending;       /* a republish was seen: drain, then rewind */
+    topic_watch_t *topics;    /* topics movements wait for that the broker lacks */
+    int64_t next_topic_check; /* monotonic ms */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -514,6 +518,63 @@ static void probe(forwarder_t *fw) {
     }
 }
 
+/* ---- missing topics ----------------------------------------------------- */
+
+static int unknown_topic(rd_kafka_resp_err_t err) {
+    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+           err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+/* topic_watch_ask_fn: a metadata request for this one topic. Its answer also
+ * refreshes librdkafka's own view of the topic, so a topic created since is
+ * produced to at once rather than after topic.metadata.refresh.interval.ms. */
+static topic_watch_answer_t ask_topic(void *opaque, const char *topic) {
+    forwarder_t *fw = opaque;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(fw->rk, topic, NULL);
+    rd_kafka_resp_err_t err;
+    topic_watch_answer_t ans = TOPIC_WATCH_UNCLEAR;
+
+    if (!rkt)
+        return TOPIC_WATCH_UNCLEAR;
+    err = rd_kafka_metadata(fw->rk, 0, rkt, &md, PROBE_TIMEOUT_MS);
+    if (unknown_topic(err)) {
+        ans = TOPIC_WATCH_MISSING;
+    } else if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && unknown_topic(md->topics[0].err))
+            ans = TOPIC_WATCH_MISSING;
+        else if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            ans = TOPIC_WATCH_EXISTS;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return ans;
+}
+
+/*
+ * Every TOPIC_CHECK_EVERY_MS while Kafka answers: when a movement has waited
+ * TOPIC_WATCH_STUCK_MS, ask the broker about the topics movements wait for
+ * (one indexed row otherwise). While Kafka is unreachable nothing is asked
+ * and the known state is kept: that outage is reported on its own.
+ */
+static void check_topics(forwarder_t *fw) {
+    int64_t now = is_clock_now_ms(fw->clock);
+    char errstr[256];
+
+    if (producer_metrics_kafka(fw->metrics) != PRODUCER_KAFKA_CONNECTED)
+        return;
+    topic_watch_begin(fw->topics);
+    if (outbox_unsent_topics(fw->outbox, now - TOPIC_WATCH_STUCK_MS, topic_watch_waiting,
+                             fw->topics, errstr, sizeof(errstr)) != IS_OK) {
+        is_log(IS_LOG_ERROR, "cannot read the outbox to check topics", "error", errstr, NULL);
+        return;
+    }
+    if (topic_watch_end(fw->topics, now, ask_topic, fw) > 0 && fw->retry.n > 0) {
+        fw->retry_at = is_monotonic_ms(); /* a topic is back: retry its movements now */
+        fw->retry_backoff_ms = RETRY_MIN_MS;
+    }
+}
+
 /* ---- the thread --------------------------------------------------------- */
 
 static void shutdown_producer(forwarder_t *fw) {
@@ -651,6 +712,10 @@ static void *forwarder_main(void *arg) {
             fw->next_probe = now + PROBE_EVERY_MS;
             probe(fw);
         }
+        if (now >= fw->next_topic_check) {
+            fw->next_topic_check = now + TOPIC_CHECK_EVERY_MS;
+            check_topics(fw);
+        }
     }
     shutdown_producer(fw);
     return NULL;
@@ -662,6 +727,7 @@ static void forwarder_free(forwarder_t *fw) {
     if (fw->rk)
         rd_kafka_destroy(fw->rk);
     is_strmap_release(&fw->kafka);
+    topic_watch_destroy(fw->topics);
     free(fw->producer_id);
     free(fw->done.v);
     free(fw->retry.v);
@@ -698,7 +764,8 @@ is_err_t forwarder_start(const forwarder_opts_t *opts, forwarder_t **out, char *
     atomic_init(&fw->stop, 0);
     atomic_init(&fw->flush_timeout_ms, 10000);
     fw->producer_id = strdup(opts->producer_id);
-    if (!fw->producer_id) {
+    fw->topics = topic_watch_new(opts->metrics);
+    if (!fw->producer_id || !fw->topics) {
         rc = IS_ERR_NOMEM;
         goto err;
     }

@@ -993,6 +993,24 @@ static void respond_json_rounded(is_http_response_t *resp, int status, json_t *b
     free(text);
 }
 
+/* /readyz "topics_missing": the topics movements wait for that the broker
+ * lacks (topic_watch.h), at most PRODUCER_METRICS_MAX_MISSING of them. */
+static json_t *topics_missing_json(producer_metrics_t *pm) {
+    producer_missing_topic_t v[PRODUCER_METRICS_MAX_MISSING];
+    size_t n = 0;
+    json_t *arr = json_array();
+
+    (void)producer_metrics_topics_missing(pm, v, PRODUCER_METRICS_MAX_MISSING, &n);
+    for (size_t i = 0; arr && i < n; i++) {
+        char since[IS_RFC3339_LEN];
+        is_format_rfc3339(v[i].since_ms, since);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s}", "topic", v[i].topic,
+                                             "site", v[i].site, "tier", v[i].tier, "waiting",
+                                             (json_int_t)v[i].waiting, "missing_since", since));
+    }
+    return arr;
+}
+
 void ingest_handle_readyz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     ingest_t *ig = ctx;
     char err[256] = "";
@@ -1011,6 +1029,8 @@ void ingest_handle_readyz(void *ctx, const is_http_request_t *req, is_http_respo
                      (json_int_t)backlog, "oldest_unsent_age_s", age);
     if (!writable && body && err[0])
         json_object_set_new(body, "outbox_error", json_string(err));
+    if (body)
+        json_object_set_new(body, "topics_missing", topics_missing_json(ig->metrics));
     respond_json_rounded(resp, writable ? 200 : 503, body);
 }
 

@@ -110,6 +110,8 @@ struct outbox {
     sqlite3_stmt *f_fetch;
     sqlite3_stmt *f_mark;
     sqlite3_stmt *f_first;
+    sqlite3_stmt *f_oldest; /* accepted_at of the lowest unsent id */
+    sqlite3_stmt *f_topics; /* unsent rows per topic */
 
     /* stats role: any thread, under smu */
     pthread_mutex_t smu;
@@ -231,7 +233,7 @@ static void finalize_all(outbox_t *ob) {
                            ob->w_reversal,   ob->w_reversal_get, ob->w_probe,    ob->w_sp,
                            ob->w_sp_release, ob->w_sp_rollback,  ob->f_fetch,    ob->f_mark,
                            ob->f_first,      ob->s_count,        ob->s_oldest,   ob->s_last_seq,
-                           ob->s_sites,      ob->s_fingerprint};
+                           ob->s_sites,      ob->s_fingerprint,  ob->f_oldest,   ob->f_topics};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -336,6 +338,12 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
         {ob->f, &ob->f_first,
          "SELECT id FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
          " ORDER BY id LIMIT 1"},
+        {ob->f, &ob->f_oldest,
+         "SELECT accepted_at FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
+         " ORDER BY id LIMIT 1"},
+        {ob->f, &ob->f_topics,
+         "SELECT topic, min(site), min(tier), count(*), min(accepted_at)"
+         " FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL GROUP BY topic"},
         {ob->s, &ob->s_count,
          "SELECT COUNT(*) FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"},
         {ob->s, &ob->s_oldest,
@@ -1101,6 +1109,29 @@ is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) {
         rc = IS_ERR_DB;
     stmt_done(ob->f_first);
     return rc;
+}
+
+is_err_t outbox_unsent_topics(outbox_t *ob, int64_t older_than_ms, outbox_topic_fn cb, void *opaque,
+                              char *errstr, size_t errstr_size) {
+    int src = sqlite3_step(ob->f_oldest);
+    int64_t oldest = src == SQLITE_ROW ? sqlite3_column_int64(ob->f_oldest, 0) : 0;
+
+    stmt_done(ob->f_oldest);
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return is_db_error(ob->f, "read the oldest unsent movement", errstr, errstr_size);
+    if (src == SQLITE_DONE || oldest >= older_than_ms)
+        return IS_OK; /* nothing waits that long: the per-topic scan is skipped */
+    while ((src = sqlite3_step(ob->f_topics)) == SQLITE_ROW) {
+        const char *topic = (const char *)sqlite3_column_text(ob->f_topics, 0);
+        const char *site = (const char *)sqlite3_column_text(ob->f_topics, 1);
+        const char *tier = (const char *)sqlite3_column_text(ob->f_topics, 2);
+        cb(opaque, S(topic), S(site), S(tier), (uint64_t)sqlite3_column_int64(ob->f_topics, 3),
+           sqlite3_column_int64(ob->f_topics, 4));
+    }
+    stmt_done(ob->f_topics);
+    if (src != SQLITE_DONE)
+        return is_db_error(ob->f, "count unsent movements per topic", errstr, errstr_size);
+    return IS_OK;
 }
 
 size_t outbox_checkpoint_metrics(outbox_t *ob, char *buf, size_t size) {

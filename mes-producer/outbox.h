@@ -195,6 +195,22 @@ is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t no
 /* Lowest unsent id, or 0 when nothing is unsent. @locality forwarder thread. */
 is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) IS_MUST_CHECK;
 
+/* One topic with unsent rows: its site and tier, how many rows wait, the
+ * accepted_at (ms since the epoch) of the oldest. Strings valid during the call. */
+typedef void (*outbox_topic_fn)(void *opaque, const char *topic, const char *site, const char *tier,
+                                uint64_t waiting, int64_t oldest_accepted_at);
+
+/*
+ * When the oldest unsent row was accepted before older_than_ms, call cb once
+ * per topic that has unsent rows (every such topic, however recent its own
+ * rows); otherwise do nothing. The first check is one indexed row; the
+ * per-topic pass reads every unsent row, so call it seldom (the forwarder:
+ * every few seconds, and only while something waits that long).
+ * cb must not call into the outbox. @locality forwarder thread.
+ */
+is_err_t outbox_unsent_topics(outbox_t *ob, int64_t older_than_ms, outbox_topic_fn cb, void *opaque,
+                              char *errstr, size_t errstr_size) IS_MUST_CHECK;
+
 /*
  * Unsent row count and the accepted_at of the oldest unsent row (0 when the
  * backlog is empty). @locality any thread.

@@ -37,6 +37,10 @@ struct producer_metrics {
     atomic_uint_fast64_t pruned;
     atomic_int_fast64_t heartbeat_interval_ms;
     atomic_int kafka_state;
+    pthread_mutex_t missing_mu; /* guards the missing-topic list */
+    producer_missing_topic_t missing[PRODUCER_METRICS_MAX_MISSING];
+    size_t n_missing;            /* entries listed in missing[] */
+    atomic_size_t missing_total; /* the gauge: may exceed n_missing */
 };
 
 producer_metrics_t *producer_metrics_new(void) {
@@ -45,6 +49,8 @@ producer_metrics_t *producer_metrics_new(void) {
     if (!pm)
         return NULL;
     pthread_mutex_init(&pm->claim_mu, NULL);
+    pthread_mutex_init(&pm->missing_mu, NULL);
+    atomic_init(&pm->missing_total, 0);
     for (i = 0; i < N_SLOTS; i++) {
         atomic_init(&pm->slots[i].ready, 0);
         for (j = 0; j < PRODUCER_OUTCOME__COUNT; j++)
@@ -68,6 +74,7 @@ void producer_metrics_destroy(producer_metrics_t *pm) {
     if (!pm)
         return;
     pthread_mutex_destroy(&pm->claim_mu);
+    pthread_mutex_destroy(&pm->missing_mu);
     free(pm);
 }
 
@@ -149,6 +156,36 @@ producer_kafka_state_t producer_metrics_kafka(const producer_metrics_t *pm) {
     return (producer_kafka_state_t)atomic_load(&((producer_metrics_t *)pm)->kafka_state);
 }
 
+void producer_metrics_set_topics_missing(producer_metrics_t *pm, const producer_missing_topic_t *v,
+                                         size_t n, size_t total) {
+    if (!pm)
+        return;
+    if (n > PRODUCER_METRICS_MAX_MISSING)
+        n = PRODUCER_METRICS_MAX_MISSING;
+    pthread_mutex_lock(&pm->missing_mu);
+    if (n)
+        memcpy(pm->missing, v, n * sizeof(*v));
+    pm->n_missing = n;
+    atomic_store(&pm->missing_total, total);
+    pthread_mutex_unlock(&pm->missing_mu);
+}
+
+size_t producer_metrics_topics_missing(producer_metrics_t *pm, producer_missing_topic_t *out,
+                                       size_t max, size_t *n_out) {
+    size_t n, total;
+    *n_out = 0;
+    if (!pm)
+        return 0;
+    pthread_mutex_lock(&pm->missing_mu);
+    n = pm->n_missing < max ? pm->n_missing : max;
+    if (n)
+        memcpy(out, pm->missing, n * sizeof(*out));
+    total = atomic_load(&pm->missing_total);
+    pthread_mutex_unlock(&pm->missing_mu);
+    *n_out = n;
+    return total;
+}
+
 const char *producer_kafka_state_name(producer_kafka_state_t st) {
     switch (st) {
     case PRODUCER_KAFKA_CONNECTED:
@@ -213,6 +250,10 @@ gauges:
             "# HELP invsync_kafka_up 1 when Kafka answered last, 0 when unreachable or unknown.\n"
             "# TYPE invsync_kafka_up gauge\n"
             "invsync_kafka_up %d\n"
+            "# HELP invsync_kafka_topics_missing Topics with movements waiting for them that the "
+            "broker does not have (create them: README 'Adding a site').\n"
+            "# TYPE invsync_kafka_topics_missing gauge\n"
+            "invsync_kafka_topics_missing %zu\n"
             "# HELP invsync_outbox_pruned_total Delivered movements deleted by outbox.retention.\n"
             "# TYPE invsync_outbox_pruned_total counter\n"
             "invsync_outbox_pruned_total %llu\n"
@@ -225,6 +266,7 @@ gauges:
             (unsigned long long)backlog, oldest_unsent_age_s,
             (unsigned long long)(pm ? atomic_load(&pm->delivery_errors) : 0),
             producer_metrics_kafka(pm) == PRODUCER_KAFKA_CONNECTED ? 1 : 0,
+            pm ? atomic_load(&pm->missing_total) : (size_t)0,
             (unsigned long long)(pm ? atomic_load(&pm->pruned) : 0),
             (unsigned long long)(pm ? atomic_load(&pm->heartbeats_sent) : 0),
             pm ? (double)atomic_load(&pm->heartbeat_interval_ms) / 1000.0 : 0.0);

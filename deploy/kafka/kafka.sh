@@ -8,6 +8,11 @@
 #   deploy/kafka/kafka.sh stop DIR           clean shutdown (SIGTERM, then SIGKILL after 30 s)
 #   deploy/kafka/kafka.sh restart DIR        stop + start on the same ports and data
 #
+# Broker properties from the environment, read when DIR is first set up:
+#   KAFKA_PARTITIONS (default 3)            num.partitions of auto-created topics
+#   KAFKA_AUTO_CREATE_TOPICS (default true) auto.create.topics.enable; false as in
+#                                           most production clusters
+#
 # Cache: $INVSYNC_KAFKA_CACHE or deploy/kafka/cache (git-ignored); a second
 # run reuses it. Needs java (17+) and mvn: deploy/install-deps.sh installs both.
 set -euo pipefail
@@ -74,7 +79,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$dir/data
 num.partitions=${KAFKA_PARTITIONS:-3}
-auto.create.topics.enable=true
+auto.create.topics.enable=${KAFKA_AUTO_CREATE_TOPICS:-true}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=3
 transaction.state.log.replication.factor=1
