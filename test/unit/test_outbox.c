@@ -904,6 +904,88 @@ static void test_concurrent_appends_stay_gap_free(void **state) {
     assert_int_equal(last_seq(f, "P3"), rows.last[2]);
 }
 
+/* ---- outbox_unsent_topics ------------------------------------------------ */
+
+typedef struct topic_seen {
+    char topic[64][64], site[64][32], tier[64][32];
+    uint64_t waiting[64];
+    int64_t oldest[64];
+    size_t n;
+} topic_seen_t;
+
+static void on_topic(void *opaque, const char *topic, const char *site, const char *tier,
+                     uint64_t waiting, int64_t oldest) {
+    topic_seen_t *ts = opaque;
+    assert_true(ts->n < 64);
+    snprintf(ts->topic[ts->n], 64, "%s", topic);
+    snprintf(ts->site[ts->n], 32, "%s", site);
+    snprintf(ts->tier[ts->n], 32, "%s", tier);
+    ts->waiting[ts->n] = waiting;
+    ts->oldest[ts->n] = oldest;
+    ts->n++;
+}
+
+static int64_t append_to(fixture_t *f, const char *id, const char *site, const char *tier,
+                         const char *topic, int64_t at) {
+    mv_t v;
+    outbox_item_t it;
+    char err[256];
+    mv_init(&v, id, site, 1000);
+    item_init(&it, &v, tier);
+    it.topic = topic;
+    assert_int_equal(outbox_append(f->ob, &it, 1, at, err, sizeof err), IS_OK);
+    return it.id;
+}
+
+static size_t seen_index(const topic_seen_t *ts, const char *topic) {
+    for (size_t i = 0; i < ts->n; i++)
+        if (strcmp(ts->topic[i], topic) == 0)
+            return i;
+    fail_msg("topic %s not reported", topic);
+    return 0;
+}
+
+/* The forwarder's missing-topic check: nothing is reported while the oldest
+ * unsent row is recent; once it is old, every topic with unsent rows is, with
+ * its site, tier, count and oldest accepted_at; delivered rows do not count. */
+static void test_unsent_topics_groups_waiting_rows_by_topic(void **state) {
+    fixture_t *f = *state;
+    topic_seen_t ts;
+    char err[256];
+    size_t i;
+    int64_t sent;
+
+    memset(&ts, 0, sizeof ts);
+    assert_int_equal(outbox_unsent_topics(f->ob, T0, on_topic, &ts, err, sizeof err), IS_OK);
+    assert_int_equal(ts.n, 0); /* empty outbox */
+
+    sent = append_to(f, "A-0", "PLANT1", "realtime", "p.PLANT1.realtime", T0 + 500);
+    append_to(f, "A-1", "PLANT1", "realtime", "p.PLANT1.realtime", T0 + 1000);
+    append_to(f, "A-2", "PLANT1", "realtime", "p.PLANT1.realtime", T0 + 3000);
+    append_to(f, "B-1", "PLANT9", "daily", "p.PLANT9.daily", T0 + 2000);
+    append_to(f, "B-2", "PLANT9", "daily", "p.PLANT9.daily", T0 + 9000);
+    assert_int_equal(outbox_mark_sent(f->ob, &sent, 1, T0 + 600, err, sizeof err), IS_OK);
+
+    /* Oldest unsent (T0+1000) is not older than the cutoff: one cheap look, no callback. */
+    memset(&ts, 0, sizeof ts);
+    assert_int_equal(outbox_unsent_topics(f->ob, T0 + 1000, on_topic, &ts, err, sizeof err), IS_OK);
+    assert_int_equal(ts.n, 0);
+
+    memset(&ts, 0, sizeof ts);
+    assert_int_equal(outbox_unsent_topics(f->ob, T0 + 1001, on_topic, &ts, err, sizeof err), IS_OK);
+    assert_int_equal(ts.n, 2);
+    i = seen_index(&ts, "p.PLANT1.realtime");
+    assert_string_equal(ts.site[i], "PLANT1");
+    assert_string_equal(ts.tier[i], "realtime");
+    assert_int_equal(ts.waiting[i], 2); /* A-0 was delivered */
+    assert_int_equal(ts.oldest[i], T0 + 1000);
+    i = seen_index(&ts, "p.PLANT9.daily");
+    assert_string_equal(ts.site[i], "PLANT9");
+    assert_string_equal(ts.tier[i], "daily");
+    assert_int_equal(ts.waiting[i], 2);
+    assert_int_equal(ts.oldest[i], T0 + 2000);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_new_then_duplicate_keeps_sequence, setup, teardown),
@@ -931,6 +1013,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_many_sites_keep_their_sequences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark_sent_runs_with_holes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appends_stay_gap_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsent_topics_groups_waiting_rows_by_topic, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
