@@ -31,17 +31,20 @@ TIERS = ("realtime", "nearline", "periodic", "shift", "daily")
 class KafkaBroker:
     """The real Apache Kafka broker of the session (deploy/kafka/kafka.sh):
     one single-node KRaft cluster on loopback. stop()/start() keep its ports
-    and data, which is how a broker outage is simulated."""
+    and data, which is how a broker outage is simulated. env: kafka.sh's
+    broker settings (KAFKA_AUTO_CREATE_TOPICS=false for a broker that, like
+    most production ones, does not create topics on first use)."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, env=None):
         self.dir = str(workdir)
         self.bootstrap = None
         self.starts = 0
+        self.env = dict(os.environ, **(env or {}))
 
     def _kafka_sh(self, cmd, timeout):
         try:
             r = subprocess.run(["bash", KAFKA_SH, cmd, self.dir], capture_output=True,
-                               timeout=timeout, stdin=subprocess.DEVNULL)
+                               timeout=timeout, stdin=subprocess.DEVNULL, env=self.env)
         except subprocess.TimeoutExpired:
             raise AssertionError("kafka.sh %s %s did not finish within %ds" % (cmd, self.dir, timeout))
         out, err = r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
@@ -85,6 +88,19 @@ class KafkaBroker:
         if not self.alive():
             self.start()
         return self.bootstrap
+
+    def create_topic(self, topic, partitions=3, timeout=60):
+        """kafka-topics.sh --create, run from the jars kafka.sh cached (no
+        download): Kafka's own TopicCommand."""
+        libs = os.path.join(self.env.get("INVSYNC_KAFKA_CACHE") or
+                            os.path.join(os.path.dirname(KAFKA_SH), "cache"), "libs")
+        argv = ["java", "-Xmx256m", "-cp", os.path.join(libs, "*"), "org.apache.kafka.tools.TopicCommand",
+                "--bootstrap-server", self.bootstrap, "--create", "--topic", topic,
+                "--partitions", str(partitions), "--replication-factor", "1"]
+        r = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        assert r.returncode == 0 and "Created topic" in out, (
+            "kafka-topics --create %s exited %d:\n%s" % (topic, r.returncode, out[-3000:]))
 
     def log_tail(self, lines=60):
         path = os.path.join(self.dir, "server.log")
