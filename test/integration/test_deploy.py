@@ -46,7 +46,7 @@ POLICY = os.path.join(DEPLOY, "policy.yaml")
 PRODUCER_METRICS = {
     "invsync_movements_total", "invsync_http_requests_total", "invsync_outbox_backlog",
     "invsync_outbox_oldest_unsent_age_seconds", "invsync_kafka_delivery_errors_total",
-    "invsync_kafka_up", "invsync_heartbeats_sent_total",
+    "invsync_kafka_up", "invsync_heartbeats_sent_total", "invsync_kafka_topics_missing",
     "invsync_db_checkpoints_total", "invsync_db_wal_pages",
 }
 CONSUMER_METRICS = {
