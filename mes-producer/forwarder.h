@@ -27,6 +27,12 @@
  * while Kafka is unreachable or the previous round is undelivered, so
  * heartbeats never pile up behind an outage.
  *
+ * Missing topics: every 5 s while Kafka answers and a movement has waited
+ * 5 s, the topics with unsent movements are checked with one metadata
+ * request each (topic_watch.h: WARN naming topic, site, tier and the fix,
+ * invsync_kafka_topics_missing, /readyz topics_missing). A topic found again
+ * has its failed movements retried at once.
+ *
  * The Kafka link state (connected / unreachable) goes to the metrics handle
  * for /readyz and /metrics: unreachable on ALL_BROKERS_DOWN or a failed
  * metadata probe, connected on a successful delivery or probe.
