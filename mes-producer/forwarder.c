@@ -70,17 +70,20 @@ struct forwarder {
     id_vec_t retry;      /* failed permanently, to produce again at retry_at */
     int64_t retry_at;    /* monotonic ms */
     int64_t retry_backoff_ms;
-    int fatal;                /* set by the error callback: recreate the producer */
-    int64_t next_hb;          /* monotonic ms */
-    int64_t next_probe;       /* monotonic ms */
-    int64_t recreate_at;      /* monotonic ms; when rk is NULL */
-    int64_t retention_ms;     /* 0 = no pruning */
-    int64_t next_prune;       /* monotonic ms */
-    int64_t prune_after;      /* outbox id: rows up to it were looked at */
-    int64_t republish_gen;    /* outbox_republish_generation last seen */
-    int rewind_pending;       /* a republish was seen: drain, then rewind */
-    topic_watch_t *topics;    /* topics movements wait for that the broker lacks */
-    int64_t next_topic_check; /* monotonic ms */
+    int fatal;             /* set by the error callback: recreate the producer */
+    int64_t next_hb;       /* monotonic ms */
+    int64_t next_probe;    /* monotonic ms */
+    int64_t recreate_at;   /* monotonic ms; when rk is NULL */
+    int64_t retention_ms;  /* 0 = no pruning */
+    int64_t next_prune;    /* monotonic ms */
+    int64_t prune_after;   /* outbox id: rows up to it were looked at */
+    int64_t republish_gen; /* outbox_republish_generation last seen */
+    int rewind_pending;    /* a republish was seen: drain, then rewind */
+    topic_watch_t *topics; /* topics movements wait for that the broker lacks */
+    int topic_asks;        /* check_topics round: per-topic requests made */
+    const struct rd_kafka_metadata *all_topics; /* the round's one all-topics answer */
+    int all_topics_failed;                      /* ... which did not come */
+    int64_t next_topic_check;                   /* monotonic ms */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -525,16 +528,43 @@ static int unknown_topic(rd_kafka_resp_err_t err) {
            err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
 }
 
+/* Per-topic metadata requests in one check_topics round; past them, one
+ * request for all topics answers the rest. Each request blocks the
+ * forwarder (a round trip), and after an outage every site's topics have
+ * movements waiting longer than TOPIC_WATCH_STUCK_MS while they drain. */
+#define TOPIC_ASKS_PER_ROUND 4
+
+/* The rest of a round: from the cluster's whole topic list, fetched once. */
+static topic_watch_answer_t ask_all_topics(forwarder_t *fw, const char *topic) {
+    if (!fw->all_topics && !fw->all_topics_failed &&
+        rd_kafka_metadata(fw->rk, 1, NULL, &fw->all_topics, PROBE_TIMEOUT_MS) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fw->all_topics = NULL;
+        fw->all_topics_failed = 1;
+    }
+    if (!fw->all_topics)
+        return TOPIC_WATCH_UNCLEAR;
+    for (int i = 0; i < fw->all_topics->topic_cnt; i++)
+        if (strcmp(fw->all_topics->topics[i].topic, topic) == 0)
+            return fw->all_topics->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR ? TOPIC_WATCH_EXISTS
+                   : unknown_topic(fw->all_topics->topics[i].err)              ? TOPIC_WATCH_MISSING
+                                                                  : TOPIC_WATCH_UNCLEAR;
+    return TOPIC_WATCH_MISSING;
+}
+
 /* topic_watch_ask_fn: a metadata request for this one topic. Its answer also
  * refreshes librdkafka's own view of the topic, so a topic created since is
  * produced to at once rather than after topic.metadata.refresh.interval.ms. */
 static topic_watch_answer_t ask_topic(void *opaque, const char *topic) {
     forwarder_t *fw = opaque;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(fw->rk, topic, NULL);
+    rd_kafka_topic_t *rkt;
     rd_kafka_resp_err_t err;
     topic_watch_answer_t ans = TOPIC_WATCH_UNCLEAR;
 
+    if (fw->topic_asks++ >= TOPIC_ASKS_PER_ROUND)
+        return ask_all_topics(fw, topic);
+    rkt = rd_kafka_topic_new(fw->rk, topic, NULL);
     if (!rkt)
         return TOPIC_WATCH_UNCLEAR;
     err = rd_kafka_metadata(fw->rk, 0, rkt, &md, PROBE_TIMEOUT_MS);
@@ -569,7 +599,14 @@ static void check_topics(forwarder_t *fw) {
         is_log(IS_LOG_ERROR, "cannot read the outbox to check topics", "error", errstr, NULL);
         return;
     }
-    if (topic_watch_end(fw->topics, now, ask_topic, fw) > 0 && fw->retry.n > 0) {
+    fw->topic_asks = 0;
+    fw->all_topics = NULL;
+    fw->all_topics_failed = 0;
+    size_t found = topic_watch_end(fw->topics, now, ask_topic, fw);
+    if (fw->all_topics)
+        rd_kafka_metadata_destroy(fw->all_topics);
+    fw->all_topics = NULL;
+    if (found > 0 && fw->retry.n > 0) {
         fw->retry_at = is_monotonic_ms(); /* a topic is back: retry its movements now */
         fw->retry_backoff_ms = RETRY_MIN_MS;
     }

@@ -342,8 +342,13 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
          "SELECT accepted_at FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
          " ORDER BY id LIMIT 1"},
         {ob->f, &ob->f_topics,
-         "SELECT topic, min(site), min(tier), count(*), min(accepted_at)"
-         " FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL GROUP BY topic"},
+         /* The oldest OUTBOX_TOPIC_SCAN unsent rows only: a topic the broker
+          * lacks keeps its rows at the head of the queue while the others
+          * drain, and a backlog of millions after an outage is not read
+          * every few seconds. */
+         "SELECT topic, min(site), min(tier), count(*), min(accepted_at) FROM ("
+         "SELECT topic, site, tier, accepted_at FROM outbox INDEXED BY outbox_unsent"
+         " WHERE sent_at IS NULL ORDER BY id LIMIT " OUTBOX_TOPIC_SCAN_SQL ") GROUP BY topic"},
         {ob->s, &ob->s_count,
          "SELECT COUNT(*) FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"},
         {ob->s, &ob->s_oldest,

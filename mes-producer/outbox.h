@@ -200,12 +200,18 @@ is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) IS_MUST_CHECK;
 typedef void (*outbox_topic_fn)(void *opaque, const char *topic, const char *site, const char *tier,
                                 uint64_t waiting, int64_t oldest_accepted_at);
 
+/* Unsent rows, oldest first, that outbox_unsent_topics looks at. */
+#define OUTBOX_TOPIC_SCAN     10000
+#define OUTBOX_TOPIC_SCAN_SQL "10000"
+
 /*
  * When the oldest unsent row was accepted before older_than_ms, call cb once
- * per topic that has unsent rows (every such topic, however recent its own
- * rows); otherwise do nothing. The first check is one indexed row; the
- * per-topic pass reads every unsent row, so call it seldom (the forwarder:
- * every few seconds, and only while something waits that long).
+ * per topic among the oldest OUTBOX_TOPIC_SCAN unsent rows (however recent
+ * its own rows), with its count among them; otherwise do nothing. A topic
+ * the broker lacks keeps its rows at the head of the queue while the rest
+ * drains, so it is among them. The first check is one indexed row; the
+ * per-topic pass reads up to OUTBOX_TOPIC_SCAN rows, so call it seldom (the
+ * forwarder: every few seconds, and only while something waits that long).
  * cb must not call into the outbox. @locality forwarder thread.
  */
 is_err_t outbox_unsent_topics(outbox_t *ob, int64_t older_than_ms, outbox_topic_fn cb, void *opaque,
