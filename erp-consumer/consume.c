@@ -130,6 +130,22 @@ static void owned_end(consume_t *c, const char *topic, int32_t partition) {
     c->last_owned = 0;
 }
 
+/*
+ * Messages served by callback rather than returned: only close_group's
+ * queue does that. rd_kafka_consumer_close_queue() forwards the consumer
+ * queue to it, and a message fetched before the revoke is then served
+ * there; without a consume_cb librdkafka 2.0.2 aborts the process
+ * (rdkafka_queue.c:516 "assert: res != RD_KAFKA_OP_RES_PASS", seen once in
+ * the reliability suite's ten-kill test). Dropping it is safe: it was never
+ * stored, so no offset past it is committed, and the next owner reads it.
+ * rd_kafka_consumer_poll() returns messages as before (consume_cb is not
+ * used for a returning poll); librdkafka frees the message after this.
+ */
+static void drop_at_close(rd_kafka_message_t *msg, void *opaque) {
+    (void)msg;
+    (void)opaque;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     consume_t *c = opaque;
@@ -360,6 +376,7 @@ is_err_t consume_new(const consumer_config_t *cfg, const is_policy_t *policy, st
             goto err;
     rd_kafka_conf_set_log_cb(conf, is_log_rdkafka_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_consume_cb(conf, drop_at_close);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
     rd_kafka_conf_set_stats_cb(conf, stats_cb);
