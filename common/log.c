@@ -296,3 +296,16 @@ void is_log_rdkafka_cb(const struct rd_kafka_s *rk, int level, const char *fac, 
     /* rd_kafka_name() only reads an immutable field: safe on librdkafka's threads. */
     is_log(l, buf, "facility", fac, "kafka", rk ? rd_kafka_name(rk) : NULL, (const char *)NULL);
 }
+
+int is_log_limit_pass(is_log_limit_t *l, int64_t now_ms, int64_t every_ms,
+                      unsigned long long *held) {
+    if (l->last_ms != 0 && now_ms - l->last_ms < every_ms) {
+        l->held++;
+        return 0;
+    }
+    if (held)
+        *held = l->held;
+    l->held = 0;
+    l->last_ms = now_ms ? now_ms : 1;
+    return 1;
+}

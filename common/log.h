@@ -13,6 +13,8 @@
 #ifndef INVSYNC_LOG_H
 #define INVSYNC_LOG_H
 
+#include <stdint.h>
+
 #include "error.h"
 
 typedef enum is_log_level {
@@ -37,6 +39,21 @@ int is_log_enabled(is_log_level_t level);
 void is_log(is_log_level_t level, const char *msg, ...);
 /* printf-style message with no extra fields. */
 void is_logf(is_log_level_t level, const char *fmt, ...) IS_PRINTF(2, 3);
+
+/*
+ * A repeated line at most once per every_ms: a failure that hits every
+ * movement (thousands waiting for one topic) would otherwise write one
+ * line each, each retry. is_log_limit_pass() says whether to log now; when
+ * it does, *held is how many were held back since the last logged one (to
+ * add as a field). Start from a zeroed struct; times in ms (monotonic).
+ * Not thread-safe: one limiter per thread.
+ */
+typedef struct is_log_limit {
+    int64_t last_ms; /* 0: nothing logged yet */
+    unsigned long long held;
+} is_log_limit_t;
+int is_log_limit_pass(is_log_limit_t *l, int64_t now_ms, int64_t every_ms,
+                      unsigned long long *held);
 
 /*
  * librdkafka log callback (set with rd_kafka_conf_set_log_cb). Maps syslog

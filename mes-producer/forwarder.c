@@ -70,17 +70,18 @@ struct forwarder {
     id_vec_t retry;      /* failed permanently, to produce again at retry_at */
     int64_t retry_at;    /* monotonic ms */
     int64_t retry_backoff_ms;
-    int fatal;             /* set by the error callback: recreate the producer */
-    int64_t next_hb;       /* monotonic ms */
-    int64_t next_probe;    /* monotonic ms */
-    int64_t recreate_at;   /* monotonic ms; when rk is NULL */
-    int64_t retention_ms;  /* 0 = no pruning */
-    int64_t next_prune;    /* monotonic ms */
-    int64_t prune_after;   /* outbox id: rows up to it were looked at */
-    int64_t republish_gen; /* outbox_republish_generation last seen */
-    int rewind_pending;    /* a republish was seen: drain, then rewind */
-    topic_watch_t *topics; /* topics movements wait for that the broker lacks */
-    int topic_asks;        /* check_topics round: per-topic requests made */
+    int fatal;               /* set by the error callback: recreate the producer */
+    int64_t next_hb;         /* monotonic ms */
+    int64_t next_probe;      /* monotonic ms */
+    int64_t recreate_at;     /* monotonic ms; when rk is NULL */
+    int64_t retention_ms;    /* 0 = no pruning */
+    int64_t next_prune;      /* monotonic ms */
+    int64_t prune_after;     /* outbox id: rows up to it were looked at */
+    int64_t republish_gen;   /* outbox_republish_generation last seen */
+    int rewind_pending;      /* a republish was seen: drain, then rewind */
+    topic_watch_t *topics;   /* topics movements wait for that the broker lacks */
+    is_log_limit_t fail_log; /* per-movement failure lines: one per FAIL_LOG_EVERY_MS */
+    int topic_asks;          /* check_topics round: per-topic requests made */
     const struct rd_kafka_metadata *all_topics; /* the round's one all-topics answer */
     int all_topics_failed;                      /* ... which did not come */
     int64_t next_topic_check;                   /* monotonic ms */
@@ -124,6 +125,22 @@ static const char *msg_movement_id(const rd_kafka_message_t *msg, char *buf, siz
     return buf;
 }
 
+/* Failures that hit every waiting movement (a topic the broker lacks, a
+ * broker refusing writes) would log one line per movement per retry: one
+ * line per FAIL_LOG_EVERY_MS, naming how many were held back since the last
+ * (invsync_kafka_delivery_errors_total counts each). */
+#define FAIL_LOG_EVERY_MS 10000
+static void log_failure(forwarder_t *fw, const char *what, const char *movement_id,
+                        const char *topic, const char *error) {
+    unsigned long long held = 0;
+    char n[24];
+    if (!is_log_limit_pass(&fw->fail_log, is_monotonic_ms(), FAIL_LOG_EVERY_MS, &held))
+        return;
+    snprintf(n, sizeof(n), "%llu", held);
+    is_log(IS_LOG_ERROR, what, "movement_id", movement_id, "topic", topic, "error", error,
+           "similar_lines_held_back", n, NULL);
+}
+
 /* ---- librdkafka callbacks (served by rd_kafka_poll on our thread) ------- */
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
@@ -165,9 +182,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         break;
     default:
         producer_metrics_delivery_error(fw->metrics);
-        is_log(IS_LOG_ERROR, "movement delivery failed; will retry", "movement_id",
-               msg_movement_id(msg, mid, sizeof(mid)), "topic", rd_kafka_topic_name(msg->rkt),
-               "error", rd_kafka_err2str(msg->err), NULL);
+        log_failure(fw, "movement delivery failed; will retry",
+                    msg_movement_id(msg, mid, sizeof(mid)), rd_kafka_topic_name(msg->rkt),
+                    rd_kafka_err2str(msg->err));
         if (id_vec_push(&fw->retry, id) != 0)
             is_log(IS_LOG_ERROR, "out of memory recording a failed delivery", NULL);
         if (fw->retry_at == 0)
@@ -354,8 +371,8 @@ static int hand_over(forwarder_t *fw, const outbox_row_t *row) {
             return 1;
         }
         producer_metrics_delivery_error(fw->metrics);
-        is_log(IS_LOG_ERROR, "cannot produce movement; will retry", "movement_id", row->movement_id,
-               "topic", row->topic, "error", rd_kafka_err2str(err), NULL);
+        log_failure(fw, "cannot produce movement; will retry", row->movement_id, row->topic,
+                    rd_kafka_err2str(err));
         if (id_vec_push(&fw->retry, row->id) == 0 && fw->retry_at == 0)
             fw->retry_at = is_monotonic_ms() + fw->retry_backoff_ms;
         return 0;

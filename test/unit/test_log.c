@@ -295,11 +295,31 @@ static void test_rdkafka_cb(void **state) {
     }
 }
 
+/* The first line passes, then one per interval, each saying how many it held. */
+static void test_limit(void **state) {
+    is_log_limit_t l = {0};
+    unsigned long long held = 99;
+    (void)state;
+    assert_true(is_log_limit_pass(&l, 1000, 10000, &held));
+    assert_int_equal(held, 0);
+    for (int i = 1; i <= 5; i++)
+        assert_false(is_log_limit_pass(&l, 1000 + i, 10000, &held));
+    assert_false(is_log_limit_pass(&l, 10999, 10000, &held));
+    assert_true(is_log_limit_pass(&l, 11000, 10000, &held));
+    assert_int_equal(held, 6);
+    assert_true(is_log_limit_pass(&l, 30000, 10000, &held));
+    assert_int_equal(held, 0);
+    /* A clock at 0 still counts as "logged". */
+    is_log_limit_t z = {0};
+    assert_true(is_log_limit_pass(&z, 0, 10000, &held));
+    assert_false(is_log_limit_pass(&z, 5, 10000, &held));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic_line),   cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_level_filter), cmocka_unit_test(test_truncation),
-        cmocka_unit_test(test_rdkafka_cb),
+        cmocka_unit_test(test_rdkafka_cb),   cmocka_unit_test(test_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
