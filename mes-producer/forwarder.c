@@ -81,6 +81,7 @@ struct forwarder {
     int rewind_pending;      /* a republish was seen: drain, then rewind */
     topic_watch_t *topics;   /* topics movements wait for that the broker lacks */
     is_log_limit_t fail_log; /* per-movement failure lines: one per FAIL_LOG_EVERY_MS */
+    is_log_limit_t hb_log;   /* heartbeat failure lines: the same */
     int topic_asks;          /* check_topics round: per-topic requests made */
     const struct rd_kafka_metadata *all_topics; /* the round's one all-topics answer */
     int all_topics_failed;                      /* ... which did not come */
@@ -126,19 +127,23 @@ static const char *msg_movement_id(const rd_kafka_message_t *msg, char *buf, siz
 }
 
 /* Failures that hit every waiting movement (a topic the broker lacks, a
- * broker refusing writes) would log one line per movement per retry: one
- * line per FAIL_LOG_EVERY_MS, naming how many were held back since the last
- * (invsync_kafka_delivery_errors_total counts each). */
+ * broker refusing writes) would log one line per movement (or heartbeat)
+ * per retry: one line per FAIL_LOG_EVERY_MS per limiter, naming how many
+ * were held back since the last (invsync_kafka_delivery_errors_total counts
+ * each movement). movement_id NULL: a heartbeat. */
 #define FAIL_LOG_EVERY_MS 10000
-static void log_failure(forwarder_t *fw, const char *what, const char *movement_id,
-                        const char *topic, const char *error) {
+static void log_limited(is_log_limit_t *limit, is_log_level_t level, const char *what,
+                        const char *movement_id, const char *topic, const char *error) {
     unsigned long long held = 0;
     char n[24];
-    if (!is_log_limit_pass(&fw->fail_log, is_monotonic_ms(), FAIL_LOG_EVERY_MS, &held))
+    if (!is_log_limit_pass(limit, is_monotonic_ms(), FAIL_LOG_EVERY_MS, &held))
         return;
     snprintf(n, sizeof(n), "%llu", held);
-    is_log(IS_LOG_ERROR, what, "movement_id", movement_id, "topic", topic, "error", error,
-           "similar_lines_held_back", n, NULL);
+    if (movement_id)
+        is_log(level, what, "movement_id", movement_id, "topic", topic, "error", error,
+               "similar_lines_held_back", n, NULL);
+    else
+        is_log(level, what, "topic", topic, "error", error, "similar_lines_held_back", n, NULL);
 }
 
 /* ---- librdkafka callbacks (served by rd_kafka_poll on our thread) ------- */
@@ -157,8 +162,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
             producer_metrics_heartbeat_sent(fw->metrics);
         } else if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
                    msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
-            is_log(IS_LOG_WARN, "heartbeat not delivered", "topic", rd_kafka_topic_name(msg->rkt),
-                   "error", rd_kafka_err2str(msg->err), NULL);
+            log_limited(&fw->hb_log, IS_LOG_WARN, "heartbeat not delivered", NULL,
+                        rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
         return;
     }
     if (fw->in_flight > 0)
@@ -182,7 +187,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         break;
     default:
         producer_metrics_delivery_error(fw->metrics);
-        log_failure(fw, "movement delivery failed; will retry",
+        log_limited(&fw->fail_log, IS_LOG_ERROR, "movement delivery failed; will retry",
                     msg_movement_id(msg, mid, sizeof(mid)), rd_kafka_topic_name(msg->rkt),
                     rd_kafka_err2str(msg->err));
         if (id_vec_push(&fw->retry, id) != 0)
@@ -371,8 +376,8 @@ static int hand_over(forwarder_t *fw, const outbox_row_t *row) {
             return 1;
         }
         producer_metrics_delivery_error(fw->metrics);
-        log_failure(fw, "cannot produce movement; will retry", row->movement_id, row->topic,
-                    rd_kafka_err2str(err));
+        log_limited(&fw->fail_log, IS_LOG_ERROR, "cannot produce movement; will retry",
+                    row->movement_id, row->topic, rd_kafka_err2str(err));
         if (id_vec_push(&fw->retry, row->id) == 0 && fw->retry_at == 0)
             fw->retry_at = is_monotonic_ms() + fw->retry_backoff_ms;
         return 0;
@@ -487,8 +492,8 @@ static void produce_heartbeat(forwarder_t *fw, const char *site, const char *tie
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         fw->hb_in_flight++;
     else
-        is_log(IS_LOG_WARN, "cannot produce heartbeat", "topic", topic, "error",
-               rd_kafka_err2str(err), NULL);
+        log_limited(&fw->hb_log, IS_LOG_WARN, "cannot produce heartbeat", NULL, topic,
+                    rd_kafka_err2str(err));
 }
 
 static void heartbeats(forwarder_t *fw) {
