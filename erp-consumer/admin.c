@@ -272,7 +272,9 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
     return NULL;
 }
 
-/* Run a query and return its rows as an array of objects (column names as keys). */
+/* Run a query and return its rows as an array of objects (column names as keys).
+ * A column named "movements" holds a JSON array made by json_group_array: a
+ * movement id may contain a comma, so a joined string could not be split back. */
 static json_t *rows_json(store_t *s, const char *sql, const char *arg, char *errstr,
                          size_t errstr_size) {
     sqlite3_stmt *st = NULL;
@@ -294,6 +296,14 @@ static json_t *rows_json(store_t *s, const char *sql, const char *arg, char *err
                 json_object_set_new(row, name, json_null());
                 break;
             default:
+                if (strcmp(name, "movements") == 0) {
+                    json_t *list =
+                        json_loads((const char *)sqlite3_column_text(st, c), JSON_DECODE_ANY, NULL);
+                    json_object_set_new(row, name, json_is_array(list) ? list : json_array());
+                    if (list && !json_is_array(list))
+                        json_decref(list);
+                    break;
+                }
                 json_object_set_new(row, name,
                                     json_string((const char *)sqlite3_column_text(st, c)));
             }
@@ -310,8 +320,9 @@ json_t *admin_failed_list(store_t *s, char *errstr, size_t errstr_size) {
                              " p.last_error AS error, p.updated_at,"
                              " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch')"
                              "   AS updated_time,"
-                             " (SELECT group_concat(movement_id, ',') FROM movements m"
-                             "  WHERE m.posting_id = p.posting_id) AS movements"
+                             " (SELECT json_group_array(movement_id) FROM"
+                             "  (SELECT movement_id FROM movements m"
+                             "   WHERE m.posting_id = p.posting_id ORDER BY m.seq)) AS movements"
                              " FROM postings p WHERE p.state = 'failed' ORDER BY p.updated_at",
                              NULL, errstr, errstr_size);
     return rows ? json_pack("{s:o}", "failed", rows) : NULL;
@@ -376,7 +387,7 @@ json_t *admin_trace_document(store_t *s, const char *document, char *errstr, siz
         s,
         "SELECT p.posting_id, p.site, p.tier, NULL AS chunk, p.lines, p.updated_at,"
         " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch') AS updated_time,"
-        " (SELECT group_concat(movement_id, ',') FROM"
+        " (SELECT json_group_array(movement_id) FROM"
         "  (SELECT movement_id FROM movements m"
         "   WHERE m.posting_id = p.posting_id ORDER BY m.seq)) AS movements"
         " FROM postings p WHERE p.erp_doc = ?1"
@@ -385,7 +396,7 @@ json_t *admin_trace_document(store_t *s, const char *document, char *errstr, siz
         " UNION ALL"
         " SELECT p.posting_id, p.site, p.tier, c.chunk, c.lines, p.updated_at,"
         " strftime('%Y-%m-%dT%H:%M:%fZ', p.updated_at / 1000.0, 'unixepoch') AS updated_time,"
-        " (SELECT group_concat(movement_id, ',') FROM"
+        " (SELECT json_group_array(movement_id) FROM"
         "  (SELECT m.movement_id FROM chunk_movements cm JOIN movements m ON m.id = cm.mid"
         "   WHERE cm.posting_id = c.posting_id AND cm.chunk = c.chunk ORDER BY m.seq))"
         "   AS movements"
@@ -404,7 +415,8 @@ json_t *admin_trace_document(store_t *s, const char *document, char *errstr, siz
     size_t i;
     json_t *row;
     int pruned = 0;
-    json_array_foreach(rows, i, row) pruned |= json_is_null(json_object_get(row, "movements"));
+    json_array_foreach(rows, i, row) pruned |=
+        json_array_size(json_object_get(row, "movements")) == 0;
     json_t *doc = json_pack("{s:s,s:o}", "document", document, "postings", rows);
     char note[IS_RFC3339_LEN + 160];
     if (doc && pruned) {

@@ -147,7 +147,7 @@ def test_failed_posting_holds_its_lot_and_retries_over_http(stack):
     assert r.status == 200, r
     failed = r.json()["failed"]
     assert len(failed) == 1 and "insufficient stock" in failed[0]["error"], failed
-    assert failed[0]["movements"] == "FAIL-1"
+    assert failed[0]["movements"] == ["FAIL-1"]
     # The time in RFC 3339 beside the epoch milliseconds the status page uses.
     when = datetime.datetime.strptime(failed[0]["updated_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
     assert abs(when.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
@@ -253,12 +253,12 @@ def test_trace_names_each_chunk_document_of_a_posting_cut_by_max_lines(stack):
         r = http("GET", consumer.base + "/v1/trace?document=" + doc)
         assert r.status == 200, (doc, r)
         rows = r.json()["postings"]
-        assert len(rows) == 1 and sorted(rows[0]["movements"].split(",")) == held[doc], (doc, rows)
+        assert len(rows) == 1 and sorted(rows[0]["movements"]) == held[doc], (doc, rows)
         t = json.loads(stack.consumer_cli(consumer, "trace", "--document", doc).out)
-        assert [sorted(p["movements"].split(",")) for p in t["postings"]] == [held[doc]], (doc, t)
+        assert [sorted(p["movements"]) for p in t["postings"]] == [held[doc]], (doc, t)
     # The posting as a whole, by the document it is recorded under.
     r = http("GET", consumer.base + "/v1/trace?document=" + stored.replace("+", "%2B"))
-    assert r.status == 200 and sorted(r.json()["postings"][0]["movements"].split(",")) == ids, r
+    assert r.status == 200 and sorted(r.json()["postings"][0]["movements"]) == ids, r
 
 
 def test_policy_check_previews_a_change(stack):

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "store.h"
 #include "store_int.h"
 
@@ -376,6 +377,32 @@ static void test_no_horizon_parks_nothing(void **state) {
     assert_int_equal(r.pruned_before, 0);
 }
 
+/* Trace by document after pruning: the posting is still found, its
+ * movements list is empty (not null) and a note says why. */
+static void test_trace_document_after_prune_says_movements_were_pruned(void **state) {
+    fixture_t *f = *state;
+    char errstr[256];
+    apply(f, "M1", "L1", 1, 100);
+    assert_int_equal(post_all(f), 1);
+    json_t *doc = admin_trace_document(f->s, "4900000001", errstr, sizeof(errstr));
+    assert_non_null(doc);
+    json_t *p = json_array_get(json_object_get(doc, "postings"), 0);
+    assert_int_equal(json_array_size(json_object_get(p, "movements")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(p, "movements"), 0)),
+                        "M1");
+    assert_null(json_object_get(doc, "note"));
+    json_decref(doc);
+
+    assert_int_equal(prune(f, 5000, 10), 1);
+    doc = admin_trace_document(f->s, "4900000001", errstr, sizeof(errstr));
+    assert_non_null(doc);
+    p = json_array_get(json_object_get(doc, "postings"), 0);
+    assert_true(json_is_array(json_object_get(p, "movements")));
+    assert_int_equal(json_array_size(json_object_get(p, "movements")), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(doc, "note")), "have been pruned"));
+    json_decref(doc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_prune_deletes_only_finished_movements_past_the_cutoff,
@@ -390,6 +417,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_duplicate_of_a_kept_movement_still_dedups, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_horizon_parks_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trace_document_after_prune_says_movements_were_pruned,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
