@@ -288,15 +288,30 @@ static is_err_t producer_create(forwarder_t *fw, char *errstr, size_t errstr_siz
 
 /* ---- marking ------------------------------------------------------------ */
 
+/*
+ * Mark the delivered rows sent. Not after a republish: a row delivered after
+ * `mes-producer republish` marked it unsent (it was in flight, or delivered
+ * and not yet marked) must be published again as the command said. While a
+ * rewind is pending, and when the generation changed under the mark, the
+ * rows stay unsent and go out again after the rewind; rows outside the
+ * republished range among them reach Kafka twice, which consumers absorb by
+ * movement id.
+ */
 static void mark_done(forwarder_t *fw) {
     char errstr[256];
+    int64_t gen = fw->republish_gen;
     if (fw->done.n == 0)
         return;
-    if (outbox_mark_sent(fw->outbox, fw->done.v, fw->done.n, is_clock_now_ms(fw->clock), errstr,
-                         sizeof(errstr)) != IS_OK) {
+    if (!fw->rewind_pending && outbox_mark_sent_in_generation(fw->outbox, fw->done.v, fw->done.n,
+                                                              is_clock_now_ms(fw->clock), &gen,
+                                                              errstr, sizeof(errstr)) != IS_OK) {
         /* Kept for the next round; at worst the rows are resent after a restart. */
         is_log(IS_LOG_ERROR, "cannot mark rows sent", "error", errstr, NULL);
         return;
+    }
+    if (gen != fw->republish_gen) {
+        fw->republish_gen = gen;
+        fw->rewind_pending = 1;
     }
     fw->done.n = 0;
 }

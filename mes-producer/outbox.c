@@ -1059,10 +1059,15 @@ static int cmp_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static is_err_t read_generation(sqlite3 *db, int64_t *out);
+
 /* The ids are sorted and collapsed into runs of consecutive ids, one UPDATE
- * per run: a round's delivery reports are nearly contiguous. */
-is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms, char *errstr,
-                          size_t errstr_size) {
+ * per run: a round's delivery reports are nearly contiguous. With gen_seen,
+ * nothing is marked when the republish generation read inside the
+ * transaction (BEGIN IMMEDIATE: no republish can commit in between) is not
+ * *gen_seen; *gen_seen gets the one read. */
+static is_err_t mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms,
+                          int64_t *gen_seen, char *errstr, size_t errstr_size) {
     int64_t *sorted;
     size_t i, j;
     is_err_t rc = IS_OK;
@@ -1077,6 +1082,19 @@ is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t no
     if (is_db_begin(ob->f) != IS_OK) {
         free(sorted);
         return is_db_error(ob->f, "begin", errstr, errstr_size);
+    }
+    if (gen_seen) {
+        int64_t gen = 0;
+        if (read_generation(ob->f, &gen) != IS_OK) {
+            rc = is_db_error(ob->f, "read the republish generation", errstr, errstr_size);
+            goto err;
+        }
+        if (gen != *gen_seen) {
+            *gen_seen = gen;
+            is_db_rollback(ob->f);
+            free(sorted);
+            return IS_OK;
+        }
     }
     for (i = 0; i < n; i = j) {
         int src;
@@ -1102,6 +1120,16 @@ err:
     is_db_rollback(ob->f);
     free(sorted);
     return rc;
+}
+
+is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms, char *errstr,
+                          size_t errstr_size) {
+    return mark_sent(ob, ids, n, now_ms, NULL, errstr, errstr_size);
+}
+
+is_err_t outbox_mark_sent_in_generation(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms,
+                                        int64_t *generation, char *errstr, size_t errstr_size) {
+    return mark_sent(ob, ids, n, now_ms, generation, errstr, errstr_size);
 }
 
 is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) {
@@ -1335,12 +1363,13 @@ is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t 
     return IS_OK;
 }
 
-is_err_t outbox_republish_generation(outbox_t *ob, int64_t *out) {
+/* The republish generation (outbox_meta; 0 when none) as db sees it. */
+static is_err_t read_generation(sqlite3 *db, int64_t *out) {
     sqlite3_stmt *st = NULL;
     char errstr[128];
     int src;
     *out = 0;
-    if (is_db_prepare(ob->f,
+    if (is_db_prepare(db,
                       "SELECT CAST(value AS INTEGER) FROM outbox_meta"
                       " WHERE key = 'republish_generation'",
                       &st, errstr, sizeof(errstr)) != IS_OK)
@@ -1350,4 +1379,8 @@ is_err_t outbox_republish_generation(outbox_t *ob, int64_t *out) {
         *out = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return src == SQLITE_ROW || src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
+}
+
+is_err_t outbox_republish_generation(outbox_t *ob, int64_t *out) {
+    return read_generation(ob->f, out);
 }

@@ -192,6 +192,18 @@ is_err_t outbox_fetch_unsent(outbox_t *ob, int64_t after_id, size_t limit, outbo
 is_err_t outbox_mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms, char *errstr,
                           size_t errstr_size) IS_MUST_CHECK;
 
+/*
+ * outbox_mark_sent, unless a republish (outbox_republish) committed since the
+ * caller last read the republish generation, *generation: then nothing is
+ * marked and *generation gets the new one. The ids' delivery reports may have
+ * come after the republish marked them unsent; marked sent, they would not be
+ * published again as `mes-producer republish` said they would.
+ * @locality forwarder thread.
+ */
+is_err_t outbox_mark_sent_in_generation(outbox_t *ob, const int64_t *ids, size_t n, int64_t now_ms,
+                                        int64_t *generation, char *errstr,
+                                        size_t errstr_size) IS_MUST_CHECK;
+
 /* Lowest unsent id, or 0 when nothing is unsent. @locality forwarder thread. */
 is_err_t outbox_first_unsent_id(outbox_t *ob, int64_t *id_out) IS_MUST_CHECK;
 

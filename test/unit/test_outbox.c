@@ -748,6 +748,49 @@ static void test_mark_sent_and_backlog(void **state) {
     }
 }
 
+/* A delivery report that arrives after `mes-producer republish` marked its
+ * row unsent must not mark it sent again: the command promised to publish it
+ * once more. outbox_mark_sent_in_generation marks nothing when a republish
+ * committed since the caller's generation, and hands back the new one. */
+static void test_mark_sent_after_republish_leaves_rows_unsent(void **state) {
+    fixture_t *f = *state;
+    fetched_t fe;
+    size_t n = 0;
+    int64_t gen = -1, in_range = 0, marked = 0;
+    char err[256];
+
+    append_n(f, 4);
+    memset(&fe, 0, sizeof fe);
+    assert_int_equal(outbox_fetch_unsent(f->ob, 0, 100, on_row, &fe, &n, err, sizeof err), IS_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(outbox_republish_generation(f->ob, &gen), IS_OK);
+    assert_int_equal(gen, 0);
+    /* MV-1, MV-2 delivered and marked; MV-3, MV-4 delivered, reports not yet marked. */
+    assert_int_equal(
+        outbox_mark_sent_in_generation(f->ob, fe.ids, 2, T0 + 10000, &gen, err, sizeof err), IS_OK);
+    assert_int_equal(gen, 0);
+    assert_int_equal(backlog(f), 2);
+
+    assert_int_equal(outbox_republish(f->ob, "P1", 1, 4, &in_range, &marked, err, sizeof err),
+                     IS_OK);
+    assert_int_equal(in_range, 4);
+    assert_int_equal(marked, 2);
+    assert_int_equal(backlog(f), 4);
+
+    /* The late reports of MV-3, MV-4: nothing marked, the new generation seen. */
+    assert_int_equal(
+        outbox_mark_sent_in_generation(f->ob, fe.ids + 2, 2, T0 + 20000, &gen, err, sizeof err),
+        IS_OK);
+    assert_int_equal(gen, 1);
+    assert_int_equal(backlog(f), 4);
+
+    /* Published again (after the forwarder's rewind): marked under the new generation. */
+    assert_int_equal(
+        outbox_mark_sent_in_generation(f->ob, fe.ids, 4, T0 + 30000, &gen, err, sizeof err), IS_OK);
+    assert_int_equal(gen, 1);
+    assert_int_equal(backlog(f), 0);
+}
+
 /* Marks given out of order, repeated and with holes touch exactly those ids. */
 static void test_mark_sent_runs_with_holes(void **state) {
     fixture_t *f = *state;
@@ -1013,6 +1056,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_many_sites_keep_their_sequences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark_sent_runs_with_holes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appends_stay_gap_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mark_sent_after_republish_leaves_rows_unsent, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_unsent_topics_groups_waiting_rows_by_topic, setup,
                                         teardown),
     };
