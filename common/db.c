@@ -84,6 +84,52 @@ static int read_schema_version(sqlite3 *db, int *out) {
     return query_int(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", out);
 }
 
+is_err_t is_db_prune_scan(sqlite3 *db, const char *table, const char *time_col, int64_t after_id,
+                          int64_t cutoff_ms, size_t max_rows, int64_t *last, int *done,
+                          char *errstr, size_t errstr_size) {
+    sqlite3_stmt *scan = NULL;
+    char sql[160], what[96];
+    size_t seen = 0;
+    is_err_t rc;
+    int src;
+
+    *last = after_id;
+    *done = 0;
+    if (!db || !table || !time_col) {
+        is_errf(errstr, errstr_size, "is_db_prune_scan: NULL argument");
+        return IS_ERR_INVALID;
+    }
+    int n = snprintf(sql, sizeof sql, "SELECT id, %s FROM %s WHERE id > ?1 ORDER BY id LIMIT ?2",
+                     time_col, table);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+        is_errf(errstr, errstr_size, "is_db_prune_scan: table name too long");
+        return IS_ERR_INVALID;
+    }
+    rc = is_db_prepare(db, sql, &scan, errstr, errstr_size);
+    if (rc != IS_OK)
+        return rc;
+    sqlite3_bind_int64(scan, 1, after_id);
+    sqlite3_bind_int64(scan, 2, (sqlite3_int64)max_rows);
+    while ((src = sqlite3_step(scan)) == SQLITE_ROW) {
+        seen++;
+        if (sqlite3_column_int64(scan, 1) >= cutoff_ms) {
+            *done = 1; /* the rest is younger, or waits for a later cutoff */
+            break;
+        }
+        *last = sqlite3_column_int64(scan, 0);
+    }
+    sqlite3_finalize(scan);
+    if (src != SQLITE_ROW && src != SQLITE_DONE) {
+        snprintf(what, sizeof what, "read %s for retention", table);
+        *last = after_id;
+        *done = 0;
+        return is_db_error(db, what, errstr, errstr_size);
+    }
+    if (seen < max_rows)
+        *done = 1;
+    return IS_OK;
+}
+
 /* Returns 0 for a new database and -1 when the version cannot be read. */
 int is_db_schema_version(sqlite3 *db) {
     int v;

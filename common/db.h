@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -78,6 +79,23 @@ is_err_t is_db_claim(const char *path, const char *what, int *fd_out, char *errs
                      size_t errstr_size) IS_MUST_CHECK;
 /* Release a claim (fd from is_db_claim; -1 is a no-op). */
 void is_db_release(int fd);
+
+/*
+ * Retention scan, one batch: read up to max_rows rows of `table` with
+ * id > after_id in id order and stop at the first whose `time_col` (int64 ms)
+ * is at or past cutoff_ms. *last is the id of the last row before that stop
+ * (after_id when there is none): the caller deletes what qualifies in
+ * (after_id, *last] and resumes from *last. *done is 1 when the scan met the
+ * cutoff or the table's end (fewer than max_rows rows), 0 when a full batch
+ * was read. Ids are assumed to follow time_col roughly, so an older row
+ * behind a younger one waits for a later cutoff. table and time_col are
+ * trusted identifiers (constants), not input. Reads only; runs inside the
+ * caller's transaction if there is one. On error *last is after_id,
+ * *done is 0 and errstr says which table could not be read.
+ */
+is_err_t is_db_prune_scan(sqlite3 *db, const char *table, const char *time_col, int64_t after_id,
+                          int64_t cutoff_ms, size_t max_rows, int64_t *last, int *done,
+                          char *errstr, size_t errstr_size) IS_MUST_CHECK;
 
 /* Fill errstr with "<what>: <sqlite3_errmsg>" and return IS_ERR_DB. */
 is_err_t is_db_error(sqlite3 *db, const char *what, char *errstr, size_t errstr_size);

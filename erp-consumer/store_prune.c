@@ -57,39 +57,19 @@ static int exec_range(sqlite3 *db, const char *sql, int64_t after, int64_t last,
 
 is_err_t store_prune(store_t *s, int64_t cutoff_ms, size_t max_rows, int64_t *after_id,
                      int64_t *deleted, int *done, char *errstr, size_t errstr_size) {
-    sqlite3_stmt *scan = NULL, *up = NULL;
-    int64_t last = *after_id, n = 0;
-    size_t seen = 0;
+    sqlite3_stmt *up = NULL;
+    int64_t last, n = 0;
     int src;
 
     *deleted = 0;
     *done = 0;
     if (store_begin(s) != IS_OK)
         return is_db_error(s->db, "cannot begin pruning the store", errstr, errstr_size);
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, accepted_at FROM movements WHERE id > ?1 ORDER BY id"
-                           " LIMIT ?2",
-                           -1, &scan, NULL) != SQLITE_OK)
+    /* Rows come roughly in acceptance order: one past the cutoff ends the
+     * batch, and an old row received after it is deleted once it is old too. */
+    if (is_db_prune_scan(s->db, "movements", "accepted_at", *after_id, cutoff_ms, max_rows, &last,
+                         done, errstr, errstr_size) != IS_OK)
         goto db_err;
-    sqlite3_bind_int64(scan, 1, *after_id);
-    sqlite3_bind_int64(scan, 2, (sqlite3_int64)max_rows);
-    while ((src = sqlite3_step(scan)) == SQLITE_ROW) {
-        seen++;
-        if (sqlite3_column_int64(scan, 1) >= cutoff_ms) {
-            /* Rows come roughly in acceptance order: the rest waits for a
-             * later cutoff (an old row received after this one is deleted
-             * once this one is old too). */
-            *done = 1;
-            break;
-        }
-        last = sqlite3_column_int64(scan, 0);
-    }
-    sqlite3_finalize(scan);
-    scan = NULL;
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
-        goto db_err;
-    if (seen < max_rows)
-        *done = 1;
     if (last > *after_id) {
         /* chunk_movements first: it is found through the rows about to go. */
         if (!exec_range(s->db,
@@ -125,7 +105,6 @@ is_err_t store_prune(store_t *s, int64_t cutoff_ms, size_t max_rows, int64_t *af
 db_err:;
     is_err_t rc =
         is_db_error(s->db, "cannot prune the store (store.retention)", errstr, errstr_size);
-    sqlite3_finalize(scan);
     store_rollback(s);
     *done = 0;
     return rc;

@@ -1315,34 +1315,17 @@ out:
 
 is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t *after_id,
                       int64_t *deleted, int *done, char *errstr, size_t errstr_size) {
-    sqlite3_stmt *scan = NULL, *del = NULL;
-    int64_t last_old = *after_id;
-    size_t seen = 0;
+    sqlite3_stmt *del = NULL;
+    int64_t last_old;
     is_err_t rc;
     int src;
 
     *deleted = 0;
-    *done = 0;
-    rc = is_db_prepare(ob->f,
-                       "SELECT id, accepted_at FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
-                       &scan, errstr, errstr_size);
+    /* ids follow acceptance: the rows past the cutoff are younger */
+    rc = is_db_prune_scan(ob->f, "outbox", "accepted_at", *after_id, cutoff_ms, max_rows, &last_old,
+                          done, errstr, errstr_size);
     if (rc != IS_OK)
         return rc;
-    sqlite3_bind_int64(scan, 1, *after_id);
-    sqlite3_bind_int64(scan, 2, (sqlite3_int64)max_rows);
-    while ((src = sqlite3_step(scan)) == SQLITE_ROW) {
-        seen++;
-        if (sqlite3_column_int64(scan, 1) >= cutoff_ms) {
-            *done = 1; /* ids follow acceptance: the rest is younger */
-            break;
-        }
-        last_old = sqlite3_column_int64(scan, 0);
-    }
-    sqlite3_finalize(scan);
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
-        return is_db_error(ob->f, "read the outbox for retention", errstr, errstr_size);
-    if (seen < max_rows)
-        *done = 1;
     if (last_old == *after_id)
         return IS_OK;
     rc = is_db_prepare(ob->f,

@@ -2,7 +2,8 @@
  * test_db.c — unit tests for common/db.c: migrations applied once and in
  * order, re-open is a no-op, a newer schema is refused, a failed migration
  * leaves the previous version, WAL and the pragmas on file databases,
- * BEGIN IMMEDIATE and rollback, prepare refusing a second statement.
+ * BEGIN IMMEDIATE and rollback, prepare refusing a second statement, the
+ * retention keyset scan's batches.
  *
  * Each test gets a fresh mkdtemp directory; files are small, the whole suite
  * runs in well under a second.
@@ -389,6 +390,65 @@ static void test_prepare(void **state) {
     is_db_close(db);
 }
 
+/*
+ * is_db_prune_scan: one batch of the retention keyset scan. Rows (id, at):
+ * ids with gaps, one row (id 5) older than the one before it.
+ */
+static void test_prune_scan_batches_up_to_the_cutoff(void **state) {
+    (void)state;
+    sqlite3 *db = NULL;
+    char err[256] = "";
+    static const struct {
+        int64_t after, cutoff;
+        size_t max_rows;
+        int64_t last; /* expected */
+        int done;     /* expected */
+    } cases[] = {
+        {0, 35, 10, 5, 1},  /* stops at id 8 (at 50); id 5 (at 25) behind id 3 counts */
+        {0, 35, 2, 2, 0},   /* a full batch, cutoff not met: not done */
+        {0, 35, 4, 5, 0},   /* exactly max_rows old rows: not done yet */
+        {0, 25, 10, 2, 1},  /* stops at id 3 (at 30): the older id 5 waits */
+        {0, 10, 10, 0, 1},  /* the cutoff is exclusive: at == cutoff stops */
+        {5, 100, 10, 9, 1}, /* resumes after id 5; the table's end: done */
+        {5, 100, 2, 9, 0},  /* the last two rows fill the batch: not done */
+        {9, 100, 10, 9, 1}, /* nothing after: last stays, done */
+        {0, 1000, 0, 0, 0}, /* max_rows 0 reads nothing */
+    };
+
+    assert_int_equal(is_db_open(":memory:", NULL, 0, IS_DB_SYNC_OFF, &db, err, sizeof err), IS_OK);
+    assert_int_equal(is_db_exec(db,
+                                "CREATE TABLE ev(id INTEGER PRIMARY KEY, at INTEGER NOT NULL);"
+                                "INSERT INTO ev VALUES (1,10),(2,20),(3,30),(5,25),(8,50),(9,60);",
+                                err, sizeof err),
+                     IS_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t last = -1;
+        int done = -1;
+        assert_int_equal(is_db_prune_scan(db, "ev", "at", cases[i].after, cases[i].cutoff,
+                                          cases[i].max_rows, &last, &done, err, sizeof err),
+                         IS_OK);
+        if (last != cases[i].last || done != cases[i].done)
+            fail_msg("case %zu: last %lld done %d, want last %lld done %d", i, (long long)last,
+                     done, (long long)cases[i].last, cases[i].done);
+    }
+    /* It only reads. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(is_db_prepare(db, "SELECT COUNT(*) FROM ev", &st, err, sizeof err), IS_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 6);
+    sqlite3_finalize(st);
+
+    /* An error leaves last at after and done 0. */
+    int64_t last = -1;
+    int done = -1;
+    assert_int_equal(is_db_prune_scan(db, "nope", "at", 3, 100, 10, &last, &done, err, sizeof err),
+                     IS_ERR_DB);
+    assert_int_equal(last, 3);
+    assert_int_equal(done, 0);
+    assert_non_null(strstr(err, "no such table"));
+    is_db_close(db);
+}
+
 static void test_exec_and_error_messages(void **state) {
     fixture_t *f = *state;
     sqlite3 *db = open_ok(f->path, 3, IS_DB_SYNC_FULL);
@@ -595,6 +655,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_begin_is_immediate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_waits_for_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+        cmocka_unit_test(test_prune_scan_batches_up_to_the_cutoff),
         cmocka_unit_test_setup_teardown(test_exec_and_error_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_open_migrates_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_counted_and_wal_started_over, setup,
