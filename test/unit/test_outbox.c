@@ -5,7 +5,8 @@
  * stored original (mismatch rolls back, a resend stays a duplicate), gap-free
  * per-site sequences that survive a reopen, the producer_id guard, the
  * stamped payload, and the
- * forwarder side (fetch in id order, mark sent, backlog, first unsent).
+ * forwarder side (fetch in id order, mark sent, backlog, first unsent, the
+ * per-topic scan of the oldest OUTBOX_TOPIC_SCAN unsent rows).
  *
  * Each test gets a fresh mkdtemp directory with one outbox file
  * (synchronous=OFF: durability is db.c's business, not this suite's).
@@ -1029,6 +1030,52 @@ static void test_unsent_topics_groups_waiting_rows_by_topic(void **state) {
     assert_int_equal(ts.oldest[i], T0 + 2000);
 }
 
+/*
+ * The per-topic pass looks at the oldest OUTBOX_TOPIC_SCAN unsent rows only:
+ * with OUTBOX_TOPIC_SCAN - 1 rows on one topic, a second topic's row is the
+ * last one inside the window and a third's the first one past it. The
+ * second is reported, the third is not, and the first's count stops at the
+ * window. Rows are appended in requests of 500 (one transaction each).
+ */
+static void test_unsent_topics_reads_only_the_oldest_scan_rows(void **state) {
+    enum { BATCH = 500 };
+    fixture_t *f = *state;
+    mv_t *v = calloc(BATCH, sizeof *v);
+    outbox_item_t *it = calloc(BATCH, sizeof *it);
+    size_t total = OUTBOX_TOPIC_SCAN + 1;
+    topic_seen_t ts;
+    char err[256];
+
+    assert_non_null(v);
+    assert_non_null(it);
+    for (size_t done = 0; done < total;) {
+        size_t n = total - done < BATCH ? total - done : BATCH;
+        for (size_t k = 0; k < n; k++) {
+            size_t row = done + k + 1; /* 1-based position in the queue */
+            char id[32];
+            snprintf(id, sizeof id, "W-%zu", row);
+            mv_init(&v[k], id, "PLANT1", 1000);
+            item_init(&it[k], &v[k], "realtime");
+            it[k].topic = row < OUTBOX_TOPIC_SCAN    ? "p.PLANT1.realtime"
+                          : row == OUTBOX_TOPIC_SCAN ? "p.PLANT1.inside"
+                                                     : "p.PLANT1.outside";
+        }
+        assert_int_equal(outbox_append(f->ob, it, n, T0 + (int64_t)done, err, sizeof err), IS_OK);
+        done += n;
+    }
+    free(it);
+    free(v);
+    assert_int_equal(backlog(f), total);
+
+    memset(&ts, 0, sizeof ts);
+    assert_int_equal(outbox_unsent_topics(f->ob, T0 + 1, on_topic, &ts, err, sizeof err), IS_OK);
+    assert_int_equal(ts.n, 2);
+    assert_int_equal(ts.waiting[seen_index(&ts, "p.PLANT1.realtime")], OUTBOX_TOPIC_SCAN - 1);
+    assert_int_equal(ts.waiting[seen_index(&ts, "p.PLANT1.inside")], 1);
+    for (size_t i = 0; i < ts.n; i++)
+        assert_string_not_equal(ts.topic[i], "p.PLANT1.outside");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_new_then_duplicate_keeps_sequence, setup, teardown),
@@ -1059,6 +1106,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_mark_sent_after_republish_leaves_rows_unsent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unsent_topics_groups_waiting_rows_by_topic, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unsent_topics_reads_only_the_oldest_scan_rows, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
