@@ -8,7 +8,7 @@ created the movement goes out by itself and the producer says so.
 The session broker auto-creates topics (and that setting cannot be changed
 on a running broker), so this test starts its own broker with
 KAFKA_AUTO_CREATE_TOPICS=false (a few seconds with the cached jars), shared
-by the two cases of this module:
+by the cases of this module:
 
 * created soon after the WARN, while librdkafka still holds the message;
 * created after librdkafka gave up on it (topic.metadata.propagation.max.ms,
@@ -17,6 +17,10 @@ by the two cases of this module:
   own metadata check refreshes that belief, so the movement goes out within
   seconds of the creation, not at librdkafka's next periodic refresh
   (topic.metadata.refresh.interval.ms, 5 minutes).
+
+A third case has more missing topics than the producer asks about one by
+one in a check (TOPIC_ASKS_PER_ROUND): the rest are found through its one
+all-topics metadata request.
 """
 
 import json
@@ -24,10 +28,11 @@ import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import FIXTURES, http, kafka_topics, movement
+from conftest import FIXTURES, REPO, http, kafka_topics, movement
 
 from .helpers import TOKEN, KafkaBroker, kafka_dump
 
@@ -57,6 +62,30 @@ def gauge(producer):
     return metric(producer, "invsync_kafka_topics_missing")
 
 
+def start_producer(stack, broker, prefix):
+    """A producer on broker whose policy names topics <prefix>.<site>.<tier>."""
+    policy_dir = stack.path("policy")
+    os.makedirs(policy_dir)
+    shutil.copy(os.path.join(FIXTURES, "materials.csv"), policy_dir)
+    with open(os.path.join(FIXTURES, "policy.yaml")) as f:
+        text = re.sub(r"(?m)^topic_prefix:.*$", "topic_prefix: " + prefix, f.read())
+    policy = os.path.join(policy_dir, "policy.yaml")
+    with open(policy, "w") as f:
+        f.write(text)
+    return stack.start_producer(config=stack.producer_config(
+        bootstrap=broker.bootstrap, overrides={"policy": {"path": policy},
+                                               "auth": {"tokens": {"*": TOKEN}}}))
+
+
+def topic_asks_per_round():
+    """TOPIC_ASKS_PER_ROUND from mes-producer/forwarder.c: the per-topic
+    metadata requests of one check before the one all-topics request."""
+    with open(os.path.join(REPO, "mes-producer", "forwarder.c")) as f:
+        m = re.search(r"^#define TOPIC_ASKS_PER_ROUND (\d+)", f.read(), re.M)
+    assert m, "no TOPIC_ASKS_PER_ROUND in mes-producer/forwarder.c"
+    return int(m.group(1))
+
+
 @pytest.fixture(scope="module")
 def broker_without_auto_create(tmp_path_factory):
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka-no-auto-create"),
@@ -70,18 +99,7 @@ def broker_without_auto_create(tmp_path_factory):
 def test_missing_topic_is_named_and_resolves_once_created(stack, broker_without_auto_create, create):
     broker = broker_without_auto_create
     prefix = "rel-missing-%s-%04x" % (create.replace("_", "-"), os.getpid() % 0x10000)
-    policy_dir = stack.path("policy")
-    os.makedirs(policy_dir)
-    shutil.copy(os.path.join(FIXTURES, "materials.csv"), policy_dir)
-    with open(os.path.join(FIXTURES, "policy.yaml")) as f:
-        text = re.sub(r"(?m)^topic_prefix:.*$", "topic_prefix: " + prefix, f.read())
-    policy = os.path.join(policy_dir, "policy.yaml")
-    with open(policy, "w") as f:
-        f.write(text)
-
-    producer = stack.start_producer(config=stack.producer_config(
-        bootstrap=broker.bootstrap, overrides={"policy": {"path": policy},
-                                               "auth": {"tokens": {"*": TOKEN}}}))
+    producer = start_producer(stack, broker, prefix)
     t0 = time.monotonic()
     r = producer.post(movement("MISSING-1", "NEWSITE"), token=TOKEN)
     assert r.status == 202, r
@@ -128,3 +146,40 @@ def test_missing_topic_is_named_and_resolves_once_created(stack, broker_without_
     # Rate-limited: at most one WARN a minute while it lasted.
     minutes = (time.monotonic() - t0) / 60.0
     assert len(log_records(producer, WARN)) <= 1 + int(minutes), log_records(producer, WARN)
+
+
+def test_more_missing_topics_than_per_topic_asks_are_all_found(stack, broker_without_auto_create):
+    """Past TOPIC_ASKS_PER_ROUND per-topic requests in one check, the rest of
+    the topics are answered from one all-topics metadata request, in which a
+    missing topic is simply absent. Two sites more than the per-topic asks:
+    every one of their topics must be named missing (gauge, WARN, /readyz),
+    not only those asked about one by one; then all of them are created and
+    everything goes out."""
+    broker = broker_without_auto_create
+    n = topic_asks_per_round() + 2
+    prefix = "rel-missing-many-%04x" % (os.getpid() % 0x10000)
+    producer = start_producer(stack, broker, prefix)
+    topics = []
+    for i in range(n):
+        site = "NEWSITE%02d" % (i + 1)
+        r = producer.post(movement("MANY-%d" % (i + 1), site), token=TOKEN)
+        assert r.status == 202, r
+        topics.append("%s.%s.%s" % (prefix, site, r.json()["items"][0]["tier"]))
+    existing = kafka_topics(broker.bootstrap)
+    assert not [t for t in topics if t in existing], existing
+
+    stack.wait_for(lambda: gauge(producer) == n, 60,
+                   "invsync_kafka_topics_missing to reach %d" % n,
+                   interval=0.5, detail=lambda: "gauge %d" % gauge(producer))
+    warned = {w["topic"] for w in log_records(producer, WARN)}
+    assert warned == set(topics), sorted(warned)
+    missing = http("GET", producer.base + "/readyz", timeout=10).json()["topics_missing"]
+    assert sorted(m["topic"] for m in missing) == sorted(topics), missing
+    assert all(m["waiting"] == 1 for m in missing), missing
+
+    with ThreadPoolExecutor(max_workers=n) as pool:  # one JVM per topic: in parallel
+        list(pool.map(broker.create_topic, topics))
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 60,
+                   "the %d waiting movements to be delivered once their topics exist" % n)
+    stack.wait_for(lambda: gauge(producer) == 0, 30, "invsync_kafka_topics_missing to go to 0")
+    assert http("GET", producer.base + "/readyz", timeout=10).json()["topics_missing"] == []
