@@ -112,6 +112,7 @@ struct outbox {
     sqlite3_stmt *f_first;
     sqlite3_stmt *f_oldest; /* accepted_at of the lowest unsent id */
     sqlite3_stmt *f_topics; /* unsent rows per topic */
+    sqlite3_stmt *f_gen;    /* the republish generation */
 
     /* stats role: any thread, under smu */
     pthread_mutex_t smu;
@@ -233,7 +234,8 @@ static void finalize_all(outbox_t *ob) {
                            ob->w_reversal,   ob->w_reversal_get, ob->w_probe,    ob->w_sp,
                            ob->w_sp_release, ob->w_sp_rollback,  ob->f_fetch,    ob->f_mark,
                            ob->f_first,      ob->s_count,        ob->s_oldest,   ob->s_last_seq,
-                           ob->s_sites,      ob->s_fingerprint,  ob->f_oldest,   ob->f_topics};
+                           ob->s_sites,      ob->s_fingerprint,  ob->f_oldest,   ob->f_topics,
+                           ob->f_gen};
     size_t i;
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
@@ -338,6 +340,8 @@ static is_err_t prepare_all(outbox_t *ob, char *errstr, size_t errstr_size) {
         {ob->f, &ob->f_first,
          "SELECT id FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
          " ORDER BY id LIMIT 1"},
+        {ob->f, &ob->f_gen,
+         "SELECT CAST(value AS INTEGER) FROM outbox_meta WHERE key = 'republish_generation'"},
         {ob->f, &ob->f_oldest,
          "SELECT accepted_at FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL"
          " ORDER BY id LIMIT 1"},
@@ -1059,7 +1063,7 @@ static int cmp_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static is_err_t read_generation(sqlite3 *db, int64_t *out);
+static is_err_t read_generation(outbox_t *ob, int64_t *out);
 
 /* The ids are sorted and collapsed into runs of consecutive ids, one UPDATE
  * per run: a round's delivery reports are nearly contiguous. With gen_seen,
@@ -1085,7 +1089,7 @@ static is_err_t mark_sent(outbox_t *ob, const int64_t *ids, size_t n, int64_t no
     }
     if (gen_seen) {
         int64_t gen = 0;
-        if (read_generation(ob->f, &gen) != IS_OK) {
+        if (read_generation(ob, &gen) != IS_OK) {
             rc = is_db_error(ob->f, "read the republish generation", errstr, errstr_size);
             goto err;
         }
@@ -1346,24 +1350,15 @@ is_err_t outbox_prune(outbox_t *ob, int64_t cutoff_ms, size_t max_rows, int64_t 
     return IS_OK;
 }
 
-/* The republish generation (outbox_meta; 0 when none) as db sees it. */
-static is_err_t read_generation(sqlite3 *db, int64_t *out) {
-    sqlite3_stmt *st = NULL;
-    char errstr[128];
-    int src;
-    *out = 0;
-    if (is_db_prepare(db,
-                      "SELECT CAST(value AS INTEGER) FROM outbox_meta"
-                      " WHERE key = 'republish_generation'",
-                      &st, errstr, sizeof(errstr)) != IS_OK)
-        return IS_ERR_DB;
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+/* The republish generation (outbox_meta; 0 when none), read on the
+ * forwarder's connection. */
+static is_err_t read_generation(outbox_t *ob, int64_t *out) {
+    int src = sqlite3_step(ob->f_gen);
+    *out = src == SQLITE_ROW ? sqlite3_column_int64(ob->f_gen, 0) : 0;
+    stmt_done(ob->f_gen);
     return src == SQLITE_ROW || src == SQLITE_DONE ? IS_OK : IS_ERR_DB;
 }
 
 is_err_t outbox_republish_generation(outbox_t *ob, int64_t *out) {
-    return read_generation(ob->f, out);
+    return read_generation(ob, out);
 }
