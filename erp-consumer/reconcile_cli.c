@@ -13,6 +13,7 @@
 #include "duration.h"
 #include "erp.h"
 #include "investigation.h"
+#include "policy.h"
 #include "reconcile.h"
 #include "store.h"
 
@@ -110,13 +111,43 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Refuse --site SITE when neither the store nor the ERP knows it, naming the sites that exist. */
-static int site_unknown(reconcile_t *r, erp_t *erp, site_list_t *known, const char *site) {
-    char list[1024] = "", errstr[512];
+/* The sites the policy names, "A, B" (or "" when none) into buf. */
+static void policy_site_list(const is_policy_t *policy, char *buf, size_t size) {
+    const char *named[16];
+    size_t n = is_policy_site_names(policy, named, 16), used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && i < 16 && used < size; i++) {
+        int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", named[i]);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (n > 16 && used < size)
+        snprintf(buf + used, size - used, ", ...");
+}
+
+/*
+ * Refuse --site SITE when neither the store, the ERP nor the policy knows it, naming the sites
+ * that exist. A site the policy names is accepted before its first movement (adding a site: its
+ * opening stock is compared before it sends anything), as the admin commands accept it.
+ */
+static int site_unknown(reconcile_t *r, erp_t *erp, site_list_t *known, const char *policy_path,
+                        const char *site) {
+    char list[1024] = "", named[512] = "", errstr[512];
     size_t used = 0;
     const char *v;
+    is_policy_t *policy = NULL;
     if (site_list_has(known, site) || reconcile_rows(r, RECONCILE_ERP) > 0)
         return 0;
+    if (policy_path && is_policy_load(policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer reconcile: cannot check --site '%s' against the policy: %s\n",
+                site, errstr);
+        return 1;
+    }
+    if (is_policy_names_site(policy, site)) {
+        is_policy_destroy(policy);
+        return 0;
+    }
+    policy_site_list(policy, named, sizeof(named));
+    is_policy_destroy(policy);
     /* The ERP was asked for this site only: ask it for all, for the list. The rows of other
      * sites stay out (the site filter); only their site names are kept. */
     if (erp && erp_query_on_hand(erp, NULL, erp_row_cb, r, errstr, sizeof(errstr)) != IS_OK)
@@ -132,13 +163,13 @@ static int site_unknown(reconcile_t *r, erp_t *erp, site_list_t *known, const ch
     if (known->n)
         fprintf(stderr,
                 "erp-consumer reconcile: unknown site '%s': the sites are %s (heard from by the "
-                "consumer or with stock in the ERP)\n",
-                site, list);
+                "consumer or with stock in the ERP); %s%s\n",
+                site, list, named[0] ? "the policy names " : "the policy names no site", named);
     else
         fprintf(stderr,
                 "erp-consumer reconcile: unknown site '%s': no site has sent a heartbeat or "
-                "movement yet and the ERP has no stock\n",
-                site);
+                "movement yet and the ERP has no stock; %s%s\n",
+                site, named[0] ? "the policy names " : "the policy names no site", named);
     return 1;
 }
 
@@ -150,7 +181,8 @@ static void usage(FILE *f) {
                "  (a JSON array of such objects is accepted too); without --erp the ERP\n"
                "  adapter's on-hand query is used. Exit: 0 no unexplained drift, 3\n"
                "  unexplained drift (rows of a site nobody knows included), 2 bad input\n"
-               "  (an empty MES snapshot, an unknown --site), 1 store or ERP unavailable.\n");
+               "  (an empty MES snapshot, a --site neither the store, the ERP nor the\n"
+               "  policy knows), 1 store or ERP unavailable.\n");
 }
 
 int reconcile_cli(int argc, char **argv) {
@@ -251,7 +283,7 @@ int reconcile_cli(int argc, char **argv) {
                 cfg.store_path, errstr);
         goto out;
     }
-    if (site && site_unknown(r, erp, &known, site)) {
+    if (site && site_unknown(r, erp, &known, cfg.policy_path, site)) {
         status = 2;
         goto out;
     }

@@ -259,3 +259,28 @@ def test_reconcile_refuses_empty_snapshot_and_flags_unknown_sites(stack):
     # Narrowed to the known site, the same snapshot is clean.
     r = reconcile(stack, consumer, "--mes", mes_csv, "--site", SITE, check_exit=0)
     assert json.loads(r.out)["unknown_sites"] == []
+
+
+def test_reconcile_accepts_a_site_only_the_policy_names(stack):
+    """Adding a site: its opening stock may be compared before its first movement. A --site the
+    policy names (under `sites:`) is accepted although neither the consumer nor the ERP knows it
+    yet; a site nobody names is still refused, listing the policy's sites too."""
+    from conftest import POLICY, FIXTURES
+    with open(POLICY) as f:
+        text = f.read().replace("materials: materials.csv",
+                                "materials: " + os.path.join(FIXTURES, "materials.csv"))
+    policy = stack.path("policy-plant7.yaml")
+    with open(policy, "w") as f:
+        f.write(text + "sites:\n  PLANT7: {timezone: UTC}\n")
+    stack.start_kafka(partitions=1)
+    consumer = stack.start_consumer(overrides={"policy": {"path": policy}})
+    mes = write_csv(stack.path("mes_plant7.csv"), [
+        {"site": "PLANT7", "material": "FG-301", "lot": "L7-1", "location": "FG-STAGE",
+         "stock_status": "UNRESTRICTED", "uom": "EA", "quantity": "5"}])
+    r = reconcile(stack, consumer, "--mes", mes, "--site", "PLANT7", check_exit=3)
+    doc = json.loads(r.out)
+    assert [(d["class"], d["site"]) for d in doc["differences"]] == [("unexplained", "PLANT7")], doc
+    r = reconcile(stack, consumer, "--mes", mes, "--site", "PLANT8", check_exit=2)
+    assert ("unknown site 'PLANT8': no site has sent a heartbeat or movement yet and the ERP has "
+            "no stock; the policy names PLANT7") in r.err, r.err
+    assert r.out == "", r.out
