@@ -233,6 +233,46 @@ static int seed_reference(const char *site, char **canon, size_t n, char *out, s
 }
 
 /*
+ * The index of the top-level array element that byte position pos of file
+ * falls in (counted as the rows are: from 0), or -1 when pos is outside any
+ * (before the array, between rows) or the file cannot be read. Only strings
+ * and nesting are followed: the file failed to parse, so the text up to pos
+ * is valid JSON as far as jansson read it.
+ */
+static long seed_row_at(const char *file, size_t pos) {
+    FILE *f = fopen(file, "rb");
+    long row = -1, at = -1;
+    int depth = 0, in_str = 0, esc = 0, c;
+    if (!f)
+        return -1;
+    for (size_t i = 0; i < pos && (c = getc(f)) != EOF; i++) {
+        if (in_str) {
+            if (esc)
+                esc = 0;
+            else if (c == '\\')
+                esc = 1;
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"' || c == '{' || c == '[' || (c != ',' && c != ']' && c != '}' && c > ' ')) {
+            if (depth == 1 && at < 0)
+                at = ++row; /* a row begins */
+        }
+        if (c == '"')
+            in_str = 1;
+        else if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']')
+            depth--;
+        else if (c == ',' && depth == 1)
+            at = -1; /* between rows */
+    }
+    fclose(f);
+    return depth >= 2 || (depth == 1 && at >= 0) ? at : -1;
+}
+
+/*
  * Opening stock rows → one ADJUSTMENT posting per site, referenced by the
  * canonical content of the site's rows (seed_reference), so seeding the same
  * rows again books nothing. Every row is checked before anything is posted:
@@ -250,6 +290,17 @@ static int cmd_seed(consumer_config_t *cfg, const char *file) {
     char **canon = NULL, **site_canon = NULL;
     int status = 2;
 
+    if (!rows && jerr.line > 0) {
+        /* Where: a repeated key ("duplicate object key near '"quantity"'")
+         * or a syntax error, by line and by row (an export on one line). */
+        long r = seed_row_at(file, (size_t)jerr.position);
+        char where[48] = "";
+        if (r >= 0)
+            snprintf(where, sizeof(where), " row %ld:", r);
+        fprintf(stderr, "erp-consumer: %s:%d:%d:%s %s; nothing was booked\n", file, jerr.line,
+                jerr.column, where, jerr.text);
+        goto out;
+    }
     if (!rows || !json_is_array(rows)) {
         fprintf(stderr, "erp-consumer: %s: %s\n", file,
                 rows ? "expected a JSON array of on-hand rows" : jerr.text);

@@ -115,6 +115,16 @@ def test_seed_refuses_a_bad_row_and_books_nothing(stack):
                 '"quantity":"5","quantity":"50"}]')
     r = stack.consumer_cli(consumer, "seed-erp", dup, check=False)
     assert r.returncode == 2 and "duplicate object key" in r.err, r.err
+    # In a long export the repeated key is found by its line and row, on one line or many.
+    row = '{"site":"PLANT1","material":"RM-101","lot":"L%d","location":"WH-01","uom":"KG","quantity":"5"}'
+    bad = row.replace('"quantity"', '"lot":"L9","quantity"') % 2
+    for sep, where in [(",\n", "dup.json:4:"), (",", "dup.json:2:")]:
+        with open(dup, "w") as f:
+            f.write("[\n" + sep.join([row % 0, row % 1, bad, row % 3]) + "\n]\n")
+        r = stack.consumer_cli(consumer, "seed-erp", dup, check=False)
+        assert r.returncode == 2, r.err
+        assert where in r.err and "row 2: duplicate object key near '\"lot\"'" in r.err, r.err
+        assert "nothing was booked" in r.err, r.err
     actual, _ = stack.on_hand(consumer)
     assert actual == []
     # Empty bins (quantity 0) are skipped, the rest booked.
