@@ -328,16 +328,20 @@ static is_err_t set_field(ProtobufCMessage *msg, const ProtobufCFieldDescriptor 
     }
 }
 
-is_err_t is_movement_from_json(const json_t *obj, uint32_t max_scale, is_movement_t **out,
-                               is_field_error_t *err) {
+is_err_t is_movement_from_json_all(const json_t *obj, uint32_t max_scale, is_movement_t **out,
+                                   is_field_error_t *errs, size_t max_errs, size_t *n_errs) {
     const ProtobufCMessageDescriptor *d = &invsync__v1__movement__descriptor;
     ProtobufCMessage *msg = NULL;
     unsigned char *seen = NULL;
+    is_field_error_t scratch;
     is_err_t rc = IS_OK;
 
     *out = NULL;
-    if (!json_is_object(obj))
-        return field_err(err, "", "must be a JSON object");
+    *n_errs = 0;
+    if (!json_is_object(obj)) {
+        *n_errs = 1;
+        return field_err(max_errs ? errs : NULL, "", "must be a JSON object");
+    }
     msg = malloc(d->sizeof_message);
     seen = calloc(d->n_fields, 1);
     if (!msg || !seen) {
@@ -346,30 +350,57 @@ is_err_t is_movement_from_json(const json_t *obj, uint32_t max_scale, is_movemen
         return IS_ERR_NOMEM;
     }
     protobuf_c_message_init(d, msg);
-    for (void *it = json_object_iter((json_t *)obj); it && rc == IS_OK;
+    /* A field that cannot be read is left unset and the next one read, so
+     * that one bad value does not hide the item's other errors. */
+    for (void *it = json_object_iter((json_t *)obj); it && rc != IS_ERR_NOMEM;
          it = json_object_iter_next((json_t *)obj, it)) {
         const char *key = json_object_iter_key(it);
         const json_t *v = json_object_iter_value(it);
         int i = strlen(key) == json_object_iter_key_len(it) ? find_field(d, key) : -1;
+        is_field_error_t *err = *n_errs < max_errs ? &errs[*n_errs] : &scratch;
+        is_err_t frc = IS_OK;
         if (i < 0) {
-            rc = field_err(err, key, "unknown field");
+            frc = field_err(err, key, "unknown field");
         } else if (seen[i]) {
-            rc = field_err(err, d->fields[i].name, "is given more than once");
+            frc = field_err(err, d->fields[i].name, "is given more than once");
         } else {
             seen[i] = 1;
             if (!json_is_null(v))
-                rc = set_field(msg, &d->fields[i], v, max_scale, err);
+                frc = set_field(msg, &d->fields[i], v, max_scale, err);
+        }
+        if (frc == IS_ERR_NOMEM)
+            rc = IS_ERR_NOMEM;
+        else if (frc != IS_OK) {
+            (*n_errs)++;
+            rc = IS_ERR_INVALID;
         }
     }
     free(seen);
-    if (rc != IS_OK) {
-        if (rc == IS_ERR_NOMEM)
-            field_err(err, "", "out of memory");
+    if (rc == IS_ERR_NOMEM) {
         protobuf_c_message_free_unpacked(msg, NULL);
         return rc;
     }
     *out = (is_movement_t *)msg;
-    return IS_OK;
+    return rc;
+}
+
+is_err_t is_movement_from_json(const json_t *obj, uint32_t max_scale, is_movement_t **out,
+                               is_field_error_t *err) {
+    is_field_error_t first;
+    size_t n = 0;
+    is_err_t rc = is_movement_from_json_all(obj, max_scale, out, &first, 1, &n);
+    if (rc == IS_ERR_NOMEM) {
+        field_err(err, "", "out of memory");
+        return rc;
+    }
+    if (rc != IS_OK) {
+        if (*out)
+            invsync__v1__movement__free_unpacked(*out, NULL);
+        *out = NULL;
+        if (err)
+            *err = first;
+    }
+    return rc;
 }
 
 /* ---- message → JSON ---------------------------------------------------- */

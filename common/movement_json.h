@@ -25,6 +25,17 @@
 is_err_t is_movement_from_json(const json_t *obj, uint32_t max_scale, is_movement_t **out,
                                is_field_error_t *err) IS_MUST_CHECK;
 
+/*
+ * The same, reading past a field that cannot be read: every such field's
+ * error goes into errs (the first max_errs of them; *n_errs counts all).
+ * IS_OK: *out is the movement. IS_ERR_INVALID: *out is the movement without
+ * the fields that could not be read (to validate the rest; free it as
+ * above), or NULL when obj is not an object. IS_ERR_NOMEM: *out is NULL.
+ */
+is_err_t is_movement_from_json_all(const json_t *obj, uint32_t max_scale, is_movement_t **out,
+                                   is_field_error_t *errs, size_t max_errs,
+                                   size_t *n_errs) IS_MUST_CHECK;
+
 /* JSON object for a movement (proto field names; empty/zero fields omitted). NULL on ENOMEM. */
 json_t *is_movement_to_json(const is_movement_t *m);
 

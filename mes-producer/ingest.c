@@ -44,6 +44,11 @@ typedef struct req_item {
     is_movement_t *m;    /* NULL when it could not be built */
     int owned;           /* free m on its own (JSON); else the batch owns it */
     const char *json_id; /* movement_id as sent, when m is NULL (borrowed from root) */
+    /* When m is NULL because fields could not be read: the rest of the item, validated for its
+     * other errors, and which fields failed (their validation errors would only repeat them). */
+    is_movement_t *partial;
+    char (*unread)[sizeof(((is_field_error_t *)0)->field)];
+    size_t n_unread;
 } req_item_t;
 
 typedef struct request {
@@ -182,6 +187,9 @@ static void request_release(request_t *r) {
     for (i = 0; r->items && i < r->n; i++) {
         if (r->items[i].owned && r->items[i].m)
             invsync__v1__movement__free_unpacked(r->items[i].m, NULL);
+        if (r->items[i].partial)
+            invsync__v1__movement__free_unpacked(r->items[i].partial, NULL);
+        free(r->items[i].unread);
     }
     free(r->items);
     if (r->batch)
@@ -251,7 +259,8 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
     for (i = 0; i < n; i++) {
         const json_t *obj = json_is_array(r->root) ? json_array_get(r->root, i) : r->root;
         req_item_t *it = &r->items[i];
-        is_field_error_t ferr;
+        is_field_error_t ferr[MAX_ERRS_PER_ITEM];
+        size_t n_ferr = 0, k;
         const json_t *id;
         is_err_t rc;
 
@@ -263,15 +272,27 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
         if (!id)
             id = json_object_get(obj, "movementId");
         it->json_id = json_is_string(id) ? json_string_value(id) : NULL;
-        memset(&ferr, 0, sizeof(ferr));
-        rc = is_movement_from_json(obj, r->ig->max_scale, &it->m, &ferr);
+        memset(ferr, 0, sizeof(ferr));
+        rc = is_movement_from_json_all(obj, r->ig->max_scale, &it->m, ferr, MAX_ERRS_PER_ITEM,
+                                       &n_ferr);
         if (rc == IS_ERR_NOMEM) {
             is_http_respond_error(resp, 500, "out of memory");
             return 1;
         }
         if (rc != IS_OK) {
+            /* Each field that cannot be read; check_valid adds the rest's errors. */
+            it->partial = it->m;
             it->m = NULL;
-            add_error(r, i, it->json_id, ferr.field, ferr.error[0] ? ferr.error : "invalid");
+            it->unread = calloc(n_ferr < MAX_ERRS_PER_ITEM ? n_ferr : MAX_ERRS_PER_ITEM,
+                                sizeof(*it->unread));
+            for (k = 0; k < n_ferr && k < MAX_ERRS_PER_ITEM; k++) {
+                add_error(r, i, it->json_id, ferr[k].field,
+                          ferr[k].error[0] ? ferr[k].error : "invalid");
+                if (it->unread)
+                    memcpy(it->unread[it->n_unread++], ferr[k].field, sizeof(*it->unread));
+            }
+            if (n_ferr > MAX_ERRS_PER_ITEM)
+                r->n_errors += n_ferr - MAX_ERRS_PER_ITEM;
             continue;
         }
         it->owned = 1;
@@ -605,6 +626,30 @@ static void respond_invalid(request_t *r, is_http_response_t *resp) {
                                    (json_int_t)r->n_errors, "errors", r->errors));
 }
 
+/*
+ * The other errors of an item whose fields could not all be read (a quantity "12,5"): the
+ * rest of it is validated, without the errors of the unread fields (they were left unset:
+ * "is required" would contradict what was sent).
+ */
+static void report_partial(request_t *r, size_t i, const is_validate_opts_t *vo) {
+    const req_item_t *it = &r->items[i];
+    is_field_error_t errs[MAX_ERRS_PER_ITEM];
+    size_t n_err, j, k, listed = 0;
+    if (!it->partial)
+        return;
+    n_err = is_movement_validate(it->partial, vo, errs, MAX_ERRS_PER_ITEM);
+    for (j = 0; j < n_err && j < MAX_ERRS_PER_ITEM; j++) {
+        for (k = 0; k < it->n_unread && strcmp(it->unread[k], errs[j].field) != 0; k++)
+            ;
+        if (k < it->n_unread)
+            continue;
+        if (listed++ + it->n_unread < MAX_ERRS_PER_ITEM)
+            add_error(r, i, item_id(it), errs[j].field, errs[j].error);
+        else
+            r->n_errors++;
+    }
+}
+
 static int check_valid(request_t *r, is_http_response_t *resp) {
     is_validate_opts_t vo;
     size_t i, j;
@@ -616,8 +661,10 @@ static int check_valid(request_t *r, is_http_response_t *resp) {
     for (i = 0; i < r->n; i++) {
         is_field_error_t errs[MAX_ERRS_PER_ITEM];
         size_t n_err;
-        if (!r->items[i].m)
-            continue; /* already reported by the decoder */
+        if (!r->items[i].m) {
+            report_partial(r, i, &vo);
+            continue; /* the fields it could not read were reported by the decoder */
+        }
         n_err = is_movement_validate(r->items[i].m, &vo, errs, MAX_ERRS_PER_ITEM);
         /* A resend of a movement accepted before the ingest-only rules
          * (control characters, attribute sizes, quantity range) existed stays

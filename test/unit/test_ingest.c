@@ -332,6 +332,41 @@ static void test_422_collects_every_item_error(void **state) {
     assert_int_equal(stored(f), 0);
 }
 
+/* A quantity that cannot be read ("12,5") does not hide the item's other errors, and the
+ * quantity is not also reported "required". */
+static void test_422_unreadable_quantity_keeps_other_errors(void **state) {
+    fixture_t *f = *state;
+    char body[2048], ok[1024];
+    json_t *errs, *e;
+    size_t i, n_qty = 0;
+
+    gi(ok, sizeof ok, "MV-1", "P1", "1");
+    snprintf(body, sizeof body,
+             "[%s,{\"movement_id\":\"MV-2\",\"source_system\":\"MES-1\",\"site\":\"P1\","
+             "\"type\":\"SCRAP\",\"material\":\"MAT-1\",\"lot\":\"LOT-1\",\"location\":"
+             "\"A-01\",\"quantity\":\"12,5\",\"uom\":\"KG\",\"event_time\":\"yesterday\"}]",
+             ok);
+    assert_int_equal(post_json(f, TOK_P1, body), 422);
+    e = find_error(f, 1, "quantity");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "movement_id")), "MV-2");
+    assert_non_null(strstr(json_string_value(json_object_get(e, "error")), "decimal"));
+    assert_non_null(find_error(f, 1, "event_time"));
+    e = find_error(f, 1, "reason_code");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "error")), "is required");
+    assert_string_equal(json_string_value(json_object_get(e, "movement_id")), "MV-2");
+    errs = json_object_get(f->body, "errors");
+    json_array_foreach(errs, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "field")), "quantity") == 0)
+            n_qty++;
+    }
+    assert_int_equal(n_qty, 1);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "error_count")), 3);
+    assert_null(find_error(f, 0, "quantity"));
+    assert_int_equal(stored(f), 0);
+}
+
 static void test_409_conflict_stores_nothing(void **state) {
     fixture_t *f = *state;
     char body[4096], a[1024], a2[1024], b[1024];
@@ -1028,6 +1063,8 @@ int main(void) {
             test_resend_of_a_movement_stored_under_older_rules_is_a_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_403_token_not_for_site, setup, teardown),
         cmocka_unit_test_setup_teardown(test_422_collects_every_item_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_422_unreadable_quantity_keeps_other_errors, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_409_conflict_stores_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_202_accepted_then_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_202_protobuf_batch, setup, teardown),
