@@ -292,6 +292,44 @@ is_err_t store_open(const char *path, is_db_sync_t sync, store_t **out, char *er
     return IS_OK;
 }
 
+/*
+ * Whether the file at path is a store `erp-consumer run` made, looked at read-only: an empty
+ * file (touched, or a placeholder a volume left) or another database (the ERP ledger's path
+ * typed for the store's) would otherwise be given the store's tables by store_open.
+ */
+static is_err_t store_is_one(const char *path, char *errstr, size_t errstr_size) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int tables = -1, has_movements = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        if (sqlite3_prepare_v2(db,
+                               "SELECT count(*), coalesce(sum(name = 'movements'), 0)"
+                               " FROM sqlite_master WHERE type = 'table'",
+                               -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            tables = sqlite3_column_int(st, 0);
+            has_movements = sqlite3_column_int(st, 1);
+        }
+    }
+    if (tables < 0)
+        is_errf(errstr, errstr_size, "cannot read store '%s' (key 'store.path'): %s", path,
+                db ? sqlite3_errmsg(db) : "out of memory");
+    else if (tables == 0)
+        is_errf(errstr, errstr_size,
+                "store '%s' is empty (key 'store.path'): not a store `erp-consumer run` made; "
+                "check the path",
+                path);
+    else if (!has_movements)
+        is_errf(errstr, errstr_size,
+                "'%s' is not an erp-consumer store (key 'store.path'): it is a database without "
+                "the store's tables (another service's file?); check the path",
+                path);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return tables > 0 && has_movements ? IS_OK : IS_ERR_INVALID;
+}
+
 is_err_t store_open_existing(const char *path, is_db_sync_t sync, store_t **out, char *errstr,
                              size_t errstr_size) {
     struct stat sb;
@@ -307,6 +345,8 @@ is_err_t store_open_existing(const char *path, is_db_sync_t sync, store_t **out,
             is_errf(errstr, errstr_size, "cannot open store '%s': %s", path, strerror(e));
         return IS_ERR_NOT_FOUND;
     }
+    if (store_is_one(path, errstr, errstr_size) != IS_OK)
+        return IS_ERR_NOT_FOUND;
     return store_open(path, sync, out, errstr, errstr_size);
 }
 

@@ -346,6 +346,56 @@ def test_sigterm_answers_the_request_in_flight(stack):
     assert producer.outbox_count() == 500
 
 
+def store_commands(stack):
+    """Every command that works on the consumer's store, with arguments it accepts."""
+    mes = stack.path("mes.csv")
+    with open(mes, "w") as f:
+        f.write("site,material,lot,location,stock_status,uom,quantity\nPLANT1,M,L,LOC,,EA,1\n")
+    return [
+        ["audit", "verify"], ["failed", "list"], ["status"], ["trace", "--movement", "M-1"],
+        ["pause", "--site", "*", "--by", "qa", "--reason", "test"],
+        ["failed", "skip", "0123", "--by", "qa", "--reason", "test"],
+        ["genealogy", "--lot", "L"], ["reconcile", "--mes", mes],
+        ["replay", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z",
+         "--apply", "--by", "qa", "--reason", "test"],
+    ]
+
+
+@pytest.mark.parametrize("kind", ["empty", "other-database", "not-a-database"])
+def test_commands_refuse_a_file_that_is_no_store(stack, kind):
+    """store.path names a file, but not a store: an empty file (touched, a
+    volume's placeholder), another database (the ERP ledger's path typed for
+    the store's) or not a database at all. Before, the first two were given
+    the store's tables: `audit verify` passed on the empty file and `pause`
+    wrote into it. Every command refuses, names the path, changes nothing."""
+    import sqlite3
+    cfg = stack.consumer_config(bootstrap="127.0.0.1:%d" % free_port())
+    target = stack.path("not-a-store.db")
+    if kind == "empty":
+        open(target, "w").close()
+        says = "is empty (key 'store.path')"
+    elif kind == "other-database":
+        conn = sqlite3.connect(target)
+        conn.execute("CREATE TABLE on_hand (site TEXT, qty INTEGER)")
+        conn.commit()
+        conn.close()
+        says = "is not an erp-consumer store (key 'store.path')"
+    else:
+        with open(target, "w") as f:
+            f.write("consumer_id: oops\n" * 300)
+        says = "cannot read store"
+    with open(target, "rb") as f:
+        before = f.read()
+    cfg["store"]["path"] = target
+    path = stack.write_config("consumer-no-store", cfg)
+    for argv in store_commands(stack):
+        r = stack.run([binary("erp-consumer"), argv[0], "--config", path] + argv[1:], check=False, timeout=30)
+        assert r.returncode == 1, (argv, r.returncode, r.out[-500:], r.err[-500:])
+        assert says in r.err and "not-a-store.db" in r.err, (argv, r.err[-500:])
+        with open(target, "rb") as f:
+            assert f.read() == before, "%s changed %s" % (argv, target)
+
+
 def test_commands_refuse_a_store_that_does_not_exist(stack):
     """A mistyped store.path (or a volume not mounted) must not look like an
     empty, healthy consumer: `audit verify` would say the trail is intact,
@@ -357,18 +407,7 @@ def test_commands_refuse_a_store_that_does_not_exist(stack):
     missing = stack.path("no-such-store.db")
     cfg["store"]["path"] = missing
     path = stack.write_config("consumer-missing-store", cfg)
-    mes = stack.path("mes.csv")
-    with open(mes, "w") as f:
-        f.write("site,material,lot,location,stock_status,uom,quantity\nPLANT1,M,L,LOC,,EA,1\n")
-    commands = [
-        ["audit", "verify"], ["failed", "list"], ["status"], ["trace", "--movement", "M-1"],
-        ["pause", "--site", "*", "--by", "qa", "--reason", "test"],
-        ["failed", "skip", "0123", "--by", "qa", "--reason", "test"],
-        ["genealogy", "--lot", "L"], ["reconcile", "--mes", mes],
-        ["replay", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z",
-         "--apply", "--by", "qa", "--reason", "test"],
-    ]
-    for argv in commands:
+    for argv in store_commands(stack):
         r = stack.run([binary("erp-consumer"), argv[0], "--config", path] + argv[1:], check=False, timeout=30)
         assert r.returncode == 1, (argv, r.returncode, r.out[-500:], r.err[-500:])
         assert "no-such-store.db' does not exist" in r.err, (argv, r.err[-500:])
