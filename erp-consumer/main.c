@@ -631,6 +631,39 @@ out:
 
 static int run_command(int argc, char **argv);
 
+/* The long name of the option whose getopt letter is c. */
+static const char *option_name(const struct option *opts, int c) {
+    for (; opts->name; opts++)
+        if (opts->val == c)
+            return opts->name;
+    return "?";
+}
+
+/* The options (getopt letters) a command takes; sub is its first operand ("" when none). */
+static const char *command_options(const char *cmd, const char *sub) {
+    if (strcmp(cmd, "run") == 0)
+        return "cK";
+    if (strcmp(cmd, "on-hand") == 0)
+        return "cs";
+    if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "flush") == 0)
+        return "cstbr";
+    if (strcmp(cmd, "failed") == 0)
+        return strcmp(sub, "retry") == 0 || strcmp(sub, "skip") == 0 ? "cbr" : "c";
+    if (strcmp(cmd, "trace") == 0)
+        return "cmd";
+    return "c"; /* seed-erp, status, audit */
+}
+
+/* How many words a command takes after its options: seed-erp its file, `failed
+ * retry|skip` the posting id, `failed list` and `audit verify` their verb. */
+static size_t command_operands(const char *cmd, const char *sub) {
+    if (strcmp(cmd, "seed-erp") == 0 || strcmp(cmd, "audit") == 0)
+        return 1;
+    if (strcmp(cmd, "failed") == 0)
+        return strcmp(sub, "retry") == 0 || strcmp(sub, "skip") == 0 ? 2 : 1;
+    return 0;
+}
+
 /*
  * The commands write their results to stdout, often into a file that a
  * scheduler keeps (`reconcile … > report.json`, `replay … > day.jsonl`): an
@@ -668,6 +701,7 @@ static int run_command(int argc, char **argv) {
     is_policy_t *policy = NULL;
     is_log_level_t level = IS_LOG_INFO;
     int c, status, check_only = 0;
+    char given[16] = ""; /* the options given, as their getopt letters */
 
     /* Needs no service configuration: a policy file and a sample. */
     if (argc > 1 && strcmp(argv[1], "policy-check") == 0)
@@ -686,6 +720,8 @@ static int run_command(int argc, char **argv) {
     }
     memset(&cli, 0, sizeof(cli));
     while ((c = getopt_long(argc, argv, "c:s:t:b:r:m:d:h", opts, NULL)) != -1) {
+        if (c != '?' && c != 'h' && !strchr(given, c) && strlen(given) < sizeof(given) - 1)
+            given[strlen(given)] = (char)c;
         switch (c) {
         case 'c':
             config = optarg;
@@ -738,11 +774,26 @@ static int run_command(int argc, char **argv) {
         fprintf(stderr, "erp-consumer: seed-erp needs the opening stock file\n");
         return 2;
     }
-    /* Commands that take no operand: an extra word is a mistake, not ignored. */
-    size_t max_operands = strcmp(cmd, "seed-erp") == 0 ? 1 : cli_is_admin_command(cmd) ? 2 : 0;
+    /* An extra word or an option the command does not take is a mistake, not ignored: `pause
+     * --site P1 periodic` would pause every tier, `status --site P1` show every site. */
+    const char *sub = cli.argc > 0 ? cli.argv[0] : "";
+    size_t max_operands = command_operands(cmd, sub);
     if ((size_t)(argc - optind) > max_operands) {
         fprintf(stderr, "erp-consumer: %s: unexpected argument '%s'\n", cmd,
                 argv[optind + (int)max_operands]);
+        return 2;
+    }
+    const char *allowed = command_options(cmd, sub);
+    for (const char *g = given; *g; g++) {
+        if (strchr(allowed, *g))
+            continue;
+        char takes[128] = "";
+        for (const char *a = allowed; *a; a++)
+            snprintf(takes + strlen(takes), sizeof(takes) - strlen(takes), "%s--%s",
+                     a == allowed ? "" : ", ", option_name(opts, *a));
+        fprintf(stderr, "erp-consumer: %s%s%s: option '--%s' does not apply to it (it takes %s)\n",
+                cmd, *sub && strcmp(cmd, "failed") == 0 ? " " : "",
+                strcmp(cmd, "failed") == 0 ? sub : "", option_name(opts, *g), takes);
         return 2;
     }
     if (consumer_config_load(&cfg, config, errstr, sizeof(errstr)) != IS_OK) {

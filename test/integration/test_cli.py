@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import Service, binary, free_port, http_ok, movement
+from conftest import Service, binary, free_port, http_ok, movement, scalar
 
 # A valid configuration for each service, Kafka pointing at a closed port.
 SERVICES = {
@@ -314,6 +314,33 @@ def test_consumer_refuses_extra_arguments(stack):
     for argv in (["status", "extra"], ["failed", "list", "now", "please"]):
         r = stack.run([binary("erp-consumer")] + argv + ["--config", cfg], check=False, timeout=15)
         assert r.returncode == 2 and "unexpected argument" in r.err, (argv, r.returncode, r.err)
+
+
+def test_consumer_refuses_options_and_words_a_command_does_not_take(stack):
+    """`pause --site P1 periodic` (the tier without --tier) used to pause every tier of P1, and
+    `status --site P1` or `failed list --site P1` to answer for every site: an option a command
+    does not take, or a word after it, is refused (exit 2) naming it, and nothing is changed."""
+    stack.start_kafka(partitions=1)
+    consumer = stack.start_consumer()
+    stack.wait_for(lambda: os.path.exists(consumer.store), 10, "the consumer's store")
+    cases = [
+        (["pause", "--site", "*", "--by", "qa", "--reason", "t", "periodic"],
+         "pause: unexpected argument 'periodic'"),
+        (["flush", "--site", "*", "--tier", "realtime", "--movement", "M-1", "--by", "qa", "--reason", "t"],
+         "flush: option '--movement' does not apply to it (it takes --config, --site, --tier, --by, --reason)"),
+        (["status", "--site", "PLANT1"], "status: option '--site' does not apply to it (it takes --config)"),
+        (["failed", "list", "--site", "PLANT1"], "failed list: option '--site' does not apply"),
+        (["failed", "retry", "0123", "--tier", "x", "--by", "qa", "--reason", "t"],
+         "failed retry: option '--tier' does not apply to it (it takes --config, --by, --reason)"),
+        (["audit", "verify", "now"], "audit: unexpected argument 'now'"),
+        (["trace", "--movement", "M-1", "--site", "PLANT1"], "trace: option '--site' does not apply"),
+        (["on-hand", "--tier", "realtime"], "on-hand: option '--tier' does not apply"),
+    ]
+    for argv, says in cases:
+        r = stack.consumer_cli(consumer, *argv, check=False)
+        assert r.returncode == 2 and says in r.err, (argv, r.returncode, r.err)
+    assert scalar(consumer.store, "SELECT count(*) FROM pauses") == 0
+    assert scalar(consumer.store, "SELECT count(*) FROM audit WHERE action IN ('pause', 'flush')") == 0
 
 
 def test_sigterm_answers_the_request_in_flight(stack):
