@@ -646,9 +646,12 @@ int genealogy_cli(int argc, char **argv) {
     is_err_t rc;
     int c, status = 2;
     genealogy_dir_t dir;
+    uint32_t seen_opts = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        if (investigation_option_twice("erp-consumer genealogy", opts, c, &seen_opts))
+            return 2;
         switch (c) {
         case 'c':
             config = optarg;
@@ -688,6 +691,11 @@ int genealogy_cli(int argc, char **argv) {
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "erp-consumer genealogy: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     dir = genealogy_dir_parse(direction);
     if (!lot || !*lot || optind < argc || !dir ||

@@ -70,3 +70,23 @@ void investigation_csv_field(FILE *f, const char *s) {
     }
     fputc('"', f);
 }
+
+int investigation_option_twice(const char *prefix, const struct option *opts, int c,
+                               uint32_t *seen) {
+    for (unsigned i = 0; opts[i].name && i < 32; i++) {
+        if (opts[i].val != c)
+            continue;
+        if (opts[i].has_arg == no_argument)
+            return 0;
+        if (*seen & (1u << i)) {
+            fprintf(stderr,
+                    "%s: --%s is given twice; give it once (a second one would replace the "
+                    "first)\n",
+                    prefix, opts[i].name);
+            return 1;
+        }
+        *seen |= 1u << i;
+        return 0;
+    }
+    return 0;
+}

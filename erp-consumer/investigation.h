@@ -11,6 +11,8 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "consumer_config.h"
@@ -46,5 +48,14 @@ is_err_t investigation_store_movements(const consumer_config_t *cfg, const char 
 /* One CSV field: as is, or double-quoted ("" inside) when it holds a comma, quote, CR or LF.
  * No separator is written. */
 void investigation_csv_field(FILE *f, const char *s);
+
+/*
+ * For a command's getopt loop: 1, after saying so on stderr ("<prefix>: --site is given
+ * twice ..."), when c is an option that takes a value and was given before (the last value
+ * would silently replace the first: `--site A --site B` reads B only). seen starts at 0;
+ * opts has at most 32 entries. A flag given twice is harmless: 0.
+ */
+int investigation_option_twice(const char *prefix, const struct option *opts, int c,
+                               uint32_t *seen);
 
 #endif

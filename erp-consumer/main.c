@@ -27,6 +27,7 @@
 #include "duration.h"
 #include "genealogy.h"
 #include "hash.h"
+#include "investigation.h"
 #include "kafka.h"
 #include "log.h"
 #include "movement.h"
@@ -719,7 +720,12 @@ static int run_command(int argc, char **argv) {
         argv++;
     }
     memset(&cli, 0, sizeof(cli));
+    char prefix[64];
+    uint32_t seen_opts = 0;
+    snprintf(prefix, sizeof(prefix), "erp-consumer: %.40s", cmd);
     while ((c = getopt_long(argc, argv, "c:s:t:b:r:m:d:h", opts, NULL)) != -1) {
+        if (investigation_option_twice(prefix, opts, c, &seen_opts))
+            return 2;
         if (c != '?' && c != 'h' && !strchr(given, c) && strlen(given) < sizeof(given) - 1)
             given[strlen(given)] = (char)c;
         switch (c) {

@@ -205,9 +205,12 @@ int reconcile_cli(int argc, char **argv) {
     size_t n_pending = 0, unexplained = 0;
     is_decimal_t unexplained_qty;
     int c, status = 2;
+    uint32_t seen_opts = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        if (investigation_option_twice("erp-consumer reconcile", opts, c, &seen_opts))
+            return 2;
         switch (c) {
         case 'c':
             config = optarg;
@@ -237,6 +240,11 @@ int reconcile_cli(int argc, char **argv) {
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "erp-consumer reconcile: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     if (!mes || optind < argc || (strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)) {
         fprintf(stderr, "erp-consumer reconcile: %s\n",

@@ -183,10 +183,13 @@ static int parse_args(int argc, char **argv, replay_args_t *a) {
                                          {NULL, 0, NULL, 0}};
     char errstr[512], up[64];
     int c;
+    uint32_t seen_opts = 0;
     memset(a, 0, sizeof(*a));
     a->format = "jsonl";
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:s:t:b:r:h", opts, NULL)) != -1) {
+        if (investigation_option_twice("erp-consumer replay", opts, c, &seen_opts))
+            return 2;
         switch (c) {
         case 'c':
             a->config = optarg;
@@ -240,6 +243,11 @@ static int parse_args(int argc, char **argv, replay_args_t *a) {
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "erp-consumer replay: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
     }
     if (!a->config || !*a->config || !a->from || !a->to || optind < argc) {
         fprintf(stderr, "erp-consumer replay: %s\n",

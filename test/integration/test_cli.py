@@ -343,6 +343,40 @@ def test_consumer_refuses_options_and_words_a_command_does_not_take(stack):
     assert scalar(consumer.store, "SELECT count(*) FROM audit WHERE action IN ('pause', 'flush')") == 0
 
 
+def test_consumer_refuses_an_option_given_twice(stack):
+    """`pause --site PLANT1 --site PLANT2` paused PLANT2 only and `replay --lot A --lot B` read
+    lot B only: the last value silently replaced the first. An option that takes a value is
+    refused when given twice (exit 2), naming it, before anything is read or changed; so is a
+    word the investigations do not take, now named."""
+    stack.start_kafka(partitions=1)
+    consumer = stack.start_consumer()
+    stack.wait_for(lambda: os.path.exists(consumer.store), 10, "the consumer's store")
+    mes = stack.path("mes.csv")
+    with open(mes, "w") as f:
+        f.write("site,material,lot,location,stock_status,uom,quantity\nPLANT1,M,L,LOC,,EA,1\n")
+    span = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z"]
+    cases = [
+        (["pause", "--site", "PLANT1", "--site", "PLANT2", "--by", "qa", "--reason", "t"],
+         "erp-consumer: pause: --site is given twice"),
+        (["failed", "skip", "0123", "--by", "qa", "--by", "qb", "--reason", "t"],
+         "erp-consumer: failed: --by is given twice"),
+        (["replay"] + span + ["--lot", "A", "--lot", "B", "--apply", "--by", "qa", "--reason", "t"],
+         "erp-consumer replay: --lot is given twice"),
+        (["genealogy", "--lot", "A", "--lot", "B"], "erp-consumer genealogy: --lot is given twice"),
+        (["reconcile", "--mes", mes, "--site", "PLANT1", "--site", "PLANT2"],
+         "erp-consumer reconcile: --site is given twice"),
+        (["replay"] + span + ["PLANT1"], "erp-consumer replay: unexpected argument 'PLANT1'"),
+        (["genealogy", "--lot", "A", "B"], "erp-consumer genealogy: unexpected argument 'B'"),
+        (["reconcile", "--mes", mes, "PLANT1"], "erp-consumer reconcile: unexpected argument 'PLANT1'"),
+    ]
+    for argv, says in cases:
+        r = stack.consumer_cli(consumer, *argv, check=False)
+        assert r.returncode == 2 and says in r.err, (argv, r.returncode, r.err)
+    assert scalar(consumer.store, "SELECT count(*) FROM pauses") == 0
+    assert scalar(consumer.store, "SELECT count(*) FROM audit WHERE action IN ('pause', 'skip', "
+                                  "'replay-apply')") == 0
+
+
 def test_sigterm_answers_the_request_in_flight(stack):
     """A batch whose upload is under way when mes-producer is told to stop
     (a rolling restart) is still stored and answered 202: the server stops
