@@ -195,8 +195,9 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
     case ADMIN_RESUME:
     case ADMIN_FLUSH: {
         const char *site = missing(req->site) ? NULL : req->site;
-        /* No tier means all tiers (documented in --help); a blank one is an unknown tier. */
-        const char *tier = !req->tier || !*req->tier ? "*" : req->tier;
+        /* No tier means all tiers (documented in --help); a blank one is an unknown tier,
+         * "" included: an unset shell variable (--tier "$TIER") must not pause every tier. */
+        const char *tier = !req->tier ? "*" : req->tier;
         if (!site) {
             is_errf(errstr, errstr_size, "'site' is required (use \"*\" for all sites)");
             return NULL;

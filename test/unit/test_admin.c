@@ -264,6 +264,28 @@ static void test_resume_lifts_a_stored_pause_with_an_invalid_name(void **state) 
         errstr, "site '*' tier '*' is not paused; the pauses are (site/tier) PLANT1/realtime");
 }
 
+/* An empty tier is an unknown tier, as a blank one is, not "all tiers" (an unset --tier
+ * "$TIER" paused every tier); no tier at all means all tiers. */
+static void test_blank_tier_is_refused(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    static const char *const blank[] = {"", "  "};
+    static const admin_action_t actions[] = {ADMIN_PAUSE, ADMIN_FLUSH, ADMIN_RESUME};
+    for (size_t a = 0; a < 3; a++)
+        for (size_t i = 0; i < 2; i++) {
+            errstr[0] = '\0';
+            int st = perform(f, actions[a], "*", blank[i], "alice", "test", f->policy, errstr,
+                             sizeof(errstr));
+            if (st != 400 || !strstr(errstr, "unknown tier '") || !strstr(errstr, "periodic"))
+                fail_msg("action %zu tier '%s': status %d, error \"%s\"", a, blank[i], st, errstr);
+        }
+    assert_int_equal(pause_rows(f), 0);
+    assert_int_equal(
+        perform(f, ADMIN_PAUSE, "*", NULL, "alice", "test", f->policy, errstr, sizeof(errstr)),
+        200);
+    assert_int_equal(pause_rows(f), 1);
+}
+
 static void test_blank_by_or_reason_is_refused(void **state) {
     fx_t *f = *state;
     char errstr[512];
@@ -388,6 +410,7 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_lifts_a_stored_pause_with_an_invalid_name,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blank_tier_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blank_by_or_reason_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_characters_in_operator_text_are_refused, setup,
                                         teardown),
