@@ -89,7 +89,9 @@ int cli_run(const char *cmd, const consumer_config_t *cfg, const cli_args_t *a) 
              * the HTTP API (a tier that has had no movement yet included). */
             if (cfg->policy_path &&
                 is_policy_load(cfg->policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
-                fprintf(stderr, "erp-consumer: %s\n", errstr);
+                /* A configuration error, as `status` and `run` report it: exit 2. */
+                fprintf(stderr, "erp-consumer: policy (key 'policy.path'): %s\n", errstr);
+                status = 2;
                 goto out;
             }
             req.policy = policy;

@@ -377,6 +377,23 @@ def test_consumer_refuses_an_option_given_twice(stack):
                                   "'replay-apply')") == 0
 
 
+def test_consumer_admin_command_with_a_broken_policy_is_a_configuration_error(stack):
+    """pause/resume/flush read the policy (its tiers and sites): a policy.path that cannot be
+    read is a configuration error like `status`'s (exit 2, naming the key), not a store failure
+    (exit 1), and nothing is paused."""
+    stack.start_kafka(partitions=1)
+    consumer = stack.start_consumer()
+    stack.wait_for(lambda: os.path.exists(consumer.store), 10, "the consumer's store")
+    cfg = dict(consumer.config, policy={"path": stack.path("no-such-policy.yaml")})
+    path = stack.write_config("consumer-bad-policy", cfg)
+    for argv in (["status"], ["pause", "--site", "*", "--by", "qa", "--reason", "t"],
+                 ["flush", "--site", "*", "--by", "qa", "--reason", "t"]):
+        r = stack.run([binary("erp-consumer"), argv[0], "--config", path] + argv[1:], check=False)
+        assert r.returncode == 2, (argv, r.returncode, r.err)
+        assert "policy (key 'policy.path')" in r.err and "no-such-policy.yaml" in r.err, (argv, r.err)
+    assert scalar(consumer.store, "SELECT count(*) FROM pauses") == 0
+
+
 def test_sigterm_answers_the_request_in_flight(stack):
     """A batch whose upload is under way when mes-producer is told to stop
     (a rolling restart) is still stored and answered 202: the server stops
