@@ -162,6 +162,66 @@ static const char *item_id(const req_item_t *it) {
     return it->json_id;
 }
 
+/* Bytes of the well-formed UTF-8 character at s (no overlong forms,
+ * surrogates or > U+10FFFF), or 0 when there is none (or at the NUL). */
+static size_t utf8_char_len(const unsigned char *s) {
+    unsigned c = *s, n, min, cp, i;
+    if (c == 0)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1, min = 0x80, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2, min = 0x800, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (i = 1; i <= n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n + 1;
+}
+
+/* 1 when s is well-formed UTF-8. */
+static int utf8_valid(const unsigned char *s) {
+    size_t n;
+    while (*s) {
+        if ((n = utf8_char_len(s)) == 0)
+            return 0;
+        s += n;
+    }
+    return 1;
+}
+
+/* A copy of s without the bytes that are not whole UTF-8 characters, or
+ * NULL (out of memory). */
+static char *utf8_dup_clean(const char *s) {
+    char *copy = strdup(s), *out = copy;
+    const unsigned char *p = (const unsigned char *)copy;
+    size_t n;
+    if (!copy)
+        return NULL;
+    while (*p) {
+        n = utf8_char_len(p);
+        if (n == 0) {
+            p++;
+            continue;
+        }
+        memmove(out, p, n);
+        out += n;
+        p += n;
+    }
+    *out = '\0';
+    return copy;
+}
+
 /* Append one 422 entry (bounded); counts every error. */
 static void add_error(request_t *r, size_t index, const char *movement_id, const char *field,
                       const char *error) {
@@ -171,6 +231,17 @@ static void add_error(request_t *r, size_t index, const char *movement_id, const
         return;
     e = json_pack("{s:I, s:s?, s:s, s:s}", "index", (json_int_t)index, "movement_id", movement_id,
                   "field", field, "error", error);
+    if (!e) {
+        /* A message cut at a fixed size ("unknown value '%.64s'", the 48
+         * bytes of a field name) can end a character short, and jansson
+         * refuses such a string: drop the partial character, keep the entry. */
+        char *fc = utf8_dup_clean(field), *ec = utf8_dup_clean(error);
+        if (fc && ec)
+            e = json_pack("{s:I, s:s?, s:s, s:s}", "index", (json_int_t)index, "movement_id",
+                          movement_id, "field", fc, "error", ec);
+        free(fc);
+        free(ec);
+    }
     if (e)
         json_array_append_new(r->errors, e);
 }
@@ -298,34 +369,6 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
         it->owned = 1;
     }
     return 0;
-}
-
-/* 1 when s is well-formed UTF-8 (no overlong forms, surrogates or > U+10FFFF). */
-static int utf8_valid(const unsigned char *s) {
-    while (*s) {
-        unsigned c = *s, n, min, cp;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1, min = 0x80, cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2, min = 0x800, cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3, min = 0x10000, cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (s++; n > 0; n--, s++) {
-            if ((*s & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (*s & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-    }
-    return 1;
 }
 
 /*

@@ -367,6 +367,43 @@ static void test_422_unreadable_quantity_keeps_other_errors(void **state) {
     assert_int_equal(stored(f), 0);
 }
 
+/* An error message cut at its fixed size ("unknown value '%.64s'", a field
+ * name's 48 bytes) in the middle of a multi-byte character still lists its
+ * entry, without the partial character. Before, jansson refused the entry
+ * and the 422 said "validation failed" with an empty "errors" list. */
+static void test_422_entry_kept_when_message_cut_mid_character(void **state) {
+    fixture_t *f = *state;
+    char body[4096], m[1024], q[1024], word[128], *p;
+    json_t *e;
+    size_t i;
+
+    /* "x" then 40 × "É" (2 bytes): every cut at an even byte count is mid-character. */
+    p = word + snprintf(word, sizeof word, "x");
+    for (i = 0; i < 40; i++)
+        p += snprintf(p, sizeof word - (size_t)(p - word), "\xc3\x89");
+    gi(m, sizeof m, "MV-1", "P1", "1");
+    gi(q, sizeof q, "MV-2", "P1", word);
+    p = strstr(m, "GOODS_ISSUE");
+    snprintf(body, sizeof body, "[%.*s%s%s, %s, %.*s,\"%s\":1}]", (int)(p - m), m, word,
+             p + strlen("GOODS_ISSUE"), q, (int)(strlen(m) - 1), m, word);
+    assert_int_equal(post_json(f, TOK_P1, body), 422);
+    assert_int_equal(json_integer_value(json_object_get(f->body, "error_count")), 3);
+    assert_int_equal(json_array_size(json_object_get(f->body, "errors")), 3);
+    e = find_error(f, 0, "type");
+    assert_non_null(e);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(e, "error")), "unknown value 'x\xc3\x89"));
+    e = find_error(f, 1, "quantity");
+    assert_non_null(e);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(e, "error")), "is not a decimal number"));
+    e = json_array_get(json_object_get(f->body, "errors"), 2);
+    assert_int_equal(json_integer_value(json_object_get(e, "index")), 2);
+    assert_string_equal(json_string_value(json_object_get(e, "error")), "unknown field");
+    assert_int_equal(strncmp(json_string_value(json_object_get(e, "field")), word, 40), 0);
+    assert_int_equal(stored(f), 0);
+}
+
 static void test_409_conflict_stores_nothing(void **state) {
     fixture_t *f = *state;
     char body[4096], a[1024], a2[1024], b[1024];
@@ -1080,6 +1117,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_protobuf_fields_are_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_422_entry_kept_when_message_cut_mid_character, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_202_body_escapes_like_jansson, setup, teardown),
         cmocka_unit_test_setup_teardown(test_503_outbox_failure_acknowledges_nothing, setup,
                                         teardown),
