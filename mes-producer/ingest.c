@@ -291,8 +291,16 @@ static int check_count(request_t *r, size_t n, is_http_response_t *resp) {
 /* JSON body → items. Returns 0, or non-zero with resp filled. */
 static int decode_json(request_t *r, const char *body, size_t len, is_http_response_t *resp) {
     json_error_t jerr;
-    size_t i, n;
+    size_t i, n, bom = 0;
 
+    /* A UTF-8 byte order mark first (.NET's UTF-8 writers, Notepad): RFC
+     * 8259 lets a parser ignore it, and jansson refuses it with a message
+     * quoting an invisible character. */
+    if (len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0) {
+        bom = 3;
+        body += bom;
+        len -= bom;
+    }
     if (len == strspn(body, " \t\r\n")) {
         is_http_respond_error(resp, 400, "empty body: send one JSON movement or an array of them");
         return 1;
@@ -302,8 +310,10 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
     r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     json_arena_off();
     if (!r->root) {
+        /* position counts the bytes of the body as sent; line and column
+         * what an editor shows (the mark is invisible there). */
         json_t *e = json_pack("{s:s, s:i, s:i, s:i}", "error", "", "line", jerr.line, "column",
-                              jerr.column, "position", jerr.position);
+                              jerr.column, "position", jerr.position + (int)bom);
         char msg[320];
         /* jansson names its own flag here ("... without JSON_ALLOW_NUL"):
          * tell the MES what is wrong instead. */
