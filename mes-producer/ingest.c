@@ -1007,8 +1007,14 @@ void ingest_movements(ingest_t *ig, const char *content_type, const char *bearer
 
     memset(&r, 0, sizeof(r));
     r.ig = ig;
-    if (!bearer || !*bearer) {
+    if (!bearer) {
         is_http_respond_error(resp, 401, "missing bearer token");
+        snprintf(resp->extra_header, sizeof(resp->extra_header), "WWW-Authenticate: Bearer");
+        goto done;
+    }
+    if (!*bearer) {
+        is_http_respond_error(resp, 401,
+                              "malformed Authorization header: expected 'Bearer <token>'");
         snprintf(resp->extra_header, sizeof(resp->extra_header), "WWW-Authenticate: Bearer");
         goto done;
     }
@@ -1057,8 +1063,13 @@ done:
 /* ---- routes ------------------------------------------------------------- */
 
 void ingest_handle_movements(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
-    ingest_movements(ctx, is_http_header(req, "Content-Type"), is_http_bearer(req), req->body,
-                     req->body_len, resp);
+    const char *bearer = is_http_bearer(req);
+    /* A header that is there but not "Bearer <token>" ("Basic …", the token
+     * alone) is not a missing one: say which. */
+    if (!bearer && is_http_header(req, "Authorization"))
+        bearer = "";
+    ingest_movements(ctx, is_http_header(req, "Content-Type"), bearer, req->body, req->body_len,
+                     resp);
 }
 
 void ingest_handle_healthz(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {

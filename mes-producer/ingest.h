@@ -73,7 +73,9 @@ void ingest_destroy(ingest_t *ig);
 
 /*
  * Handle one POST /v1/movements. content_type and bearer may be NULL
- * (absent); body need not be NUL-terminated. Fills resp (status, JSON body).
+ * (absent); bearer is "" for an Authorization header that is not
+ * "Bearer <token>". body need not be NUL-terminated. Fills resp (status,
+ * JSON body).
  */
 void ingest_movements(ingest_t *ig, const char *content_type, const char *bearer, const char *body,
                       size_t body_len, is_http_response_t *resp);

@@ -138,6 +138,18 @@ def test_missing_token(env):
         check_error(r, 401, ["token", "authoriz", "bearer"])
 
 
+def test_authorization_not_bearer(env):
+    """An Authorization header that is there but not "Bearer <token>" (another
+    scheme, the token without its scheme, no token) is a 401 saying so, not
+    "missing bearer token"."""
+    for value in ["Basic dXNlcjpwYXNz", env.producer.token("PLANT1"), "Bearer", "Bearer a b"]:
+        with Unchanged(env):
+            r = env.producer.post(json.dumps(good(env)), headers={"Authorization": value})
+            body = check_error(r, 401, ["Bearer <token>"])
+            assert "missing" not in body["error"], (value, body)
+            assert "tok-plant" not in json.dumps(body), "a token is echoed back: %r" % body
+
+
 def test_unknown_token(env):
     with Unchanged(env):
         r = env.producer.post(good(env), token="not-a-configured-token")

@@ -189,7 +189,11 @@ static void test_401_missing_or_unknown_token(void **state) {
     assert_int_equal(post_json(f, NULL, m), 401);
     assert_string_equal(body_str(f, "error"), "missing bearer token");
     assert_non_null(strstr(f->header, "WWW-Authenticate"));
+    /* An Authorization header that is not "Bearer <token>" is named as such. */
     assert_int_equal(post_json(f, "", m), 401);
+    assert_string_equal(body_str(f, "error"),
+                        "malformed Authorization header: expected 'Bearer <token>'");
+    assert_non_null(strstr(f->header, "WWW-Authenticate"));
     assert_int_equal(post_json(f, "nope", m), 401);
     assert_string_equal(body_str(f, "error"), "unknown token");
     /* The answer never echoes a token. */
