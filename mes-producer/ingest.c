@@ -301,7 +301,11 @@ static int decode_json(request_t *r, const char *body, size_t len, is_http_respo
         body += bom;
         len -= bom;
     }
-    if (len == strspn(body, " \t\r\n")) {
+    /* Within len: body need not be NUL-terminated. */
+    for (i = 0;
+         i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'); i++)
+        ;
+    if (i == len) {
         is_http_respond_error(resp, 400, "empty body: send one JSON movement or an array of them");
         return 1;
     }

@@ -232,6 +232,9 @@ static void test_400_malformed_json(void **state) {
                         "empty body: send one JSON movement or an array of them");
     assert_int_equal(post_json(f, TOK_P1, " \r\n"), 400);
     assert_non_null(strstr(body_str(f, "error"), "empty body"));
+    /* The body is its len bytes, NUL-terminated or not. */
+    assert_int_equal(post(f, CT, TOK_P1, " \n\t", 1), 400);
+    assert_non_null(strstr(body_str(f, "error"), "empty body"));
     assert_int_equal(post_json(f, TOK_P1, "[1, 2"), 400);
     assert_int_equal(stored(f), 0);
 }
