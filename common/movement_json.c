@@ -156,22 +156,44 @@ static is_err_t set_string(char **slot, const char *name, const json_t *v, is_fi
     return IS_OK;
 }
 
+/* "GOODS_ISSUE, COMPLETION, …": the names an enum field takes (not the
+ * zero value, which means "not given"), so a refusal says what would do. */
+static const char *enum_names(const ProtobufCEnumDescriptor *ed, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < ed->n_values; i++) {
+        int n;
+        if (ed->values[i].value == 0)
+            continue;
+        n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", ed->values[i].name);
+        if (n < 0 || (size_t)n >= size - used) {
+            buf[used] = '\0';
+            break;
+        }
+        used += (size_t)n;
+    }
+    return buf;
+}
+
 static is_err_t set_enum(int32_t *slot, const ProtobufCFieldDescriptor *f, const json_t *v,
                          is_field_error_t *err) {
     const ProtobufCEnumDescriptor *ed = f->descriptor;
     const ProtobufCEnumValue *ev = NULL;
+    char names[sizeof err->error];
     if (json_is_string(v)) {
         const char *s = plain_string(v);
         if (s)
             ev = protobuf_c_enum_descriptor_get_value_by_name(ed, s);
         if (!ev)
-            return field_err(err, f->name, "unknown value '%.64s'", json_string_value(v));
+            return field_err(err, f->name, "unknown value '%.40s' (one of %s)",
+                             json_string_value(v), enum_names(ed, names, sizeof names));
     } else if (json_is_integer(v)) {
         json_int_t n = json_integer_value(v);
         if (n >= INT32_MIN && n <= INT32_MAX)
             ev = protobuf_c_enum_descriptor_get_value(ed, (int)n);
         if (!ev)
-            return field_err(err, f->name, "unknown value %" JSON_INTEGER_FORMAT, n);
+            return field_err(err, f->name, "unknown value %" JSON_INTEGER_FORMAT " (one of %s)", n,
+                             enum_names(ed, names, sizeof names));
     } else {
         return field_err(err, f->name, "must be a name such as '%s' or its number",
                          ed->n_values > 1 ? ed->values[1].name : ed->values[0].name);

@@ -137,6 +137,8 @@ static void test_name_variants(void **state) {
     }
 }
 
+#define LONG_NAME "GOODS_ISSUE_GOODS_ISSUE_GOODS_ISSUE_GOODS_ISSUE_GOODS_ISSUE_GOODS_ISSUE"
+
 static void test_rejected(void **state) {
     static const struct {
         const char *json;
@@ -154,11 +156,18 @@ static void test_rejected(void **state) {
         {"{\"lot\":\"a\\u0000b\"}", "lot", "must not contain NUL"},
         {"{\"attributes\":{\"k\":\"v\\u0000\"}}", "attributes", "must be a string"},
         {"{\"type\":\"GOODS_ISSUED\"}", "type", "unknown value 'GOODS_ISSUED'"},
-        {"{\"type\":\"goods_issue\"}", "type", "unknown value 'goods_issue'"},
-        {"{\"type\":99}", "type", "unknown value 99"},
+        /* the names that would do are listed (a misspelt or lower-case type) */
+        {"{\"type\":\"goods_issue\"}", "type",
+         "unknown value 'goods_issue' (one of GOODS_ISSUE, COMPLETION, SCRAP, QUARANTINE, "
+         "RELEASE, TRANSFER, ADJUSTMENT, REVERSAL)"},
+        {"{\"type\":\"" LONG_NAME "\"}", "type",
+         "' (one of GOODS_ISSUE, COMPLETION, SCRAP, QUARANTINE, RELEASE, TRANSFER, ADJUSTMENT, "
+         "REVERSAL)"},
+        {"{\"type\":99}", "type", "unknown value 99 (one of GOODS_ISSUE, "},
         {"{\"type\":4294967297}", "type", "unknown value 4294967297"}, /* not 1 mod 2^32 */
         {"{\"type\":1.0}", "type", "must be a name"},
-        {"{\"fromStatus\":\"DAMAGED\"}", "from_status", "unknown value 'DAMAGED'"},
+        {"{\"fromStatus\":\"DAMAGED\"}", "from_status",
+         "unknown value 'DAMAGED' (one of UNRESTRICTED, QUALITY, BLOCKED)"},
         {"{\"quantity\":12.5}", "quantity", "must be a decimal string such as \"12.500\""},
         {"{\"quantity\":12}", "quantity", "must be a decimal string such as \"12.500\""},
         {"{\"quantity\":{\"units\":12,\"scale\":0}}", "quantity", "must be a decimal string"},
