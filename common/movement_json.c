@@ -211,8 +211,14 @@ static is_err_t set_decimal(ProtobufCMessage **slot, const ProtobufCFieldDescrip
     Invsync__V1__Decimal *msg;
     if (!s)
         return field_err(err, f->name, "must be a decimal string such as \"12.500\"");
-    if (is_decimal_parse(s, strlen(s), max_scale, &d, why, sizeof why) != IS_OK)
+    if (!*s)
+        return field_err(err, f->name, "is empty: send a decimal string such as \"12.500\"");
+    if (is_decimal_parse(s, strlen(s), max_scale, &d, why, sizeof why) != IS_OK) {
+        /* Too many places is the one refusal that does not quote the value. */
+        if (strncmp(why, "more than ", 10) == 0)
+            return field_err(err, f->name, "'%.40s' has %s", s, why);
         return field_err(err, f->name, "%s", why);
+    }
     msg = malloc(md->sizeof_message);
     if (!msg)
         return IS_ERR_NOMEM;

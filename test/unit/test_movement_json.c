@@ -173,7 +173,10 @@ static void test_rejected(void **state) {
         {"{\"quantity\":{\"units\":12,\"scale\":0}}", "quantity", "must be a decimal string"},
         {"{\"quantity\":\"1e3\"}", "quantity", "not a decimal number"},
         {"{\"quantity\":\" 1\"}", "quantity", "not a decimal number"},
-        {"{\"quantity\":\"1.0000001\"}", "quantity", "more than 6 decimal places"},
+        {"{\"quantity\":\"1.0000001\"}", "quantity", "'1.0000001' has more than 6 decimal places"},
+        {"{\"quantity\":\"-1.0000000\"}", "quantity",
+         "'-1.0000000' has more than 6 decimal places"},
+        {"{\"quantity\":\"\"}", "quantity", "is empty: send a decimal string such as \"12.500\""},
         {"{\"quantity\":\"99999999999999999999\"}", "quantity", "too large"},
         {"{\"event_time\":\"yesterday\"}", "event_time", "must be an RFC 3339 time"},
         {"{\"eventTime\":1767261600000}", "event_time", "must be an RFC 3339 time"},
@@ -277,7 +280,7 @@ static void test_max_scale_is_honoured(void **state) {
     assert_int_equal(is_movement_from_json(j, 2, &m, &err), IS_ERR_INVALID);
     assert_null(m);
     assert_string_equal(err.field, "quantity");
-    assert_string_equal(err.error, "more than 2 decimal places");
+    assert_string_equal(err.error, "'1.123' has more than 2 decimal places");
     assert_int_equal(is_movement_from_json(j, 3, &m, &err), IS_OK);
     assert_int_equal(m->quantity->units, 1123);
     invsync__v1__movement__free_unpacked(m, NULL);
