@@ -225,7 +225,9 @@ static int path_matches(const char *pattern, const char *path) {
 
 /*
  * The first route (in table order) matching path and method; NULL otherwise,
- * with *path_known set when some route matches the path only.
+ * with *path_known set when some route matches the path only. A HEAD is
+ * served by the GET route (RFC 9110 §9.3.2; MHD sends the headers only), so
+ * a monitor probing /healthz with HEAD does not see a 405.
  */
 static const is_http_route_t *route_find(const is_httpd_t *h, const char *method, const char *path,
                                          int *path_known) {
@@ -234,7 +236,8 @@ static const is_http_route_t *route_find(const is_httpd_t *h, const char *method
         if (!path_matches(h->routes[i].path, path))
             continue;
         *path_known = 1;
-        if (strcmp(h->routes[i].method, method) == 0)
+        if (strcmp(h->routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(h->routes[i].method, "GET") == 0))
             return &h->routes[i];
     }
     return NULL;

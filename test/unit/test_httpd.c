@@ -280,7 +280,9 @@ static CURLcode request(CURL *c, const char *base, const char *path, const req_o
         curl_easy_setopt(c, CURLOPT_READDATA, &src);
         hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
     }
-    if (o && o->method)
+    if (o && o->method && strcmp(o->method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* curl then expects no body */
+    else if (o && o->method)
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, o->method);
     if (o && o->header)
         hdrs = curl_slist_append(hdrs, o->header);
@@ -364,6 +366,17 @@ static void test_exact_route(void **state) {
     /* Exact means exact: no prefix or trailing-slash match. */
     get(s, "/healthz/x", NULL, &r);
     assert_int_equal(r.status, 404);
+    reply_free(&r);
+
+    /* HEAD is a GET without the body (a monitor's probe), not a 405. */
+    get(s, "/healthz", &(req_opts_t){.method = "HEAD"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type, "application/json");
+    assert_string_equal(r.body, "");
+    reply_free(&r);
+    get(s, "/v1/movements", &(req_opts_t){.method = "HEAD"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "POST");
     reply_free(&r);
 }
 
