@@ -105,6 +105,14 @@ static void check_str(verrs_t *v, const char *field, const char *s, int required
                         (unsigned)(unsigned char)s[i + 1], i);
                 return;
             }
+            /* U+2028 LINE SEPARATOR, U+2029 PARAGRAPH SEPARATOR (E2 80 A8/A9): line
+             * breaks to Unicode-aware readers (Python's splitlines, as NEL is). */
+            if (c == 0xe2 && i + 2 < len && (unsigned char)s[i + 1] == 0x80 &&
+                ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
+                add_err(v, field, "must not contain line breaks (U+%04X at byte %zu)",
+                        0x2028u + ((unsigned char)s[i + 2] - 0xa8u), i);
+                return;
+            }
         }
         /* "LOT-1 " and "LOT-1" would be two lots in the ERP: an id or code
          * never begins or ends with a space (nor a no-break space, C2 A0). */

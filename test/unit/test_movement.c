@@ -247,6 +247,11 @@ static const vcase_t vcases[] = {
      "must not contain control characters"},
     {T(GOODS_ISSUE), "lot", "L1\xc2\x85X", NULL, NULL, NULL, 0, "lot",
      "must not contain control characters (U+0085 at byte 2)"},
+    {T(GOODS_ISSUE), "lot", "L1\xe2\x80\xa8X", NULL, NULL, NULL, 0, "lot",
+     "must not contain line breaks (U+2028 at byte 2)"},
+    {T(GOODS_ISSUE), "material", "M\xe2\x80\xa9", NULL, NULL, NULL, 0, "material",
+     "must not contain line breaks (U+2029 at byte 1)"},
+    {T(GOODS_ISSUE), "lot", "L1\xe2\x80\xa7X", NULL, NULL, NULL, 0, NULL, NULL}, /* U+2027 */
     /* leading / trailing spaces make another code */
     {T(GOODS_ISSUE), "lot", "LOT-1 ", NULL, NULL, NULL, 0, "lot",
      "must not begin or end with a space"},
