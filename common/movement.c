@@ -301,6 +301,16 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
      * wrong, local time sent as epoch ms). */
     if (v.ingest && m->event_time < 0) {
         add_err(&v, "event_time", "is before 1970-01-01");
+    } else if (v.ingest && m->event_time > 0 && m->event_time < IS_MOVEMENT_MIN_EVENT_MS) {
+        /* 1970-01-21 is today's epoch seconds read as milliseconds: an MES
+         * that sends seconds would otherwise see every movement accepted and
+         * then refused by the ERP for a posting date in a closed period. */
+        char t[IS_RFC3339_LEN];
+        is_format_rfc3339(m->event_time, t);
+        add_err(&v, "event_time",
+                "%s is before 2000-01-01 (on the wire event_time is milliseconds since the "
+                "epoch, not seconds)",
+                t);
     } else if (v.ingest && opts && opts->now_ms > 0 &&
                m->event_time > opts->now_ms + IS_MOVEMENT_MAX_FUTURE_MS) {
         char t[IS_RFC3339_LEN];

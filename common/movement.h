@@ -32,6 +32,7 @@ typedef Invsync__V1__Heartbeat is_heartbeat_t;
 
 #define IS_MOVEMENT_MAX_STR        128                  /* longest id / code field accepted */
 #define IS_MOVEMENT_MAX_FUTURE_MS  (24 * 3600 * 1000LL) /* event_time ahead of the clock */
+#define IS_MOVEMENT_MIN_EVENT_MS   946684800000LL /* 2000-01-01: event_time before is refused */
 #define IS_MOVEMENT_MAX_ATTRS      32
 #define IS_MOVEMENT_MAX_ATTR_VALUE 4096 /* longest attribute value (keys: IS_MOVEMENT_MAX_STR) */
 /* Largest |quantity| accepted: 12 integer digits. The ERP books quantities as

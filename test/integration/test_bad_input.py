@@ -182,11 +182,14 @@ def test_too_many_decimals(env):
 
 
 def test_event_time_out_of_range(env):
-    """A floor time before 1970 or days ahead of the producer's clock (a year
-    typed wrong) is refused naming event_time; one within the clock-skew
+    """A floor time before 1970, before 2000 (epoch seconds taken for
+    milliseconds) or days ahead of the producer's clock (a year typed wrong)
+    is refused naming event_time; one within the clock-skew
     allowance and one from last year are accepted."""
     for when, says in [("9999-12-31T00:00:00Z", "more than 24 hours ahead"),
-                       ("1969-12-31T23:59:59Z", "before 1970")]:
+                       ("1969-12-31T23:59:59Z", "before 1970"),
+                       # what epoch seconds sent as milliseconds look like
+                       ("1970-01-21T10:00:00Z", "before 2000-01-01")]:
         with Unchanged(env):
             body = check_error(env.producer.post(good(env, event_time=when)), 422, ["event_time"])
             assert any(e["field"] == "event_time" and says in e["error"]

@@ -312,7 +312,7 @@ static void test_validate_rules(void **state) {
     }
 }
 
-/* event_time is optional; given, at ingest it is not before 1970 and not
+/* event_time is optional; given, at ingest it is not before 2000 and not
  * more than a day ahead of the producer's clock. The consumer (ingest 0)
  * takes what an older producer accepted. */
 static void test_event_time_at_ingest(void **state) {
@@ -343,6 +343,15 @@ static void test_event_time_at_ingest(void **state) {
     assert_string_equal(err.field, "event_time");
     assert_string_equal(err.error, "is before 1970-01-01");
     assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
+    /* Epoch seconds sent as milliseconds (1970-01-21): refused, saying so. */
+    m.event_time = now / 1000;
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 1);
+    assert_string_equal(err.field, "event_time");
+    assert_string_equal(err.error, "1970-01-21T18:53:20.000Z is before 2000-01-01 (on the wire "
+                                   "event_time is milliseconds since the epoch, not seconds)");
+    assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
+    m.event_time = IS_MOVEMENT_MIN_EVENT_MS;
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 0);
 }
 
 /* Control characters and quantity range are checked at ingest only: a
