@@ -114,9 +114,20 @@ static int slot_for(producer_metrics_t *pm, const char *site) {
 
 void producer_metrics_movements(producer_metrics_t *pm, const char *site,
                                 producer_outcome_t outcome, uint64_t n) {
+    int slot;
     if (!pm || n == 0 || outcome < 0 || outcome >= PRODUCER_OUTCOME__COUNT)
         return;
-    atomic_fetch_add(&pm->slots[slot_for(pm, site)].count[outcome], n);
+    if (outcome != PRODUCER_OUTCOME_REJECTED) {
+        slot = slot_for(pm, site);
+    } else {
+        /* A refusal never claims a slot: sites nobody may write (a 403), a
+         * lot number in the site field, would otherwise fill the slots for
+         * good and push the real sites into _other. */
+        slot = !site || !is_topic_part_valid(site) ? SLOT_INVALID : find_slot(pm, site);
+        if (slot < 0)
+            slot = SLOT_OTHER;
+    }
+    atomic_fetch_add(&pm->slots[slot].count[outcome], n);
 }
 
 void producer_metrics_http(producer_metrics_t *pm, int status) {

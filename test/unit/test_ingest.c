@@ -1102,6 +1102,31 @@ static void test_health_ready_metrics(void **state) {
     assert_true(atoi(wal + strlen("invsync_db_wal_pages{db=\"outbox\"} ")) > 0);
 }
 
+/* Refused movements never claim one of the metrics' site slots: bad sites
+ * (here 70 refused ones) used to fill all 64, and the real site that came
+ * next was counted as "_other". */
+static void test_metrics_refusals_do_not_take_site_slots(void **state) {
+    fixture_t *f = *state;
+    char m[1024], id[16], site[16];
+    int i;
+
+    for (i = 0; i < 70; i++) {
+        snprintf(id, sizeof id, "MV-%d", i);
+        snprintf(site, sizeof site, "X%02d", i);
+        gi(m, sizeof m, id, site, "0"); /* a zero goods issue: 422 */
+        assert_int_equal(post_json(f, TOK_ALL, m), 422);
+    }
+    gi(m, sizeof m, "MV-NEW", "NEWSITE", "1");
+    assert_int_equal(post_json(f, TOK_ALL, m), 202);
+    call(f, ingest_handle_metrics, "/metrics");
+    assert_int_equal(f->status, 200);
+    assert_non_null(
+        strstr(f->raw, "invsync_movements_total{site=\"NEWSITE\",outcome=\"accepted\"} 1\n"));
+    assert_non_null(
+        strstr(f->raw, "invsync_movements_total{site=\"_other\",outcome=\"rejected\"} 70\n"));
+    assert_null(strstr(f->raw, "site=\"X00\""));
+}
+
 static void test_503_outbox_failure_acknowledges_nothing(void **state) {
     fixture_t *f = *state;
     char m[1024];
@@ -1153,6 +1178,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_protobuf_fields_are_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_refusals_do_not_take_site_slots, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_422_entry_kept_when_message_cut_mid_character, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_202_body_escapes_like_jansson, setup, teardown),
