@@ -12,7 +12,8 @@
  * because the poster is not the main thread.
  *
  * Classification follows HTTP semantics: no answer (timeout, refused, reset),
- * 5xx, 408, 425 and 429 are retryable; 409 with a document means "already
+ * 5xx, 408, 425 and 429 are retryable; a 2xx is success only with a usable
+ * document (else retryable: no confirmation); 409 with a document means "already
  * posted under this key" and is success, 409 without one means "a request
  * with this key is still in flight" (draft-ietf-httpapi-idempotency-key-
  * header) and is retryable; 401/403 are retryable too — a bad token is fixed
@@ -36,6 +37,8 @@
 #define POST_RESPONSE_MAX    (1u << 20)   /* a posting answer is small */
 #define ON_HAND_RESPONSE_MAX (256u << 20) /* a whole plant's on-hand */
 #define DEFAULT_TIMEOUT_MS   30000
+#define DOCUMENT_MAX         40 /* characters of a document number kept whole */
+#define DOCUMENT_MAX_STR     "40"
 
 typedef struct erp_http {
     CURL *curl;                     /* reused: keep-alive */
@@ -192,24 +195,45 @@ static char *make_url(erp_http_t *h, const char *path, const char *arg) {
     return url;
 }
 
-/* {"document": "..."} (a string or an integer) into doc; 0 when absent. */
-static int answer_document(const resp_buf_t *b, char *doc, size_t doc_size) {
-    json_t *root, *d;
-    int found = 0;
+static const char no_document[] = "no document in the answer";
 
+/*
+ * {"document": "..."} (a string or an integer) into doc. NULL when the answer
+ * names a usable document, else why not: an answer without one (an empty or
+ * non-JSON body, a gateway's page, a 202 "queued") is no confirmation that
+ * the posting was booked. A string must be 1..DOCUMENT_MAX characters
+ * without control characters, so that it is recorded whole (a chunked
+ * posting's "<first>+<n-1>", erp_chunked_document, keeps 40 of them).
+ */
+static const char *answer_document(const resp_buf_t *b, char *doc, size_t doc_size) {
+    json_t *root, *d;
+    const char *why = NULL;
+
+    doc[0] = '\0';
     if (!b->len)
-        return 0;
+        return "no document: empty answer";
     root = json_loadb(b->data, b->len, 0, NULL);
     d = json_is_object(root) ? json_object_get(root, "document") : NULL;
-    if (json_is_string(d) && json_string_length(d) > 0) {
-        snprintf(doc, doc_size, "%s", json_string_value(d));
-        found = 1;
-    } else if (json_is_integer(d)) {
+    if (!root)
+        why = "no document: the answer is not JSON";
+    else if (!d || json_is_null(d))
+        why = no_document;
+    else if (json_is_integer(d))
         snprintf(doc, doc_size, "%" JSON_INTEGER_FORMAT, json_integer_value(d));
-        found = 1;
+    else if (!json_is_string(d))
+        why = "document is neither a string nor an integer";
+    else if (json_string_length(d) == 0 || json_string_length(d) > DOCUMENT_MAX)
+        why = "document is not 1-" DOCUMENT_MAX_STR " characters long";
+    else {
+        const char *v = json_string_value(d);
+        for (size_t i = 0; i < json_string_length(d) && !why; i++)
+            if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+                why = "document has control characters";
+        if (!why)
+            snprintf(doc, doc_size, "%s", v);
     }
     json_decref(root);
-    return found;
+    return why;
 }
 
 /* ---- request bodies ------------------------------------------------------ */
@@ -398,17 +422,24 @@ static is_err_t http_post(void *impl, const erp_posting_t *p, erp_result_t *r) {
         goto done;
     r->http_status = (int)status;
     rc = classify(status);
-    if (status == 409) {
-        rc = answer_document(&resp, r->document, sizeof r->document) ? IS_OK : IS_ERR_RETRYABLE;
-        format_answer(r->message, sizeof r->message, status,
-                      rc == IS_OK ? "already posted under this key" : "request in flight", &resp);
-    } else if (rc == IS_OK) {
-        if (answer_document(&resp, r->document, sizeof r->document))
+    if (rc == IS_OK || status == 409) {
+        /* Success only with the document (a 409's is the one booked first
+         * under this key). Without one the ERP has not confirmed the
+         * booking — a 409 without one is a request with this key still in
+         * flight: sent again under the same key, the answer names it. */
+        const char *why = answer_document(&resp, r->document, sizeof r->document);
+        if (why) {
+            rc = IS_ERR_RETRYABLE;
+            format_answer(r->message, sizeof r->message, status,
+                          status == 409 && why == no_document ? "request in flight" : why, &resp);
+        } else if (status == 409) {
+            rc = IS_OK;
+            format_answer(r->message, sizeof r->message, status, "already posted under this key",
+                          &resp);
+        } else {
             is_errf(r->message, sizeof r->message, "HTTP %ld: posted as document %s", status,
                     r->document);
-        else
-            format_answer(r->message, sizeof r->message, status, "accepted without a document",
-                          &resp);
+        }
     } else {
         format_answer(r->message, sizeof r->message, status, NULL, &resp);
     }
@@ -440,10 +471,17 @@ static is_err_t http_lookup(void *impl, const char *posting_id, erp_result_t *r)
         goto done;
     r->http_status = (int)status;
     if (status >= 200 && status < 300) { /* the contract says 200; any 2xx is "found" */
-        answer_document(&resp, r->document, sizeof r->document);
-        is_errf(r->message, sizeof r->message, "HTTP %ld: posted as document %s", status,
-                r->document);
-        rc = IS_OK;
+        /* ... with its document: a 200 page without one (a gateway, a wrong
+         * base URL) must not mark an unbooked posting posted. */
+        const char *why = answer_document(&resp, r->document, sizeof r->document);
+        if (!why) {
+            is_errf(r->message, sizeof r->message, "HTTP %ld: posted as document %s", status,
+                    r->document);
+            rc = IS_OK;
+        } else {
+            format_answer(r->message, sizeof r->message, status, why, &resp);
+            rc = IS_ERR_RETRYABLE;
+        }
     } else {
         format_answer(r->message, sizeof r->message, status, NULL, &resp);
         rc = status == 404 ? IS_ERR_NOT_FOUND : IS_ERR_RETRYABLE;

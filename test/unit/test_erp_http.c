@@ -7,8 +7,8 @@
  * Idempotency-Key / Authorization / Content-Type headers, the body, and the
  * client's TCP port (to see keep-alive). The tests assert the request shape
  * of docs/ERP-HTTP.md and the classification of every kind of answer:
- * 201 / 409 with and without a document / 422 / 401 / 429 / 503 / a slow
- * answer past the timeout / nobody listening.
+ * 201 / 409 with and without a document / 2xx without a usable document /
+ * 422 / 401 / 429 / 503 / a slow answer past the timeout / nobody listening.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -283,6 +283,49 @@ static void test_post_2xx_with_numeric_document(void **state) {
     assert_string_equal(r.document, "4900000043");
 }
 
+/*
+ * A 2xx (or 409) is success only with a usable document: an answer without
+ * one is no confirmation that the posting was booked. Retryable: sent again
+ * under the same key, the ERP's answer names the document.
+ */
+static void test_post_2xx_without_a_usable_document_is_retryable(void **state) {
+    static const struct {
+        int status;
+        const char *body, *why;
+    } cases[] = {
+        {200, "", "empty answer"},
+        {201, "<html><body>Please log in</body></html>", "not JSON"},
+        {200, "{\"status\":\"ok\"}", "no document in the answer"},
+        {200, "{\"document\":null}", "no document in the answer"},
+        {200, "{\"document\":true}", "neither a string nor an integer"},
+        {200, "{\"document\":4900000042.5}", "neither a string nor an integer"},
+        {200, "{\"document\":{\"id\":\"4900000042\"}}", "neither a string nor an integer"},
+        {200, "{\"document\":\"\"}", "1-40 characters"},
+        {201, "{\"document\":\"49000000420000000000000000000000000000001\"}", "1-40 characters"},
+        {200, "{\"document\":\"4900\\n000042\"}", "control characters"},
+        {202, "{\"status\":\"queued\"}", "no document in the answer"},
+        {204, "", "empty answer"},
+        {409, "{\"document\":\"49000000420000000000000000000000000000001\"}", "1-40 characters"},
+    };
+    fixture_t *f = *state;
+    erp_result_t r;
+    char want[64];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        script(f, cases[i].status, cases[i].body, 0);
+        assert_int_equal(post_sample(f, &r), IS_ERR_RETRYABLE);
+        assert_string_equal(r.document, "");
+        assert_int_equal(r.http_status, cases[i].status);
+        snprintf(want, sizeof want, "HTTP %d (", cases[i].status);
+        assert_memory_equal(r.message, want, strlen(want));
+        assert_non_null(strstr(r.message, cases[i].why));
+    }
+    /* 40 characters is a document kept whole. */
+    script(f, 201, "{\"document\":\"4900000042000000000000000000000000000000\"}", 0);
+    assert_int_equal(post_sample(f, &r), IS_OK);
+    assert_string_equal(r.document, "4900000042000000000000000000000000000000");
+}
+
 /* Table: status → classification, with the ERP's words in the message. */
 static void test_post_status_classification(void **state) {
     static const struct {
@@ -412,6 +455,16 @@ static void test_lookup_found_missing_and_failing(void **state) {
     assert_non_null(strstr(r.message, "boom"));
     script(f, 401, "{}", 0);
     assert_int_equal(erp_lookup_reference(f->erp, PID, &r), IS_ERR_RETRYABLE);
+    /* "Found" needs the document: a 200 page without one (a gateway, a
+     * wrong base URL) must not mark an unbooked posting posted. */
+    script(f, 200, "<html>It works!</html>", 0);
+    assert_int_equal(erp_lookup_reference(f->erp, PID, &r), IS_ERR_RETRYABLE);
+    assert_string_equal(r.document, "");
+    assert_non_null(strstr(r.message, "HTTP 200 (no document: the answer is not JSON)"));
+    script(f, 200, "{}", 0);
+    assert_int_equal(erp_lookup_reference(f->erp, PID, &r), IS_ERR_RETRYABLE);
+    script(f, 204, "", 0);
+    assert_int_equal(erp_lookup_reference(f->erp, PID, &r), IS_ERR_RETRYABLE);
 }
 
 /* ---- on-hand --------------------------------------------------------------- */
@@ -470,6 +523,7 @@ int main(void) {
         T(test_post_409_with_document_is_ok),
         T(test_post_409_without_document_is_retryable),
         T(test_post_2xx_with_numeric_document),
+        T(test_post_2xx_without_a_usable_document_is_retryable),
         T(test_post_status_classification),
         T(test_post_timeout_is_retryable),
         T(test_post_connection_refused_is_retryable),
