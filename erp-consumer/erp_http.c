@@ -80,26 +80,67 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *opaque) {
     return n;
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid (as in log.c). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    size_t len, i;
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    /* Overlongs, surrogates and code points above U+10FFFF. */
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
+        (c == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
 /*
  * "HTTP 422 (note): <body>" into msg, the body flattened to one line and cut
  * to fit (ending in "..." when cut), so a dead-letter shows the ERP's words.
+ * The message is valid UTF-8 whatever the body (a byte that is not becomes
+ * '?', a cut never splits a character): the store, `failed list` and the
+ * audit trail carry it as a JSON string, which refuses anything else.
  */
 static void format_answer(char *msg, size_t size, long status, const char *note,
                           const resp_buf_t *b) {
-    size_t at, i;
+    size_t at, fit, i;
     int n = snprintf(msg, size, "HTTP %ld%s%s%s%s", status, note ? " (" : "", note ? note : "",
                      note ? ")" : "", b->len ? ": " : "");
 
     if (n < 0 || (size_t)n >= size)
         return;
-    at = (size_t)n;
-    for (i = 0; i < b->len && at + 1 < size; i++) {
-        unsigned char c = (unsigned char)b->data[i];
-        msg[at++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    at = fit = (size_t)n;
+    for (i = 0; i < b->len;) {
+        const unsigned char *c = (const unsigned char *)b->data + i;
+        size_t len = utf8_len(c, b->len - i);
+
+        if (at + (len ? len : 1) + 1 > size)
+            break;
+        if (len > 1)
+            memcpy(msg + at, c, len);
+        else
+            msg[at] = !len ? '?' : c[0] < 0x20 || c[0] == 0x7f ? ' ' : (char)c[0];
+        at += len ? len : 1;
+        i += len ? len : 1;
+        if (at + 4 <= size)
+            fit = at; /* room left for "..." after this character */
     }
-    msg[at] = '\0';
-    if (i < b->len && size > 4)
-        memcpy(msg + size - 4, "...", 4);
+    if (i < b->len && size >= 4 && fit + 4 <= size)
+        memcpy(msg + fit, "...", 4);
+    else
+        msg[at] = '\0';
 }
 
 static is_err_t classify(long status) {

@@ -404,6 +404,43 @@ static void test_long_error_body_is_truncated(void **state) {
     assert_memory_equal(r.message, "HTTP 422: xxx", 13);
 }
 
+/*
+ * The message is valid UTF-8 whatever the ERP sends (a Latin-1 error page, a
+ * cut through a character): the store, `failed list` and the audit trail
+ * carry it as a JSON string, and jansson refuses invalid UTF-8.
+ */
+static void test_error_body_not_utf8_gives_a_utf8_message(void **state) {
+    fixture_t *f = *state;
+    erp_result_t r;
+    json_t *j;
+    char big[1200];
+
+    script(f, 422, "{\"error\":\"Menge unzul\xe4ssig f\xfcr RM-101\"}", 0);
+    assert_int_equal(post_sample(f, &r), IS_ERR_PERMANENT);
+    assert_string_equal(r.message, "HTTP 422: {\"error\":\"Menge unzul?ssig f?r RM-101\"}");
+    j = json_string(r.message);
+    assert_non_null(j);
+    json_decref(j);
+
+    /* 2-byte characters, cut at a character boundary, whichever parity. */
+    for (size_t odd = 0; odd < 2; odd++) {
+        size_t at = 0;
+        if (odd)
+            big[at++] = 'x';
+        while (at + 2 < sizeof big) {
+            memcpy(big + at, "\xc3\xa4", 2); /* ä */
+            at += 2;
+        }
+        big[at] = '\0';
+        script(f, 422, big, 0);
+        assert_int_equal(post_sample(f, &r), IS_ERR_PERMANENT);
+        assert_memory_equal(r.message + strlen(r.message) - 3, "...", 3);
+        j = json_string(r.message);
+        assert_non_null(j);
+        json_decref(j);
+    }
+}
+
 static void test_no_token_no_authorization_header_and_keep_alive(void **state) {
     fixture_t *f = *state;
     erp_t *anon = open_http(f->url, NULL, 2000);
@@ -528,6 +565,7 @@ int main(void) {
         T(test_post_timeout_is_retryable),
         T(test_post_connection_refused_is_retryable),
         T(test_long_error_body_is_truncated),
+        T(test_error_body_not_utf8_gives_a_utf8_message),
         T(test_no_token_no_authorization_header_and_keep_alive),
         cmocka_unit_test(test_open_rejects_bad_url),
         T(test_lookup_found_missing_and_failing),
