@@ -154,6 +154,24 @@ static is_err_t classify(long status) {
 }
 
 /*
+ * The note for an answer that is neither success nor the posting's fault:
+ * where a redirect points. Redirects are not followed (a POST must reach
+ * the ERP itself, not be re-sent elsewhere or turned into a GET), so the
+ * operator needs the target to fix erp.http.url. NULL for other statuses.
+ */
+static const char *redirect_note(erp_http_t *h, long status, char *buf, size_t size) {
+    char *to = NULL;
+
+    if (status < 300 || status >= 400)
+        return NULL;
+    if (curl_easy_getinfo(h->curl, CURLINFO_REDIRECT_URL, &to) != CURLE_OK)
+        to = NULL;
+    snprintf(buf, size, "redirect to %.200s, not followed: erp.http.url must be the ERP's own URL",
+             to ? to : "no Location");
+    return buf;
+}
+
+/*
  * One request. IS_OK when an HTTP answer arrived (any status, in *status),
  * IS_ERR_RETRYABLE with msg when none did (whatever the cause, it is not
  * the posting's fault).
@@ -429,7 +447,7 @@ static is_err_t http_post(void *impl, const erp_posting_t *p, erp_result_t *r) {
     erp_http_t *h = impl;
     resp_buf_t resp = {.max = POST_RESPONSE_MAX};
     struct curl_slist *headers = NULL;
-    char *body = NULL, *url = NULL, *key = NULL;
+    char *body = NULL, *url = NULL, *key = NULL, note[320];
     long status = 0;
     size_t key_len;
     is_err_t rc = IS_ERR_RETRYABLE;
@@ -482,7 +500,8 @@ static is_err_t http_post(void *impl, const erp_posting_t *p, erp_result_t *r) {
                     r->document);
         }
     } else {
-        format_answer(r->message, sizeof r->message, status, NULL, &resp);
+        format_answer(r->message, sizeof r->message, status,
+                      redirect_note(h, status, note, sizeof note), &resp);
     }
 
 done:
@@ -499,6 +518,7 @@ static is_err_t http_lookup(void *impl, const char *posting_id, erp_result_t *r)
     resp_buf_t resp = {.max = POST_RESPONSE_MAX};
     struct curl_slist *headers = make_headers(h, 0, NULL);
     char *url = make_url(h, "/postings/", posting_id ? posting_id : "");
+    char note[320];
     long status = 0;
     is_err_t rc = IS_ERR_RETRYABLE;
 
@@ -524,7 +544,8 @@ static is_err_t http_lookup(void *impl, const char *posting_id, erp_result_t *r)
             rc = IS_ERR_RETRYABLE;
         }
     } else {
-        format_answer(r->message, sizeof r->message, status, NULL, &resp);
+        format_answer(r->message, sizeof r->message, status,
+                      redirect_note(h, status, note, sizeof note), &resp);
         rc = status == 404 ? IS_ERR_NOT_FOUND : IS_ERR_RETRYABLE;
     }
 

@@ -35,11 +35,12 @@
 /* What the next request gets, and what the last one looked like. */
 typedef struct script {
     pthread_mutex_t mu;
-    int status;      /* to answer */
-    char body[4096]; /* to answer */
-    int delay_ms;    /* before answering */
-    int n_requests;  /* received */
-    char method[8];  /* last request … */
+    int status;       /* to answer */
+    char body[4096];  /* to answer */
+    int delay_ms;     /* before answering */
+    char header[128]; /* extra answer header, "Name: value" */
+    int n_requests;   /* received */
+    char method[8];   /* last request … */
     char path[256];
     char site[64];   /* ?site= */
     char idem[128];  /* Idempotency-Key */
@@ -80,6 +81,7 @@ static void h_scripted(void *ctx, const is_http_request_t *req, is_http_response
         ci && ci->client_addr ? ntohs(((const struct sockaddr_in *)ci->client_addr)->sin_port) : 0;
     delay = sc->delay_ms;
     is_http_respond_text(resp, sc->status, "application/json", sc->body, strlen(sc->body));
+    snprintf(resp->extra_header, sizeof resp->extra_header, "%s", sc->header);
     pthread_mutex_unlock(&sc->mu);
     if (delay > 0) { /* a slow ERP, not a wait for a condition */
         struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
@@ -98,6 +100,14 @@ static void script(fixture_t *f, int status, const char *body, int delay_ms) {
     f->sc.status = status;
     snprintf(f->sc.body, sizeof f->sc.body, "%s", body);
     f->sc.delay_ms = delay_ms;
+    f->sc.header[0] = '\0';
+    pthread_mutex_unlock(&f->sc.mu);
+}
+
+/* An extra answer header for the next requests (script() clears it). */
+static void script_header(fixture_t *f, const char *line) {
+    pthread_mutex_lock(&f->sc.mu);
+    snprintf(f->sc.header, sizeof f->sc.header, "%s", line);
     pthread_mutex_unlock(&f->sc.mu);
 }
 
@@ -352,6 +362,30 @@ static void test_post_status_classification(void **state) {
     }
 }
 
+/*
+ * A redirect is not followed (the POST must reach the ERP itself) and is
+ * retryable like a bad token; the message names where it points.
+ */
+static void test_redirect_is_retryable_and_names_its_target(void **state) {
+    fixture_t *f = *state;
+    erp_result_t r;
+    int n;
+
+    script(f, 308, "", 0);
+    script_header(f, "Location: https://erp.example/api/postings");
+    n = f->sc.n_requests;
+    assert_int_equal(post_sample(f, &r), IS_ERR_RETRYABLE);
+    assert_int_equal(f->sc.n_requests, n + 1); /* not followed */
+    assert_int_equal(r.http_status, 308);
+    assert_string_equal(r.message, "HTTP 308 (redirect to https://erp.example/api/postings, not "
+                                   "followed: erp.http.url must be the ERP's own URL)");
+    script(f, 301, "", 0);
+    script_header(f, "Location: /api/postings/" PID);
+    assert_int_equal(erp_lookup_reference(f->erp, PID, &r), IS_ERR_RETRYABLE);
+    assert_non_null(strstr(r.message, "HTTP 301 (redirect to http://127.0.0.1:"));
+    assert_non_null(strstr(r.message, "/api/postings/" PID ", not followed"));
+}
+
 static void test_post_timeout_is_retryable(void **state) {
     fixture_t *f = *state;
     erp_t *quick = open_http(f->url, TOKEN, 200);
@@ -562,6 +596,7 @@ int main(void) {
         T(test_post_2xx_with_numeric_document),
         T(test_post_2xx_without_a_usable_document_is_retryable),
         T(test_post_status_classification),
+        T(test_redirect_is_retryable_and_names_its_target),
         T(test_post_timeout_is_retryable),
         T(test_post_connection_refused_is_retryable),
         T(test_long_error_body_is_truncated),
