@@ -52,10 +52,11 @@ typedef struct erp_posting {
 } erp_posting_t;
 
 typedef struct erp_result {
-    char document[64]; /* ERP document number when posted / found */
-    char message[512]; /* ERP's answer or the transport error, for humans */
-    int http_status;   /* HTTP status where there was one, else 0 */
-    int not_attempted; /* erp_post_batch: held behind a failed posting of its order_key */
+    char document[64];      /* ERP document number when posted / found */
+    char message[512];      /* ERP's answer or the transport error, for humans */
+    int http_status;        /* HTTP status where there was one, else 0 */
+    int not_attempted;      /* erp_post_batch: held behind a failed posting of its order_key */
+    int64_t retry_after_ms; /* retryable: the ERP's Retry-After (429, 503), else 0 */
 } erp_result_t;
 
 typedef struct erp_on_hand_row {

@@ -500,8 +500,17 @@ static is_err_t http_post(void *impl, const erp_posting_t *p, erp_result_t *r) {
                     r->document);
         }
     } else {
-        format_answer(r->message, sizeof r->message, status,
-                      redirect_note(h, status, note, sizeof note), &resp);
+        const char *why = redirect_note(h, status, note, sizeof note);
+        curl_off_t wait = 0;
+        /* 429 / 503 with Retry-After (seconds or a date): the poster waits
+         * at least that long (up to retry.max) instead of its own backoff. */
+        if (rc == IS_ERR_RETRYABLE && !why &&
+            curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &wait) == CURLE_OK && wait > 0) {
+            r->retry_after_ms = wait < INT64_MAX / 1000 ? (int64_t)wait * 1000 : INT64_MAX;
+            snprintf(note, sizeof note, "Retry-After %" CURL_FORMAT_CURL_OFF_T " s", wait);
+            why = note;
+        }
+        format_answer(r->message, sizeof r->message, status, why, &resp);
     }
 
 done:

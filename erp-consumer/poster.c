@@ -471,7 +471,13 @@ static void decide(poster_t *p, store_posting_t *sp, prepared_t *pr, is_err_t rc
     } else {
         res->outcome = STORE_RETRY;
         res->error = er->message;
-        res->next_at_ms = now_ms + backoff_ms(p, sp->attempts + 1);
+        int64_t wait = backoff_ms(p, sp->attempts + 1);
+        /* The ERP's Retry-After (a 429's, a 503's) up to retry.max: sooner
+         * would only be refused again, and adds load it asked to be spared. */
+        if (er->retry_after_ms > wait)
+            wait = er->retry_after_ms < p->cfg->retry_max_ms ? er->retry_after_ms
+                                                             : p->cfg->retry_max_ms;
+        res->next_at_ms = now_ms + wait;
         atomic_fetch_add(&p->stats->retried, 1);
         is_log(IS_LOG_WARN, "ERP posting failed; will retry", "posting_id", sp->posting_id,
                "movement_id", sp->m[0]->movement_id, "error", er->message, NULL);

@@ -386,6 +386,26 @@ static void test_redirect_is_retryable_and_names_its_target(void **state) {
     assert_non_null(strstr(r.message, "/api/postings/" PID ", not followed"));
 }
 
+/* A 429's or 503's Retry-After is handed to the poster and named in the message. */
+static void test_retry_after_is_reported(void **state) {
+    fixture_t *f = *state;
+    erp_result_t r;
+
+    script(f, 429, "{\"error\":\"slow down\"}", 0);
+    script_header(f, "Retry-After: 30");
+    assert_int_equal(post_sample(f, &r), IS_ERR_RETRYABLE);
+    assert_int_equal(r.retry_after_ms, 30000);
+    assert_string_equal(r.message, "HTTP 429 (Retry-After 30 s): {\"error\":\"slow down\"}");
+    script(f, 503, "", 0);
+    script_header(f, "Retry-After: 5");
+    assert_int_equal(post_sample(f, &r), IS_ERR_RETRYABLE);
+    assert_int_equal(r.retry_after_ms, 5000);
+    script(f, 429, "{\"error\":\"slow down\"}", 0);
+    assert_int_equal(post_sample(f, &r), IS_ERR_RETRYABLE);
+    assert_int_equal(r.retry_after_ms, 0);
+    assert_string_equal(r.message, "HTTP 429: {\"error\":\"slow down\"}");
+}
+
 static void test_post_timeout_is_retryable(void **state) {
     fixture_t *f = *state;
     erp_t *quick = open_http(f->url, TOKEN, 200);
@@ -597,6 +617,7 @@ int main(void) {
         T(test_post_2xx_without_a_usable_document_is_retryable),
         T(test_post_status_classification),
         T(test_redirect_is_retryable_and_names_its_target),
+        T(test_retry_after_is_reported),
         T(test_post_timeout_is_retryable),
         T(test_post_connection_refused_is_retryable),
         T(test_long_error_body_is_truncated),

@@ -23,6 +23,7 @@
 #include "admin.h"
 #include "duration.h"
 #include "erp_sqlite.h"
+#include "httpd.h"
 #include "poster.h"
 #include "schedule.h"
 #include "store.h"
@@ -1041,8 +1042,56 @@ static void test_chunked_posting_in_flight_at_a_crash_is_found_in_part(void **st
     assert_booked_once_in_two_chunks(f, pid);
 }
 
+/* An ERP that answers every posting 429 with Retry-After: <ctx>. */
+static void h_too_many(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    static const char body[] = "{\"error\":\"slow down\"}";
+    (void)req;
+    is_http_respond_text(resp, 429, "application/json", body, strlen(body));
+    snprintf(resp->extra_header, sizeof(resp->extra_header), "Retry-After: %s", (const char *)ctx);
+}
+
+/* A 429's Retry-After is waited, up to retry.max, not the shorter backoff. */
+static void test_retry_after_is_honoured_up_to_retry_max(void **state) {
+    fx_t *f = *state;
+    static const is_http_route_t routes[] = {{"POST", "/postings", h_too_many}};
+    static char retry_after[16] = "45";
+    is_httpd_t *erp = NULL;
+    char errstr[256], url[64], sql[96], text[128];
+    assert_int_equal(is_httpd_start("127.0.0.1:0", routes, 1, retry_after, 1 << 20, 1, &erp, errstr,
+                                    sizeof(errstr)),
+                     IS_OK);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)is_httpd_port(erp));
+    f->cfg.erp.adapter = "http-json";
+    f->cfg.erp.http_url = url;
+    f->cfg.erp.http_timeout_ms = 5000;
+    is_movement_t qm = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    q.units = 1;
+    qm.movement_id = "RA-1";
+    qm.type = INVSYNC__V1__MOVEMENT_TYPE__QUARANTINE; /* realtime: due at once */
+    qm.location = "FG";
+    qm.quantity = &q;
+    consume(f, &qm, T0);
+    poster_t *p = new_poster(f);
+    assert_int_equal(run_until_idle(p, T0), 1);
+    snprintf(sql, sizeof(sql), "SELECT next_at - %lld FROM postings", (long long)T0);
+    store_text(f, sql, text, sizeof(text));
+    assert_string_equal(text, "45000"); /* the backoff alone: 0.5-1 s */
+    store_text(f, "SELECT last_error FROM postings", text, sizeof(text));
+    assert_non_null(strstr(text, "HTTP 429 (Retry-After 45 s)"));
+    snprintf(retry_after, sizeof(retry_after), "7200");
+    assert_int_equal(run_until_idle(p, T0 + 45000), 1);
+    snprintf(sql, sizeof(sql), "SELECT next_at - %lld FROM postings", (long long)(T0 + 45000));
+    store_text(f, sql, text, sizeof(text));
+    assert_string_equal(text, "60000"); /* retry.max */
+    poster_destroy(p);
+    is_httpd_stop(erp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_retry_after_is_honoured_up_to_retry_max, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_window_nets_ten_thousand_issues_into_one_line, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reversal_after_posting_is_an_erp_reversal, setup,
