@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -444,6 +446,80 @@ static void test_post_connection_refused_is_retryable(void **state) {
     erp_close(erp);
 }
 
+/* A raw server for answers MHD will not give: one connection, `answer`
+ * sent after the request, then (after stall_ms) the socket closed. */
+typedef struct raw {
+    int fd;
+    const char *answer;
+    int stall_ms;
+} raw_t;
+
+static void *raw_serve(void *arg) {
+    raw_t *rw = arg;
+    char buf[8192];
+    int c = accept(rw->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    (void)!recv(c, buf, sizeof buf, 0); /* the request (small: one read) */
+    (void)!send(c, rw->answer, strlen(rw->answer), MSG_NOSIGNAL);
+    if (rw->stall_ms > 0) {
+        struct timespec ts = {rw->stall_ms / 1000, (long)(rw->stall_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    close(c);
+    return NULL;
+}
+
+static is_err_t post_to_raw(const char *answer, int stall_ms, erp_result_t *r) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    raw_t rw = {socket(AF_INET, SOCK_STREAM, 0), answer, stall_ms};
+    pthread_t t;
+    char url[64];
+    sample_t s;
+    erp_t *erp;
+    is_err_t rc;
+
+    assert_true(rw.fd >= 0);
+    assert_int_equal(bind(rw.fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(rw.fd, 1), 0);
+    assert_int_equal(getsockname(rw.fd, (struct sockaddr *)&a, &alen), 0);
+    assert_int_equal(pthread_create(&t, NULL, raw_serve, &rw), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+    erp = open_http(url, NULL, 300);
+    sample_init(&s);
+    rc = erp_post(erp, &s.p, r);
+    erp_close(erp);
+    pthread_join(t, NULL);
+    close(rw.fd);
+    return rc;
+}
+
+/* An answer cut short is no confirmation: retryable, whichever way it is cut. */
+static void test_answer_cut_short_is_retryable(void **state) {
+    erp_result_t r;
+    (void)state;
+    /* Reset mid-body: fewer bytes than Content-Length. */
+    assert_int_equal(post_to_raw("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                 "Content-Length: 100\r\n\r\n{\"document\":\"49",
+                                 0, &r),
+                     IS_ERR_RETRYABLE);
+    assert_non_null(strstr(r.message, "ERP POST /postings: "));
+    assert_string_equal(r.document, "");
+    /* No length, closed mid-body: what arrived is not JSON. */
+    assert_int_equal(post_to_raw("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                 "Connection: close\r\n\r\n{\"document\":\"49",
+                                 0, &r),
+                     IS_ERR_RETRYABLE);
+    assert_non_null(strstr(r.message, "HTTP 201 (no document: the answer is not JSON)"));
+    /* Headers, then a stall past the timeout. */
+    assert_int_equal(post_to_raw("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                 "Content-Length: 30\r\n\r\n{\"doc",
+                                 1000, &r),
+                     IS_ERR_RETRYABLE);
+    assert_non_null(strstr(r.message, "timed out"));
+}
+
 static void test_long_error_body_is_truncated(void **state) {
     fixture_t *f = *state;
     erp_result_t r;
@@ -620,6 +696,7 @@ int main(void) {
         T(test_retry_after_is_reported),
         T(test_post_timeout_is_retryable),
         T(test_post_connection_refused_is_retryable),
+        cmocka_unit_test(test_answer_cut_short_is_retryable),
         T(test_long_error_body_is_truncated),
         T(test_error_body_not_utf8_gives_a_utf8_message),
         T(test_no_token_no_authorization_header_and_keep_alive),
