@@ -198,7 +198,10 @@ static is_err_t perform(erp_http_t *h, const char *what, const char *url,
     curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, NULL);
     if (cc == CURLE_WRITE_ERROR && resp->too_big) {
-        is_errf(msg, msg_size, "ERP %s: answer larger than %zu bytes", what, resp->max);
+        long code = 0; /* the headers have arrived: name the status */
+        curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &code);
+        is_errf(msg, msg_size, "ERP %s: HTTP %ld answer larger than %zu bytes, not read", what,
+                code, resp->max);
         return IS_ERR_RETRYABLE;
     }
     if (cc != CURLE_OK) {

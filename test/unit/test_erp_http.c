@@ -41,6 +41,7 @@ typedef struct script {
     char body[4096];  /* to answer */
     int delay_ms;     /* before answering */
     char header[128]; /* extra answer header, "Name: value" */
+    size_t big;       /* > 0: answer that many bytes of 'x' instead of body */
     int n_requests;   /* received */
     char method[8];   /* last request … */
     char path[256];
@@ -82,7 +83,15 @@ static void h_scripted(void *ctx, const is_http_request_t *req, is_http_response
     sc->client_port =
         ci && ci->client_addr ? ntohs(((const struct sockaddr_in *)ci->client_addr)->sin_port) : 0;
     delay = sc->delay_ms;
-    is_http_respond_text(resp, sc->status, "application/json", sc->body, strlen(sc->body));
+    if (sc->big) {
+        char *x = malloc(sc->big);
+        assert_non_null(x);
+        memset(x, 'x', sc->big);
+        is_http_respond_text(resp, sc->status, "application/json", x, sc->big);
+        free(x);
+    } else {
+        is_http_respond_text(resp, sc->status, "application/json", sc->body, strlen(sc->body));
+    }
     snprintf(resp->extra_header, sizeof resp->extra_header, "%s", sc->header);
     pthread_mutex_unlock(&sc->mu);
     if (delay > 0) { /* a slow ERP, not a wait for a condition */
@@ -103,6 +112,7 @@ static void script(fixture_t *f, int status, const char *body, int delay_ms) {
     snprintf(f->sc.body, sizeof f->sc.body, "%s", body);
     f->sc.delay_ms = delay_ms;
     f->sc.header[0] = '\0';
+    f->sc.big = 0;
     pthread_mutex_unlock(&f->sc.mu);
 }
 
@@ -520,6 +530,21 @@ static void test_answer_cut_short_is_retryable(void **state) {
     assert_non_null(strstr(r.message, "timed out"));
 }
 
+/* An answer past any sane size is not read: retryable, the status named. */
+static void test_huge_answer_is_retryable_and_names_the_status(void **state) {
+    fixture_t *f = *state;
+    erp_result_t r;
+
+    script(f, 200, "", 0);
+    pthread_mutex_lock(&f->sc.mu);
+    f->sc.big = 3u << 20;
+    pthread_mutex_unlock(&f->sc.mu);
+    assert_int_equal(post_sample(f, &r), IS_ERR_RETRYABLE);
+    assert_string_equal(r.document, "");
+    assert_string_equal(r.message,
+                        "ERP POST /postings: HTTP 200 answer larger than 1048576 bytes, not read");
+}
+
 static void test_long_error_body_is_truncated(void **state) {
     fixture_t *f = *state;
     erp_result_t r;
@@ -697,6 +722,7 @@ int main(void) {
         T(test_post_timeout_is_retryable),
         T(test_post_connection_refused_is_retryable),
         cmocka_unit_test(test_answer_cut_short_is_retryable),
+        T(test_huge_answer_is_retryable_and_names_the_status),
         T(test_long_error_body_is_truncated),
         T(test_error_body_not_utf8_gives_a_utf8_message),
         T(test_no_token_no_authorization_header_and_keep_alive),
