@@ -546,6 +546,14 @@ static is_err_t file_value(cfg_load_t *ld, const is_cfg_entry_t *e, const is_yam
                         ld->path, v->items[i]->line, e->key, v->keys[i]);
                 return IS_ERR_CONFIG;
             }
+            /* Not "not set here": kept verbatim, `P2: ~` would make "~" P2's token. */
+            if (is_null(v->items[i])) {
+                is_errf(ld->errstr, ld->errstr_size,
+                        "%s:%d: key '%s.%s': no value (empty, ~ or null): remove the entry "
+                        "or quote the value",
+                        ld->path, v->items[i]->line, e->key, v->keys[i]);
+                return IS_ERR_CONFIG;
+            }
             if (is_strmap_set(m, v->keys[i], v->items[i]->scalar) != IS_OK)
                 return IS_ERR_NOMEM;
         }

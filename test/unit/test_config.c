@@ -274,6 +274,13 @@ static void test_errors(void **state) {
         {"auth.tokens: x\n", NULL, IS_ERR_CONFIG, "@:1: key 'auth.tokens': expected a mapping"},
         {"auth:\n  tokens:\n    P1: [x]\n", NULL, IS_ERR_CONFIG,
          "@:3: key 'auth.tokens.P1': expected a scalar"},
+        /* A map value is kept verbatim: ~ would become the token "~", not "no token". */
+        {"auth:\n  tokens:\n    P1: x\n    P2: ~\n", NULL, IS_ERR_CONFIG,
+         "@:4: key 'auth.tokens.P2': no value (empty, ~ or null): remove the entry or quote the "
+         "value"},
+        {"auth:\n  tokens: {P1: null}\n", NULL, IS_ERR_CONFIG,
+         "@:2: key 'auth.tokens.P1': no value (empty, ~ or null): remove the entry or quote the "
+         "value"},
         {"http: 5\n", NULL, IS_ERR_CONFIG, "@:1: key 'http' is a section: expected a mapping"},
         {"http.listen: a\nhttp:\n  listen: b\n", NULL, IS_ERR_CONFIG,
          "@:3: key 'http.listen': also set at line 1"},
