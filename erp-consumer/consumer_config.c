@@ -115,6 +115,13 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
         is_errf(errstr, errstr_size, "%s is required", WHERE("policy.path"));
         return IS_ERR_CONFIG;
     }
+    /* The dedup keys and offsets: an in-memory or temporary store forgets them at a restart,
+     * and every movement read again would be posted again. */
+    if (!*cfg->store_path || strcmp(cfg->store_path, ":memory:") == 0) {
+        is_errf(errstr, errstr_size, "%s: '%s' must be a file", WHERE("store.path"),
+                cfg->store_path);
+        return IS_ERR_CONFIG;
+    }
     /* store.sync, consume.mode, erp.adapter, log.level: checked by the load (choices). */
     if (strcmp(cfg->erp.adapter, "http-json") == 0 && (!cfg->erp.http_url || !*cfg->erp.http_url)) {
         is_errf(errstr, errstr_size, "%s is required for erp.adapter http-json",

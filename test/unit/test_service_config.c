@@ -139,6 +139,13 @@ static void test_consumer_checks_name_the_source(void **state) {
          "'retry.base'))"},
         {"",
          "INVSYNC_POLICY_PATH=", "environment INVSYNC_POLICY_PATH (key 'policy.path') is required"},
+        /* As the producer's outbox: a store that forgets its dedup keys posts twice. */
+        {"", "INVSYNC_STORE_PATH=:memory:",
+         "environment INVSYNC_STORE_PATH (key 'store.path'): ':memory:' must be a file"},
+        {"", "INVSYNC_STORE_PATH=",
+         "environment INVSYNC_STORE_PATH (key 'store.path'): '' must be a file"},
+        {"store:\n  path: \":memory:\"\n", NULL,
+         "@:6: key 'store.path': ':memory:' must be a file"},
     };
     (void)state;
     run_cases(cases, sizeof(cases) / sizeof(cases[0]), load_consumer);
