@@ -567,24 +567,16 @@ static int cmd_status(consumer_config_t *cfg, const is_policy_t *policy) {
 }
 
 /*
- * --check-config: what the service would refuse at start-up, checked without
- * connecting to Kafka or the ERP (the configuration itself was loaded by the
- * caller): the policy file, every kafka.* property as librdkafka reads it,
- * the ERP adapter's name, and poster.time_ordered_ids_from against what an
- * existing store recorded (read-only). Exit 0 and "configuration ok", or 2.
+ * What start-up would refuse only after opening (creating, migrating) the store:
+ * every kafka.* property as librdkafka reads it, the ERP adapter's name and the
+ * conversions table. 0, or 2 with the error on stderr naming where the value came from.
  */
-static int cmd_check_config(const consumer_config_t *cfg, const char *config_path) {
+static int check_before_store(const consumer_config_t *cfg, const char *config_path) {
     char errstr[1024], key[300], src[512];
     const char *where = config_path ? config_path : "environment";
-    is_policy_t *policy = NULL;
-    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int status = 2;
 
-    if (is_policy_load(cfg->policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
-        fprintf(stderr, "erp-consumer: policy (key 'policy.path'): %s\n", errstr);
-        goto out;
-    }
-    conf = rd_kafka_conf_new();
     for (size_t i = 0; i < cfg->kafka.n; i++)
         if (is_kafka_conf_set(conf, cfg->kafka.keys[i], cfg->kafka.vals[i], errstr,
                               sizeof(errstr)) != IS_OK) {
@@ -608,6 +600,30 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
         }
         uom_free(uom);
     }
+    status = 0;
+out:
+    rd_kafka_conf_destroy(conf);
+    return status;
+}
+
+/*
+ * --check-config: what the service would refuse at start-up, checked without
+ * connecting to Kafka or the ERP (the configuration itself was loaded by the
+ * caller): the policy file, every kafka.* property as librdkafka reads it,
+ * the ERP adapter's name, and poster.time_ordered_ids_from against what an
+ * existing store recorded (read-only). Exit 0 and "configuration ok", or 2.
+ */
+static int cmd_check_config(const consumer_config_t *cfg, const char *config_path) {
+    char errstr[1024], src[512];
+    is_policy_t *policy = NULL;
+    int status = 2;
+
+    if (is_policy_load(cfg->policy_path, &policy, errstr, sizeof(errstr)) != IS_OK) {
+        fprintf(stderr, "erp-consumer: policy (key 'policy.path'): %s\n", errstr);
+        goto out;
+    }
+    if (check_before_store(cfg, config_path) != 0)
+        goto out;
     /* The one setting the store pins (store.h): refused at start-up when a
      * movement between the recorded and the configured cut-over was posted. */
     if (cfg->store_path && *cfg->store_path &&
@@ -624,8 +640,6 @@ static int cmd_check_config(const consumer_config_t *cfg, const char *config_pat
     printf("configuration ok (policy %s)\n", is_policy_version(policy));
     status = 0;
 out:
-    if (conf)
-        rd_kafka_conf_destroy(conf);
     is_policy_destroy(policy);
     return status;
 }
@@ -846,7 +860,10 @@ static int run_command(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    status = cmd_run(&cfg, policy);
+    /* A bad value must stop the start before the store is created or migrated. */
+    status = check_before_store(&cfg, config);
+    if (status == 0)
+        status = cmd_run(&cfg, policy);
 out:
     is_policy_destroy(policy);
     consumer_config_release(&cfg);

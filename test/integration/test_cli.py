@@ -142,6 +142,26 @@ def test_consumer_check_config_finds_what_start_would_refuse(stack):
         assert says in out, (overrides, out)
 
 
+def test_consumer_run_refuses_what_check_config_refuses_before_the_store(stack):
+    """`run` refuses a bad kafka.* property or conversions table as
+    --check-config does: exit 2 naming the key, before the store or the
+    ledger is created (or an existing store migrated)."""
+    for overrides, says in [
+            ({"uom": {"conversions": stack.path("missing.csv")}},
+             "key 'uom.conversions': cannot open"),
+            ({"kafka": {"no.such.property": "1"}},
+             "key 'kafka.no.such.property': kafka.no.such.property: No such configuration property")]:
+        cfg = stack.consumer_config(bootstrap="127.0.0.1:1", overrides=overrides, name="c-run-bad")
+        path = stack.write_config("c-run-bad", cfg)
+        r = subprocess.run([binary("erp-consumer"), "run", "--config", path], cwd=stack.dir,
+                           capture_output=True, timeout=15, stdin=subprocess.DEVNULL,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("INVSYNC_")})
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        assert r.returncode == 2 and "c-run-bad.yaml" in out and says in out, (overrides, r.returncode, out)
+        for f in (cfg["store"]["path"], cfg["erp"]["sqlite"]["path"]):
+            assert not os.path.exists(f), "%s was created by a start that failed:\n%s" % (f, out)
+
+
 def test_consumer_check_config_names_the_environment_variable(stack):
     """A bad value that came from an INVSYNC_* variable is blamed on the
     variable (and its key), not on the configuration file."""
