@@ -84,6 +84,36 @@ const char *is_http_query(const is_http_request_t *req, const char *name) {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_check {
+    const char *const *names;
+    char *unknown; /* per-thread buffer */
+    size_t size;
+    int found;
+} query_check_t;
+
+static enum MHD_Result query_known(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+    query_check_t *qc = cls;
+    (void)kind;
+    (void)value;
+    for (size_t i = 0; qc->names[i]; i++)
+        if (key && strcmp(key, qc->names[i]) == 0)
+            return MHD_YES;
+    snprintf(qc->unknown, qc->size, "%s", key ? key : "");
+    qc->found = 1;
+    return MHD_NO; /* stop at the first */
+}
+
+const char *is_http_query_unknown(const is_http_request_t *req, const char *const *names) {
+    static _Thread_local char buf[128];
+    query_check_t qc = {names, buf, sizeof(buf), 0};
+    if (!req || !req->conn || !names)
+        return NULL;
+    buf[0] = '\0';
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_known, &qc);
+    return qc.found ? buf : NULL;
+}
+
 /* The scheme is case-insensitive (RFC 7235); the token is one word.
  * Whitespace around it is not part of it (RFC 7230 optional whitespace):
  * the token is copied without it into a per-thread buffer. */

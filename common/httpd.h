@@ -31,6 +31,9 @@ typedef struct is_http_request {
 const char *is_http_header(const is_http_request_t *req, const char *name);
 /* Query argument (?name=value, decoded); NULL when absent. */
 const char *is_http_query(const is_http_request_t *req, const char *name);
+/* The first query argument whose name is not in names (NULL-ended), or NULL
+ * when every one is known. Valid until the next call on this thread. */
+const char *is_http_query_unknown(const is_http_request_t *req, const char *const *names);
 /* The token of "Authorization: Bearer <token>" (surrounding whitespace
  * dropped), or NULL. Valid until the next call on this thread. */
 const char *is_http_bearer(const is_http_request_t *req);

@@ -745,11 +745,27 @@ static void h_admin_failed_action(void *ctx, const is_http_request_t *req,
 static void h_trace(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
     api_t *a = ctx;
     char errstr[512];
+    static const char *const params[] = {"movement_id", "document", NULL};
     const char *mv = is_http_query(req, "movement_id");
     const char *doc = is_http_query(req, "document");
+    const char *unknown = is_http_query_unknown(req, params);
     json_t *res;
-    if (!mv && !doc) {
-        is_http_respond_error(resp, 400, "give ?movement_id=<id> or ?document=<ERP document>");
+    /* One question, asked exactly: a misspelt or second parameter is not ignored. */
+    if (unknown) {
+        is_http_respond_error(resp, 400,
+                              "unknown parameter '%s': give ?movement_id=<id> or "
+                              "?document=<ERP document>",
+                              unknown);
+        return;
+    }
+    if ((!mv && !doc) || (mv && doc)) {
+        is_http_respond_error(resp, 400,
+                              "give either ?movement_id=<id> or ?document=<ERP document>%s",
+                              mv ? ", not both" : "");
+        return;
+    }
+    if (!*(mv ? mv : doc)) {
+        is_http_respond_error(resp, 400, "'%s' is empty", mv ? "movement_id" : "document");
         return;
     }
     pthread_mutex_lock(&a->mu);

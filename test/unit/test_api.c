@@ -328,6 +328,37 @@ static void test_admin_checks_the_tier_against_the_policy(void **state) {
     assert_false(store_is_paused(f->store, "PLANT1", "hourly"));
 }
 
+/* /v1/trace answers one question asked exactly: an empty, doubled or unknown parameter is a
+ * 400 saying so, not a 404 for '' or an answer to half of the question. */
+static void test_trace_refuses_an_empty_doubled_or_unknown_parameter(void **state) {
+    fx_t *f = *state;
+    long status;
+    static const struct {
+        const char *path, *expect;
+    } bad[] = {
+        {"/v1/trace", "give either ?movement_id=<id> or ?document=<ERP document>"},
+        {"/v1/trace?movement_id=", "'movement_id' is empty"},
+        {"/v1/trace?document=", "'document' is empty"},
+        {"/v1/trace?movement_id=M1&document=D1",
+         "give either ?movement_id=<id> or ?document=<ERP document>, not both"},
+        {"/v1/trace?movment_id=M1",
+         "unknown parameter 'movment_id': give ?movement_id=<id> or ?document=<ERP document>"},
+        {"/v1/trace?movement_id=M1&site=PLANT1",
+         "unknown parameter 'site': give ?movement_id=<id> or ?document=<ERP document>"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *doc = call(f, bad[i].path, NULL, &status);
+        const char *err = str(doc, "error");
+        if (status != 400 || strcmp(err, bad[i].expect) != 0)
+            fail_msg("case %zu %s: status %ld, error \"%s\"", i, bad[i].path, status, err);
+        json_decref(doc);
+    }
+    /* A well-formed question about nothing known is still a 404. */
+    json_t *doc = call(f, "/v1/trace?movement_id=M1", NULL, &status);
+    assert_int_equal(status, 404);
+    json_decref(doc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_readyz_says_whether_kafka_was_ever_reached, setup,
@@ -342,6 +373,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_admin_checks_the_tier_against_the_policy, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_trace_refuses_an_empty_doubled_or_unknown_parameter,
+                                        setup, teardown),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
