@@ -90,6 +90,29 @@ static int pause_row_exists(store_t *s, const char *site, const char *tier) {
     return found;
 }
 
+/* "by <actor> at <time>: <reason>" of exactly this (site, tier) pause row into buf; 0 when
+ * there is none. */
+static int pause_row_describe(store_t *s, const char *site, const char *tier, char *buf,
+                              size_t size) {
+    sqlite3_stmt *st = NULL;
+    char errstr[256], at[IS_RFC3339_LEN];
+    int found = 0;
+    if (is_db_prepare(store_db(s),
+                      "SELECT actor, reason, at FROM pauses WHERE site = ?1 AND tier = ?2", &st,
+                      errstr, sizeof(errstr)) != IS_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, tier, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        found = 1;
+        is_format_rfc3339(sqlite3_column_int64(st, 2), at);
+        snprintf(buf, size, "by %s at %s: %s", (const char *)sqlite3_column_text(st, 0), at,
+                 (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
 /* The posting's state into buf, or "" when there is no such posting (or the
  * query fails: the caller then says the id is unknown, which is the likelier). */
 static void posting_state(store_t *s, const char *posting_id, char *buf, size_t size) {
@@ -206,6 +229,17 @@ json_t *admin_perform(store_t *s, const admin_request_t *req, int64_t now_ms, in
         if (!(req->action == ADMIN_RESUME && pause_row_exists(s, site, tier)) &&
             !names_valid(s, req->policy, site, tier, status, errstr, errstr_size))
             return NULL;
+        /* Pausing again would overwrite who paused, why and since when: the pause
+         * stays as it is, and the answer says whose it is (409, CLI exit 1). */
+        char held[320];
+        if (req->action == ADMIN_PAUSE && pause_row_describe(s, site, tier, held, sizeof(held))) {
+            *status = 409;
+            is_errf(errstr, errstr_size,
+                    "site '%s' tier '%s' is already paused (%s); nothing changed (resume it "
+                    "first to pause it for another reason)",
+                    site, tier, held);
+            return NULL;
+        }
         if (req->action == ADMIN_PAUSE)
             rc = store_pause(s, site, tier, req->by, req->reason, now_ms, errstr, errstr_size);
         else if (req->action == ADMIN_RESUME)

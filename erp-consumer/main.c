@@ -72,8 +72,9 @@ static void usage(FILE *f, int keys) {
                "       erp-consumer --help\n"
                "  pause, resume, flush, failed, trace, audit exit 0 done; 1 nothing to act on\n"
                "  (failed retry|skip of an id that is not a failed posting, resume of what is\n"
-               "  not paused, trace of an unknown movement or document, audit verify finding\n"
-               "  a mismatch) or the store failed; 2 bad usage or an unknown site or tier.\n");
+               "  not paused, pause of what is paused, trace of an unknown movement or\n"
+               "  document, audit verify finding a mismatch) or the store failed; 2 bad usage\n"
+               "  or an unknown site or tier.\n");
     if (!keys) {
         fputs("(erp-consumer --help also lists the configuration keys)\n", f);
         return;

@@ -286,6 +286,40 @@ static void test_blank_tier_is_refused(void **state) {
     assert_int_equal(pause_rows(f), 1);
 }
 
+/* One number from the store (a count, a row's column). */
+static int64_t scalar(fx_t *f, const char *sql) {
+    sqlite3_stmt *st = NULL;
+    int64_t v;
+    assert_int_equal(sqlite3_prepare_v2(store_db(f->store), sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Pausing what is paused keeps the first pause's who, why and since when (409, CLI exit 1),
+ * and records nothing; another row (a wider pause) is still taken. */
+static void test_pause_of_a_paused_tier_keeps_the_first_pause(void **state) {
+    fx_t *f = *state;
+    char errstr[512];
+    assert_int_equal(perform(f, ADMIN_PAUSE, "PLANT1", "periodic", "alice", "ERP upgrade",
+                             f->policy, errstr, sizeof(errstr)),
+                     200);
+    int64_t audit = scalar(f, "SELECT count(*) FROM audit");
+    assert_int_equal(perform(f, ADMIN_PAUSE, "PLANT1", "periodic", "bob", "stock count", f->policy,
+                             errstr, sizeof(errstr)),
+                     409);
+    assert_string_equal(errstr, "site 'PLANT1' tier 'periodic' is already paused (by alice at "
+                                "1970-01-01T00:00:01.000Z: ERP upgrade); nothing changed (resume "
+                                "it first to pause it for another reason)");
+    assert_int_equal(scalar(f, "SELECT count(*) FROM pauses WHERE actor = 'alice'"), 1);
+    assert_int_equal(scalar(f, "SELECT count(*) FROM audit"), audit);
+    assert_int_equal(perform(f, ADMIN_PAUSE, "PLANT1", "*", "bob", "stock count", f->policy, errstr,
+                             sizeof(errstr)),
+                     200);
+    assert_int_equal(pause_rows(f), 2);
+}
+
 static void test_blank_by_or_reason_is_refused(void **state) {
     fx_t *f = *state;
     char errstr[512];
@@ -408,6 +442,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_without_policy_the_tiers_the_store_has_seen_count,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_of_a_paused_tier_keeps_the_first_pause, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_resume_lifts_a_stored_pause_with_an_invalid_name,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_blank_tier_is_refused, setup, teardown),
