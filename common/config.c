@@ -855,12 +855,11 @@ static is_err_t load_env(cfg_load_t *ld, const char *prefix) {
         val = getenv(name);
         if (!val)
             continue;
-        snprintf(src.where, sizeof(src.where), "environment %s", name);
+        /* The same form as the checks after the load: the variable and the key it sets. */
+        snprintf(src.where, sizeof(src.where), "environment %s (key '%s')", name, e->key);
         rc = e->type == IS_CFG_STRLIST ? set_list_csv(ld, e, val) : set_scalar(ld, e, val, &src);
-        if (rc == IS_OK) {
-            snprintf(src.where, sizeof(src.where), "environment %s (key '%s')", name, e->key);
+        if (rc == IS_OK)
             rc = record_source(ld, e->key, src.where);
-        }
         if (rc != IS_OK) {
             if (rc == IS_ERR_NOMEM)
                 is_errf(ld->errstr, ld->errstr_size, "environment %s: out of memory", name);

@@ -254,7 +254,8 @@ static void test_errors(void **state) {
         {"consume:\n  mode: asign\n", NULL, IS_ERR_CONFIG,
          "@:2: key 'consume.mode': 'asign' is not group, assign or replay"},
         {"consume:\n  mode: assign\n", "INVSYNC_CONSUME_MODE=Group", IS_ERR_CONFIG,
-         "environment INVSYNC_CONSUME_MODE: 'Group' is not group, assign or replay"},
+         "environment INVSYNC_CONSUME_MODE (key 'consume.mode'): 'Group' is not group, assign or "
+         "replay"},
         {"http:\n  timeout: 5\n", NULL, IS_ERR_CONFIG,
          "@:2: key 'http.timeout': '5' is below the minimum 100ms (a number without a unit is "
          "milliseconds: write 5s, 2m, …)"},
@@ -293,12 +294,14 @@ static void test_errors(void **state) {
         {"http: {listen: \"x\"\n", NULL, IS_ERR_CONFIG,
          "@:2: did not find expected ',' or '}' (while parsing a flow mapping at line 1)"},
         {"", "INVSYNC_HTTP_THREADS=0", IS_ERR_CONFIG,
-         "environment INVSYNC_HTTP_THREADS: '0' is below the minimum 1"},
+         "environment INVSYNC_HTTP_THREADS (key 'http.threads'): '0' is below the minimum 1"},
         {"", "INVSYNC_HTTP_TIMEOUT=soon", IS_ERR_CONFIG,
-         "environment INVSYNC_HTTP_TIMEOUT: 'soon' is not a duration (e.g. 150ms, 30s, 5m, 2h, "
+         "environment INVSYNC_HTTP_TIMEOUT (key 'http.timeout'): 'soon' is not a duration (e.g. "
+         "150ms, 30s, 5m, 2h, "
          "1d)"},
         {"", "INVSYNC_HTTP_TLS=", IS_ERR_CONFIG,
-         "environment INVSYNC_HTTP_TLS: '' is not a boolean (true/false, yes/no, on/off, 1/0)"},
+         "environment INVSYNC_HTTP_TLS (key 'http.tls'): '' is not a boolean (true/false, yes/no, "
+         "on/off, 1/0)"},
     };
     size_t i;
     (void)state;

@@ -187,7 +187,8 @@ static void test_consumer_store_retention(void **state) {
         {"store:\n  retention: 500ms\n", NULL,
          "@:6: key 'store.retention': '500ms' is below the minimum 1s"},
         {"", "INVSYNC_STORE_RETENTION=11000d",
-         "environment INVSYNC_STORE_RETENTION: '11000d' is above the maximum 3650d"},
+         "environment INVSYNC_STORE_RETENTION (key 'store.retention'): '11000d' is above the "
+         "maximum 3650d"},
         {"store:\n  prune_interval: 2h\n", NULL,
          "@:6: key 'store.prune_interval': '2h' is above the maximum 1h"},
     };
