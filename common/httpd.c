@@ -84,6 +84,15 @@ const char *is_http_query(const is_http_request_t *req, const char *name) {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+int is_http_token_valid(const char *tok) {
+    if (!tok || !*tok)
+        return 0;
+    for (; *tok; tok++)
+        if ((unsigned char)*tok <= 0x20 || (unsigned char)*tok >= 0x7f)
+            return 0;
+    return 1;
+}
+
 typedef struct query_check {
     const char *const *names;
     char *unknown; /* per-thread buffer */

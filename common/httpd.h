@@ -31,6 +31,9 @@ typedef struct is_http_request {
 const char *is_http_header(const is_http_request_t *req, const char *name);
 /* Query argument (?name=value, decoded); NULL when absent. */
 const char *is_http_query(const is_http_request_t *req, const char *name);
+/* 1 when tok can be sent and matched as "Authorization: Bearer <tok>": one word
+ * of printable ASCII (no space, tab, control character or non-ASCII byte). */
+int is_http_token_valid(const char *tok);
 /* The first query argument whose name is not in names (NULL-ended), or NULL
  * when every one is known. Valid until the next call on this thread. */
 const char *is_http_query_unknown(const is_http_request_t *req, const char *const *names);

@@ -152,6 +152,22 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
             return IS_ERR_CONFIG;
         }
     }
+    /* Sent or matched as "Authorization: Bearer <token>": one word, never echoed. A space
+     * would lock the admin API out for good; a line break would split the ERP's header. */
+    if (cfg->admin_token && *cfg->admin_token && !is_http_token_valid(cfg->admin_token)) {
+        is_errf(errstr, errstr_size,
+                "%s: the token must be one word of printable ASCII (no spaces or control "
+                "characters)",
+                WHERE("admin.token"));
+        return IS_ERR_CONFIG;
+    }
+    if (cfg->erp.http_token && *cfg->erp.http_token && !is_http_token_valid(cfg->erp.http_token)) {
+        is_errf(errstr, errstr_size,
+                "%s: the token must be one word of printable ASCII (no spaces or control "
+                "characters)",
+                WHERE("erp.http.token"));
+        return IS_ERR_CONFIG;
+    }
     cfg->time_ordered_ids_from_ms = INT64_MAX;
     if (cfg->time_ordered_ids_from && *cfg->time_ordered_ids_from &&
         is_parse_rfc3339(cfg->time_ordered_ids_from, &cfg->time_ordered_ids_from_ms) != IS_OK) {

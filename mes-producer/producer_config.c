@@ -72,6 +72,14 @@ static is_err_t check_tokens(const producer_config_t *cfg, char *errstr, size_t 
             is_errf(errstr, errstr_size, "%s: site '%s': empty token", src, site);
             return IS_ERR_CONFIG;
         }
+        /* A bearer token is one word: with a space it could never be presented. */
+        if (!is_http_token_valid(tok)) {
+            is_errf(errstr, errstr_size,
+                    "%s: site '%s': the token must be one word of printable ASCII (no spaces "
+                    "or control characters)",
+                    src, site);
+            return IS_ERR_CONFIG;
+        }
     }
     return IS_OK;
 }

@@ -146,6 +146,14 @@ static void test_consumer_checks_name_the_source(void **state) {
          "environment INVSYNC_STORE_PATH (key 'store.path'): '' must be a file"},
         {"store:\n  path: \":memory:\"\n", NULL,
          "@:6: key 'store.path': ':memory:' must be a file"},
+        /* A bearer token is one word; a space would lock the API out, a line break split
+         * the ERP's header. The message never shows the token. */
+        {"admin:\n  token: \"s3cret token\"\n", NULL,
+         "@:6: key 'admin.token': the token must be one word of printable ASCII (no spaces or "
+         "control characters)"},
+        {"", "INVSYNC_ERP_HTTP_TOKEN=abc\r\nX-Evil: 1",
+         "environment INVSYNC_ERP_HTTP_TOKEN (key 'erp.http.token'): the token must be one word "
+         "of printable ASCII (no spaces or control characters)"},
     };
     (void)state;
     run_cases(cases, sizeof(cases) / sizeof(cases[0]), load_consumer);
@@ -172,6 +180,9 @@ static void test_producer_checks_name_the_source(void **state) {
          "@:7: key 'auth.tokens': 'a b' is not a site name ([A-Za-z0-9_-], 1..64) or '*'"},
         {"auth:\n  tokens:\n    P1: \"\"\n", NULL,
          "@:7: key 'auth.tokens': site 'P1': empty token"},
+        {"auth:\n  tokens:\n    P1: \"s3cret \"\n", NULL,
+         "@:7: key 'auth.tokens': site 'P1': the token must be one word of printable ASCII (no "
+         "spaces or control characters)"},
     };
     (void)state;
     run_cases(cases, sizeof(cases) / sizeof(cases[0]), load_producer);
