@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "duration.h"
 #include "httpd.h"
@@ -117,9 +118,15 @@ is_err_t consumer_config_load(consumer_config_t *cfg, const char *path, char *er
     }
     /* The dedup keys and offsets: an in-memory or temporary store forgets them at a restart,
      * and every movement read again would be posted again. */
+    struct stat st;
     if (!*cfg->store_path || strcmp(cfg->store_path, ":memory:") == 0) {
         is_errf(errstr, errstr_size, "%s: '%s' must be a file", WHERE("store.path"),
                 cfg->store_path);
+        return IS_ERR_CONFIG;
+    }
+    if (stat(cfg->store_path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        is_errf(errstr, errstr_size, "%s: '%s' is a directory, not the store's file",
+                WHERE("store.path"), cfg->store_path);
         return IS_ERR_CONFIG;
     }
     /* store.sync, consume.mode, erp.adapter, log.level: checked by the load (choices). */

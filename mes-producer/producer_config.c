@@ -4,6 +4,7 @@
  */
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "httpd.h"
 
@@ -119,6 +120,12 @@ is_err_t producer_config_load(producer_config_t *cfg, const char *path, char *er
     if (!*cfg->outbox_path || strcmp(cfg->outbox_path, ":memory:") == 0) {
         is_errf(errstr, errstr_size, "%s: '%s' must be a file", WHERE("outbox.path"),
                 cfg->outbox_path);
+        return IS_ERR_CONFIG;
+    }
+    struct stat st;
+    if (stat(cfg->outbox_path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        is_errf(errstr, errstr_size, "%s: '%s' is a directory, not the outbox's file",
+                WHERE("outbox.path"), cfg->outbox_path);
         return IS_ERR_CONFIG;
     }
 #undef WHERE

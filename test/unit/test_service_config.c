@@ -151,6 +151,9 @@ static void test_consumer_checks_name_the_source(void **state) {
         {"admin:\n  token: \"s3cret token\"\n", NULL,
          "@:6: key 'admin.token': the token must be one word of printable ASCII (no spaces or "
          "control characters)"},
+        {"", "INVSYNC_STORE_PATH=/tmp",
+         "environment INVSYNC_STORE_PATH (key 'store.path'): '/tmp' is a directory, not the "
+         "store's file"},
         {"", "INVSYNC_ERP_HTTP_TOKEN=abc\r\nX-Evil: 1",
          "environment INVSYNC_ERP_HTTP_TOKEN (key 'erp.http.token'): the token must be one word "
          "of printable ASCII (no spaces or control characters)"},
@@ -170,6 +173,8 @@ static void test_producer_checks_name_the_source(void **state) {
          "environment INVSYNC_OUTBOX_PATH (key 'outbox.path'): ':memory:' must be a file"},
         {"outbox:\n  path: \":memory:\"\n", NULL,
          "@:6: key 'outbox.path': ':memory:' must be a file"},
+        {"outbox:\n  path: /tmp\n", NULL,
+         "@:6: key 'outbox.path': '/tmp' is a directory, not the outbox's file"},
         {"", "INVSYNC_HTTP_LISTEN=:99999",
          "environment INVSYNC_HTTP_LISTEN (key 'http.listen'): bad listen address ':99999': "
          "expected \"host:port\" or \":port\" (port 0-65535)"},
