@@ -757,12 +757,9 @@ int genealogy_cli(int argc, char **argv) {
             json_array_size(json_object_get(doc, "outputs")), n, from ? "kafka" : "store");
     status = 0;
     if (from && info.retention_gap) {
-        char ts[IS_RFC3339_LEN];
-        is_format_rfc3339(info.retention_earliest_ms, ts);
-        fprintf(stderr,
-                "erp-consumer genealogy: data before %s is no longer in Kafka (retention): the "
-                "genealogy may be incomplete\n",
-                ts);
+        char hint[160];
+        replay_retention_hint(&info, hint, sizeof(hint));
+        fprintf(stderr, "erp-consumer genealogy: %s: the genealogy may be incomplete\n", hint);
         status = 3;
     }
 out:

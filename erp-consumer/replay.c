@@ -95,6 +95,17 @@ void replay_empty_hint(const replay_info_t *info, const char *prefix, const repl
     }
 }
 
+void replay_retention_hint(const replay_info_t *info, char *buf, size_t size) {
+    char ts[IS_RFC3339_LEN];
+    if (info->retention_earliest_ms > 0) {
+        is_format_rfc3339(info->retention_earliest_ms, ts);
+        snprintf(buf, size, "data before %s is no longer in Kafka (retention)", ts);
+    } else {
+        snprintf(buf, size,
+                 "some partitions no longer hold any data (retention deleted all of it)");
+    }
+}
+
 /* ---- the Kafka reader ------------------------------------------------------ */
 
 typedef struct part {

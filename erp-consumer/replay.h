@@ -91,6 +91,15 @@ void replay_empty_hint(const replay_info_t *info, const char *prefix, const repl
                        size_t size);
 
 /*
+ * What a retention gap (info->retention_gap) means, for stderr: one line
+ * (no newline) into buf. "data before <time> is no longer in Kafka
+ * (retention)" when the oldest message kept is known, or, when a partition
+ * was emptied entirely (no message kept, so no time to name), "some
+ * partitions no longer hold any data (retention deleted all of it)".
+ */
+void replay_retention_hint(const replay_info_t *info, char *buf, size_t size);
+
+/*
  * Check a range against the clock: IS_ERR_INVALID with a message naming
  * both times when to < from, or when from is after now (entirely in the
  * future).

@@ -403,16 +403,15 @@ int replay_cli(int argc, char **argv) {
         fprintf(stderr, "erp-consumer replay: %s\n", errstr);
     }
     if (info.retention_gap) {
-        char ts[IS_RFC3339_LEN];
-        is_format_rfc3339(info.retention_earliest_ms, ts);
+        char hint[160];
+        replay_retention_hint(&info, hint, sizeof(hint));
         if (info.retention_earliest_ms > 0)
             fprintf(stderr,
-                    "erp-consumer replay: data before %s is no longer in Kafka (retention): the "
-                    "range starts at %s; what is still there was replayed\n",
-                    ts, a.from);
+                    "erp-consumer replay: %s: the range starts at %s; what is still there was "
+                    "replayed\n",
+                    hint, a.from);
         else
-            fprintf(stderr, "erp-consumer replay: some partitions no longer hold any data "
-                            "(retention deleted all of it); what is still there was replayed\n");
+            fprintf(stderr, "erp-consumer replay: %s; what is still there was replayed\n", hint);
         status = 3;
     }
 out:

@@ -709,8 +709,26 @@ static void test_an_empty_replay_says_why(void **state) {
     assert_non_null(strstr(hint, "2 topic(s) invsync.<site>.daily hold nothing"));
 }
 
+/* A partition that retention emptied has no oldest message to name: the
+ * hint says so instead of "data before 1970-01-01T00:00:00.000Z" (what
+ * genealogy --from/--to printed). */
+static void test_retention_hint_names_the_oldest_data_or_an_emptied_partition(void **state) {
+    (void)state;
+    char hint[160];
+    replay_info_t kept = {.retention_gap = 1, .retention_earliest_ms = 1764460801500};
+    replay_retention_hint(&kept, hint, sizeof(hint));
+    assert_string_equal(hint,
+                        "data before 2025-11-30T00:00:01.500Z is no longer in Kafka (retention)");
+    replay_info_t emptied = {.retention_gap = 1, .retention_earliest_ms = 0};
+    replay_retention_hint(&emptied, hint, sizeof(hint));
+    assert_null(strstr(hint, "1970"));
+    assert_string_equal(hint,
+                        "some partitions no longer hold any data (retention deleted all of it)");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retention_hint_names_the_oldest_data_or_an_emptied_partition),
         cmocka_unit_test_setup_teardown(test_a_movement_held_behind_a_failed_posting_says_which,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_skipped_posting_says_who_skipped_it_and_why, setup,
