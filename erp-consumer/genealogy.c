@@ -56,6 +56,8 @@ struct genealogy {
     edge_t *edges; /* sorted by (from, to, uom) */
     size_t n_edges;
     size_t *by_to; /* edge indexes sorted by to */
+    char **ids;    /* open addressing: "<source_system> SEP <movement_id>" of every raw */
+    size_t cap_ids;
 };
 
 is_err_t genealogy_new(genealogy_t **out) {
@@ -81,7 +83,59 @@ void genealogy_free(genealogy_t *g) {
     free(g->order);
     free(g->edges);
     free(g->by_to);
+    for (size_t i = 0; i < g->cap_ids; i++)
+        free(g->ids[i]);
+    free(g->ids);
     free(g);
+}
+
+static size_t id_hash(const char *s) {
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (size_t)h;
+}
+
+/* The slot of id in g->ids: where it is, or the empty one where it would go. */
+static size_t id_slot(char **ids, size_t cap, const char *id) {
+    size_t i = id_hash(id) & (cap - 1);
+    while (ids[i] && strcmp(ids[i], id) != 0)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+/*
+ * Remember a movement by its identity (the store's dedup key: source_system
+ * and movement_id). 1: new; 0: already added (a copy published again by
+ * `mes-producer republish`, or an MES resend the producer accepted again,
+ * which the consumer does not apply twice either); -1: out of memory.
+ * g->n_raws + 1 ids fit in half the table.
+ */
+static int id_add(genealogy_t *g, const is_movement_t *m) {
+    char *id;
+    size_t slot;
+    if (2 * (g->n_raws + 1) > g->cap_ids) {
+        size_t cap = g->cap_ids ? g->cap_ids * 2 : 512;
+        char **ids = calloc(cap, sizeof(*ids));
+        if (!ids)
+            return -1;
+        for (size_t i = 0; i < g->cap_ids; i++)
+            if (g->ids[i])
+                ids[id_slot(ids, cap, g->ids[i])] = g->ids[i];
+        free(g->ids);
+        g->ids = ids;
+        g->cap_ids = cap;
+    }
+    if (asprintf(&id, "%s" SEP "%s", m->source_system ? m->source_system : "",
+                 m->movement_id ? m->movement_id : "") < 0)
+        return -1;
+    slot = id_slot(g->ids, g->cap_ids, id);
+    if (g->ids[slot]) {
+        free(id);
+        return 0;
+    }
+    g->ids[slot] = id;
+    return 1;
 }
 
 genealogy_dir_t genealogy_dir_parse(const char *s) {
@@ -111,6 +165,12 @@ is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) {
          type != INVSYNC__V1__MOVEMENT_TYPE__COMPLETION) ||
         !m->order_id || !*m->order_id || !m->quantity)
         return IS_OK;
+    switch (id_add(g, m)) {
+    case 0:
+        return IS_OK; /* the same movement again: its quantity counts once */
+    case -1:
+        return IS_ERR_NOMEM;
+    }
     if (g->n_raws == g->cap_raws) {
         size_t cap = g->cap_raws ? g->cap_raws * 2 : 256;
         raw_t *raws = realloc(g->raws, cap * sizeof(*raws));

@@ -44,7 +44,9 @@ void genealogy_free(genealogy_t *g); /* NULL is a no-op */
 
 /*
  * Add a movement (copied). *used (may be NULL) = 1 when it is an edge, 0
- * when its type carries no genealogy or it has no order_id. Adding after a
+ * when its type carries no genealogy or it has no order_id, or when a
+ * movement with the same source_system and movement_id was added before (a
+ * copy published again, read from Kafka: it counts once). Adding after a
  * walk is IS_ERR_INVALID. IS_ERR_NOMEM.
  */
 is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) IS_MUST_CHECK;

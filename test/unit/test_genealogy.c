@@ -168,6 +168,65 @@ static void test_edges_carry_net_quantities_and_movements(void **state) {
     json_decref(doc);
 }
 
+/* Read from Kafka after `mes-producer republish`, a movement comes twice (its
+ * first copy and the one published again): it counts once, by source_system
+ * and movement_id (the store's dedup key). Another source's same id is another
+ * movement. 300 issues, each added twice, also grow the id table. */
+static void test_a_movement_read_twice_counts_once(void **state) {
+    (void)state;
+    genealogy_t *g = NULL;
+    is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
+    Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
+    char id[32];
+    int used = -1;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    q.units = 2;
+    m.source_system = "MES";
+    m.site = "P1";
+    m.type = GI;
+    m.material = "RM-1";
+    m.lot = "A";
+    m.location = "LINE-1";
+    m.uom = "KG";
+    m.order_id = "ORD-1";
+    m.quantity = &q;
+    m.movement_id = id;
+    for (int copy = 0; copy < 2; copy++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(id, sizeof(id), "GI-%d", i);
+            assert_int_equal(genealogy_add(g, &m, &used), IS_OK);
+            assert_int_equal(used, copy == 0);
+        }
+    }
+    m.source_system = "MES-2"; /* GI-0 of another source: another movement */
+    snprintf(id, sizeof(id), "GI-0");
+    assert_int_equal(genealogy_add(g, &m, &used), IS_OK);
+    assert_int_equal(used, 1);
+    add(g, "CO-1", CO, "FG-1", "X", "ORD-1", 600, 0);
+    m.source_system = "MES"; /* CO-1's republished copy */
+    snprintf(id, sizeof(id), "CO-1");
+    m.type = CO;
+    m.material = "FG-1";
+    m.lot = "X";
+    q.units = 600;
+    assert_int_equal(genealogy_add(g, &m, &used), IS_OK);
+    assert_int_equal(used, 0);
+    json_t *doc = walk(g, "X", NULL, GENEALOGY_BACKWARD, 0), *e;
+    size_t i;
+    json_array_foreach(json_object_get(doc, "edges"), i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "from")), "lot:P1/RM-1/A") == 0) {
+            assert_string_equal(json_string_value(json_object_get(e, "quantity")), "602");
+            assert_int_equal(json_array_size(json_object_get(e, "movements")), 301);
+        } else {
+            assert_string_equal(json_string_value(json_object_get(e, "quantity")), "600");
+            assert_int_equal(json_array_size(json_object_get(e, "movements")), 1);
+        }
+    }
+    assert_int_equal(json_array_size(json_object_get(doc, "edges")), 2);
+    json_decref(doc);
+    genealogy_free(g);
+}
+
 static void test_rework_cycle_terminates(void **state) {
     (void)state;
     genealogy_t *g = NULL;
@@ -276,6 +335,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_edges_carry_net_quantities_and_movements, setup,
                                         teardown),
         cmocka_unit_test(test_rework_cycle_terminates),
+        cmocka_unit_test(test_a_movement_read_twice_counts_once),
         cmocka_unit_test(test_material_narrows_the_roots),
         cmocka_unit_test(test_ids_escape_slash_so_lots_do_not_merge),
         cmocka_unit_test_setup_teardown(test_unknown_lot_and_late_add, setup, teardown),
