@@ -173,8 +173,8 @@ static is_err_t select_parts(rd_kafka_t *rk, const char *prefix, const replay_fi
                              size_t errstr_size) {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, KAFKA_TIMEOUT_MS);
-    char sites[512] = "";
-    size_t n = 0, cap = 0, sites_len = 0;
+    char sites[512] = "", tiers[512] = ""; /* for the messages when nothing is selected */
+    size_t n = 0, cap = 0, sites_len = 0, tiers_len = 0;
     part_t *parts = NULL;
     if (err) {
         is_errf(errstr, errstr_size, "cannot list the topics in Kafka: %s", rd_kafka_err2str(err));
@@ -190,6 +190,11 @@ static is_err_t select_parts(rd_kafka_t *rk, const char *prefix, const replay_fi
         if (!listed(sites, site) && sites_len + strlen(site) + 3 < sizeof(sites))
             sites_len += (size_t)snprintf(sites + sites_len, sizeof(sites) - sites_len, "%s%s",
                                           sites_len ? ", " : "", site);
+        /* The tiers of the --site asked for (of every site without one). */
+        if ((!f->site || strcmp(f->site, site) == 0) && !listed(tiers, tier) &&
+            tiers_len + strlen(tier) + 3 < sizeof(tiers))
+            tiers_len += (size_t)snprintf(tiers + tiers_len, sizeof(tiers) - tiers_len, "%s%s",
+                                          tiers_len ? ", " : "", tier);
         if ((f->site && strcmp(f->site, site) != 0) || (f->tier && strcmp(f->tier, tier) != 0))
             continue;
         (*n_topics)++;
@@ -216,15 +221,16 @@ static is_err_t select_parts(rd_kafka_t *rk, const char *prefix, const replay_fi
     if (n == 0) {
         free(parts);
         if (f->site && f->tier && listed(sites, f->site))
-            is_errf(errstr, errstr_size, "site '%s' has no topic %s.%s.%s", f->site, prefix,
-                    f->site, f->tier);
+            is_errf(errstr, errstr_size,
+                    "site '%s' has no topic %s.%s.%s; its tiers with topics: %s", f->site, prefix,
+                    f->site, f->tier, tiers);
         else if (f->site)
             is_errf(errstr, errstr_size,
                     "no topics for site '%s' (%s.%s.<tier>); sites with topics: %s", f->site,
                     prefix, f->site, sites[0] ? sites : "none");
         else
-            is_errf(errstr, errstr_size, "no topics %s.<site>.%s in Kafka", prefix,
-                    f->tier ? f->tier : "<tier>");
+            is_errf(errstr, errstr_size, "no topics %s.<site>.%s in Kafka; tiers with topics: %s",
+                    prefix, f->tier ? f->tier : "<tier>", tiers[0] ? tiers : "none");
         return IS_ERR_NOT_FOUND;
     }
     *out = parts;

@@ -449,3 +449,23 @@ def test_replay_on_the_embedded_mock_says_it_cannot(stack):
                    "the consumer to receive MOCK-1")
     r = replay(stack, consumer, "--from", utc_in(-3600), "--to", utc(), check_exit=1)
     assert "cannot look up offsets by time" in r.err and "Apache Kafka" in r.err, r.err
+
+
+def test_replay_of_an_unknown_tier_names_the_tiers_with_topics(stack):
+    """A mistyped --tier names the tiers that have topics, as a mistyped --site names the
+    sites (the topics are chosen before any time lookup, so the embedded mock answers)."""
+    stack.start_kafka(partitions=1)
+    consumer = stack.start_consumer()
+    producer = stack.start_producer()
+    assert producer.post([movement("TIER-1", "PLANT1")]).status == 202
+    stack.wait_for(lambda: try_scalar(consumer.store, "SELECT count(*) FROM movements") == 1, 30,
+                   "the consumer to receive TIER-1")
+    tier = scalar(consumer.store, "SELECT tier FROM movements WHERE movement_id = 'TIER-1'")
+    r = replay(stack, consumer, "--from", utc_in(-3600), "--to", utc(), "--tier", "perodic",
+               check_exit=2)
+    assert "no topics invsync.<site>.perodic in Kafka; tiers with topics: " in r.err, r.err
+    assert tier in r.err.split("tiers with topics: ")[1], r.err
+    r = replay(stack, consumer, "--from", utc_in(-3600), "--to", utc(), "--site", "PLANT1",
+               "--tier", "perodic", check_exit=2)
+    assert "site 'PLANT1' has no topic invsync.PLANT1.perodic; its tiers with topics: " in r.err, r.err
+    assert tier in r.err.split("its tiers with topics: ")[1], r.err
