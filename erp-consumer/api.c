@@ -772,7 +772,11 @@ static void h_trace(void *ctx, const is_http_request_t *req, is_http_response_t 
     res = mv ? admin_trace_movement(a->store, mv, errstr, sizeof(errstr))
              : admin_trace_document(a->store, doc, errstr, sizeof(errstr));
     pthread_mutex_unlock(&a->mu);
-    if (!res)
+    if (!res && doc && strchr(doc, ' '))
+        /* A chunked posting's "<first>+<n-1>": a URL's query reads '+' as a space. */
+        is_http_respond_error(resp, 404, "%s (in a URL a '+' reads as a space: write it %%2B)",
+                              errstr);
+    else if (!res)
         is_http_respond_error(resp, 404, "%s", errstr);
     else
         is_http_respond_json(resp, 200, res);

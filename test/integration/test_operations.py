@@ -259,6 +259,9 @@ def test_trace_names_each_chunk_document_of_a_posting_cut_by_max_lines(stack):
     # The posting as a whole, by the document it is recorded under.
     r = http("GET", consumer.base + "/v1/trace?document=" + stored.replace("+", "%2B"))
     assert r.status == 200 and sorted(r.json()["postings"][0]["movements"]) == ids, r
+    # Unencoded, the query's '+' is a space: the 404 says how to write it.
+    r = http("GET", consumer.base + "/v1/trace?document=" + stored)
+    assert r.status == 404 and "write it %2B" in r.json()["error"], r
 
 
 def test_policy_check_previews_a_change(stack):
