@@ -653,11 +653,15 @@ static is_err_t load_store(genealogy_t *g, const consumer_config_t *cfg, const c
                                 INVSYNC__V1__MOVEMENT_TYPE__REVERSAL};
     void *ctx[2] = {g, n};
     /* Dead and ignored movements never happened as far as the ERP knows; everything else
-     * (posted, pending, cancelled pairs, failed) is plant history. */
+     * (posted, pending, cancelled pairs, failed) is plant history. But a REVERSAL the ERP
+     * refused (failed: maybe one that does not match its original) or an operator skipped
+     * undoes nothing: its original stays booked, so its edge is still followed (a recall
+     * scope may be too wide, never too narrow). */
     return investigation_store_movements(
         cfg,
         "SELECT payload, movement_id FROM movements WHERE type IN (?1, ?2, ?3)"
-        " AND state NOT IN ('dead', 'ignored') AND (?4 IS NULL OR site = ?4)"
+        " AND state NOT IN ('dead', 'ignored')"
+        " AND NOT (type = ?3 AND state IN ('failed', 'skipped')) AND (?4 IS NULL OR site = ?4)"
         " ORDER BY producer_id, seq",
         types, 3, site, 1, from_store, ctx, errstr, errstr_size);
 }

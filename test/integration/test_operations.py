@@ -10,7 +10,7 @@ import os
 
 import sqlite3
 
-from conftest import ADMIN_TOKEN, REPO, binary, free_port, http, movement, query, scalar
+from conftest import ADMIN_TOKEN, REPO, binary, free_port, http, movement, query, scalar, try_scalar
 
 DEPLOY_POLICY = os.path.join(REPO, "deploy", "policy.yaml")
 ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"}
@@ -381,3 +381,40 @@ def test_control_characters_in_audited_text_are_refused(stack):
     assert r.status == 400 and "'reason' must not contain control characters" in r.json()["error"], r
     assert scalar(consumer.store, "SELECT count(*) FROM audit") == 0
     assert scalar(consumer.store, "SELECT count(*) FROM pauses") == 0
+
+
+def test_genealogy_follows_an_issue_whose_reversal_was_refused_and_skipped(stack):
+    """A REVERSAL that does not match its original (sent before it, so the producer could
+    not check it) fails at the consumer; skipped, it never reaches the ERP, which keeps the
+    issue. Genealogy from the store subtracted it anyway: the issue looked reversed in full,
+    was not followed, and the finished lot had no inputs (a recall of the issued lot
+    missed it)."""
+    stack.start_kafka()
+    consumer = stack.start_consumer()
+    producer = stack.start_producer()
+    gi = dict(lot="LOT-RM", location="LINE-1", quantity="7", order_id="ORD-G")
+    assert producer.post([movement("C0", "PLANT1", lot="LOT-RM", location="LINE-1", quantity="10",
+                                   order_id="ORD-0")]).status == 202  # the stock to issue
+    stack.wait_for(lambda: consumer.store_count("WHERE state = 'posted'") == 1, 30, "C0 to be posted")
+    stack.consumer_cli(consumer, "pause", "--site", "PLANT1", "--tier", "periodic", "--by", "qa",
+                       "--reason", "hold the window")
+    assert producer.post([movement("RV-G1", "PLANT1", type="REVERSAL", reverses_movement_id="G1",
+                                   reversed_type="GOODS_ISSUE", **dict(gi, location="LINE-2"))]).status == 202
+    assert producer.post([movement("G1", "PLANT1", type="GOODS_ISSUE", **gi)]).status == 202
+    assert producer.post([movement("C1", "PLANT1", lot="LOT-FG", quantity="7", order_id="ORD-G")]).status == 202
+    stack.wait_for(lambda: consumer.store_count() == 4, 30, "the consumer to store the four movements")
+    stack.consumer_cli(consumer, "resume", "--site", "PLANT1", "--tier", "periodic", "--by", "qa",
+                       "--reason", "go")
+    stack.wait_for(lambda: try_scalar(consumer.store, "SELECT state FROM movements WHERE movement_id = 'RV-G1'")
+                   == "failed", 30, "the mismatched reversal to fail")
+    pid = scalar(consumer.store, "SELECT posting_id FROM movements WHERE movement_id = 'RV-G1'")
+    stack.consumer_cli(consumer, "failed", "skip", pid, "--by", "qa", "--reason", "MES bug")
+    stack.wait_for(lambda: try_scalar(consumer.store, "SELECT state FROM movements WHERE movement_id = 'G1'")
+                   == "posted", 30, "the issue to be posted")
+    doc = json.loads(stack.consumer_cli(consumer, "genealogy", "--lot", "LOT-FG").out)
+    assert [i["id"] for i in doc["inputs"]] == ["lot:PLANT1/MAT-100/LOT-RM"], doc
+    edge = [e for e in doc["edges"] if e["to"] == "order:PLANT1/ORD-G" and e["kind"] == "consumed"]
+    assert [(e["quantity"], e["movements"]) for e in edge] == [("7", ["G1"])], doc
+    doc = json.loads(stack.consumer_cli(consumer, "genealogy", "--lot", "LOT-RM", "--direction",
+                                        "forward").out)
+    assert "lot:PLANT1/MAT-100/LOT-FG" in [o["id"] for o in doc["outputs"]], doc
