@@ -1065,7 +1065,15 @@ is_err_t store_skip_gaps(store_t *s, int64_t now_ms, int64_t older_than_ms, int6
         "   WHERE m.producer_id = w.producer_id AND m.site = w.site AND m.seq > w.contiguous"
         "   UNION ALL SELECT min(f.seq) FROM seq_fills f WHERE f.producer_id = w.producer_id"
         "   AND f.site = w.site AND f.seq > w.contiguous)) AS next_seq"
-        " FROM watermarks w";
+        " FROM watermarks w"
+        /* A dead message fills a gap but never opens one: its sequence is as
+         * unreliable as the rest of it (a foreign or broken writer), and a
+         * bogus one far ahead would be given up as that many lost movements
+         * and carry the watermark past every later one. */
+        " WHERE EXISTS (SELECT 1 FROM movements m WHERE m.producer_id = w.producer_id"
+        "   AND m.site = w.site AND m.seq > w.contiguous AND m.state <> 'dead')"
+        " OR EXISTS (SELECT 1 FROM seq_fills f WHERE f.producer_id = w.producer_id"
+        "   AND f.site = w.site AND f.seq > w.contiguous)";
     sqlite3_stmt *q = NULL, *at = NULL;
     is_err_t rc;
     int64_t n_seq = 0;

@@ -380,6 +380,55 @@ static void test_dead_message_advances_watermark(void **state) {
     store_posting_list_release(&l);
 }
 
+/*
+ * A dead message's sequence fills a gap but never opens one: a foreign or
+ * broken writer's bogus sequence far ahead is not given up as that many
+ * lost movements, nor does it carry the watermark past later ones. A live
+ * movement after a real gap still has it skipped, dead rows inside counted
+ * as received.
+ */
+static void store_text(fixture_t *f, const char *sql, char *out, size_t size);
+
+static void test_dead_message_far_ahead_opens_no_gap(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m;
+    store_msg_t sm;
+    store_batch_result_t res;
+    char errstr[256], text[64];
+    int skipped = -1;
+    int64_t sequences = -1;
+    assert_int_equal(apply(f, "M1", "S1", "L1", 1, 0).received, 1);
+    make(&m, &f->qty, "BAD", "S1", "L1", 1000000000000ULL);
+    memset(&sm, 0, sizeof(sm));
+    sm.kind = STORE_MSG_DEAD;
+    sm.topic = "invsync.S1.realtime";
+    sm.offset = 1;
+    sm.m = &m;
+    sm.payload = "x";
+    sm.payload_len = 1;
+    sm.reason = "invalid";
+    assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(
+        store_skip_gaps(f->s, 1000000, 5000, 0, &skipped, &sequences, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(skipped, 0);
+    assert_int_equal(sequences, 0);
+    store_text(f, "SELECT contiguous FROM watermarks WHERE producer_id = 'P1' AND site = 'S1'",
+               text, sizeof(text));
+    assert_string_equal(text, "1");
+    /* The producer goes on: 2, then 4 (3 lost). Only 3 is given up. */
+    assert_int_equal(apply(f, "M2", "S1", "L1", 2, 2).received, 1);
+    assert_int_equal(apply(f, "M4", "S1", "L1", 4, 3).received, 1);
+    assert_int_equal(
+        store_skip_gaps(f->s, 1000000, 5000, 0, &skipped, &sequences, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(skipped, 1);
+    assert_int_equal(sequences, 1);
+    store_text(f, "SELECT contiguous FROM watermarks WHERE producer_id = 'P1' AND site = 'S1'",
+               text, sizeof(text));
+    assert_string_equal(text, "4");
+}
+
 /* Movement states by id, for assertions. */
 static void assert_state(fixture_t *f, const char *id, const char *state) {
     sqlite3_stmt *st;
@@ -2136,6 +2185,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resend_with_a_new_sequence_closes_the_watermark, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_message_far_ahead_opens_no_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_time_ordered_ids_from_is_pinned_in_the_store, setup,
                                         teardown),
