@@ -606,6 +606,13 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
                  slot->m->site, site);
         goto dead;
     }
+    /* mes-producer publishes a movement on its own tier's topic; another tier
+     * would post it on that tier's cadence and account it there. */
+    if (tier[0] && strcmp(tier, slot->m->tier) != 0) {
+        snprintf(slot->reason, sizeof(slot->reason), "movement of tier '%s' on topic of tier '%s'",
+                 slot->m->tier, tier);
+        goto dead;
+    }
     if (!slot->m->producer_id[0] || slot->m->sequence == 0) {
         snprintf(slot->reason, sizeof(slot->reason),
                  "movement has no producer_id/sequence (not stamped by mes-producer)");
