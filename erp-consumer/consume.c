@@ -573,6 +573,13 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
 
     if (is_heartbeat_msg(msg)) {
         slot->hb = invsync__v1__heartbeat__unpack(NULL, msg->len, msg->payload);
+        /* Each heartbeat makes its site known for good (sites, the silent-site
+         * alert): one on another site's topic would invent a site. */
+        if (slot->hb && site[0] && strcmp(site, slot->hb->site) != 0) {
+            snprintf(slot->reason, sizeof(slot->reason),
+                     "heartbeat of site '%.64s' on topic of site '%s'", slot->hb->site, site);
+            goto dead;
+        }
         if (slot->hb) {
             sm->kind = STORE_MSG_HEARTBEAT;
             sm->hb = slot->hb;

@@ -5,6 +5,7 @@ movements, and its sequence-gap handling is not misled by them."""
 
 import base64
 import json
+import time
 
 from conftest import binary, movement, query, scalar, wait_all_posted
 
@@ -37,12 +38,12 @@ def _dump(stack, bootstrap, topic):
     return [json.loads(l) for l in r.out.splitlines() if l.strip()]
 
 
-def _produce(stack, bootstrap, topic, value, key):
-    r = stack.run([binary("kafka-dump"), "--bootstrap", bootstrap, "produce", "--topic", topic,
-                   "--value-hex", value.hex() or "", "--key", key, "--partition", "0"]
-                  if value else
-                  [binary("kafka-dump"), "--bootstrap", bootstrap, "produce", "--topic", topic,
-                   "--value", "", "--key", key, "--partition", "0"])
+def _produce(stack, bootstrap, topic, value, key, headers=()):
+    argv = [binary("kafka-dump"), "--bootstrap", bootstrap, "produce", "--topic", topic,
+            "--value-hex", value.hex(), "--key", key, "--partition", "0"]
+    for h in headers:
+        argv += ["--header", h]
+    r = stack.run(argv)
     return json.loads(r.out.strip().splitlines()[-1])
 
 
@@ -91,3 +92,48 @@ def test_movement_on_another_tiers_topic_is_dead_lettered(stack):
     assert scalar(consumer.store, "SELECT count(*) FROM dead_letters") == 1
     assert scalar(consumer.store, "SELECT count(*) FROM audit WHERE action = "
                                   "'sequence-gap-skipped'") == 0
+
+
+HEARTBEAT = "content-type=application/x-protobuf; type=invsync.v1.Heartbeat"
+
+
+def test_heartbeat_of_another_site_and_bogus_sequence_mislead_nothing(stack):
+    """A heartbeat on PLANT1's topic that names PLANT9 is dead-lettered: it
+    would have made PLANT9 a known site for good (status, metrics, the
+    silent-site alert). An invalid movement whose sequence is far ahead of
+    its producer's is dead-lettered, and its sequence is not taken for a
+    gap: nothing is given up as lost once gap_timeout (2 s) has passed."""
+    bootstrap, consumer, producer = _start(stack)
+    r = producer.post([movement("HB-%d" % i, "PLANT1", lot="LOT-%d" % i) for i in range(2)])
+    assert r.status == 202, r
+    wait_all_posted(stack, consumer, 2, timeout=60)
+    topic = "invsync.PLANT1.periodic"
+    real = [l for l in _dump(stack, bootstrap, topic) if l.get("movement")]
+    pid = real[0]["movement"]["producer_id"]
+    hb = _ld(1, "PLANT9") + _ld(2, pid) + _vi(3, 1) + _vi(4, int(time.time() * 1000))
+    hb_at = _produce(stack, bootstrap, topic, hb, "PLANT9/heartbeat", headers=[HEARTBEAT])
+    # Quantity -5 (invalid), sequence 10^12.
+    bad = base64.b64decode(real[0]["value_b64"]) + _ld(1, "HB-BAD") + \
+        _ld(10, _vi(1, (1 << 64) - 5)) + _vi(23, 10**12)
+    bad_at = _produce(stack, bootstrap, topic, bad, real[0]["key"])
+    r = producer.post([movement("HB-A%d" % i, "PLANT1", lot="LOT-%d" % i) for i in range(2)])
+    assert r.status == 202, r
+    stack.wait_for(lambda: scalar(consumer.store, "SELECT count(*) FROM movements WHERE "
+                                  "movement_id LIKE 'HB-A%' AND state = 'posted'") == 2,
+                   60, "the movements after them to be posted")
+    letters = _dlq(stack, bootstrap, "PLANT1")
+    l = letters.get((topic, hb_at["partition"], hb_at["offset"]))
+    assert l, "heartbeat not dead-lettered: %r" % sorted(letters)
+    assert l["headers"]["invsync-error"] == "heartbeat of site 'PLANT9' on topic of site 'PLANT1'"
+    l = letters.get((topic, bad_at["partition"], bad_at["offset"]))
+    assert l and "quantity" in l["headers"]["invsync-error"], sorted(letters)
+    time.sleep(5)  # gap_timeout 2 s, and the consumer is caught up
+    assert scalar(consumer.store, "SELECT count(*) FROM sites WHERE site = 'PLANT9'") == 0
+    assert "PLANT9" not in json.dumps(consumer.status())
+    assert query(consumer.store, "SELECT detail FROM audit WHERE action = "
+                                 "'sequence-gap-skipped'") == []
+    assert scalar(consumer.store, "SELECT count(*) FROM dead_letters") == 2
+    r = producer.post([movement("HB-Z", "PLANT1", lot="LOT-0")])
+    assert r.status == 202, r
+    stack.wait_for(lambda: query(consumer.store, "SELECT state FROM movements WHERE "
+                                 "movement_id = 'HB-Z'") == [("posted",)], 60, "HB-Z to be posted")
