@@ -217,6 +217,9 @@ const char *const store_consume_sql[SQ__COUNT] = {
     [SQ_SEQ_FILL] = "INSERT OR IGNORE INTO seq_fills(producer_id, site, seq, received_at)"
                     " VALUES(?1,?2,?3,?4)",
     [SQ_PRUNED_BEFORE] = "SELECT value FROM settings WHERE key = '" STORE_PRUNED_BEFORE_KEY "'",
+    [SQ_DEAD_ROW] = "SELECT id, producer_id, site, seq, topic, part, off, reason FROM movements"
+                    " WHERE source_system = ?1 AND movement_id = ?2 AND state = 'dead'",
+    [SQ_DELETE_MOVEMENT] = "DELETE FROM movements WHERE id = ?1",
 };
 
 #define stmt      store_stmt
@@ -675,6 +678,73 @@ static is_err_t insert_movement(store_t *s, const store_msg_t *msg, const char *
     return IS_OK;
 }
 
+/*
+ * A usable movement whose id the store holds only as a dead message (one
+ * dead-lettered as unusable: on another site's or tier's topic, invalid):
+ * that copy does not keep the id, or the movement would be taken for its
+ * duplicate and never posted. The dead row goes (its dead letter stays, in
+ * dead_letters and on the topic; the audit says so); its sequence still
+ * counts for its producer's watermark, through seq_fills. *replaced = 1
+ * when m is to be inserted again.
+ */
+static is_err_t supersede_dead(store_t *s, const store_msg_t *msg, int64_t now_ms, int *replaced) {
+    const is_movement_t *m = msg->m;
+    sqlite3_stmt *st = stmt(s, SQ_DEAD_ROW);
+    int64_t id = 0, seq = 0, part = 0, off = 0;
+    char producer[128] = "", site[128] = "", topic[256] = "", reason[256] = "", aerr[256];
+    int src;
+    *replaced = 0;
+    bind_text(st, 1, m->source_system);
+    bind_text(st, 2, m->movement_id);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        snprintf(producer, sizeof(producer), "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(site, sizeof(site), "%s", (const char *)sqlite3_column_text(st, 2));
+        seq = sqlite3_column_int64(st, 3);
+        snprintf(topic, sizeof(topic), "%s", (const char *)sqlite3_column_text(st, 4));
+        part = sqlite3_column_int64(st, 5);
+        off = sqlite3_column_int64(st, 6);
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+            snprintf(reason, sizeof(reason), "%s", (const char *)sqlite3_column_text(st, 7));
+    }
+    sqlite3_reset(st);
+    if (src == SQLITE_DONE)
+        return IS_OK;
+    if (src != SQLITE_ROW)
+        return IS_ERR_DB;
+    if (producer[0] && seq > 0) {
+        st = stmt(s, SQ_SEQ_FILL);
+        bind_text(st, 1, producer);
+        bind_text(st, 2, site);
+        sqlite3_bind_int64(st, 3, seq);
+        sqlite3_bind_int64(st, 4, now_ms);
+        src = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (src != SQLITE_DONE)
+            return IS_ERR_DB;
+    }
+    st = stmt(s, SQ_DELETE_MOVEMENT);
+    sqlite3_bind_int64(st, 1, id);
+    src = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (src != SQLITE_DONE)
+        return IS_ERR_DB;
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:i,s:I}", "source_system", m->source_system,
+                  "dead_reason", reason, "dead_topic", topic, "dead_partition", (json_int_t)part,
+                  "dead_offset", (json_int_t)off, "site", m->site, "topic", msg->topic, "partition",
+                  msg->partition, "offset", (json_int_t)msg->offset);
+    char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    is_err_t rc = store_audit(s, now_ms, "consumer", "dead-copy-superseded", m->movement_id, detail,
+                              aerr, sizeof(aerr));
+    free(detail);
+    if (rc == IS_OK)
+        *replaced = 1;
+    return rc;
+}
+
 /* The pruned horizon as the current transaction sees it (0: never pruned). */
 static is_err_t read_horizon(store_t *s, int64_t *before_ms) {
     sqlite3_stmt *st = stmt(s, SQ_PRUNED_BEFORE);
@@ -773,6 +843,13 @@ is_err_t store_apply_batch_parked(store_t *s, const store_msg_t *msgs, size_t n,
             rc = insert_movement(s, msg, state, reason, now_ms, &inserted);
             if (rc != IS_OK)
                 goto db_err;
+            if (!inserted && msg->kind == STORE_MSG_MOVEMENT && !parked) {
+                int replaced = 0;
+                if (supersede_dead(s, msg, now_ms, &replaced) != IS_OK)
+                    goto db_err;
+                if (replaced && insert_movement(s, msg, state, reason, now_ms, &inserted) != IS_OK)
+                    goto db_err;
+            }
             parked = parked && inserted; /* a row it already has: a duplicate, as always */
             if (parked) {
                 if (note_parked(s, msg, why, horizon, now_ms) != IS_OK)

@@ -28,6 +28,8 @@ enum {
     SQ_STORED_PAYLOAD,
     SQ_SEQ_FILL,
     SQ_PRUNED_BEFORE,
+    SQ_DEAD_ROW,
+    SQ_DELETE_MOVEMENT,
     /* store_post.c */
     SQ_DUE_RETRY,
     SQ_INFLIGHT,

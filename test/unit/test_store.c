@@ -442,6 +442,62 @@ static void assert_state(fixture_t *f, const char *id, const char *state) {
     sqlite3_finalize(st);
 }
 
+/* Apply one dead message: movement m, dead-lettered at offset. */
+static void apply_dead(fixture_t *f, is_movement_t *m, int64_t offset) {
+    store_msg_t sm;
+    store_batch_result_t res;
+    char errstr[256];
+    memset(&sm, 0, sizeof(sm));
+    sm.kind = STORE_MSG_DEAD;
+    sm.topic = "invsync.S2.realtime";
+    sm.offset = offset;
+    sm.m = m;
+    sm.payload = "x";
+    sm.payload_len = 1;
+    sm.reason = "movement of site 'S1' on topic of site 'S2'";
+    assert_int_equal(store_apply_batch(f->s, &sm, 1, 1000, &res, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(res.dead, 1);
+}
+
+/*
+ * A dead-lettered copy (here: on another site's topic) does not keep the
+ * movement's id: the movement itself, read afterwards, is received and
+ * posted, not absorbed as the dead copy's duplicate. Its sequence and the
+ * copy's both count for the watermark; the audit names the copy.
+ */
+static void test_dead_copy_does_not_keep_the_movement_id(void **state) {
+    fixture_t *f = *state;
+    is_movement_t m;
+    store_posting_list_t l = {0};
+    char errstr[256], text[64];
+    int skipped = -1;
+    int64_t sequences = -1;
+    make(&m, &f->qty, "M1", "S1", "L1", 1);
+    apply_dead(f, &m, 0); /* the same movement, misrouted */
+    make(&m, &f->qty, "M2", "S1", "L1", 2);
+    m.quantity = NULL;
+    apply_dead(f, &m, 1); /* an invalid version, its own sequence */
+    assert_int_equal(apply(f, "M1", "S1", "L1", 1, 2).received, 1);
+    assert_int_equal(apply(f, "M2", "S1", "L1", 3, 3).received, 1);
+    assert_state(f, "M1", "queued");
+    assert_state(f, "M2", "queued");
+    store_text(f, "SELECT contiguous FROM watermarks WHERE producer_id = 'P1' AND site = 'S1'",
+               text, sizeof(text));
+    assert_string_equal(text, "3");
+    store_text(f, "SELECT count(*) FROM audit WHERE action = 'dead-copy-superseded'", text,
+               sizeof(text));
+    assert_string_equal(text, "2");
+    store_text(f, "SELECT count(*) FROM dead_letters", text, sizeof(text));
+    assert_string_equal(text, "2");
+    assert_int_equal(store_fetch_due(f->s, NULL, 2000, 100, &l, errstr, sizeof(errstr)), IS_OK);
+    assert_int_equal(l.n, 2);
+    store_posting_list_release(&l);
+    assert_int_equal(
+        store_skip_gaps(f->s, 1000000, 5000, 0, &skipped, &sequences, errstr, sizeof(errstr)),
+        IS_OK);
+    assert_int_equal(skipped, 0);
+}
+
 static void post_all(fixture_t *f, store_posting_list_t *l, int64_t now) {
     char errstr[256];
     store_result_t *res = calloc(l->n ? l->n : 1, sizeof(*res));
@@ -2186,6 +2242,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dedup_and_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_message_far_ahead_opens_no_gap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_copy_does_not_keep_the_movement_id, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_watermark_gap_holds_later_movements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_time_ordered_ids_from_is_pinned_in_the_store, setup,
                                         teardown),
