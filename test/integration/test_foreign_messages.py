@@ -137,3 +137,31 @@ def test_heartbeat_of_another_site_and_bogus_sequence_mislead_nothing(stack):
     assert r.status == 202, r
     stack.wait_for(lambda: query(consumer.store, "SELECT state FROM movements WHERE "
                                  "movement_id = 'HB-Z'") == [("posted",)], 60, "HB-Z to be posted")
+
+
+def test_movement_after_a_misrouted_copy_of_it_is_posted(stack):
+    """A copy of a movement written to another site's topic is dead-lettered;
+    the movement itself, read after it, is posted, not absorbed as the dead
+    copy's duplicate (before the fix it never reached the ERP)."""
+    bootstrap, consumer, producer = _start(stack)
+    r = producer.post([movement("MIS-0", "PLANT1", lot="LOT-0")])
+    assert r.status == 202, r
+    wait_all_posted(stack, consumer, 1, timeout=60)
+    real = [l for l in _dump(stack, bootstrap, "invsync.PLANT1.periodic") if l.get("movement")]
+    seq = int(real[0]["movement"]["sequence"])
+    copy = base64.b64decode(real[0]["value_b64"]) + _ld(1, "MIS-1") + _vi(23, seq + 1)
+    at = _produce(stack, bootstrap, "invsync.PLANT2.periodic", copy, real[0]["key"])
+    stack.wait_for(lambda: scalar(consumer.store, "SELECT count(*) FROM dead_letters") == 1, 60,
+                   "the misrouted copy to be dead-lettered")
+    r = producer.post([movement("MIS-1", "PLANT1", lot="LOT-0")])
+    assert r.status == 202, r
+    stack.wait_for(lambda: query(consumer.store, "SELECT state FROM movements WHERE "
+                                 "movement_id = 'MIS-1'") == [("posted",)], 60,
+                   "MIS-1 to be posted", detail=lambda: query(
+                       consumer.store, "SELECT movement_id, state, reason FROM movements"))
+    audit = query(consumer.store, "SELECT subject, detail FROM audit WHERE action = "
+                                  "'dead-copy-superseded'")
+    assert len(audit) == 1 and audit[0][0] == "MIS-1", audit
+    assert json.loads(audit[0][1])["dead_offset"] == at["offset"], audit
+    assert query(consumer.store, "SELECT detail FROM audit WHERE action = "
+                                 "'sequence-gap-skipped'") == []
