@@ -4,7 +4,8 @@
  *
  *   kafka-dump --bootstrap B dump  (--topic T ... | --regex RE) [--decode] [--timeout 30s]
  *   kafka-dump --bootstrap B count (--topic T ... | --regex RE) [--ids FILE] [--timeout 30s]
- *   kafka-dump --bootstrap B produce --topic T (--value S | --value-hex HEX | --value-file F)
+ *   kafka-dump --bootstrap B produce --topic T (--value S | --value-hex HEX | --value-file F
+ *              | --null-value)
  *              [--key K] [--header NAME=VALUE ...] [--partition N] [--timeout 30s]
  *   kafka-dump --bootstrap B topics [--regex RE]
  *
@@ -70,6 +71,7 @@ typedef struct kd_opts {
     const char *value;
     const char *value_hex;
     const char *value_file;
+    int null_value; /* produce: a null value (a tombstone) */
     const char *hdr_names[KD_MAX_HEADERS];
     const char *hdr_values[KD_MAX_HEADERS];
     int n_headers;
@@ -82,7 +84,7 @@ static void usage(FILE *f) {
                "       kafka-dump --bootstrap B count (--topic T ... | --regex RE) [--ids FILE] "
                "[--timeout 30s]\n"
                "       kafka-dump --bootstrap B produce --topic T (--value S | --value-hex HEX | "
-               "--value-file F)\n"
+               "--value-file F | --null-value)\n"
                "                  [--key K] [--header NAME=VALUE ...] [--partition N] "
                "[--timeout 30s]\n"
                "       kafka-dump --bootstrap B topics [--regex RE]\n");
@@ -593,7 +595,9 @@ static int cmd_produce(const kd_opts_t *o) {
         fprintf(stderr, "kafka-dump: produce needs exactly one --topic\n");
         return 2;
     }
-    if (o->value) {
+    if (o->null_value) {
+        val = NULL; /* len 0: a null value */
+    } else if (o->value) {
         len = strlen(o->value);
         val = malloc(len + 1);
         if (val)
@@ -628,10 +632,11 @@ static int cmd_produce(const kd_opts_t *o) {
             len = fread(val, 1, (size_t)sz, f);
         fclose(f);
     } else {
-        fprintf(stderr, "kafka-dump: produce needs --value, --value-hex or --value-file\n");
+        fprintf(stderr,
+                "kafka-dump: produce needs --value, --value-hex, --value-file or --null-value\n");
         return 2;
     }
-    if (!val) {
+    if (!val && !o->null_value) {
         fprintf(stderr, "kafka-dump: out of memory\n");
         return 1;
     }
@@ -712,6 +717,10 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--decode") == 0) {
             o.decode = 1;
+            continue;
+        }
+        if (strcmp(a, "--null-value") == 0) {
+            o.null_value = 1;
             continue;
         }
         if (!v) {
