@@ -571,6 +571,12 @@ static void classify(consume_t *c, slot_t *slot, store_msg_t *sm) {
         site[0] = tier[0] = '\0';
     }
 
+    /* Protobuf decodes no bytes as an empty message: say what arrived. */
+    if (msg->len == 0) {
+        snprintf(slot->reason, sizeof(slot->reason), "%s",
+                 msg->payload ? "empty value" : "null value (a tombstone)");
+        goto dead;
+    }
     if (is_heartbeat_msg(msg)) {
         slot->hb = invsync__v1__heartbeat__unpack(NULL, msg->len, msg->payload);
         /* Each heartbeat makes its site known for good (sites, the silent-site

@@ -39,8 +39,10 @@ def _dump(stack, bootstrap, topic):
 
 
 def _produce(stack, bootstrap, topic, value, key, headers=()):
+    """value None: a null value (a tombstone)."""
     argv = [binary("kafka-dump"), "--bootstrap", bootstrap, "produce", "--topic", topic,
-            "--value-hex", value.hex(), "--key", key, "--partition", "0"]
+            "--key", key, "--partition", "0"]
+    argv += ["--null-value"] if value is None else ["--value-hex", value.hex()]
     for h in headers:
         argv += ["--header", h]
     r = stack.run(argv)
@@ -165,3 +167,24 @@ def test_movement_after_a_misrouted_copy_of_it_is_posted(stack):
     assert json.loads(audit[0][1])["dead_offset"] == at["offset"], audit
     assert query(consumer.store, "SELECT detail FROM audit WHERE action = "
                                  "'sequence-gap-skipped'") == []
+
+
+def test_empty_and_null_values_are_dead_lettered_saying_so(stack):
+    """An empty value and a null one (a tombstone) on a tier topic are
+    dead-lettered with a reason that says so (they decoded as an empty
+    Movement: "movement_id: is required"), and later movements of the same
+    partition are posted."""
+    bootstrap, consumer, producer = _start(stack)
+    topic = "invsync.PLANT1.periodic"
+    empty = _produce(stack, bootstrap, topic, b"", "PLANT1/MAT-100/LOT-0")
+    null = _produce(stack, bootstrap, topic, None, "PLANT1/MAT-100/LOT-0")
+    r = producer.post([movement("EMP-%d" % i, "PLANT1", lot="LOT-%d" % i) for i in range(2)])
+    assert r.status == 202, r
+    wait_all_posted(stack, consumer, 2, timeout=60)
+    got = {(t, p, o): why for t, p, o, why in query(
+        consumer.store, "SELECT topic, part, off, reason FROM dead_letters")}
+    assert got == {(topic, 0, empty["offset"]): "empty value",
+                   (topic, 0, null["offset"]): "null value (a tombstone)"}, got
+    letters = _dlq(stack, bootstrap, "PLANT1")
+    assert letters[(topic, 0, null["offset"])]["headers"]["invsync-error"] == \
+        "null value (a tombstone)", letters
