@@ -479,6 +479,21 @@ int is_movement_reversal_matches(const is_movement_t *r, const is_movement_t *o,
     return differ(d, "to_status", is_stock_status_name(to_r), is_stock_status_name(to_o));
 }
 
+static const char *or_none(const char *v) {
+    return v && *v ? v : "(none)";
+}
+
+int is_movement_reversal_check(const is_movement_t *r, const is_movement_t *o, char *buf,
+                               size_t size) {
+    is_reversal_diff_t d;
+    if (is_movement_reversal_matches(r, o, &d))
+        return 1;
+    snprintf(buf, size, "reversal does not match %s: %s is %s, the original's %s%s",
+             str(r->reverses_movement_id), d.field, or_none(d.have),
+             strcmp(d.field, "reversed_type") == 0 ? "type is " : "is ", or_none(d.want));
+    return 0;
+}
+
 /* ---- keys, quantity ---------------------------------------------------- */
 
 int is_movement_lot_key(const is_movement_t *m, char *buf, size_t buf_size) {

@@ -145,6 +145,15 @@ typedef struct is_reversal_diff {
 int is_movement_reversal_matches(const is_movement_t *r, const is_movement_t *o,
                                  is_reversal_diff_t *d);
 
+/*
+ * is_movement_reversal_matches as the consumer words it: 1 when REVERSAL r
+ * matches o; otherwise 0 and buf = "reversal does not match <id>: <field>
+ * is <r's>, the original's is <o's>" (the reason a posting of r fails with,
+ * and the reason `erp-consumer genealogy` gives for leaving r out).
+ */
+int is_movement_reversal_check(const is_movement_t *r, const is_movement_t *o, char *buf,
+                               size_t size);
+
 /* |q| < 10^IS_MOVEMENT_MAX_QTY_DIGITS: what the ERP can book (the rule
  * is_movement_validate applies to a movement's quantity). */
 int is_movement_qty_in_range(is_decimal_t q);

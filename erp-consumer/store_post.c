@@ -256,29 +256,12 @@ out:
 
 /* ---- a REVERSAL against its original ------------------------------------- */
 
-static const char *or_none(const char *v) {
-    return v && *v ? v : "(none)";
-}
-
-/* Does REVERSAL r undo exactly the stored movement o it names
- * (is_movement_reversal_matches)? 1 if so; otherwise 0 and, in buf, the
- * first field that differs. */
-static int reversal_matches(const is_movement_t *r, const is_movement_t *o, char *buf,
-                            size_t size) {
-    is_reversal_diff_t d;
-    if (is_movement_reversal_matches(r, o, &d))
-        return 1;
-    snprintf(buf, size, "reversal does not match %s: %s is %s, the original's %s%s",
-             r->reverses_movement_id, d.field, or_none(d.have),
-             strcmp(d.field, "reversed_type") == 0 ? "type is " : "is ", or_none(d.want));
-    return 0;
-}
-
 /*
  * Check REVERSAL r, stored as movements.id row_id, against its original
  * (same source_system, movement_id = r's reverses_movement_id). A movement is
  * reversed once. r must not be posted when:
- *   - the store has the original and r does not match it (reversal_matches);
+ *   - the store has the original and r does not match it
+ *     (is_movement_reversal_check);
  *   - another REVERSAL of the same original was stored before r and took or
  *     may take effect — it matches the original when the store has it —
  *     (SQ_PRIOR_REVERSAL: queued, posting, retry, failed,
@@ -321,7 +304,7 @@ static is_err_t check_reversal(store_t *s, int64_t row_id, const is_movement_t *
                      "reversal of %s cannot be checked: the stored original does not decode",
                      r->reverses_movement_id);
         else
-            reversal_matches(r, o, buf, sizeof(buf)); /* buf stays "" when it matches */
+            is_movement_reversal_check(r, o, buf, sizeof(buf)); /* buf stays "" when it matches */
     }
     sqlite3_reset(st);
     if (!buf[0]) {
@@ -335,7 +318,7 @@ static is_err_t check_reversal(store_t *s, int64_t row_id, const is_movement_t *
             if (o) {
                 char ignored[640] = "";
                 is_movement_t *pr = decode(st, 2);
-                int valid = pr && reversal_matches(pr, o, ignored, sizeof(ignored));
+                int valid = pr && is_movement_reversal_check(pr, o, ignored, sizeof(ignored));
                 if (pr)
                     invsync__v1__movement__free_unpacked(pr, NULL);
                 if (!valid)
