@@ -29,6 +29,11 @@ typedef struct raw {
     is_decimal_t qty; /* signed: a REVERSAL subtracts */
     char *movement_id;
     size_t from, to; /* node indexes, once built */
+    uint8_t *packed; /* the movement (protobuf), to check a REVERSAL against its original */
+    size_t packed_len;
+    char *reverses;     /* a REVERSAL: its original's identity ("<source_system> SEP <id>") */
+    size_t reversed_by; /* the raw of the REVERSAL that undoes this one; SIZE_MAX: none */
+    char *ignored;      /* a REVERSAL left out (it undoes nothing): why; not an edge */
 } raw_t;
 
 typedef struct node {
@@ -55,8 +60,9 @@ struct genealogy {
     size_t *order; /* raw indexes sorted by (from, to, uom) */
     edge_t *edges; /* sorted by (from, to, uom) */
     size_t n_edges;
-    size_t *by_to; /* edge indexes sorted by to */
-    char **ids;    /* open addressing: "<source_system> SEP <movement_id>" of every raw */
+    size_t *by_to;  /* edge indexes sorted by to */
+    char **ids;     /* open addressing: "<source_system> SEP <movement_id>" of every raw */
+    size_t *id_raw; /* per slot of ids: that raw's index */
     size_t cap_ids;
 };
 
@@ -73,6 +79,9 @@ void genealogy_free(genealogy_t *g) {
         free(g->raws[i].order_key);
         free(g->raws[i].uom);
         free(g->raws[i].movement_id);
+        free(g->raws[i].packed);
+        free(g->raws[i].reverses);
+        free(g->raws[i].ignored);
     }
     for (size_t i = 0; i < g->n_nodes; i++) {
         free(g->nodes[i].site);
@@ -86,6 +95,7 @@ void genealogy_free(genealogy_t *g) {
     for (size_t i = 0; i < g->cap_ids; i++)
         free(g->ids[i]);
     free(g->ids);
+    free(g->id_raw);
     free(g);
 }
 
@@ -106,10 +116,10 @@ static size_t id_slot(char **ids, size_t cap, const char *id) {
 
 /*
  * Remember a movement by its identity (the store's dedup key: source_system
- * and movement_id). 1: new; 0: already added (a copy published again by
- * `mes-producer republish`, or an MES resend the producer accepted again,
- * which the consumer does not apply twice either); -1: out of memory.
- * g->n_raws + 1 ids fit in half the table.
+ * and movement_id) as raw g->n_raws. 1: new; 0: already added (a copy
+ * published again by `mes-producer republish`, or an MES resend the
+ * producer accepted again, which the consumer does not apply twice either);
+ * -1: out of memory. g->n_raws + 1 ids fit in half the table.
  */
 static int id_add(genealogy_t *g, const is_movement_t *m) {
     char *id;
@@ -117,13 +127,22 @@ static int id_add(genealogy_t *g, const is_movement_t *m) {
     if (2 * (g->n_raws + 1) > g->cap_ids) {
         size_t cap = g->cap_ids ? g->cap_ids * 2 : 512;
         char **ids = calloc(cap, sizeof(*ids));
-        if (!ids)
+        size_t *id_raw = calloc(cap, sizeof(*id_raw));
+        if (!ids || !id_raw) {
+            free(ids);
+            free(id_raw);
             return -1;
+        }
         for (size_t i = 0; i < g->cap_ids; i++)
-            if (g->ids[i])
-                ids[id_slot(ids, cap, g->ids[i])] = g->ids[i];
+            if (g->ids[i]) {
+                size_t k = id_slot(ids, cap, g->ids[i]);
+                ids[k] = g->ids[i];
+                id_raw[k] = g->id_raw[i];
+            }
         free(g->ids);
+        free(g->id_raw);
         g->ids = ids;
+        g->id_raw = id_raw;
         g->cap_ids = cap;
     }
     if (asprintf(&id, "%s" SEP "%s", m->source_system ? m->source_system : "",
@@ -135,6 +154,7 @@ static int id_add(genealogy_t *g, const is_movement_t *m) {
         return 0;
     }
     g->ids[slot] = id;
+    g->id_raw[slot] = g->n_raws;
     return 1;
 }
 
@@ -152,6 +172,7 @@ genealogy_dir_t genealogy_dir_parse(const char *s) {
 
 is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) {
     int type = (int)m->type, sign = 1;
+    is_decimal_t qty;
     raw_t *r;
     if (used)
         *used = 0;
@@ -165,12 +186,9 @@ is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) {
          type != INVSYNC__V1__MOVEMENT_TYPE__COMPLETION) ||
         !m->order_id || !*m->order_id || !m->quantity)
         return IS_OK;
-    switch (id_add(g, m)) {
-    case 0:
-        return IS_OK; /* the same movement again: its quantity counts once */
-    case -1:
-        return IS_ERR_NOMEM;
-    }
+    qty = is_movement_qty(m);
+    if (sign < 0 && is_decimal_negate(qty, &qty) != IS_OK)
+        return IS_ERR_INVALID;
     if (g->n_raws == g->cap_raws) {
         size_t cap = g->cap_raws ? g->cap_raws * 2 : 256;
         raw_t *raws = realloc(g->raws, cap * sizeof(*raws));
@@ -179,24 +197,39 @@ is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) {
         g->raws = raws;
         g->cap_raws = cap;
     }
+    switch (id_add(g, m)) {
+    case 0:
+        return IS_OK; /* the same movement again: its quantity counts once */
+    case -1:
+        return IS_ERR_NOMEM;
+    }
     r = &g->raws[g->n_raws];
     memset(r, 0, sizeof(*r));
+    r->reversed_by = SIZE_MAX;
+    r->packed_len = invsync__v1__movement__get_packed_size(m);
+    r->packed = malloc(r->packed_len + 1);
+    if (r->packed)
+        invsync__v1__movement__pack(m, r->packed);
+    if (sign < 0 && asprintf(&r->reverses, "%s" SEP "%s", m->source_system ? m->source_system : "",
+                             m->reverses_movement_id ? m->reverses_movement_id : "") < 0)
+        r->reverses = NULL;
     r->produced = type == INVSYNC__V1__MOVEMENT_TYPE__COMPLETION;
-    r->qty = is_movement_qty(m);
-    if (sign < 0 && is_decimal_negate(r->qty, &r->qty) != IS_OK)
-        return IS_ERR_INVALID;
+    r->qty = qty;
     if (asprintf(&r->lot_key, "L" SEP "%s" SEP "%s" SEP "%s", m->site, m->material, m->lot) < 0)
         r->lot_key = NULL;
     if (asprintf(&r->order_key, "O" SEP "%s" SEP "%s", m->site, m->order_id) < 0)
         r->order_key = NULL;
     r->uom = strdup(m->uom ? m->uom : "");
     r->movement_id = strdup(m->movement_id ? m->movement_id : "");
-    if (!r->lot_key || !r->order_key || !r->uom || !r->movement_id) {
+    if (!r->lot_key || !r->order_key || !r->uom || !r->movement_id || !r->packed ||
+        (sign < 0 && !r->reverses)) {
         free(r->lot_key);
         free(r->order_key);
         free(r->uom);
         free(r->movement_id);
-        return IS_ERR_NOMEM;
+        free(r->packed);
+        free(r->reverses);
+        return IS_ERR_NOMEM; /* its id stays known: the graph is not usable anyway */
     }
     g->n_raws++;
     if (used)
@@ -318,11 +351,80 @@ static int cmp_edge_ref(const void *pa, const void *pb) {
     return a->from < b->from ? -1 : a->from > b->from;
 }
 
+/* The movement of a raw, decoded again (NULL: out of memory). */
+static is_movement_t *raw_movement(const raw_t *r) {
+    return invsync__v1__movement__unpack(NULL, r->packed_len, r->packed);
+}
+
+/*
+ * Decide which REVERSALs undo an edge, the way the consumer decides which it
+ * posts (check_reversal, store_post.c), but from the history read alone —
+ * Kafka holds no posting state. A REVERSAL undoes its original (the movement
+ * with its source_system and reverses_movement_id) only when it matches it
+ * (is_movement_reversal_check: type, site, material, lot, location,
+ * quantity, ...) and no REVERSAL added before it already undoes it; it then
+ * subtracts from the original's edge. Any other REVERSAL — one that does not
+ * match (the consumer fails it), a second one (the consumer refuses it), one
+ * whose original is not in the history read (it would subtract from other
+ * movements' quantities) — undoes nothing here: r->ignored says why, and
+ * the original's edge stays followed (a recall scope may be too wide, never
+ * too narrow). In the order added, whichever was read first: a REVERSAL read
+ * before its original is judged against it all the same.
+ */
+static is_err_t resolve_reversals(genealogy_t *g) {
+    char why[640];
+    for (size_t i = 0; i < g->n_raws; i++) {
+        raw_t *r = &g->raws[i];
+        const char *rid;
+        size_t slot;
+        if (!r->reverses)
+            continue;
+        rid = strchr(r->reverses, SEP[0]) + 1;
+        why[0] = '\0';
+        slot = id_slot(g->ids, g->cap_ids, r->reverses);
+        if (!g->ids[slot]) {
+            snprintf(why, sizeof(why),
+                     "reversal of %s ignored: the history read has no GOODS_ISSUE or COMPLETION "
+                     "to an order with that id",
+                     rid);
+        } else {
+            raw_t *o = &g->raws[g->id_raw[slot]];
+            is_movement_t *rm = raw_movement(r), *om = raw_movement(o);
+            int matches = rm && om && is_movement_reversal_check(rm, om, why, sizeof(why));
+            if (rm)
+                invsync__v1__movement__free_unpacked(rm, NULL);
+            if (om)
+                invsync__v1__movement__free_unpacked(om, NULL);
+            if (!rm || !om)
+                return IS_ERR_NOMEM;
+            if (matches && o->reversed_by != SIZE_MAX) {
+                snprintf(why, sizeof(why),
+                         "reversal refused: reverses %s, which %s already reverses", rid,
+                         g->raws[o->reversed_by].movement_id);
+            } else if (matches) {
+                /* Same site, material, lot and uom; the order is the original's. */
+                char *key = strdup(o->order_key);
+                if (!key)
+                    return IS_ERR_NOMEM;
+                free(r->order_key);
+                r->order_key = key;
+                o->reversed_by = i;
+            }
+        }
+        if (why[0] && !(r->ignored = strdup(why)))
+            return IS_ERR_NOMEM;
+    }
+    return IS_OK;
+}
+
 static is_err_t build(genealogy_t *g) {
     const char **keys;
-    size_t n = 0;
+    size_t n = 0, n_live = 0;
+    is_err_t rc;
     if (g->built)
         return IS_OK;
+    if ((rc = resolve_reversals(g)) != IS_OK)
+        return rc;
     keys = malloc((2 * g->n_raws + 1) * sizeof(*keys));
     g->order = malloc((g->n_raws + 1) * sizeof(*g->order));
     g->edges = calloc(g->n_raws + 1, sizeof(*g->edges));
@@ -333,6 +435,8 @@ static is_err_t build(genealogy_t *g) {
         return IS_ERR_NOMEM;
     }
     for (size_t i = 0; i < g->n_raws; i++) {
+        if (g->raws[i].ignored)
+            continue;
         keys[n++] = g->raws[i].lot_key;
         keys[n++] = g->raws[i].order_key;
     }
@@ -356,15 +460,19 @@ static is_err_t build(genealogy_t *g) {
     }
     for (size_t i = 0; i < g->n_raws; i++) {
         raw_t *r = &g->raws[i];
-        size_t lot = node_index(g, r->lot_key), ord = node_index(g, r->order_key);
+        size_t lot, ord;
+        if (r->ignored)
+            continue; /* not an edge */
+        lot = node_index(g, r->lot_key);
+        ord = node_index(g, r->order_key);
         r->from = r->produced ? ord : lot;
         r->to = r->produced ? lot : ord;
-        refs[i] = (raw_ref_t){.from = r->from, .to = r->to, .raw = i, .uom = r->uom};
+        refs[n_live++] = (raw_ref_t){.from = r->from, .to = r->to, .raw = i, .uom = r->uom};
     }
-    qsort(refs, g->n_raws, sizeof(*refs), cmp_raw_ref);
-    for (size_t i = 0; i < g->n_raws; i++)
+    qsort(refs, n_live, sizeof(*refs), cmp_raw_ref);
+    for (size_t i = 0; i < n_live; i++)
         g->order[i] = refs[i].raw;
-    for (size_t i = 0; i < g->n_raws;) {
+    for (size_t i = 0; i < n_live;) {
         edge_t *e = &g->edges[g->n_edges];
         const raw_t *r = &g->raws[refs[i].raw];
         e->from = r->from;
@@ -372,7 +480,7 @@ static is_err_t build(genealogy_t *g) {
         e->produced = r->produced;
         e->uom = r->uom;
         e->first = i;
-        for (; i < g->n_raws && cmp_raw_ref(&refs[e->first], &refs[i]) == 0; i++) {
+        for (; i < n_live && cmp_raw_ref(&refs[e->first], &refs[i]) == 0; i++) {
             if (is_decimal_add(e->qty, g->raws[refs[i].raw].qty, &e->qty) != IS_OK) {
                 free(refs);
                 free(erefs);
@@ -472,7 +580,7 @@ json_t *genealogy_walk(genealogy_t *g, const char *lot, const char *material, co
                        size_t errstr_size) {
     walk_t w = {0};
     size_t *roots = NULL, n_roots = 0;
-    json_t *doc = NULL, *jroots, *nodes, *edges, *inputs, *outputs;
+    json_t *doc = NULL, *jroots, *nodes, *edges, *inputs, *outputs, *ignored;
 
     *rc = build(g);
     if (*rc != IS_OK) {
@@ -522,13 +630,15 @@ json_t *genealogy_walk(genealogy_t *g, const char *lot, const char *material, co
     edges = json_array();
     inputs = json_array();
     outputs = json_array();
-    if (!doc || !jroots || !nodes || !edges || !inputs || !outputs) {
+    ignored = json_array();
+    if (!doc || !jroots || !nodes || !edges || !inputs || !outputs || !ignored) {
         json_decref(doc);
         json_decref(jroots);
         json_decref(nodes);
         json_decref(edges);
         json_decref(inputs);
         json_decref(outputs);
+        json_decref(ignored);
         doc = NULL;
         goto out;
     }
@@ -560,11 +670,25 @@ json_t *genealogy_walk(genealogy_t *g, const char *lot, const char *material, co
                                                "kind", e->produced ? "produced" : "consumed",
                                                "quantity", q, "uom", e->uom, "movements", ids));
     }
+    /* The REVERSALs left out that touch a lot or order of the result. */
+    for (size_t i = 0; i < g->n_raws; i++) {
+        const raw_t *r = &g->raws[i];
+        size_t lot, ord;
+        if (!r->ignored)
+            continue;
+        lot = node_index(g, r->lot_key);
+        ord = node_index(g, r->order_key);
+        if ((lot != SIZE_MAX && w.seen[lot]) || (ord != SIZE_MAX && w.seen[ord]))
+            json_array_append_new(ignored, json_pack("{s:s,s:s,s:s}", "movement_id", r->movement_id,
+                                                     "reverses", strchr(r->reverses, SEP[0]) + 1,
+                                                     "reason", r->ignored));
+    }
     json_object_set_new(doc, "roots", jroots);
     json_object_set_new(doc, "nodes", nodes);
     json_object_set_new(doc, "edges", edges);
     json_object_set_new(doc, "inputs", inputs);
     json_object_set_new(doc, "outputs", outputs);
+    json_object_set_new(doc, "ignored_reversals", ignored);
     *rc = IS_OK;
 out:
     if (*rc == IS_ERR_NOMEM)
@@ -656,7 +780,8 @@ static is_err_t load_store(genealogy_t *g, const consumer_config_t *cfg, const c
      * (posted, pending, cancelled pairs, failed) is plant history. But a REVERSAL the ERP
      * refused (failed: maybe one that does not match its original) or an operator skipped
      * undoes nothing: its original stays booked, so its edge is still followed (a recall
-     * scope may be too wide, never too narrow). */
+     * scope may be too wide, never too narrow). A REVERSAL still queued is judged against
+     * its original as from Kafka (resolve_reversals). */
     return investigation_store_movements(
         cfg,
         "SELECT payload, movement_id FROM movements WHERE type IN (?1, ?2, ?3)"
@@ -819,6 +944,16 @@ int genealogy_cli(int argc, char **argv) {
     fprintf(stderr, "genealogy: %zu input lot(s), %zu output lot(s) from %zu movement(s) (%s)\n",
             json_array_size(json_object_get(doc, "inputs")),
             json_array_size(json_object_get(doc, "outputs")), n, from ? "kafka" : "store");
+    {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(doc, "ignored_reversals"), i, v) {
+            fprintf(stderr,
+                    "genealogy: %s undoes nothing here, its original's edge is followed: %s\n",
+                    json_string_value(json_object_get(v, "movement_id")),
+                    json_string_value(json_object_get(v, "reason")));
+        }
+    }
     status = 0;
     if (from && info.retention_gap) {
         char hint[160];

@@ -5,9 +5,13 @@
  * The graph has two kinds of node: lots (site, material, lot) and
  * production orders (site, order_id). A GOODS_ISSUE to an order is an edge
  * lot → order ("consumed"); a COMPLETION from an order is an edge order →
- * lot ("produced"). A REVERSAL of either subtracts from its edge; an edge
- * whose net quantity (per unit) is no longer positive was undone and is not
- * followed. Other movement types carry no genealogy and are ignored.
+ * lot ("produced"). A REVERSAL of either subtracts from its original's edge
+ * when it matches that original (is_movement_reversal_check, as the consumer
+ * checks it) and is the first REVERSAL of it that does; any other REVERSAL
+ * (not matching, a second one, its original not added) undoes nothing and
+ * is reported in "ignored_reversals". An edge whose net quantity (per unit)
+ * is no longer positive was undone and is not followed. Other movement
+ * types carry no genealogy and are ignored.
  *
  *   backward from lot X: the orders that produced X, the lots issued to
  *            those orders, their producing orders, ... (what went into X)
@@ -60,12 +64,15 @@ is_err_t genealogy_add(genealogy_t *g, const is_movement_t *m, int *used) IS_MUS
  *             {"id","kind":"order","site","order_id","level"}],
  *    "edges":[{"from","to","kind":"consumed"|"produced","quantity","uom",
  *              "movements":[ids]}],
- *    "inputs":[{"id","generation"}], "outputs":[{"id","generation"}]}
+ *    "inputs":[{"id","generation"}], "outputs":[{"id","generation"}],
+ *    "ignored_reversals":[{"movement_id","reverses","reason"}]}
  * where ids are "lot:<site>/<material>/<lot>" and "order:<site>/<order>"
  * with '%' and '/' inside a field written %25 and %2F (one id per node; the
  * node's own fields are unescaped),
  * level is signed edge hops from the root (negative backward) and
- * generation the signed lot generation. NULL with errstr when no such lot
+ * generation the signed lot generation; ignored_reversals are the
+ * REVERSALs that undo nothing (see above) whose lot or order is a node of
+ * the result, in the order added. NULL with errstr when no such lot
  * has a GOODS_ISSUE or COMPLETION (IS_ERR_NOT_FOUND in *rc) or on ENOMEM.
  */
 json_t *genealogy_walk(genealogy_t *g, const char *lot, const char *material, const char *site,

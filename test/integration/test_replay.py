@@ -380,6 +380,38 @@ def test_replay_finds_a_republished_movement_in_its_time_slot(stack, apache_kafk
 
 
 @pytest.mark.reliability
+def test_genealogy_from_kafka_ignores_a_reversal_that_does_not_match_its_original(stack, apache_kafka):
+    """Kafka holds no posting state: a REVERSAL sent before its original and naming another
+    location (the consumer fails it as invalid; the ERP keeps the issue) is on the topic like
+    any other. Genealogy --from/--to let it cancel the issue's edge: the finished lot had no
+    inputs and a recall of the issued lot missed it. It undoes nothing now and is reported."""
+    site = "RPLAY6"
+    consumer, producer = start_site(stack, apache_kafka, site)
+    t1 = utc_in(-1)
+    gi = dict(lot="LOT-RG", location="LINE-1", quantity="7", order_id="ORD-G")
+    assert producer.post([movement("RV-G1", site, type="REVERSAL", reverses_movement_id="G1",
+                                   reversed_type="GOODS_ISSUE", **dict(gi, location="LINE-2"))]).status == 202
+    assert producer.post([movement("G1", site, type="GOODS_ISSUE", **gi)]).status == 202
+    assert producer.post([movement("C1", site, lot="LOT-FG", quantity="7", order_id="ORD-G")]).status == 202
+    stack.wait_for(lambda: producer.outbox_count("WHERE sent_at IS NULL") == 0, 60,
+                   "the producer to forward the three movements")
+    t2 = utc_in(1)
+    stack.wait_for(lambda: utc() > t2, 5, "the clock to pass the end of the range")
+    r = stack.consumer_cli(consumer, "genealogy", "--lot", "LOT-FG", "--site", site, "--from", t1, "--to", t2)
+    doc = json.loads(r.out)
+    assert doc["source"] == "kafka" and doc["genealogy_movements"] == 3, doc
+    assert [i["id"] for i in doc["inputs"]] == ["lot:%s/MAT-100/LOT-RG" % site], doc
+    edge = [e for e in doc["edges"] if e["to"] == "order:%s/ORD-G" % site and e["kind"] == "consumed"]
+    assert [(e["quantity"], e["movements"]) for e in edge] == [("7", ["G1"])], doc
+    assert [(x["movement_id"], x["reverses"]) for x in doc["ignored_reversals"]] == [("RV-G1", "G1")], doc
+    assert "location is LINE-2, the original's is LINE-1" in doc["ignored_reversals"][0]["reason"], doc
+    assert "RV-G1 undoes nothing here" in r.err, r.err
+    doc = json.loads(stack.consumer_cli(consumer, "genealogy", "--lot", "LOT-RG", "--site", site,
+                                        "--direction", "forward", "--from", t1, "--to", t2).out)
+    assert "lot:%s/MAT-100/LOT-FG" % site in [o["id"] for o in doc["outputs"]], doc
+
+
+@pytest.mark.reliability
 def test_replay_edge_cases_have_clear_messages(stack, apache_kafka):
     site = "RPLAY4"
     consumer, producer = start_site(stack, apache_kafka, site)

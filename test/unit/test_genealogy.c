@@ -22,8 +22,11 @@
 
 #include "genealogy.h"
 
-static void add(genealogy_t *g, const char *id, int type, const char *material, const char *lot,
-                const char *order, int64_t units, int reversed_type) {
+/* A movement at site P1, LINE-1, in KG; a REVERSAL names the movement it
+ * reverses (reverses) and may differ from it in location. */
+static void add_at(genealogy_t *g, const char *id, int type, const char *material, const char *lot,
+                   const char *order, int64_t units, int reversed_type, const char *reverses,
+                   const char *location) {
     is_movement_t m = INVSYNC__V1__MOVEMENT__INIT;
     Invsync__V1__Decimal q = INVSYNC__V1__DECIMAL__INIT;
     int used = -1;
@@ -33,9 +36,10 @@ static void add(genealogy_t *g, const char *id, int type, const char *material, 
     m.site = "P1";
     m.type = type;
     m.reversed_type = reversed_type;
+    m.reverses_movement_id = (char *)reverses;
     m.material = (char *)material;
     m.lot = (char *)lot;
-    m.location = "LINE-1";
+    m.location = (char *)location;
     m.uom = "KG";
     m.order_id = (char *)order;
     m.quantity = &q;
@@ -45,9 +49,20 @@ static void add(genealogy_t *g, const char *id, int type, const char *material, 
                                                 type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL));
 }
 
+static void add(genealogy_t *g, const char *id, int type, const char *material, const char *lot,
+                const char *order, int64_t units, int reversed_type) {
+    add_at(g, id, type, material, lot, order, units, reversed_type, NULL, "LINE-1");
+}
+
 #define GI INVSYNC__V1__MOVEMENT_TYPE__GOODS_ISSUE
 #define CO INVSYNC__V1__MOVEMENT_TYPE__COMPLETION
 #define RV INVSYNC__V1__MOVEMENT_TYPE__REVERSAL
+
+/* A REVERSAL of GOODS_ISSUE reverses, at location. */
+static void add_rv(genealogy_t *g, const char *id, const char *reverses, const char *material,
+                   const char *lot, const char *order, int64_t units, const char *location) {
+    add_at(g, id, RV, material, lot, order, units, GI, reverses, location);
+}
 
 static int setup(void **state) {
     genealogy_t *g = NULL;
@@ -55,7 +70,7 @@ static int setup(void **state) {
     add(g, "M1", GI, "RM-1", "A", "ORD-1", 10, 0);
     add(g, "M2", GI, "RM-2", "B", "ORD-1", 5, 0);
     add(g, "M3", GI, "RM-3", "D", "ORD-1", 7, 0);
-    add(g, "M4", RV, "RM-3", "D", "ORD-1", 7, GI); /* D was issued by mistake */
+    add_rv(g, "M4", "M3", "RM-3", "D", "ORD-1", 7, "LINE-1"); /* D was issued by mistake */
     add(g, "M5", CO, "FG-1", "X", "ORD-1", 12, 0);
     add(g, "M6", GI, "FG-1", "X", "ORD-2", 12, 0);
     add(g, "M7", GI, "PKG-1", "C", "ORD-2", 4, 0);
@@ -227,6 +242,101 @@ static void test_a_movement_read_twice_counts_once(void **state) {
     genealogy_free(g);
 }
 
+/* The net quantity of the edge from lot:P1/<material>/<lot> in a walk ("" when not followed). */
+static const char *edge_qty(const json_t *doc, const char *from) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(doc, "edges"), i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "from")), from) == 0)
+            return json_string_value(json_object_get(e, "quantity"));
+    }
+    return "";
+}
+
+/*
+ * Read from Kafka there is no posting state: a REVERSAL the consumer failed
+ * as not matching its original (and an operator skipped) is on the topic
+ * like any other. RV-G1 was sent before G1 and names another location: the
+ * ERP booked G1, so R1 went into FG-G. It used to cancel G1's edge anyway —
+ * FG-G had no inputs and a recall of R1 missed FG-G. It undoes nothing now
+ * and is reported; a REVERSAL that matches its original still undoes it,
+ * even read before it.
+ */
+static void test_a_reversal_that_does_not_match_its_original_undoes_nothing(void **state) {
+    (void)state;
+    genealogy_t *g = NULL;
+    char in[256], out[256];
+    json_t *doc, *ig;
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add_rv(g, "RV-G1", "G1", "RM-1", "R1", "ORD-G", 7, "LINE-2");
+    add(g, "G1", GI, "RM-1", "R1", "ORD-G", 7, 0);
+    add_rv(g, "RV-G2", "G2", "RM-2", "R2", "ORD-G", 3, "LINE-1"); /* matches: R2 not used */
+    add(g, "G2", GI, "RM-2", "R2", "ORD-G", 3, 0);
+    add(g, "C1", CO, "FG-1", "FG-G", "ORD-G", 10, 0);
+    doc = walk(g, "FG-G", NULL, GENEALOGY_BACKWARD, 0);
+    lots_of(doc, "inputs", in, sizeof(in));
+    assert_string_equal(in, "lot:P1/RM-1/R1@-1;");
+    assert_string_equal(edge_qty(doc, "lot:P1/RM-1/R1"), "7");
+    ig = json_object_get(doc, "ignored_reversals");
+    assert_int_equal(json_array_size(ig), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ig, 0), "movement_id")),
+                        "RV-G1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ig, 0), "reverses")),
+                        "G1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ig, 0), "reason")),
+                        "reversal does not match G1: location is LINE-2, the original's is LINE-1");
+    json_decref(doc);
+    doc = walk(g, "R1", NULL, GENEALOGY_FORWARD, 0);
+    lots_of(doc, "outputs", out, sizeof(out));
+    assert_string_equal(out, "lot:P1/FG-1/FG-G@1;");
+    json_decref(doc);
+    doc = walk(g, "R2", NULL, GENEALOGY_FORWARD, 0);
+    lots_of(doc, "outputs", out, sizeof(out));
+    assert_string_equal(out, "");
+    json_decref(doc);
+    genealogy_free(g);
+}
+
+/*
+ * A movement is reversed once (the consumer refuses a second REVERSAL), and
+ * a REVERSAL whose original is not in the history read (older than --from)
+ * cannot be checked: neither subtracts from the issues read with it. A
+ * REVERSAL that does not match does not stop a later one that does.
+ */
+static void test_only_the_first_matching_reversal_of_a_movement_counts(void **state) {
+    (void)state;
+    genealogy_t *g = NULL;
+    json_t *doc, *ig;
+    size_t i;
+    json_t *v;
+    char ids[256] = "";
+    assert_int_equal(genealogy_new(&g), IS_OK);
+    add(g, "G3", GI, "RM-1", "A", "ORD-R", 7, 0);
+    add(g, "G4", GI, "RM-1", "A", "ORD-R", 5, 0);
+    add_rv(g, "RV-G3a", "G3", "RM-1", "A", "ORD-R", 7, "LINE-1");
+    add_rv(g, "RV-G3b", "G3", "RM-1", "A", "ORD-R", 7, "LINE-1"); /* refused: G3 is reversed */
+    add_rv(g, "RV-G0", "G0", "RM-1", "A", "ORD-R", 5, "LINE-1");  /* G0 was not read */
+    add(g, "G5", GI, "RM-2", "B", "ORD-R", 4, 0);
+    add_rv(g, "RV-G5a", "G5", "RM-2", "B", "ORD-R", 4, "LINE-9"); /* does not match */
+    add_rv(g, "RV-G5b", "G5", "RM-2", "B", "ORD-R", 4, "LINE-1"); /* matches: counts */
+    add(g, "C2", CO, "FG-1", "Q", "ORD-R", 5, 0);
+    doc = walk(g, "Q", NULL, GENEALOGY_BACKWARD, 0);
+    assert_string_equal(edge_qty(doc, "lot:P1/RM-1/A"), "5"); /* G4 */
+    assert_string_equal(edge_qty(doc, "lot:P1/RM-2/B"), "");
+    ig = json_object_get(doc, "ignored_reversals");
+    json_array_foreach(ig, i, v) {
+        strcat(ids, json_string_value(json_object_get(v, "movement_id")));
+        strcat(ids, ";");
+    }
+    assert_string_equal(ids, "RV-G3b;RV-G0;RV-G5a;");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ig, 0), "reason")),
+                        "reversal refused: reverses G3, which RV-G3a already reverses");
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(ig, 1), "reason")),
+                           "reversal of G0 ignored"));
+    json_decref(doc);
+    genealogy_free(g);
+}
+
 static void test_rework_cycle_terminates(void **state) {
     (void)state;
     genealogy_t *g = NULL;
@@ -335,6 +445,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_edges_carry_net_quantities_and_movements, setup,
                                         teardown),
         cmocka_unit_test(test_rework_cycle_terminates),
+        cmocka_unit_test(test_a_reversal_that_does_not_match_its_original_undoes_nothing),
+        cmocka_unit_test(test_only_the_first_matching_reversal_of_a_movement_counts),
         cmocka_unit_test(test_a_movement_read_twice_counts_once),
         cmocka_unit_test(test_material_narrows_the_roots),
         cmocka_unit_test(test_ids_escape_slash_so_lots_do_not_merge),
