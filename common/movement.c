@@ -211,6 +211,9 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
     const int type = (int)m->type;
     const int rt = rule_type(m);
     const int is_reversal = type == INVSYNC__V1__MOVEMENT_TYPE__REVERSAL;
+    /* Fields of another type are refused only when the type is known. */
+    const int type_known = type != INVSYNC__V1__MOVEMENT_TYPE__MOVEMENT_TYPE_UNSPECIFIED &&
+                           enum_known(&invsync__v1__movement_type__descriptor, type);
 
     if (max_scale > IS_DECIMAL_MAX_SCALE)
         max_scale = IS_DECIMAL_MAX_SCALE;
@@ -241,6 +244,12 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
             add_err(&v, "to_location", "must differ from location");
     } else {
         check_str(&v, "to_location", m->to_location, 0);
+        /* A to_location the type does not use would still reach the ERP (and
+         * the netting key): the MES meant another type, or sent a stale field. */
+        if (v.ingest && type_known && rt != INVSYNC__V1__MOVEMENT_TYPE__REVERSAL &&
+            *str(m->to_location))
+            add_err(&v, "to_location", "only for TRANSFER, not for %s%s",
+                    is_reversal ? "a REVERSAL of " : "", is_movement_type_name(rt));
     }
     if (!m->quantity) {
         add_err(&v, "quantity", "is required");
@@ -287,6 +296,11 @@ size_t is_movement_validate(const is_movement_t *m, const is_validate_opts_t *op
     if (is_reversal && *str(m->reverses_movement_id) &&
         strcmp(str(m->reverses_movement_id), str(m->movement_id)) == 0)
         add_err(&v, "reverses_movement_id", "must differ from movement_id");
+    else if (v.ingest && type_known && !is_reversal && *str(m->reverses_movement_id))
+        add_err(&v, "reverses_movement_id", "only for REVERSAL, not for %s",
+                is_movement_type_name(type));
+    if (v.ingest && type_known && !is_reversal && m->reversed_type != 0)
+        add_err(&v, "reversed_type", "only for REVERSAL, not for %s", is_movement_type_name(type));
     if (is_reversal) {
         int r = (int)m->reversed_type;
         if (r == INVSYNC__V1__MOVEMENT_TYPE__MOVEMENT_TYPE_UNSPECIFIED)

@@ -83,7 +83,9 @@ typedef struct is_validate_opts {
  * differ; REVERSAL needs reverses_movement_id and reversed_type (not
  * REVERSAL); attributes ≤ IS_MOVEMENT_MAX_ATTRS; source_system not refused
  * (compared ignoring case). With opts->ingest also: |quantity| <
- * 10^IS_MOVEMENT_MAX_QTY_DIGITS, no control characters in strings, each attribute
+ * 10^IS_MOVEMENT_MAX_QTY_DIGITS, no control characters in strings, no to_location
+ * but on a TRANSFER (or a REVERSAL of one), no reverses_movement_id or
+ * reversed_type but on a REVERSAL, each attribute
  * key non-empty, ≤ IS_MOVEMENT_MAX_STR and given once, each value ≤
  * IS_MOVEMENT_MAX_ATTR_VALUE (a movement always fits a Kafka message).
  */

@@ -199,6 +199,21 @@ def test_event_time_out_of_range(env):
                                   good(env, event_time="2025-11-30T06:00:00Z")])
 
 
+def test_field_of_another_type_refused(env):
+    """to_location on a type other than TRANSFER, the reversal's fields on a
+    type other than REVERSAL: the MES meant another type; refused naming the
+    field and the type, instead of reaching the ERP."""
+    for m, field, says in [
+            (good(env, to_location="STOR-2"), "to_location", "only for TRANSFER, not for COMPLETION"),
+            (good(env, type="SCRAP", reason_code="DMG", reverses_movement_id="BAD-OK-0001"),
+             "reverses_movement_id", "only for REVERSAL, not for SCRAP"),
+            (good(env, type="TRANSFER", to_location="STOR-2", reversed_type="COMPLETION"),
+             "reversed_type", "only for REVERSAL, not for TRANSFER")]:
+        with Unchanged(env):
+            body = check_error(env.producer.post(m), 422, [field])
+            assert [(e["field"], e["error"]) for e in body["errors"]] == [(field, says)], body
+
+
 def test_unknown_field_is_loud(env):
     with Unchanged(env):
         m = good(env)

@@ -63,7 +63,9 @@ static void set_by_name(is_movement_t *m, const char *name, const char *text) {
     }
 }
 
-/* A movement valid for every type (each type-specific field filled). */
+/* A movement valid for `type`: the fields every type takes (order_id,
+ * reason_code) filled; to_location only on a TRANSFER and the reversal's
+ * fields only on a REVERSAL (ingest refuses them on other types). */
 static void fill_valid(is_movement_t *m, Invsync__V1__Decimal *q, int type) {
     invsync__v1__movement__init(m);
     invsync__v1__decimal__init(q);
@@ -76,12 +78,12 @@ static void fill_valid(is_movement_t *m, Invsync__V1__Decimal *q, int type) {
     m->material = "MAT-1";
     m->lot = "LOT-1";
     m->location = "A-01";
-    m->to_location = "B-02";
+    m->to_location = type == T(TRANSFER) ? "B-02" : "";
     m->quantity = q;
     m->uom = "KG";
     m->order_id = "ORD-1";
     m->reason_code = "DMG";
-    m->reverses_movement_id = "M-0";
+    m->reverses_movement_id = type == T(REVERSAL) ? "M-0" : "";
     m->reversed_type = type == T(REVERSAL) ? T(GOODS_ISSUE) : T(MOVEMENT_TYPE_UNSPECIFIED);
 }
 
@@ -229,6 +231,22 @@ static const vcase_t vcases[] = {
     {T(REVERSAL), "reversed_type", "42", NULL, NULL, NULL, 0, "reversed_type", "unknown value 42"},
     {T(REVERSAL), "reversed_type", "TRANSFER", "to_location", "", NULL, 0, "to_location",
      "is required"},
+    {T(REVERSAL), "reversed_type", "TRANSFER", "to_location", "B-02", NULL, 0, NULL, NULL},
+    /* fields of another type: the MES meant another type, the ERP would get them */
+    {T(GOODS_ISSUE), "to_location", "B-02", NULL, NULL, NULL, 0, "to_location",
+     "only for TRANSFER, not for GOODS_ISSUE"},
+    {T(QUARANTINE), "to_location", "A-01", NULL, NULL, NULL, 0, "to_location",
+     "only for TRANSFER, not for QUARANTINE"},
+    {T(REVERSAL), "to_location", "B-02", NULL, NULL, NULL, 0, "to_location",
+     "only for TRANSFER, not for a REVERSAL of GOODS_ISSUE"},
+    {T(TRANSFER), "reverses_movement_id", "M-0", NULL, NULL, NULL, 0, "reverses_movement_id",
+     "only for REVERSAL, not for TRANSFER"},
+    {T(SCRAP), "reversed_type", "GOODS_ISSUE", NULL, NULL, NULL, 0, "reversed_type",
+     "only for REVERSAL, not for SCRAP"},
+    {T(ADJUSTMENT), "reversed_type", "42", NULL, NULL, "-5", 0, "reversed_type",
+     "only for REVERSAL, not for ADJUSTMENT"},
+    {T(MOVEMENT_TYPE_UNSPECIFIED), "to_location", "B-02", NULL, NULL, NULL, 0, "type",
+     "is required"},
     /* attributes */
     {T(GOODS_ISSUE), NULL, NULL, NULL, NULL, NULL, 33, "attributes", "has more than 32 entries"},
     /* loop guard */
@@ -310,6 +328,22 @@ static void test_validate_rules(void **state) {
             fail_msg("case %zu: want exactly '%s: %s', got %zu errors, first '%s: %s'", i,
                      c->want_field, c->want_error, n, errs[0].field, errs[0].error);
     }
+}
+
+/* Fields of another type are refused at ingest only: the consumer posts what
+ * an older producer accepted with them. */
+static void test_other_types_fields_consumed(void **state) {
+    is_movement_t m;
+    Invsync__V1__Decimal q;
+    is_field_error_t err;
+    const is_validate_opts_t at_ingest = {6, NULL, 1, 0}, consumed = {6, NULL, 0, 0};
+    (void)state;
+    fill_valid(&m, &q, T(GOODS_ISSUE));
+    m.to_location = "B-02";
+    m.reverses_movement_id = "M-0";
+    m.reversed_type = T(SCRAP);
+    assert_int_equal(is_movement_validate(&m, &at_ingest, &err, 1), 3);
+    assert_int_equal(is_movement_validate(&m, &consumed, &err, 1), 0);
 }
 
 /* event_time is optional; given, at ingest it is not before 2000 and not
@@ -490,6 +524,8 @@ static void test_effects(void **state) {
 
         fill_valid(&m, &q, c->type);
         m.reversed_type = c->reversed_type;
+        if (c->reversed_type == T(TRANSFER))
+            m.to_location = LB;
         m.from_status = c->from;
         m.to_status = c->to;
         q.units = c->qty;
@@ -763,6 +799,7 @@ int main(void) {
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_fingerprint_is_packed_hash),
         cmocka_unit_test(test_field_invalid),
+        cmocka_unit_test(test_other_types_fields_consumed),
         cmocka_unit_test(test_event_time_at_ingest),
     };
     return cmocka_run_group_tests(tests, setup_strings, NULL);
