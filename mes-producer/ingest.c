@@ -1067,7 +1067,21 @@ done:
 /* ---- routes ------------------------------------------------------------- */
 
 void ingest_handle_movements(void *ctx, const is_http_request_t *req, is_http_response_t *resp) {
+    static const char *const no_params[] = {NULL};
+    const char *unknown = is_http_query_unknown(req, no_params);
     const char *bearer = is_http_bearer(req);
+    /* POST /v1/movements takes no query parameter: one that is ignored
+     * (?dry_run=1, ?validate_only=true) would store for real what the client
+     * believes it only tried. */
+    if (unknown) {
+        ingest_t *ig = ctx;
+        is_http_respond_error(resp, 400,
+                              "unknown query parameter '%.100s': POST " INGEST_PATH_MOVEMENTS
+                              " takes none; nothing was stored",
+                              unknown);
+        producer_metrics_http(ig->metrics, resp->status);
+        return;
+    }
     /* A header that is there but not "Bearer <token>" ("Basic …", the token
      * alone) is not a missing one: say which. */
     if (!bearer && is_http_header(req, "Authorization"))

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from conftest import ERP_SOURCE, Stack, movement, query
+from conftest import ERP_SOURCE, Stack, http, movement, query
 
 MAX_BODY = 64 * 1024
 MAX_ITEMS = 100
@@ -212,6 +212,18 @@ def test_field_of_another_type_refused(env):
         with Unchanged(env):
             body = check_error(env.producer.post(m), 422, [field])
             assert [(e["field"], e["error"]) for e in body["errors"]] == [(field, says)], body
+
+
+def test_unknown_query_parameter_refused(env):
+    """POST /v1/movements takes no query parameter: ?dry_run=1 is a 400
+    naming it, not a real store the client believes was a dry run."""
+    for q, name in [("?dry_run=1", "dry_run"), ("?validate_only=true", "validate_only")]:
+        with Unchanged(env):
+            r = http("POST", env.producer.url + q, json.dumps(good(env)),
+                     {"Content-Type": "application/json",
+                      "Authorization": "Bearer " + env.producer.token("PLANT1")})
+            body = check_error(r, 400, [name])
+            assert "unknown query parameter '%s'" % name in body["error"], body
 
 
 def test_unknown_field_is_loud(env):

@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
+#include "httpd.h"
 #include "ingest.h"
 #include "json_arena.h"
 #include "log.h"
@@ -1036,6 +1038,78 @@ static void test_unknown_protobuf_fields_are_skipped(void **state) {
     assert_true(payload_len < 1024);
 }
 
+/* ---- the route, over HTTP ---------------------------------------------- */
+
+static size_t on_reply(char *p, size_t size, size_t n, void *arg) {
+    char *buf = arg;
+    size_t have = strlen(buf), add = size * n;
+    if (have + add >= 1024)
+        add = 1023 - have;
+    memcpy(buf + have, p, add);
+    buf[have + add] = '\0';
+    return size * n;
+}
+
+/* POST body to the route on a real server; the status, the reply in reply[1024]. */
+static long post_http(uint16_t port, const char *path_query, const char *body, char *reply) {
+    char url[256];
+    long status = 0;
+    struct curl_slist *hdrs = NULL;
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)port, path_query);
+    reply[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_reply);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, reply);
+    hdrs = curl_slist_append(hdrs, "Authorization: Bearer " TOK_P1);
+    hdrs = curl_slist_append(hdrs, "Content-Type: " CT);
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* POST /v1/movements takes no query parameter: ?dry_run=1 is not ignored
+ * (the client would believe it stored nothing), it is a 400 naming it. */
+static void test_400_unknown_query_parameter(void **state) {
+    fixture_t *f = *state;
+    size_t n_routes;
+    const is_http_route_t *routes = ingest_routes(&n_routes);
+    is_httpd_t *h = NULL;
+    char err[256], m[1024], reply[1024];
+    static const struct {
+        const char *query, *name;
+    } bad[] = {
+        {"?dry_run=1", "dry_run"},
+        {"?validate_only=true", "validate_only"},
+        {"?dry_run", "dry_run"},
+    };
+
+    assert_int_equal(
+        is_httpd_start("127.0.0.1:0", routes, n_routes, f->ig, 65536, 1, &h, err, sizeof err),
+        IS_OK);
+    gi(m, sizeof m, "MV-Q1", "P1", "1");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[64], want[128];
+        snprintf(path, sizeof path, "/v1/movements%s", bad[i].query);
+        snprintf(want, sizeof want, "unknown query parameter '%s'", bad[i].name);
+        if (post_http(is_httpd_port(h), path, m, reply) != 400 || !strstr(reply, want))
+            fail_msg("%s: %s", path, reply);
+    }
+    assert_int_equal(stored(f), 0);
+    /* Without one, the same movement is stored. */
+    assert_int_equal(post_http(is_httpd_port(h), "/v1/movements", m, reply), 202);
+    assert_int_equal(stored(f), 1);
+    is_httpd_stop(h);
+}
+
 /* ---- health, readiness, metrics ---------------------------------------- */
 
 static void call(fixture_t *f, is_http_handler_fn fn, const char *path) {
@@ -1177,6 +1251,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_422_reversal_must_match_original_statuses, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_protobuf_fields_are_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_400_unknown_query_parameter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_ready_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_refusals_do_not_take_site_slots, setup,
                                         teardown),
@@ -1189,7 +1264,9 @@ int main(void) {
     int rc;
     json_arena_install(); /* as mes-producer's main: request trees in the arena */
     is_log_init("test_ingest", IS_LOG_ERROR); /* keep the test output readable */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
     json_arena_thread_release();
     return rc;
 }
