@@ -82,6 +82,23 @@ static const char *str(const char *s) {
     return s ? s : "";
 }
 
+/* The code point of a zero-width or bidirectional formatting character
+ * starting at s (UTF-8), or 0. */
+static unsigned invisible_at(const char *s, size_t left) {
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned cp;
+    if (left < 3 || !((u[0] == 0xe2 && (u[1] == 0x80 || u[1] == 0x81)) ||
+                      (u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf)))
+        return 0;
+    if (u[2] < 0x80 || u[2] > 0xbf)
+        return 0;
+    cp = ((u[0] & 0x0fu) << 12) | ((u[1] & 0x3fu) << 6) | (u[2] & 0x3fu);
+    if ((cp >= 0x200b && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+        (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff)
+        return cp;
+    return 0;
+}
+
 /* Length limit for every MES-sent string; "is required" when required and
  * empty; no control characters (a tab or line break inside a lot or an id is
  * a data error that would otherwise reach the ERP and the reports). */
@@ -111,6 +128,17 @@ static void check_str(verrs_t *v, const char *field, const char *s, int required
                 ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
                 add_err(v, field, "must not contain line breaks (U+%04X at byte %zu)",
                         0x2028u + ((unsigned char)s[i + 2] - 0xa8u), i);
+                return;
+            }
+            /* Zero-width and bidirectional controls: "LOT\u200B1" or an RLO
+             * makes two codes that look alike (U+200B..U+200F, U+202A..U+202E,
+             * U+2060..U+2064, U+2066..U+2069, U+FEFF). */
+            unsigned cp = invisible_at(s + i, len - i);
+            if (cp) {
+                add_err(v, field,
+                        "must not contain invisible or bidirectional characters (U+%04X at byte "
+                        "%zu)",
+                        cp, i);
                 return;
             }
         }

@@ -226,6 +226,16 @@ def test_unknown_query_parameter_refused(env):
             assert "unknown query parameter '%s'" % name in body["error"], body
 
 
+def test_invisible_characters_in_codes_refused(env):
+    """A zero-width or bidirectional control in a lot makes two lots that look
+    alike: refused naming the code point and the byte."""
+    for lot, cp in [("LOT\u200b1", "U+200B at byte 3"), ("\u202eLOT-1", "U+202E at byte 0"),
+                    ("LOT-1\ufeff", "U+FEFF at byte 5")]:
+        with Unchanged(env):
+            body = check_error(env.producer.post(dict(good(env), lot=lot)), 422, ["lot"])
+            assert any(e["field"] == "lot" and cp in e["error"] for e in body["errors"]), body
+
+
 def test_unknown_field_is_loud(env):
     with Unchanged(env):
         m = good(env)

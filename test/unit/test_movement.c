@@ -270,6 +270,33 @@ static const vcase_t vcases[] = {
     {T(GOODS_ISSUE), "material", "M\xe2\x80\xa9", NULL, NULL, NULL, 0, "material",
      "must not contain line breaks (U+2029 at byte 1)"},
     {T(GOODS_ISSUE), "lot", "L1\xe2\x80\xa7X", NULL, NULL, NULL, 0, NULL, NULL}, /* U+2027 */
+    /* zero-width and bidirectional controls: two codes that look alike */
+    {T(GOODS_ISSUE), "lot", "L1\xe2\x80\x8bX", NULL, NULL, NULL, 0, "lot",
+     "must not contain invisible or bidirectional characters (U+200B at byte 2)"},
+    {T(GOODS_ISSUE), "movement_id", "M\xe2\x80\x8f", NULL, NULL, NULL, 0, "movement_id",
+     "must not contain invisible or bidirectional characters (U+200F at byte 1)"},
+    {T(GOODS_ISSUE), "material", "\xe2\x80\xaaRM", NULL, NULL, NULL, 0, "material",
+     "must not contain invisible or bidirectional characters (U+202A at byte 0)"},
+    {T(GOODS_ISSUE), "location",
+     "A\xe2\x80\xae"
+     "B",
+     NULL, NULL, NULL, 0, "location",
+     "must not contain invisible or bidirectional characters (U+202E at byte 1)"},
+    {T(GOODS_ISSUE), "order_id", "O\xe2\x81\xa0", NULL, NULL, NULL, 0, "order_id",
+     "must not contain invisible or bidirectional characters (U+2060 at byte 1)"},
+    {T(GOODS_ISSUE), "serial", "S\xe2\x81\xa4", NULL, NULL, NULL, 0, "serial",
+     "must not contain invisible or bidirectional characters (U+2064 at byte 1)"},
+    {T(GOODS_ISSUE), "source_system", "MES\xe2\x81\xa6", NULL, NULL, NULL, 0, "source_system",
+     "must not contain invisible or bidirectional characters (U+2066 at byte 3)"},
+    {T(GOODS_ISSUE), "uom", "K\xe2\x81\xa9G", NULL, NULL, NULL, 0, "uom",
+     "must not contain invisible or bidirectional characters (U+2069 at byte 1)"},
+    {T(GOODS_ISSUE), "lot", "\xef\xbb\xbfLOT", NULL, NULL, NULL, 0, "lot",
+     "must not contain invisible or bidirectional characters (U+FEFF at byte 0)"},
+    /* their neighbours are visible: U+200A HAIR SPACE, U+2030, U+2065, U+206A, U+FEFE */
+    {T(GOODS_ISSUE), "lot", "L\xe2\x80\x8a\xe2\x80\xb0\xe2\x81\xa5", NULL, NULL, NULL, 0, NULL,
+     NULL},
+    {T(GOODS_ISSUE), "lot", "L\xe2\x81\xaa\xef\xbb\xbe\xe2\x80\xa9X", NULL, NULL, NULL, 0, "lot",
+     "must not contain line breaks (U+2029 at byte 7)"},
     /* leading / trailing spaces make another code */
     {T(GOODS_ISSUE), "lot", "LOT-1 ", NULL, NULL, NULL, 0, "lot",
      "must not begin or end with a space"},
