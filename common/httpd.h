@@ -40,6 +40,9 @@ const char *is_http_query_unknown(const is_http_request_t *req, const char *cons
 /* The token of "Authorization: Bearer <token>" (surrounding whitespace
  * dropped), or NULL. Valid until the next call on this thread. */
 const char *is_http_bearer(const is_http_request_t *req);
+/* The 401 for an Authorization header that is there but not "Bearer <token>"
+ * (another scheme, the token alone, no token): not a missing one. */
+#define IS_HTTP_BEARER_MALFORMED "malformed Authorization header: expected 'Bearer <token>'"
 
 typedef struct is_http_response {
     int status;               /* default 200 */

@@ -611,6 +611,10 @@ static int admin_denied(api_t *a, const is_http_request_t *req, is_http_response
                               "admin API disabled: set admin.token in the configuration");
         return 1;
     }
+    if (!token && is_http_header(req, "Authorization")) {
+        is_http_respond_error(resp, 401, IS_HTTP_BEARER_MALFORMED);
+        return 1;
+    }
     if (!token) {
         is_http_respond_error(resp, 401, "missing bearer token");
         return 1;

@@ -1017,8 +1017,7 @@ void ingest_movements(ingest_t *ig, const char *content_type, const char *bearer
         goto done;
     }
     if (!*bearer) {
-        is_http_respond_error(resp, 401,
-                              "malformed Authorization header: expected 'Bearer <token>'");
+        is_http_respond_error(resp, 401, IS_HTTP_BEARER_MALFORMED);
         snprintf(resp->extra_header, sizeof(resp->extra_header), "WWW-Authenticate: Bearer");
         goto done;
     }

@@ -102,8 +102,10 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg) {
     return size * n;
 }
 
-/* GET path (body NULL) or POST body with the admin token; the reply's JSON, status in *status. */
-static json_t *call(fx_t *f, const char *path, const char *body, long *status) {
+/* GET path (body NULL) or POST body with the Authorization header auth (NULL: none); the
+ * reply's JSON, status in *status. */
+static json_t *call_auth(fx_t *f, const char *path, const char *body, const char *auth,
+                         long *status) {
     char url[256];
     reply_t r = {0};
     struct curl_slist *hdrs = NULL;
@@ -116,7 +118,8 @@ static json_t *call(fx_t *f, const char *path, const char *body, long *status) {
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    hdrs = curl_slist_append(hdrs, "Authorization: Bearer " TOKEN);
+    if (auth)
+        hdrs = curl_slist_append(hdrs, auth);
     hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -132,6 +135,11 @@ static json_t *call(fx_t *f, const char *path, const char *body, long *status) {
     free(r.body);
     *status = r.status;
     return doc;
+}
+
+/* The same with the admin token. */
+static json_t *call(fx_t *f, const char *path, const char *body, long *status) {
+    return call_auth(f, path, body, "Authorization: Bearer " TOKEN, status);
 }
 
 static const char *str(json_t *doc, const char *key) {
@@ -359,6 +367,38 @@ static void test_trace_refuses_an_empty_doubled_or_unknown_parameter(void **stat
     json_decref(doc);
 }
 
+/* An Authorization header that is there but not "Bearer <token>" is named as such (as the
+ * producer does), not "missing bearer token"; the token is never echoed. */
+static void test_admin_names_a_malformed_authorization_header(void **state) {
+    fx_t *f = *state;
+    long status;
+    static const char *const bad[] = {
+        "Authorization: Basic dXNlcjpwYXNz",
+        "Authorization: " TOKEN,
+        "Authorization: Bearer",
+        "Authorization: Bearer a b",
+    };
+    static const char body[] = "{\"site\":\"PLANT1\",\"tier\":\"periodic\",\"by\":\"a\","
+                               "\"reason\":\"r\"}";
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *doc = call_auth(f, "/admin/pause", body, bad[i], &status);
+        const char *err = str(doc, "error");
+        if (status != 401 ||
+            strcmp(err, "malformed Authorization header: expected 'Bearer <token>'") != 0)
+            fail_msg("case %zu '%s': status %ld, error \"%s\"", i, bad[i], status, err);
+        json_decref(doc);
+    }
+    json_t *doc = call_auth(f, "/admin/pause", body, NULL, &status);
+    assert_int_equal(status, 401);
+    assert_string_equal(str(doc, "error"), "missing bearer token");
+    json_decref(doc);
+    doc = call_auth(f, "/admin/pause", body, "Authorization: Bearer nope", &status);
+    assert_int_equal(status, 401);
+    assert_string_equal(str(doc, "error"), "unknown token");
+    json_decref(doc);
+    assert_false(store_is_paused(f->store, "PLANT1", "periodic"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_readyz_says_whether_kafka_was_ever_reached, setup,
@@ -375,6 +415,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_trace_refuses_an_empty_doubled_or_unknown_parameter,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_names_a_malformed_authorization_header, setup,
+                                        teardown),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
