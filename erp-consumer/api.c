@@ -725,9 +725,18 @@ static void h_admin_failed_action(void *ctx, const is_http_request_t *req,
     int action = slash ? admin_action_parse(slash + 1) : -1;
     if (admin_denied(a, req, resp))
         return;
-    if (!slash || (action != ADMIN_RETRY && action != ADMIN_SKIP) ||
-        (size_t)(slash - rest) >= sizeof(id)) {
+    if (!slash || (action != ADMIN_RETRY && action != ADMIN_SKIP)) {
         is_http_respond_error(resp, 404, "use /admin/failed/<posting_id>/retry or .../skip");
+        return;
+    }
+    /* The path is right; the id cannot be one (a posting id is a few dozen
+     * characters): not found, as an unknown id, saying why. */
+    if ((size_t)(slash - rest) >= sizeof(id)) {
+        is_http_respond_error(resp, 404,
+                              "'%.32s...' (%zu characters) is not a posting id: too long; "
+                              "`erp-consumer failed list` (GET /admin/failed) lists the failed "
+                              "postings",
+                              rest, (size_t)(slash - rest));
         return;
     }
     snprintf(id, sizeof(id), "%.*s", (int)(slash - rest), rest);

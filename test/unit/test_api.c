@@ -367,6 +367,36 @@ static void test_trace_refuses_an_empty_doubled_or_unknown_parameter(void **stat
     json_decref(doc);
 }
 
+/* A retry or skip of an id too long to be a posting id says so, not "use
+ * /admin/failed/<posting_id>/retry" (the path was right). */
+static void test_failed_action_of_an_overlong_id_says_it_is_not_a_posting_id(void **state) {
+    fx_t *f = *state;
+    long status;
+    char path[512], id[300];
+    static const char body[] = "{\"by\":\"a\",\"reason\":\"r\"}";
+    static const size_t lens[] = {128, 200, 127};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        memset(id, 'a', lens[i]);
+        id[lens[i]] = '\0';
+        snprintf(path, sizeof(path), "/admin/failed/%s/%s", id, i == 1 ? "skip" : "retry");
+        json_t *doc = call(f, path, body, &status);
+        const char *err = str(doc, "error");
+        char want[400];
+        if (lens[i] >= 128)
+            snprintf(want, sizeof(want), "(%zu characters) is not a posting id: too long", lens[i]);
+        else
+            snprintf(want, sizeof(want), "no posting '%s'", id);
+        if (status != 404 || !strstr(err, want) || strstr(err, "use /admin/failed"))
+            fail_msg("id of %zu characters: status %ld, error \"%s\"", lens[i], status, err);
+        json_decref(doc);
+    }
+    /* A wrong action is still told the path. */
+    json_t *doc = call(f, "/admin/failed/p1/retyr", body, &status);
+    assert_int_equal(status, 404);
+    assert_string_equal(str(doc, "error"), "use /admin/failed/<posting_id>/retry or .../skip");
+    json_decref(doc);
+}
+
 /* An Authorization header that is there but not "Bearer <token>" is named as such (as the
  * producer does), not "missing bearer token"; the token is never echoed. */
 static void test_admin_names_a_malformed_authorization_header(void **state) {
@@ -417,6 +447,8 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_names_a_malformed_authorization_header, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_failed_action_of_an_overlong_id_says_it_is_not_a_posting_id, setup, teardown),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
