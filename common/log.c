@@ -22,6 +22,7 @@
 
 #include "duration.h"
 #include "log.h"
+#include "utf8.h"
 
 #define LOG_LINE_MAX 16384
 #define LOG_MSG_MAX  8192 /* is_logf's formatted message */
@@ -79,38 +80,6 @@ static int put_str(log_buf_t *b, const char *s) {
     return put(b, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    size_t len, i;
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    }
-    /* Overlongs, surrogates and code points above U+10FFFF. */
-    if (c == 0xE0 && s[1] < 0xA0)
-        return 0;
-    if (c == 0xED && s[1] > 0x9F)
-        return 0;
-    if (c == 0xF0 && s[1] < 0x90)
-        return 0;
-    if (c == 0xF4 && s[1] > 0x8F)
-        return 0;
-    return len;
-}
-
 /*
  * Append s as a JSON string. With partial set, a string that does not fit is
  * cut at a character boundary, closed, and the line marked truncated; without
@@ -152,7 +121,7 @@ static int put_json_string(log_buf_t *b, const char *s, int partial) {
                 snprintf(esc, sizeof(esc), "\\u%04x", *p);
                 olen = 6;
             } else {
-                clen = utf8_len(p, n);
+                clen = is_utf8_char_len(p, n);
                 if (clen == 0) {
                     out = "\\ufffd";
                     olen = 6;

@@ -33,6 +33,7 @@
 
 #include "duration.h"
 #include "erp.h"
+#include "utf8.h"
 
 #define POST_RESPONSE_MAX    (1u << 20)   /* a posting answer is small */
 #define ON_HAND_RESPONSE_MAX (256u << 20) /* a whole plant's on-hand */
@@ -80,32 +81,6 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *opaque) {
     return n;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid (as in log.c). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    size_t len, i;
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    /* Overlongs, surrogates and code points above U+10FFFF. */
-    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
-        (c == 0xF4 && s[1] > 0x8F))
-        return 0;
-    return len;
-}
-
 /*
  * "HTTP 422 (note): <body>" into msg, the body flattened to one line and cut
  * to fit (ending in "..." when cut), so a dead-letter shows the ERP's words.
@@ -124,7 +99,7 @@ static void format_answer(char *msg, size_t size, long status, const char *note,
     at = fit = (size_t)n;
     for (i = 0; i < b->len;) {
         const unsigned char *c = (const unsigned char *)b->data + i;
-        size_t len = utf8_len(c, b->len - i);
+        size_t len = is_utf8_char_len(c, b->len - i);
 
         if (at + (len ? len : 1) + 1 > size)
             break;

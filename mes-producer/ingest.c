@@ -20,6 +20,7 @@
 #include "log.h"
 #include "movement_json.h"
 #include "topic.h"
+#include "utf8.h"
 
 #define CT_JSON           "application/json"
 #define CT_PROTOBUF       "application/x-protobuf"
@@ -162,40 +163,15 @@ static const char *item_id(const req_item_t *it) {
     return it->json_id;
 }
 
-/* Bytes of the well-formed UTF-8 character at s (no overlong forms,
- * surrogates or > U+10FFFF), or 0 when there is none (or at the NUL). */
-static size_t utf8_char_len(const unsigned char *s) {
-    unsigned c = *s, n, min, cp, i;
-    if (c == 0)
-        return 0;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1, min = 0x80, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2, min = 0x800, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (i = 1; i <= n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n + 1;
-}
-
 /* 1 when s is well-formed UTF-8. */
 static int utf8_valid(const unsigned char *s) {
-    size_t n;
-    while (*s) {
-        if ((n = utf8_char_len(s)) == 0)
+    size_t left = strlen((const char *)s), n;
+    while (left > 0) {
+        n = is_utf8_char_len(s, left);
+        if (n == 0)
             return 0;
         s += n;
+        left -= n;
     }
     return 1;
 }
@@ -205,18 +181,20 @@ static int utf8_valid(const unsigned char *s) {
 static char *utf8_dup_clean(const char *s) {
     char *copy = strdup(s), *out = copy;
     const unsigned char *p = (const unsigned char *)copy;
-    size_t n;
+    size_t left, n;
     if (!copy)
         return NULL;
-    while (*p) {
-        n = utf8_char_len(p);
+    left = strlen(copy);
+    while (left > 0) {
+        n = is_utf8_char_len(p, left);
         if (n == 0) {
-            p++;
-            continue;
+            n = 1; /* not part of a whole character: dropped */
+        } else {
+            memmove(out, p, n);
+            out += n;
         }
-        memmove(out, p, n);
-        out += n;
         p += n;
+        left -= n;
     }
     *out = '\0';
     return copy;
