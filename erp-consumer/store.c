@@ -550,6 +550,26 @@ typedef struct pair {
     const char *producer, *site;
 } pair_t;
 
+/* Record (producer, site, seq) in seq_fills: a sequence that counts for
+ * the watermark without a movement row of its own. *added (may be NULL):
+ * 1 when it was not there yet. */
+static is_err_t insert_seq_fill(store_t *s, const char *producer, const char *site, int64_t seq,
+                                int64_t now_ms, int *added) {
+    sqlite3_stmt *st = stmt(s, SQ_SEQ_FILL);
+    int src;
+    bind_text(st, 1, producer);
+    bind_text(st, 2, site);
+    sqlite3_bind_int64(st, 3, seq);
+    sqlite3_bind_int64(st, 4, now_ms);
+    src = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (src != SQLITE_DONE)
+        return IS_ERR_DB;
+    if (added)
+        *added = sqlite3_changes(s->db) > 0;
+    return IS_OK;
+}
+
 /*
  * A movement id the store may already hold (store.h). The stored row came
  * with another (producer, site, sequence) than m: a resend the producer
@@ -588,17 +608,7 @@ is_err_t store_note_seq_fill(store_t *s, const is_movement_t *m, int64_t now_ms,
         return IS_ERR_DB;
     if (!other_seq)
         return IS_OK;
-    st = stmt(s, SQ_SEQ_FILL);
-    bind_text(st, 1, m->producer_id);
-    bind_text(st, 2, m->site);
-    sqlite3_bind_int64(st, 3, (int64_t)m->sequence);
-    sqlite3_bind_int64(st, 4, now_ms);
-    src = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (src != SQLITE_DONE)
-        return IS_ERR_DB;
-    *counted = sqlite3_changes(s->db) > 0;
-    return IS_OK;
+    return insert_seq_fill(s, m->producer_id, m->site, (int64_t)m->sequence, now_ms, counted);
 }
 
 /* Advance the (producer, site) watermark over contiguous received sequences. */
@@ -713,17 +723,8 @@ static is_err_t supersede_dead(store_t *s, const store_msg_t *msg, int64_t now_m
         return IS_OK;
     if (src != SQLITE_ROW)
         return IS_ERR_DB;
-    if (producer[0] && seq > 0) {
-        st = stmt(s, SQ_SEQ_FILL);
-        bind_text(st, 1, producer);
-        bind_text(st, 2, site);
-        sqlite3_bind_int64(st, 3, seq);
-        sqlite3_bind_int64(st, 4, now_ms);
-        src = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (src != SQLITE_DONE)
-            return IS_ERR_DB;
-    }
+    if (producer[0] && seq > 0 && insert_seq_fill(s, producer, site, seq, now_ms, NULL) != IS_OK)
+        return IS_ERR_DB;
     st = stmt(s, SQ_DELETE_MOVEMENT);
     sqlite3_bind_int64(st, 1, id);
     src = sqlite3_step(st);

@@ -317,6 +317,33 @@ def policy_prefix(path=POLICY):
 
 # -------------------------------------------------------------- movements --
 
+# ---- protobuf wire format by hand (messages a foreign writer could send) ----
+
+def pb_varint(n):
+    """A base-128 varint."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_ld(field, payload):
+    """A length-delimited field (wire type 2)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return pb_varint(field << 3 | 2) + pb_varint(len(payload)) + payload
+
+
+def pb_vi(field, n):
+    """A varint field (wire type 0)."""
+    return pb_varint(field << 3) + pb_varint(n)
+
+
 def movement(mid, site, type="COMPLETION", material="MAT-100", lot="LOT-1",
              location="STOR-1", quantity="5", uom="EA", source="MES-TEST", **extra):
     """A valid MES movement in the JSON form of the API (proto field names)."""

@@ -7,29 +7,7 @@ import base64
 import json
 import time
 
-from conftest import binary, movement, query, scalar, wait_all_posted
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _ld(field, payload):
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _vi(field, n):
-    return _varint(field << 3) + _varint(n)
+from conftest import binary, movement, pb_ld, pb_varint, pb_vi, query, scalar, wait_all_posted
 
 
 def _dump(stack, bootstrap, topic):
@@ -76,8 +54,8 @@ def test_movement_on_another_tiers_topic_is_dead_lettered(stack):
     real = [l for l in _dump(stack, bootstrap, topic) if l.get("movement")]
     seq = max(int(l["movement"]["sequence"]) for l in real)
     # A copy with a new id and the next sequence, claiming the realtime tier.
-    bad = base64.b64decode(real[0]["value_b64"]) + _ld(1, "TIER-BAD") + _ld(20, "realtime") + \
-        _vi(23, seq + 1)
+    bad = base64.b64decode(real[0]["value_b64"]) + pb_ld(1, "TIER-BAD") + pb_ld(20, "realtime") + \
+        pb_vi(23, seq + 1)
     at = _produce(stack, bootstrap, topic, bad, real[0]["key"])
     r = producer.post([movement("TIER-A%d" % i, "PLANT1", lot="LOT-%d" % i) for i in range(2)])
     assert r.status == 202, r
@@ -112,11 +90,11 @@ def test_heartbeat_of_another_site_and_bogus_sequence_mislead_nothing(stack):
     topic = "invsync.PLANT1.periodic"
     real = [l for l in _dump(stack, bootstrap, topic) if l.get("movement")]
     pid = real[0]["movement"]["producer_id"]
-    hb = _ld(1, "PLANT9") + _ld(2, pid) + _vi(3, 1) + _vi(4, int(time.time() * 1000))
+    hb = pb_ld(1, "PLANT9") + pb_ld(2, pid) + pb_vi(3, 1) + pb_vi(4, int(time.time() * 1000))
     hb_at = _produce(stack, bootstrap, topic, hb, "PLANT9/heartbeat", headers=[HEARTBEAT])
     # Quantity -5 (invalid), sequence 10^12.
-    bad = base64.b64decode(real[0]["value_b64"]) + _ld(1, "HB-BAD") + \
-        _ld(10, _vi(1, (1 << 64) - 5)) + _vi(23, 10**12)
+    bad = base64.b64decode(real[0]["value_b64"]) + pb_ld(1, "HB-BAD") + \
+        pb_ld(10, pb_vi(1, (1 << 64) - 5)) + pb_vi(23, 10**12)
     bad_at = _produce(stack, bootstrap, topic, bad, real[0]["key"])
     r = producer.post([movement("HB-A%d" % i, "PLANT1", lot="LOT-%d" % i) for i in range(2)])
     assert r.status == 202, r
@@ -151,7 +129,7 @@ def test_movement_after_a_misrouted_copy_of_it_is_posted(stack):
     wait_all_posted(stack, consumer, 1, timeout=60)
     real = [l for l in _dump(stack, bootstrap, "invsync.PLANT1.periodic") if l.get("movement")]
     seq = int(real[0]["movement"]["sequence"])
-    copy = base64.b64decode(real[0]["value_b64"]) + _ld(1, "MIS-1") + _vi(23, seq + 1)
+    copy = base64.b64decode(real[0]["value_b64"]) + pb_ld(1, "MIS-1") + pb_vi(23, seq + 1)
     at = _produce(stack, bootstrap, "invsync.PLANT2.periodic", copy, real[0]["key"])
     stack.wait_for(lambda: scalar(consumer.store, "SELECT count(*) FROM dead_letters") == 1, 60,
                    "the misrouted copy to be dead-lettered")

@@ -8,26 +8,7 @@ sequence gap; and a resend carrying an extra unknown field was a 409."""
 
 import json
 
-from conftest import movement, query
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _ld(field, payload):
-    """A length-delimited field (wire type 2)."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+from conftest import movement, pb_ld, pb_varint, query
 
 
 def _movement_pb(m, unknown=b""):
@@ -35,16 +16,16 @@ def _movement_pb(m, unknown=b""):
     protobuf Movement, with `unknown` appended as field 99."""
     strings = [("movement_id", 1), ("source_system", 2), ("site", 3), ("material", 5),
                ("lot", 6), ("location", 8), ("uom", 11), ("order_id", 12)]
-    b = b"".join(_ld(n, m[k]) for k, n in strings)
-    b += _varint(4 << 3) + _varint(2)  # type = COMPLETION
-    b += _ld(10, _varint(1 << 3) + _varint(int(m["quantity"])))  # Decimal{units}
+    b = b"".join(pb_ld(n, m[k]) for k, n in strings)
+    b += pb_varint(4 << 3) + pb_varint(2)  # type = COMPLETION
+    b += pb_ld(10, pb_varint(1 << 3) + pb_varint(int(m["quantity"])))  # Decimal{units}
     if unknown:
-        b += _ld(99, unknown)
+        b += pb_ld(99, unknown)
     return b
 
 
 def _batch(*movements):
-    return b"".join(_ld(1, mv) for mv in movements)
+    return b"".join(pb_ld(1, mv) for mv in movements)
 
 
 def test_unknown_protobuf_fields_are_skipped_end_to_end(stack):
